@@ -1,0 +1,45 @@
+# The two commands a newcomer needs: `make up` and `make test`.
+SHELL := /bin/bash
+.SHELLFLAGS := -eu -o pipefail -c
+ENV := source tools/env.sh
+PY := .venv/bin/python
+
+.PHONY: bootstrap up down test test-unit test-integration test-e2e bench clean
+
+## bootstrap: Debian packages, .venv, Pulumi CLI (idempotent; seconds when done)
+bootstrap:
+	@tools/bootstrap-apt.sh
+	@tools/bootstrap-python.sh
+	@tools/build-pulumi.sh
+	@tools/bootstrap-stack.sh
+
+## up: bootstrap, then `pulumi up` on the local stack and a short live check
+up: bootstrap
+	@$(ENV) && pulumi up -s local --yes --skip-preview
+	@$(ENV) && transit local-check
+
+## down: destroy the local stack (leaves no namespace, process or file)
+down:
+	@$(ENV) && pulumi destroy -s local --yes --skip-preview
+
+## test: the whole suite (unit, component, integration, e2e)
+test: bootstrap
+	@$(ENV) && $(PY) -m pytest -q -p no:cacheprovider
+
+test-unit: bootstrap
+	@$(ENV) && $(PY) -m pytest -q tests/unit tests/component
+
+test-integration: bootstrap
+	@$(ENV) && $(PY) -m pytest -q -m integration
+
+test-e2e: bootstrap
+	@$(ENV) && $(PY) -m pytest -q -m e2e
+
+## bench: every benchmark; results land in bench/results/
+bench: bootstrap
+	@$(ENV) && for b in bench/*.py; do \
+	  m=$$(basename $$b .py); [[ $$m == __init__ ]] && continue; \
+	  echo "== bench.$$m"; $(PY) -m bench.$$m; done
+
+clean:
+	rm -rf .venv .tools .pulumi-state
