@@ -1,9 +1,11 @@
 #!/usr/bin/env bash
-# Builds the pinned Pulumi CLI, its Python language host, the Python shims and
-# the pulumi-command provider from Go modules into .tools/bin.
+# Builds the pinned Pulumi CLI and its Python shims from Go modules, and our own
+# Python language host (tools/langhost), into .tools/bin.
 # Why: the npm and curl installers download from the internet, which these
-# machines cannot reach; the Go module proxy can. Idempotent: a matching
-# .tools/bin/pulumi is kept.
+# machines cannot reach; the Go module proxy can, but it refuses Pulumi's own
+# Python host module (see tools/langhost/README.md). Idempotent and fast when
+# already built: a matching pulumi is kept, and the host is rebuilt only when
+# its sources are newer than the binary.
 set -euo pipefail
 here=$(cd "$(dirname "$0")" && pwd)
 root=$(cd "$here/.." && pwd)
@@ -11,18 +13,16 @@ root=$(cd "$here/.." && pwd)
 source "$here/versions.env"
 bin="$root/.tools/bin"
 work="$root/.tools/go-pulumi"
+langhost="$here/langhost"
 mkdir -p "$bin" "$work"
-
-want="v$PULUMI_VERSION"
-if [[ -x "$bin/pulumi" && "$("$bin/pulumi" version 2>/dev/null)" == "$want" \
-      && -x "$bin/pulumi-language-python" ]]; then
-  echo "pulumi: $want already built in .tools/bin"
-  exit 0
-fi
-
 export GOTOOLCHAIN=local GOFLAGS=-mod=mod CGO_ENABLED=0
-cd "$work"
-cat > go.mod <<MOD
+want="v$PULUMI_VERSION"
+
+build_cli() {
+  cd "$work"
+  # A wrapper module: pulumi's go.mod files carry replace directives, so
+  # `go install ...@version` is refused.
+  cat > go.mod <<MOD
 module example.invalid/transit-pulumi-toolchain
 
 go $GO_MIN_VERSION
@@ -40,14 +40,41 @@ tool (
 replace github.com/atotto/clipboard => github.com/tgummerer/clipboard v0.0.0-20241001131231-d02d263e614e
 replace golang.org/x/text => golang.org/x/text v0.39.0
 MOD
-echo "pulumi: resolving Go modules for $want (first run downloads ~1 GB, then builds ~10 min on 2 cores)"
-go mod tidy
-ver="github.com/pulumi/pulumi/sdk/v3/go/common/version.Version=$want"
-echo "pulumi: building pulumi and pulumi-language-python"
-go build -trimpath -tags osusergo,grpcnotrace -ldflags "-s -w -X $ver" -o "$bin/" \
-  github.com/pulumi/pulumi/pkg/v3/cmd/pulumi
-sdk=$(go list -m -f '{{.Dir}}' github.com/pulumi/pulumi/sdk/v3)
-install -m755 "$sdk/python/cmd/pulumi-language-python-exec" \
-  "$sdk/python/dist/pulumi-resource-pulumi-python" "$bin/"
+  echo "pulumi: resolving Go modules for $want (first run downloads ~1 GB, then builds ~10 min on 2 cores)"
+  go mod tidy
+  local ver="github.com/pulumi/pulumi/sdk/v3/go/common/version.Version=$want"
+  echo "pulumi: building pulumi $want"
+  go build -trimpath -tags osusergo,grpcnotrace -ldflags "-s -w -X $ver" -o "$bin/" \
+    github.com/pulumi/pulumi/pkg/v3/cmd/pulumi
+  # The program runner and the dynamic-provider shim are files of sdk/v3.
+  local sdk
+  sdk=$(go list -m -f '{{.Dir}}' github.com/pulumi/pulumi/sdk/v3)
+  install -m755 "$sdk/python/cmd/pulumi-language-python-exec" \
+    "$sdk/python/dist/pulumi-resource-pulumi-python" "$bin/"
+}
+
+cli_built() {
+  [[ -x "$bin/pulumi" && "$("$bin/pulumi" version 2>/dev/null)" == "$want" \
+     && -x "$bin/pulumi-language-python-exec" && -x "$bin/pulumi-resource-pulumi-python" ]]
+}
+
+langhost_built() {
+  [[ -x "$bin/pulumi-language-python" ]] \
+    && [[ -z "$(find "$langhost" -maxdepth 1 \( -name '*.go' -o -name 'go.mod' -o -name 'go.sum' \) \
+                 -newer "$bin/pulumi-language-python" -print -quit)" ]]
+}
+
+if cli_built; then
+  echo "pulumi: $want already built in .tools/bin"
+else
+  build_cli
+fi
+
+if langhost_built; then
+  echo "pulumi-language-python: up to date in .tools/bin"
+else
+  echo "pulumi-language-python: building tools/langhost"
+  (cd "$langhost" && go build -trimpath -ldflags "-s -w" -o "$bin/pulumi-language-python" .)
+fi
 
 "$bin/pulumi" version
