@@ -1,0 +1,348 @@
+"""Compile the ordered segmentation policy into allow-only AWS security groups.
+
+Why this shape (seed 002's warning): exploding groups into addresses makes the
+rule count the product of sources, destinations and ports. Here a rule's peer is
+one managed prefix list (or a security-group reference inside one VPC), so the
+count grows with rules and groups, not with addresses.
+
+Correctness: the policy is ordered (first match decides, default deny) and may
+deny; security groups only allow. The permitted flow space is
+`union_i (permit_i - union_{j<i} deny_j)`, computed exactly in `space`. Each
+AWS network is cut into *members*: the coarsest pieces that every rule endpoint
+either covers or misses, one security group each. A member's ingress rules are
+the permitted boxes whose destinations cover it, peer = the box's sources; its
+egress rules are the boxes whose sources cover it, peer = the destinations.
+Security groups have no "all protocols but tcp": where a deny carves an `any`
+rule, tcp, udp and icmp stay exact and other IP protocols are left closed (a
+note says so). Nothing here imports Pulumi.
+"""
+from __future__ import annotations
+
+from bisect import bisect_right
+from dataclasses import dataclass, field
+from ipaddress import IPv4Address, IPv4Network
+from typing import Literal
+
+from components.aws.space import PORTED, AddressSet, Box, Interval, ServiceSet
+
+Action = Literal["permit", "deny"]
+Direction = Literal["ingress", "egress"]
+PeerKind = Literal["prefix_list", "security_group", "cidr"]
+
+PREFIX_LIST_MAX_ENTRIES = 1000
+"""AWS quota: entries in one customer-managed prefix list."""
+
+
+@dataclass(frozen=True)
+class Endpoint:
+    """A named rule endpoint (network, group or `any`) resolved to its CIDRs."""
+
+    name: str
+    cidrs: tuple[IPv4Network, ...]
+
+
+@dataclass(frozen=True)
+class IntentRule:
+    """One ordered policy rule with resolved endpoints; empty `ports` = every port."""
+
+    name: str
+    action: Action
+    src: Endpoint
+    dst: Endpoint
+    proto: Literal["tcp", "udp", "icmp", "any"]
+    ports: tuple[Interval, ...] = ()
+
+
+@dataclass(frozen=True)
+class Segment:
+    """An AWS network (one VPC) whose workloads get security groups."""
+
+    network: str
+    region: str
+    cidrs: tuple[IPv4Network, ...]
+
+
+@dataclass(frozen=True)
+class Member:
+    """One security group: the addresses of a network that every rule treats alike."""
+
+    key: str
+    network: str
+    region: str
+    cidrs: tuple[str, ...]
+
+
+@dataclass(frozen=True)
+class PrefixList:
+    """A managed prefix list shared by every rule whose peer is this address set."""
+
+    key: str
+    region: str
+    cidrs: tuple[str, ...]
+
+
+@dataclass(frozen=True)
+class SgRule:
+    """One security-group rule resource."""
+
+    member: str
+    direction: Direction
+    protocol: str  # tcp | udp | icmp | -1
+    from_port: int
+    to_port: int
+    peer_kind: PeerKind
+    peer: str  # prefix-list key, member key or CIDR
+    rules: tuple[str, ...]  # the intent rules this grant comes from
+
+
+@dataclass(frozen=True)
+class SecurityPlan:
+    """The compiled security groups, prefix lists and rules, with both counts."""
+
+    members: tuple[Member, ...]
+    prefix_lists: tuple[PrefixList, ...]
+    rules: tuple[SgRule, ...]
+    rules_cartesian: int
+    notes: tuple[str, ...] = ()
+    _sets: dict[str, AddressSet] = field(default_factory=dict, repr=False, compare=False)
+
+    @property
+    def rules_emitted(self) -> int:
+        return len(self.rules)
+
+    def member_of(self, address: IPv4Address | str) -> Member | None:
+        """The member (security group) an address belongs to, if it is in an AWS network."""
+        for member in self.members:
+            if self._sets[member.key].has(address):
+                return member
+        return None
+
+    def allows(self, src: str, dst: str, proto: str, port: int | None) -> bool | None:
+        """Would the security groups pass this flow? None when neither end is in AWS.
+
+        `proto` is tcp, udp, icmp or other. Both ends' groups must agree, as in
+        AWS: the source's egress and the destination's ingress.
+        """
+        src_member, dst_member = self.member_of(src), self.member_of(dst)
+        if src_member is None and dst_member is None:
+            return None
+        ok = True
+        if dst_member is not None:
+            ok = self._any_rule(dst_member.key, "ingress", src, proto, port)
+        if ok and src_member is not None:
+            ok = self._any_rule(src_member.key, "egress", dst, proto, port)
+        return ok
+
+    def _any_rule(self, member: str, direction: Direction, peer_address: str, proto: str, port: int | None) -> bool:
+        for rule in self.rules:
+            if rule.member != member or rule.direction != direction:
+                continue
+            if not self._sets[rule.peer].has(peer_address):
+                continue
+            if rule.protocol == "-1":
+                return True
+            if rule.protocol == proto and (proto not in PORTED or (port is not None and rule.from_port <= port <= rule.to_port)):
+                return True
+        return False
+
+
+def permitted_boxes(rules: list[IntentRule]) -> list[tuple[Box, str]]:
+    """The permitted flow space as disjoint-from-denies boxes, each with its rule name."""
+    denies: list[Box] = []
+    out: list[tuple[Box, str]] = []
+    for rule in rules:
+        box = Box(
+            AddressSet.from_cidrs(rule.src.cidrs),
+            AddressSet.from_cidrs(rule.dst.cidrs),
+            ServiceSet.for_rule(rule.proto, rule.ports),
+        )
+        if not box:
+            continue
+        if rule.action == "deny":
+            denies.append(box)
+            continue
+        pieces = [box]
+        for deny in denies:
+            pieces = [part for piece in pieces for part in piece.minus(deny)]
+        out.extend((piece, rule.name) for piece in pieces)
+    return out
+
+
+def compile_security(rules: list[IntentRule], segments: list[Segment]) -> SecurityPlan:
+    """Compile ordered intent into security groups, prefix lists and rules."""
+    boxes = permitted_boxes(rules)
+    endpoints = [(e.name, AddressSet.from_cidrs(e.cidrs)) for e in _distinct_endpoints(rules)]
+    sets: dict[str, AddressSet] = {}
+    members: list[Member] = []
+    for segment in segments:
+        for member, addresses in _members(segment, endpoints):
+            members.append(member)
+            sets[member.key] = addresses
+    grants = _grants(members, sets, boxes)
+    prefix_lists: dict[tuple[str, AddressSet], PrefixList] = {}
+    named = {addresses: name for name, addresses in endpoints}
+    by_network: dict[str, list[Member]] = {m.network: [] for m in members}
+    for m in members:
+        by_network[m.network].append(m)
+    sg_rules: list[SgRule] = []
+    notes: list[str] = []
+    for (member, direction, peer), (svc, names) in grants.items():
+        kind, key = _peer(member, peer, by_network, sets, named, prefix_lists, names)
+        for protocol, low, high in _protocol_entries(svc):
+            sg_rules.append(SgRule(member.key, direction, protocol, low, high, kind, key, names))
+        if svc.other and not svc.is_everything():
+            notes.append(
+                f"{member.key} {direction} ({', '.join(names)}): a deny carves an 'any' rule; "
+                "protocols other than tcp, udp and icmp stay closed"
+            )
+    for plist in prefix_lists.values():
+        if len(plist.cidrs) > PREFIX_LIST_MAX_ENTRIES:
+            raise ValueError(
+                f"prefix list {plist.key} needs {len(plist.cidrs)} entries, over the AWS quota of "
+                f"{PREFIX_LIST_MAX_ENTRIES}; summarise the networks in that group"
+            )
+        sets[plist.key] = AddressSet.from_cidrs(plist.cidrs)
+    for rule in sg_rules:
+        if rule.peer_kind == "cidr":
+            sets[rule.peer] = AddressSet.from_cidrs([rule.peer])
+    return SecurityPlan(
+        members=tuple(members),
+        prefix_lists=tuple(prefix_lists.values()),
+        rules=tuple(sg_rules),
+        rules_cartesian=cartesian_count(rules, segments),
+        notes=tuple(dict.fromkeys(notes)),
+        _sets=sets,
+    )
+
+
+def cartesian_count(rules: list[IntentRule], segments: list[Segment]) -> int:
+    """Rules a per-address compiler would emit for the same AWS enforcement points.
+
+    Each permit rule explodes into source CIDR x destination CIDR x port range,
+    once on the ingress side (destinations inside AWS) and once on the egress
+    side (sources inside AWS); denies are ignored, which only flatters it.
+    """
+    aws = AddressSet.from_cidrs(c for s in segments for c in s.cidrs)
+    total = 0
+    for rule in rules:
+        if rule.action != "permit":
+            continue
+        services = max(1, len(rule.ports))
+        src_in = sum(1 for c in rule.src.cidrs if AddressSet.from_cidrs([c]) & aws)
+        dst_in = sum(1 for c in rule.dst.cidrs if AddressSet.from_cidrs([c]) & aws)
+        total += (len(rule.src.cidrs) * dst_in + src_in * len(rule.dst.cidrs)) * services
+    return total
+
+
+def _distinct_endpoints(rules: list[IntentRule]) -> list[Endpoint]:
+    seen: dict[str, Endpoint] = {}
+    for rule in rules:
+        for endpoint in (rule.src, rule.dst):
+            seen.setdefault(endpoint.name, endpoint)
+    return list(seen.values())
+
+
+def _members(segment: Segment, endpoints: list[tuple[str, AddressSet]]) -> list[tuple[Member, AddressSet]]:
+    """Cut a network into the pieces every endpoint covers whole or misses whole."""
+    whole = AddressSet.from_cidrs(segment.cidrs)
+    cutters = []
+    for name, addresses in endpoints:
+        part = _clip(addresses, whole)
+        if part and part != whole and name != segment.network:
+            cutters.append((name, part))
+    bounds = sorted(
+        {b for low, high in whole.intervals for b in (low, high + 1)}
+        | {b for _, part in cutters for low, high in part.intervals for b in (low, high + 1)}
+    )
+    pieces: dict[tuple[str, ...], list[Interval]] = {}
+    for low, high in zip(bounds, bounds[1:]):
+        if low not in whole:
+            continue
+        signature = tuple(sorted(name for name, part in cutters if low in part))
+        pieces.setdefault(signature, []).append((low, high - 1))
+    out = []
+    for signature, intervals in sorted(pieces.items(), key=lambda item: item[1][0]):
+        addresses = AddressSet.of(intervals)
+        key = ".".join((segment.network, *signature))
+        out.append((Member(key, segment.network, segment.region, tuple(map(str, addresses.cidrs()))), addresses))
+    return out
+
+
+def _clip(big: AddressSet, small: AddressSet) -> AddressSet:
+    """big & small, by binary search on big's intervals (small has few intervals)."""
+    starts = [low for low, _ in big.intervals]
+    out: list[Interval] = []
+    for low, high in small.intervals:
+        index = max(0, bisect_right(starts, low) - 1)
+        while index < len(big.intervals) and big.intervals[index][0] <= high:
+            b_low, b_high = big.intervals[index]
+            if b_high >= low:
+                out.append((max(low, b_low), min(high, b_high)))
+            index += 1
+    return AddressSet.of(out)
+
+
+def _covers(big: AddressSet, small: AddressSet) -> bool:
+    """small is a subset of big, by binary search on big's intervals."""
+    starts = [low for low, _ in big.intervals]
+    for low, high in small.intervals:
+        index = bisect_right(starts, low) - 1
+        if index < 0 or big.intervals[index][1] < high:
+            return False
+    return True
+
+
+def _grants(
+    members: list[Member], sets: dict[str, AddressSet], boxes: list[tuple[Box, str]]
+) -> dict[tuple[Member, Direction, AddressSet], tuple[ServiceSet, tuple[str, ...]]]:
+    """Per member and direction: peer address set -> the services allowed, merged."""
+    grants: dict[tuple[Member, Direction, AddressSet], tuple[ServiceSet, tuple[str, ...]]] = {}
+    for member in members:
+        addresses = sets[member.key]
+        for box, name in boxes:
+            for direction, own, peer in (("ingress", box.dst, box.src), ("egress", box.src, box.dst)):
+                if not _clip(own, addresses):
+                    continue
+                if not _covers(own, addresses):
+                    raise AssertionError(f"member {member.key} is split by rule {name}; members are cut wrongly")
+                key = (member, direction, peer)
+                svc, names = grants.get(key, (ServiceSet(), ()))
+                grants[key] = (svc | box.svc, names if name in names else (*names, name))
+    return grants
+
+
+def _peer(
+    member: Member,
+    peer: AddressSet,
+    by_network: dict[str, list[Member]],
+    sets: dict[str, AddressSet],
+    named: dict[AddressSet, str],
+    prefix_lists: dict[tuple[str, AddressSet], PrefixList],
+    names: tuple[str, ...],
+) -> tuple[PeerKind, str]:
+    """Say who the peer is: 0.0.0.0/0, a member of the same VPC, or a shared prefix list."""
+    if peer == AddressSet.everything():
+        return "cidr", "0.0.0.0/0"
+    for other in by_network[member.network]:
+        if sets[other.key] == peer:
+            return "security_group", other.key
+    index = (member.region, peer)
+    if index not in prefix_lists:
+        base = named.get(peer) or f"{names[0]}-peer"
+        taken = {p.key for p in prefix_lists.values()}
+        key, n = base, 1
+        while key in taken:
+            n += 1
+            key = f"{base}-{n}"
+        prefix_lists[index] = PrefixList(key, member.region, tuple(map(str, peer.cidrs())))
+    return "prefix_list", prefix_lists[index].key
+
+
+def _protocol_entries(svc: ServiceSet) -> list[tuple[str, int, int]]:
+    """One (protocol, from_port, to_port) per security-group rule for this service set."""
+    if svc.is_everything():
+        return [("-1", -1, -1)]
+    out = [(proto, low, high) for proto in PORTED for low, high in getattr(svc, proto).intervals]
+    if svc.icmp:
+        out.append(("icmp", -1, -1))
+    return out
