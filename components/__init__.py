@@ -1,0 +1,41 @@
+"""The multicloud-transit IaC library.
+
+`load_spec`, `FabricSpec`, `SpecError` and `build_plan` are pure and import
+no Pulumi; the Pulumi components (`Fabric`, and the `aws`/`local`
+subpackages) load lazily on first access, so `transit validate` and `plan`
+stay fast and work without a cloud SDK.
+"""
+from __future__ import annotations
+
+import importlib
+from typing import Any
+
+from components.loader import load_spec
+
+from components.spec import FabricSpec, validate_spec
+from components.spec_types import Problem, SpecError
+
+__all__ = [
+    "FabricSpec",
+    "Fabric",
+    "Plan",
+    "Problem",
+    "SpecError",
+    "aws",
+    "build_plan",
+    "load_spec",
+    "local",
+    "validate_spec",
+]
+
+_LAZY_ATTRS = {"Fabric": "components.fabric"}
+_LAZY_MODULES = {"aws", "azure", "gcp", "local"}
+
+
+def __getattr__(name: str) -> Any:
+    """Import Pulumi-backed parts only when they are asked for."""
+    if name in _LAZY_ATTRS:
+        return getattr(importlib.import_module(_LAZY_ATTRS[name]), name)
+    if name in _LAZY_MODULES:
+        return importlib.import_module(f"components.{name}")
+    raise AttributeError(f"module 'components' has no attribute {name!r}")
