@@ -11,7 +11,8 @@ import importlib
 from typing import Any
 
 from components.loader import load_spec
-
+from components.plan import build_plan
+from components.plan_models import Plan
 from components.spec import FabricSpec, validate_spec
 from components.spec_types import Problem, SpecError
 

@@ -312,11 +312,12 @@ def _onprem_bgp(spec: FabricSpec, known: KnownNames) -> Iterator[Problem]:
             yield Problem(f"{path}.peer_asn", f"equals asn {n.bgp.asn}; the session is eBGP, give the connector and the router different ASNs")
         if not any(n.bgp.peer_ip in c for c in n.cidrs):
             yield Problem(f"{path}.peer_ip", f"{n.bgp.peer_ip} is outside the network's cidrs; use the router's address inside them")
-        if n.bgp.local_ip is not None:
-            if not any(n.bgp.local_ip in c for c in n.cidrs):
-                yield Problem(f"{path}.local_ip", f"{n.bgp.local_ip} is outside the network's cidrs")
-            if n.bgp.local_ip == n.bgp.peer_ip:
-                yield Problem(f"{path}.local_ip", "equals peer_ip; the connector needs its own address")
+        local = n.bgp.local_ip or n.bgp.peer_ip + 1
+        where = f"{local}" if n.bgp.local_ip else f"the default connector address {local} (peer_ip + 1)"
+        if not any(usable(c, local) for c in n.cidrs):
+            yield Problem(f"{path}.local_ip", f"{where} is not a usable address of the network's cidrs; set local_ip inside them")
+        if local == n.bgp.peer_ip:
+            yield Problem(f"{path}.local_ip", "equals peer_ip; the connector needs its own address")
 
 
 # --- circuits ------------------------------------------------------------
@@ -493,3 +494,14 @@ def _policy_ports(spec: FabricSpec, known: KnownNames) -> Iterator[Problem]:
             yield Problem(path, "icmp has no port; remove port")
         elif test.proto != "icmp" and test.port is None:
             yield Problem(path, f"a {test.proto} test needs a port (1 to 65535)")
+
+
+@_check
+def _underlay(spec: FabricSpec, known: KnownNames) -> Iterator[Problem]:
+    """Each pool's halves must hold a /31 per edge pair and per network (see plan._edge_links)."""
+    edges = len(spec.edges)
+    need = max(edges * (edges - 1) // 2, len(spec.networks), 1)
+    for key in ("backbone_cidr", "internet_cidr"):
+        pool = getattr(spec.underlay, key)
+        if pool.num_addresses // 2 < 2 * need:
+            yield Problem(f"underlay.{key}", f"{pool} is too small for {need} links per half; use a larger pool like /20")
