@@ -1,0 +1,232 @@
+"""AgentConfig: the contract between the Pulumi components and `transit-agent`.
+
+The local environment (and the cloud user data) writes one JSON document per
+connector or edge; the agent reads it at start and on SIGHUP. Every field has a
+description because the docs (docs/dataplane.md) and the components rely on it.
+A bad document is refused with the path of each bad field
+(`peers[1].private_addr: ...`), never half-applied.
+
+Routing model: an agent delivers streams whose destination lies in
+`local_cidrs` itself (after the egress check) and relays every other stream to
+the peer whose `cidrs` hold the destination. It intercepts TCP from
+`local_cidrs` to any peer's `cidrs`.
+"""
+from __future__ import annotations
+
+import json
+import os
+import re
+from ipaddress import IPv4Address, IPv4Network
+from pathlib import Path
+from typing import Literal
+
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+
+from dataplane.filter_model import FilterPolicy
+
+# spiffe://<fabric>/<node>: the identity carried in certificate URI SANs.
+_IDENTITY_RE = re.compile(r"^spiffe://[a-z0-9][a-z0-9.-]{0,62}/[A-Za-z0-9][A-Za-z0-9._/-]{0,190}$")
+_NAME_RE = re.compile(r"^[a-z0-9][a-z0-9-]{0,62}$")
+
+# Environment variables that override the file (ExaBGP style): name -> dotted field path.
+ENV_OVERRIDES: dict[str, str] = {
+    "TRANSIT_AGENT_LOG_LEVEL": "log_level",
+    "TRANSIT_AGENT_FLOW_LOG": "flow_log",
+}
+
+
+class ConfigError(Exception):
+    """A config document that cannot be used; `problems` are `path: message` lines."""
+
+    def __init__(self, problems: list[str]) -> None:
+        super().__init__("\n".join(problems))
+        self.problems = problems
+
+
+class _Model(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class Endpoint(_Model):
+    """An address and port to listen on."""
+
+    host: IPv4Address = Field(description="Address to bind. Defaults to 0.0.0.0 (all addresses).", default=IPv4Address("0.0.0.0"))
+    port: int = Field(ge=1, le=65535, description="TCP or UDP port. Valid values: 1-65535.")
+
+
+class ListenConfig(_Model):
+    """Where the agent listens: tunnels from peers, path probes, metrics, interception."""
+
+    tunnel: Endpoint = Field(default=Endpoint(port=7443), description="Mutual-TLS tunnel listener for peers. Defaults to 0.0.0.0:7443.")
+    probe: Endpoint = Field(default=Endpoint(port=7444), description="UDP path-probe responder. Defaults to 0.0.0.0:7444.")
+    metrics: Endpoint | None = Field(default=Endpoint(host=IPv4Address("127.0.0.1"), port=9464), description="HTTP /metrics and /healthz; null disables. Defaults to 127.0.0.1:9464.")
+    intercept_port: int = Field(default=7440, ge=1, le=65535, description="Local port the TPROXY rule sends intercepted TCP to (bound on 127.0.0.1). Defaults to 7440.")
+
+
+class PeerConfig(_Model):
+    """Another agent this one opens tunnels to and accepts tunnels from."""
+
+    name: str = Field(description="Peer node name, unique in the config. Valid values: lowercase letters, digits, '-'.")
+    identity: str = Field(description="URI SAN the peer's certificate must carry, e.g. spiffe://acme/edge-aws-use1.")
+    private_addr: IPv4Address = Field(description="Peer address on the private path (backbone, circuit). Preferred.")
+    public_addr: IPv4Address | None = Field(default=None, description="Peer address on the public path (internet); used when the private path fails. Defaults to none (private only).")
+    tunnel_port: int = Field(default=7443, ge=1, le=65535, description="Peer's tunnel listener port. Defaults to 7443.")
+    probe_port: int = Field(default=7444, ge=1, le=65535, description="Peer's UDP probe responder port. Defaults to 7444.")
+    cidrs: list[IPv4Network] = Field(default_factory=list, description="Destinations reached through this peer (relayed or delivered by it). Defaults to [] (accept tunnels from it only).")
+
+    @field_validator("name")
+    @classmethod
+    def _check_name(cls, value: str) -> str:
+        if not _NAME_RE.match(value):
+            raise ValueError("must be lowercase letters, digits and '-' (at most 63 characters)")
+        return value
+
+    @field_validator("identity")
+    @classmethod
+    def _check_identity(cls, value: str) -> str:
+        return check_identity(value)
+
+
+class TlsPaths(_Model):
+    """Files holding the fabric CA, this node's certificate chain and its private key."""
+
+    ca: Path = Field(description="PEM fabric CA certificate(s) that peer certificates must chain to.")
+    cert: Path = Field(description="PEM certificate of this node (URI SAN = `identity`), optionally followed by intermediates.")
+    key: Path = Field(description="PEM private key of this node; mode 0600, never logged.")
+
+
+class Timeouts(_Model):
+    """Timers, in seconds."""
+
+    idle: float = Field(default=300.0, gt=0, description="Close a stream with no bytes in either direction for this long; warm tunnels to a peer close after this long unused. Defaults to 300.")
+    connect: float = Field(default=3.0, gt=0, description="TCP connect to a peer or to the final destination. Defaults to 3.")
+    handshake: float = Field(default=3.0, gt=0, description="TLS handshake plus stream header exchange. Defaults to 3.")
+    drain: float = Field(default=5.0, ge=0, description="On SIGTERM, wait this long for open streams before resetting them. Defaults to 5.")
+
+
+class PathSettings(_Model):
+    """Probe timing for the private/public path choice (see dataplane/paths.py)."""
+
+    probe_interval: float = Field(default=0.1, gt=0, le=10, description="Seconds between probes on each path. Defaults to 0.1.")
+    failover_misses: int = Field(default=3, ge=1, le=100, description="Consecutive missed probes that mark the private path down. Defaults to 3 (failover in about 0.3-0.5 s).")
+    failback_hold: float = Field(default=3.0, ge=0, description="Seconds the private path must stay healthy before traffic moves back. Defaults to 3.")
+
+
+class InterceptSettings(_Model):
+    """Kernel objects for transparent interception (nftables TPROXY + policy routing)."""
+
+    fwmark: int = Field(default=0x4D43, ge=1, le=0xFFFFFFFF, description="Packet mark that sends intercepted packets to the local route table. Defaults to 0x4d43.")
+    route_table: int = Field(default=4643, ge=1, le=0xFFFFFFF0, description="Policy routing table holding `local 0.0.0.0/0 dev lo`. Defaults to 4643.")
+    rule_priority: int = Field(default=4643, ge=1, le=32765, description="`ip rule` priority of the fwmark rule. Defaults to 4643.")
+    nft_table: str = Field(default="transit_intercept", pattern=r"^[a-z][a-z0-9_]{0,30}$", description="nftables table (family ip) the agent owns for interception. Defaults to transit_intercept.")
+
+
+class AgentConfig(_Model):
+    """Everything one `transit-agent` needs; one document per connector or edge VM."""
+
+    name: str = Field(description="This node's name (the `<node>` of its identity). Valid values: lowercase letters, digits, '-'.")
+    role: Literal["connector", "edge"] = Field(description="What the node is. Valid values: connector, edge.")
+    identity: str = Field(description="This node's URI identity, spiffe://<fabric>/<node>; must equal the certificate's URI SAN.")
+    listen: ListenConfig = Field(default=ListenConfig(), description="Listening endpoints. Defaults to the ListenConfig defaults.")
+    local_cidrs: list[IPv4Network] = Field(default_factory=list, description="Application networks this node delivers to and intercepts from. Defaults to [].")
+    peers: list[PeerConfig] = Field(default_factory=list, description="Agents this one talks to. Defaults to [].")
+    filter: FilterPolicy = Field(default=FilterPolicy(), description="Zero-trust policy, checked at ingress (interception) and egress (delivery). Defaults to deny all.")
+    tls: TlsPaths = Field(description="CA, certificate and key files.")
+    timeouts: Timeouts = Field(default=Timeouts(), description="Timers. Defaults to the Timeouts defaults.")
+    paths: PathSettings = Field(default=PathSettings(), description="Path probing and failover. Defaults to the PathSettings defaults.")
+    intercept: InterceptSettings = Field(default=InterceptSettings(), description="Interception kernel objects. Defaults to the InterceptSettings defaults.")
+    filter_table: str = Field(default="transit_filter", pattern=r"^[a-z][a-z0-9_]{0,30}$", description="nftables table the filter policy is compiled into. Defaults to transit_filter.")
+    preserve_source: bool = Field(default=True, description="Deliver streams from the original source address (transparent bind) so servers see the real client. Defaults to true.")
+    warm_tunnels: int = Field(default=2, ge=0, le=64, description="Ready TLS connections kept per peer while it is in use, so new streams skip the handshake. Defaults to 2.")
+    flow_log: Path | None = Field(default=None, description="JSON-lines flow log file, one line per closed stream. Defaults to none.")
+    log_level: Literal["debug", "info", "warning", "error"] = Field(default="info", description="Log level. Valid values: debug, info, warning, error. Defaults to info.")
+
+    @field_validator("name")
+    @classmethod
+    def _check_name(cls, value: str) -> str:
+        if not _NAME_RE.match(value):
+            raise ValueError("must be lowercase letters, digits and '-' (at most 63 characters)")
+        return value
+
+    @field_validator("identity")
+    @classmethod
+    def _check_identity(cls, value: str) -> str:
+        return check_identity(value)
+
+    @model_validator(mode="after")
+    def _check_peers(self) -> AgentConfig:
+        names: set[str] = set()
+        owner: dict[IPv4Network, str] = {}
+        for index, peer in enumerate(self.peers):
+            if peer.name in names:
+                raise ValueError(f"peers[{index}].name '{peer.name}' is used by an earlier peer")
+            names.add(peer.name)
+            if peer.identity == self.identity:
+                raise ValueError(f"peers[{index}].identity is this node's own identity")
+            for cidr in peer.cidrs:
+                for local in self.local_cidrs:
+                    if cidr.overlaps(local):
+                        raise ValueError(f"peers[{index}].cidrs {cidr} overlaps local_cidrs {local}")
+                for other, other_name in owner.items():
+                    if cidr.overlaps(other):
+                        raise ValueError(f"peers[{index}].cidrs {cidr} overlaps {other} of peer '{other_name}'")
+                owner[cidr] = peer.name
+        return self
+
+    def peer(self, name: str) -> PeerConfig:
+        """The peer called `name` (KeyError if none)."""
+        for peer in self.peers:
+            if peer.name == name:
+                return peer
+        raise KeyError(name)
+
+    def remote_cidrs(self) -> list[IPv4Network]:
+        """Every destination reachable through a peer: what interception captures."""
+        return [cidr for peer in self.peers for cidr in peer.cidrs]
+
+
+def check_identity(value: str) -> str:
+    """Validate a spiffe://<fabric>/<node> identity."""
+    if not _IDENTITY_RE.match(value):
+        raise ValueError("must look like spiffe://<fabric>/<node> (lowercase fabric name, no query or fragment)")
+    return value
+
+
+def _path(loc: tuple[object, ...]) -> str:
+    """Render a pydantic error location as `peers[1].private_addr`."""
+    out = ""
+    for part in loc:
+        if isinstance(part, int):
+            out += f"[{part}]"
+        else:
+            out += ("." if out else "") + str(part)
+    return out or "(root)"
+
+
+def parse_config(data: object) -> AgentConfig:
+    """Validate a decoded document; raise ConfigError listing every bad field."""
+    try:
+        return AgentConfig.model_validate(data)
+    except ValidationError as exc:
+        problems = []
+        for error in exc.errors():
+            message = error["msg"].removeprefix("Value error, ")
+            problems.append(f"{_path(error['loc'])}: {message}")
+        raise ConfigError(problems) from None
+
+
+def load_config(path: str | Path, environ: dict[str, str] | None = None) -> AgentConfig:
+    """Read a JSON config file, apply environment overrides, validate it."""
+    env = os.environ if environ is None else environ
+    try:
+        data = json.loads(Path(path).read_text())
+    except OSError as exc:
+        raise ConfigError([f"(file): cannot read {path}: {exc.strerror}"]) from None
+    except json.JSONDecodeError as exc:
+        raise ConfigError([f"(file): not JSON: {exc.msg} at line {exc.lineno} column {exc.colno}"]) from None
+    if not isinstance(data, dict):
+        raise ConfigError(["(root): must be a JSON object"])
+    for variable, field in ENV_OVERRIDES.items():
+        if variable in env:
+            data[field] = env[variable]
+    return parse_config(data)

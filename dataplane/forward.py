@@ -1,0 +1,360 @@
+"""What happens to a stream at each agent: ingress, relay or delivery.
+
+- Ingress (an intercepted application connection): check the policy on the
+  original 5-tuple (ingress enforcement), pick the peer whose CIDRs hold the
+  destination, take a tunnel, send the stream header, relay, and turn the far
+  end's refusal into a reset for the application.
+- Relay (a tunnel whose destination is not local): forward the header one hop
+  fewer to the peer for the destination and relay; the reply passes through.
+- Delivery (a tunnel whose destination is in `local_cidrs`): check the policy on
+  the header's 5-tuple (egress enforcement, the only place that sees the real
+  flow inside TLS), connect to the destination (from the original source
+  address when `preserve_source`), reply, relay.
+
+Every stream is registered with the peer and path it uses so a path change can
+reset the streams stuck on the dead path, and every closed stream produces one
+FlowRecord for the flow log and metrics.
+"""
+from __future__ import annotations
+
+import itertools
+import logging
+import secrets
+import socket
+import ssl
+import threading
+import time
+from collections.abc import Callable
+from dataclasses import asdict, dataclass
+from ipaddress import IPv4Address, IPv4Network
+
+from dataplane.config import AgentConfig, PeerConfig
+from dataplane.header import HEADER_FIXED_LEN, HeaderError, Status, StreamHeader, decode, encode_reply, parse_fixed
+from dataplane.logfmt import event
+from dataplane.relay import Outcome, Pump, PumpResult, reset
+from dataplane.tls import TlsContexts, require_identity
+from dataplane.tunnel import TunnelPool
+
+log = logging.getLogger("dataplane.forward")
+
+IP_TRANSPARENT = 19  # linux/in.h; socket exposes it only on Python 3.12+
+
+
+@dataclass(frozen=True)
+class FlowRecord:
+    """One closed stream as this agent saw it (the flow log line, the metrics increment)."""
+
+    ts: float
+    node: str
+    role: str  # ingress | relay | egress
+    src: str
+    sport: int
+    dst: str
+    dport: int
+    proto: str
+    src_identity: str
+    dst_identity: str
+    bytes_up: int
+    bytes_down: int
+    duration_s: float
+    verdict: str  # permit | deny | error
+    rule: str | None
+    path: str | None
+    peer: str | None
+    outcome: str
+    flow_id: str
+
+    def as_dict(self) -> dict[str, object]:
+        """JSON-ready form."""
+        return asdict(self)
+
+
+class Router:
+    """Longest-prefix choice between local delivery and the peer that owns a destination."""
+
+    def __init__(self, config: AgentConfig) -> None:
+        self.local = list(config.local_cidrs)
+        routes: list[tuple[IPv4Network, PeerConfig]] = [(cidr, peer) for peer in config.peers for cidr in peer.cidrs]
+        self.routes = sorted(routes, key=lambda item: item[0].prefixlen, reverse=True)
+        self.by_identity = {peer.identity: peer for peer in config.peers}
+
+    def is_local(self, dst: IPv4Address) -> bool:
+        """True when this agent delivers `dst` itself."""
+        return any(dst in cidr for cidr in self.local)
+
+    def peer_for(self, dst: IPv4Address) -> PeerConfig | None:
+        """The peer to relay `dst` to, or None."""
+        for cidr, peer in self.routes:
+            if dst in cidr:
+                return peer
+        return None
+
+
+@dataclass(frozen=True)
+class Runtime:
+    """The parts of the running state a stream reads once at its start (swapped whole on reload)."""
+
+    config: AgentConfig
+    contexts: TlsContexts
+    router: Router
+
+
+def _recv_exact(sock: ssl.SSLSocket, size: int) -> bytes:
+    data = bytearray()
+    while len(data) < size:
+        chunk = sock.recv(size - len(data))
+        if not chunk:
+            raise HeaderError("stream closed inside the header")
+        data += chunk
+    return bytes(data)
+
+
+def read_header(sock: ssl.SSLSocket) -> tuple[StreamHeader, bytes]:
+    """Read and validate one stream header; returns it and its raw bytes."""
+    fixed = _recv_exact(sock, HEADER_FIXED_LEN)
+    ident_len = parse_fixed(fixed)
+    raw = fixed + _recv_exact(sock, ident_len)
+    return decode(raw), raw
+
+
+def _path_of(peer: PeerConfig, address: str) -> str:
+    """Which of a peer's paths a connection from `address` came over."""
+    if peer.public_addr is not None and address == str(peer.public_addr) and address != str(peer.private_addr):
+        return "public"
+    return "private"
+
+
+class Forwarder:
+    """Runs streams for one agent and keeps the registry of those in flight."""
+
+    def __init__(
+        self,
+        *,
+        runtime: Callable[[], Runtime],
+        pool: TunnelPool,
+        on_flow: Callable[[FlowRecord], None],
+    ) -> None:
+        self._runtime = runtime
+        self._pool = pool
+        self._on_flow = on_flow
+        self._lock = threading.Lock()
+        self._ids = itertools.count()
+        self._streams: dict[int, tuple[Pump, str, str]] = {}
+
+    # ---- registry -------------------------------------------------------
+
+    def active(self) -> int:
+        """Streams in flight."""
+        with self._lock:
+            return len(self._streams)
+
+    def abort_path(self, peer: str, path: str) -> int:
+        """Reset every stream to or from `peer` over `path`; returns how many."""
+        with self._lock:
+            doomed = [pump for pump, p, pa in self._streams.values() if p == peer and pa == path]
+        for pump in doomed:
+            pump.abort()
+        return len(doomed)
+
+    def abort_all(self) -> int:
+        """Reset every stream (end of drain)."""
+        with self._lock:
+            doomed = [pump for pump, _, _ in self._streams.values()]
+        for pump in doomed:
+            pump.abort()
+        return len(doomed)
+
+    def _run(self, pump: Pump, peer: str, path: str) -> PumpResult:
+        key = next(self._ids)
+        with self._lock:
+            self._streams[key] = (pump, peer, path)
+        try:
+            return pump.run()
+        finally:
+            with self._lock:
+                del self._streams[key]
+
+    def _emit(self, rt: Runtime, role: str, header: StreamHeader, started: float, **fields: object) -> None:
+        defaults: dict[str, object] = {
+            "bytes_up": 0, "bytes_down": 0, "rule": None, "path": None, "peer": None,
+            "dst_identity": "", "verdict": "permit", "outcome": Outcome.RESET.value,
+        }
+        defaults.update(fields)
+        record = FlowRecord(
+            ts=time.time(), node=rt.config.name, role=role, src=str(header.src), sport=header.sport,
+            dst=str(header.dst), dport=header.dport, proto="tcp", src_identity=header.identity,
+            duration_s=round(time.monotonic() - started, 6), flow_id=f"{header.flow_id:016x}",
+            **defaults,  # type: ignore[arg-type]
+        )
+        try:
+            self._on_flow(record)
+        except Exception as exc:  # an observer must never break forwarding
+            event(log, "flow.observer_failed", error=repr(exc), level=logging.WARNING)
+
+    # ---- ingress --------------------------------------------------------
+
+    def handle_intercepted(self, app: socket.socket) -> None:
+        """An application connection captured by TPROXY: its local address is the original destination."""
+        started = time.monotonic()
+        rt = self._runtime()
+        try:
+            src, sport = app.getpeername()
+            dst, dport = app.getsockname()
+        except OSError:
+            app.close()
+            return
+        header = StreamHeader(IPv4Address(src), IPv4Address(dst), sport, dport, rt.config.identity, secrets.randbits(64))
+        verdict, rule = rt.config.filter.evaluate(header.src, header.dst, "tcp", dport)
+        if verdict == "deny":
+            reset(app)
+            event(log, "flow.deny", stage="ingress", src=f"{src}:{sport}", dst=f"{dst}:{dport}", rule=rule or "default")
+            self._emit(rt, "ingress", header, started, verdict="deny", rule=rule, outcome=Outcome.REFUSED.value)
+            return
+        peer = rt.router.peer_for(header.dst)
+        if peer is None:
+            reset(app)
+            event(log, "flow.no_route", dst=dst, level=logging.WARNING)
+            self._emit(rt, "ingress", header, started, verdict="error", rule=rule, outcome=Outcome.REFUSED.value)
+            return
+        try:
+            tunnel = self._pool.take(peer.name)
+            tunnel.sock.settimeout(rt.config.timeouts.handshake)
+            tunnel.sock.sendall(header.encode())
+        except (OSError, ssl.SSLError) as exc:
+            reset(app)
+            event(log, "tunnel.dial_failed", peer=peer.name, error=type(exc).__name__, level=logging.WARNING)
+            self._emit(rt, "ingress", header, started, verdict="error", rule=rule, peer=peer.name, outcome=Outcome.RESET.value)
+            return
+        app.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+        pump = Pump(app, tunnel.sock, idle=rt.config.timeouts.idle, expect_reply=True)
+        result = self._run(pump, peer.name, tunnel.path)
+        verdict_out = "deny" if result.status is Status.DENIED else ("permit" if result.status is Status.OK else "error")
+        if result.outcome is Outcome.REFUSED:
+            event(log, "flow.refused", src=f"{src}:{sport}", dst=f"{dst}:{dport}", status=result.status.name if result.status else "none", rule=result.rule or "default")
+        self._emit(
+            rt, "ingress", header, started, verdict=verdict_out, rule=result.rule if result.status is Status.DENIED else rule,
+            bytes_up=result.up, bytes_down=result.down, path=tunnel.path, peer=peer.name,
+            dst_identity=peer.identity, outcome=result.outcome.value,
+        )
+
+    # ---- tunnels from peers --------------------------------------------
+
+    def handle_tunnel(self, raw: socket.socket) -> None:
+        """A TCP connection on the tunnel port: TLS, identity, header, then relay or deliver."""
+        rt = self._runtime()
+        try:
+            peer_ip = raw.getpeername()[0]
+        except OSError:
+            raw.close()
+            return
+        raw.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+        raw.settimeout(rt.config.timeouts.handshake)
+        try:
+            tls = rt.contexts.server.wrap_socket(raw, server_side=True)
+        except (OSError, ssl.SSLError, ValueError) as exc:
+            raw.close()
+            event(log, "tunnel.reject", peer=peer_ip, reason=type(exc).__name__, level=logging.WARNING)
+            return
+        try:
+            identity = require_identity(tls, rt.router.by_identity)
+            # A warm tunnel waits here until a stream needs it.
+            tls.settimeout(rt.config.timeouts.idle)
+            header, _raw = read_header(tls)
+        except (OSError, ssl.SSLError, HeaderError) as exc:
+            reason = str(exc) if isinstance(exc, HeaderError) else type(exc).__name__
+            if isinstance(exc, HeaderError):
+                self._reply(tls, Status.BAD_HEADER)
+            reset(tls)
+            event(log, "tunnel.reject", peer=peer_ip, reason=reason, level=logging.WARNING)
+            return
+        from_peer = rt.router.by_identity[identity]
+        in_path = _path_of(from_peer, peer_ip)
+        if rt.router.is_local(header.dst):
+            self._deliver(rt, tls, header, from_peer, in_path)
+        else:
+            self._relay(rt, tls, header, from_peer, in_path)
+
+    def _reply(self, tls: ssl.SSLSocket, status: Status, rule: str | None = None) -> bool:
+        try:
+            tls.sendall(encode_reply(status, rule))
+            return True
+        except (OSError, ssl.SSLError):
+            return False
+
+    def _refuse(self, tls: ssl.SSLSocket, status: Status, rule: str | None = None) -> None:
+        """Reply and close gracefully so the reply reaches the ingress before the FIN."""
+        self._reply(tls, status, rule)
+        try:
+            tls.close()
+        except OSError:
+            pass
+
+    def _deliver(self, rt: Runtime, tls: ssl.SSLSocket, header: StreamHeader, from_peer: PeerConfig, in_path: str) -> None:
+        started = time.monotonic()
+        verdict, rule = rt.config.filter.evaluate(header.src, header.dst, "tcp", header.dport)
+        common = {"path": in_path, "peer": from_peer.name, "dst_identity": rt.config.identity}
+        if verdict == "deny":
+            self._refuse(tls, Status.DENIED, rule)
+            event(log, "flow.deny", stage="egress", src=f"{header.src}:{header.sport}", dst=f"{header.dst}:{header.dport}", rule=rule or "default", identity=header.identity)
+            self._emit(rt, "egress", header, started, verdict="deny", rule=rule, outcome=Outcome.REFUSED.value, **common)
+            return
+        try:
+            conn = self._connect(rt, header)
+        except OSError as exc:
+            self._refuse(tls, Status.UNREACHABLE)
+            event(log, "flow.unreachable", dst=f"{header.dst}:{header.dport}", error=type(exc).__name__, level=logging.WARNING)
+            self._emit(rt, "egress", header, started, verdict="error", rule=rule, outcome=Outcome.REFUSED.value, **common)
+            return
+        if not self._reply(tls, Status.OK):
+            reset(conn)
+            reset(tls)
+            return
+        pump = Pump(tls, conn, idle=rt.config.timeouts.idle)
+        result = self._run(pump, from_peer.name, in_path)
+        self._emit(rt, "egress", header, started, verdict="permit", rule=rule, bytes_up=result.up, bytes_down=result.down, outcome=result.outcome.value, **common)
+
+    def _connect(self, rt: Runtime, header: StreamHeader) -> socket.socket:
+        """Connect to the destination, from the original source address when configured."""
+        sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+        try:
+            if rt.config.preserve_source:
+                sock.setsockopt(socket.SOL_IP, IP_TRANSPARENT, 1)
+                sock.bind((str(header.src), 0))
+            sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+            sock.settimeout(rt.config.timeouts.connect)
+            sock.connect((str(header.dst), header.dport))
+        except BaseException:
+            sock.close()
+            raise
+        return sock
+
+    def _relay(self, rt: Runtime, tls: ssl.SSLSocket, header: StreamHeader, from_peer: PeerConfig, in_path: str) -> None:
+        started = time.monotonic()
+        peer = rt.router.peer_for(header.dst)
+        if peer is None or peer.name == from_peer.name:
+            self._refuse(tls, Status.NO_ROUTE)
+            event(log, "flow.no_route", dst=str(header.dst), via=from_peer.name, level=logging.WARNING)
+            self._emit(rt, "relay", header, started, verdict="error", outcome=Outcome.REFUSED.value, peer=from_peer.name)
+            return
+        try:
+            onward = header.next_hop()
+        except HeaderError:
+            self._refuse(tls, Status.HOP_LIMIT)
+            self._emit(rt, "relay", header, started, verdict="error", outcome=Outcome.REFUSED.value, peer=from_peer.name)
+            return
+        try:
+            tunnel = self._pool.take(peer.name)
+            tunnel.sock.settimeout(rt.config.timeouts.handshake)
+            tunnel.sock.sendall(onward.encode())
+        except (OSError, ssl.SSLError) as exc:
+            self._refuse(tls, Status.UNREACHABLE)
+            event(log, "tunnel.dial_failed", peer=peer.name, error=type(exc).__name__, level=logging.WARNING)
+            self._emit(rt, "relay", header, started, verdict="error", outcome=Outcome.REFUSED.value, peer=peer.name)
+            return
+        pump = Pump(tls, tunnel.sock, idle=rt.config.timeouts.idle)
+        # Registered under the outgoing peer and path: that is the hop a failover replaces.
+        result = self._run(pump, peer.name, tunnel.path)
+        self._emit(
+            rt, "relay", header, started, verdict="permit", bytes_up=result.up, bytes_down=result.down,
+            outcome=result.outcome.value, path=tunnel.path, peer=peer.name, dst_identity=peer.identity,
+        )

@@ -1,0 +1,130 @@
+"""Transparent interception: TCP from local networks to remote fabric CIDRs lands on the agent.
+
+Three kernel objects, all owned by the agent and removed when it stops:
+
+- an nftables table (family ip, one transaction) whose prerouting chain at
+  priority mangle (a) marks packets of connections that already have a
+  transparent socket (the fast path for intercepted streams, and the way
+  replies reach sockets that deliver with the original source address) and
+  (b) TPROXYs new TCP from `local` to `remote` to 127.0.0.1:<port>, keeping the
+  original destination (the listener reads it with getsockname());
+- `ip rule fwmark <mark> lookup <table>`;
+- `local 0.0.0.0/0 dev lo table <table>`, so marked packets are delivered locally.
+"""
+from __future__ import annotations
+
+import subprocess
+from collections.abc import Iterable, Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+from ipaddress import IPv4Network
+
+from pyroute2 import IPRoute, NetNS
+
+from dataplane.config import AgentConfig
+
+
+class KernelError(RuntimeError):
+    """A kernel change was refused; the message carries the tool's own words."""
+
+
+@dataclass(frozen=True)
+class InterceptPlan:
+    """What to intercept and where it goes: the desired state for one agent."""
+
+    table: str
+    local: tuple[IPv4Network, ...]
+    remote: tuple[IPv4Network, ...]
+    port: int
+    fwmark: int
+    route_table: int
+    rule_priority: int
+
+    @classmethod
+    def from_config(cls, config: AgentConfig) -> InterceptPlan:
+        """Derive the plan from an agent config."""
+        return cls(
+            table=config.intercept.nft_table,
+            local=tuple(config.local_cidrs),
+            remote=tuple(config.remote_cidrs()),
+            port=config.listen.intercept_port,
+            fwmark=config.intercept.fwmark,
+            route_table=config.intercept.route_table,
+            rule_priority=config.intercept.rule_priority,
+        )
+
+
+def _elements(networks: Iterable[IPv4Network]) -> str:
+    items = ", ".join(str(net) for net in networks)
+    return f" elements = {{ {items} }};" if items else ""
+
+
+def render_nft(plan: InterceptPlan) -> str:
+    """The nft script that atomically (re)creates the interception table."""
+    mark = f"0x{plan.fwmark:x}"
+    return "\n".join([
+        f"table ip {plan.table} {{}}",
+        f"delete table ip {plan.table}",
+        f"table ip {plan.table} {{",
+        f"  set local {{ type ipv4_addr; flags interval; auto-merge;{_elements(plan.local)} }}",
+        f"  set remote {{ type ipv4_addr; flags interval; auto-merge;{_elements(plan.remote)} }}",
+        "  chain prerouting {",
+        "    type filter hook prerouting priority mangle; policy accept;",
+        f"    meta l4proto tcp socket transparent 1 meta mark set {mark} accept",
+        f"    ip saddr @local ip daddr @remote meta l4proto tcp tproxy to 127.0.0.1:{plan.port} meta mark set {mark} accept",
+        "  }",
+        "}",
+        "",
+    ])
+
+
+def run_nft(script: str, *, netns: str | None = None) -> None:
+    """Apply an nft script in one transaction; KernelError (nothing changed) if nft refuses it."""
+    cmd = ["nft", "-f", "-"]
+    if netns:
+        cmd = ["ip", "netns", "exec", netns, *cmd]
+    done = subprocess.run(cmd, input=script, capture_output=True, text=True, check=False)
+    if done.returncode != 0:
+        raise KernelError(f"nft refused the change: {done.stderr.strip()}")
+
+
+@contextmanager
+def _iproute(netns: str | None) -> Iterator[IPRoute]:
+    ipr = NetNS(netns) if netns else IPRoute()
+    try:
+        yield ipr
+    finally:
+        ipr.close()
+
+
+def _has_rule(ipr: IPRoute, plan: InterceptPlan) -> bool:
+    for rule in ipr.get_rules(family=2):
+        if rule.get_attr("FRA_FWMARK") == plan.fwmark and rule.get_attr("FRA_TABLE") == plan.route_table:
+            return True
+    return False
+
+
+def _has_route(ipr: IPRoute, plan: InterceptPlan) -> bool:
+    return bool(ipr.get_routes(family=2, table=plan.route_table, type="local", dst_len=0))
+
+
+def apply(plan: InterceptPlan, *, netns: str | None = None) -> None:
+    """Create or update the interception objects (idempotent)."""
+    run_nft(render_nft(plan), netns=netns)
+    with _iproute(netns) as ipr:
+        lo = ipr.link_lookup(ifname="lo")[0]
+        if not _has_route(ipr, plan):
+            ipr.route("add", dst="0.0.0.0/0", type="local", oif=lo, table=plan.route_table)
+        if not _has_rule(ipr, plan):
+            ipr.rule("add", fwmark=plan.fwmark, table=plan.route_table, priority=plan.rule_priority, family=2)
+
+
+def remove(plan: InterceptPlan, *, netns: str | None = None) -> None:
+    """Remove every object `apply` made; missing ones are fine."""
+    run_nft(f"table ip {plan.table} {{}}\ndelete table ip {plan.table}\n", netns=netns)
+    with _iproute(netns) as ipr:
+        while _has_rule(ipr, plan):
+            ipr.rule("del", fwmark=plan.fwmark, table=plan.route_table, priority=plan.rule_priority, family=2)
+        if _has_route(ipr, plan):
+            lo = ipr.link_lookup(ifname="lo")[0]
+            ipr.route("del", dst="0.0.0.0/0", type="local", oif=lo, table=plan.route_table)

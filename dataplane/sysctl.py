@@ -1,0 +1,49 @@
+"""The kernel settings the agent needs, in one place, applied at start and restored at stop.
+
+Each entry says why. All of them are per network namespace, so an agent in a
+namespace changes only its namespace.
+"""
+from __future__ import annotations
+
+from pathlib import Path
+
+# name -> (value, why)
+REQUIRED: dict[str, tuple[str, str]] = {
+    "net.ipv4.conf.all.rp_filter": ("2", "loose reverse-path check: TPROXY'd packets and transparently delivered replies are not on the strict reverse path during failover"),
+    "net.ipv4.conf.default.rp_filter": ("2", "same for interfaces created later"),
+    "net.ipv4.tcp_rmem": ("4096 131072 16777216", "large receive windows for multi-gigabit single flows"),
+    "net.ipv4.tcp_wmem": ("4096 65536 16777216", "large send buffers for multi-gigabit single flows"),
+    "net.ipv4.tcp_slow_start_after_idle": ("0", "warm tunnels keep their congestion window, so the first bytes of a new stream are not throttled"),
+    "net.core.somaxconn": ("4096", "bursts of new streams on the interception and tunnel listeners"),
+}
+
+
+def _file(name: str, root: Path) -> Path:
+    return root / name.replace(".", "/")
+
+
+def read(name: str, *, root: Path = Path("/proc/sys")) -> str:
+    """The current value, whitespace normalised."""
+    return " ".join(_file(name, root).read_text().split())
+
+
+def write(name: str, value: str, *, root: Path = Path("/proc/sys")) -> None:
+    """Set one value."""
+    _file(name, root).write_text(value + "\n")
+
+
+def apply(settings: dict[str, tuple[str, str]] = REQUIRED, *, root: Path = Path("/proc/sys")) -> dict[str, str]:
+    """Set every required value in this process's namespace; returns the previous values for restore()."""
+    previous: dict[str, str] = {}
+    for name, (value, _why) in settings.items():
+        old = read(name, root=root)
+        if old != value:
+            write(name, value, root=root)
+            previous[name] = old
+    return previous
+
+
+def restore(previous: dict[str, str], *, root: Path = Path("/proc/sys")) -> None:
+    """Put back what apply() changed."""
+    for name, value in previous.items():
+        write(name, value, root=root)

@@ -1,0 +1,185 @@
+"""Tunnels to peers: dial mutual-TLS connections on the active path and keep a few warm.
+
+One TLS connection carries one stream (the fastest shape for throughput: no
+multiplexing framing, no head-of-line blocking, each stream its own TCP
+window). A handshake per stream would cost time to first byte, so while a peer
+is in use the pool keeps `warm_tunnels` connections already handshaken and
+verified on the active path; a stream takes one and a background refill
+replaces it. The pool for a peer appears on first use (tunnels are on demand)
+and is closed after the idle timeout without streams. A path change flushes the
+pool so new streams dial the new path.
+"""
+from __future__ import annotations
+
+import logging
+import select
+import socket
+import ssl
+import threading
+import time
+from collections import deque
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Protocol
+
+from dataplane.config import PeerConfig, Timeouts
+from dataplane.logfmt import event
+from dataplane.tls import TlsContexts, require_identity
+
+log = logging.getLogger("dataplane.tunnel")
+
+
+class PathChooser(Protocol):
+    """What the pool needs from the path monitor (dataplane.paths.PathMonitor)."""
+
+    def active(self, peer_name: str) -> str: ...
+
+
+@dataclass
+class Tunnel:
+    """A verified TLS connection to a peer on one path, not yet carrying a stream."""
+
+    sock: ssl.SSLSocket
+    peer: str
+    path: str
+    created: float = field(default_factory=time.monotonic)
+
+    def alive(self) -> bool:
+        """A warm tunnel must be silent: readable means the peer closed or reset it."""
+        try:
+            readable, _, _ = select.select([self.sock], [], [], 0)
+        except (OSError, ValueError):
+            return False
+        return not readable
+
+
+def peer_address(peer: PeerConfig, path: str) -> str:
+    """The address of `peer` on `path` (the private one when no public address is configured)."""
+    if path == "public" and peer.public_addr is not None:
+        return str(peer.public_addr)
+    return str(peer.private_addr)
+
+
+def dial(contexts: TlsContexts, peer: PeerConfig, path: str, timeouts: Timeouts) -> Tunnel:
+    """Connect, handshake TLS 1.3 and verify the peer's identity; raises OSError or ssl.SSLError."""
+    address = peer_address(peer, path)
+    raw = socket.create_connection((address, peer.tunnel_port), timeout=timeouts.connect)
+    try:
+        raw.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+        raw.settimeout(timeouts.handshake)
+        tls = contexts.client.wrap_socket(raw, server_side=False)
+    except BaseException:
+        raw.close()
+        raise
+    try:
+        require_identity(tls, {peer.identity})
+    except BaseException:
+        tls.close()
+        raise
+    return Tunnel(tls, peer.name, path)
+
+
+class _PeerPool:
+    def __init__(self) -> None:
+        self.ready: deque[Tunnel] = deque()
+        self.last_used = time.monotonic()
+        self.refilling = False
+
+
+class TunnelPool:
+    """Warm, verified tunnels per peer on the path the chooser says is active."""
+
+    def __init__(
+        self,
+        *,
+        contexts: Callable[[], TlsContexts],
+        peers: Callable[[], dict[str, PeerConfig]],
+        paths: PathChooser,
+        timeouts: Callable[[], Timeouts],
+        warm: Callable[[], int],
+    ) -> None:
+        self._contexts = contexts
+        self._peers = peers
+        self._paths = paths
+        self._timeouts = timeouts
+        self._warm = warm
+        self._lock = threading.Lock()
+        self._pools: dict[str, _PeerPool] = {}
+
+    def take(self, peer_name: str) -> Tunnel:
+        """A tunnel to `peer_name` on its active path: a warm one if any, else dialled now."""
+        peer = self._peers()[peer_name]
+        path = self._paths.active(peer_name)
+        max_age = self._timeouts().idle / 2
+        with self._lock:
+            pool = self._pools.setdefault(peer_name, _PeerPool())
+            pool.last_used = time.monotonic()
+            while pool.ready:
+                tunnel = pool.ready.popleft()
+                if tunnel.path == path and time.monotonic() - tunnel.created < max_age and tunnel.alive():
+                    self._refill_later(peer_name, pool)
+                    return tunnel
+                tunnel.sock.close()
+            self._refill_later(peer_name, pool)
+        tunnel = dial(self._contexts(), peer, path, self._timeouts())
+        event(log, "tunnel.open", peer=peer_name, path=path, warm=False)
+        return tunnel
+
+    def _refill_later(self, peer_name: str, pool: _PeerPool) -> None:
+        """Start one background refill for the peer unless one is running (lock held)."""
+        if pool.refilling or self._warm() == 0:
+            return
+        pool.refilling = True
+        threading.Thread(target=self._refill, args=(peer_name, pool), name=f"refill-{peer_name}", daemon=True).start()
+
+    def _refill(self, peer_name: str, pool: _PeerPool) -> None:
+        try:
+            while True:
+                with self._lock:
+                    if self._pools.get(peer_name) is not pool or len(pool.ready) >= self._warm():
+                        return
+                peer = self._peers().get(peer_name)
+                if peer is None:
+                    return
+                path = self._paths.active(peer_name)
+                try:
+                    tunnel = dial(self._contexts(), peer, path, self._timeouts())
+                except (OSError, ssl.SSLError) as exc:
+                    event(log, "tunnel.warm_failed", peer=peer_name, path=path, error=type(exc).__name__, level=logging.WARNING)
+                    return
+                with self._lock:
+                    if self._pools.get(peer_name) is pool:
+                        pool.ready.append(tunnel)
+                        continue
+                tunnel.sock.close()
+                return
+        finally:
+            with self._lock:
+                pool.refilling = False
+
+    def flush(self, peer_name: str | None = None) -> int:
+        """Close the warm tunnels of one peer (or all); returns how many were closed."""
+        with self._lock:
+            names = list(self._pools) if peer_name is None else [peer_name]
+            doomed = [self._pools.pop(name) for name in names if name in self._pools]
+        closed = 0
+        for pool in doomed:
+            while pool.ready:
+                pool.ready.popleft().sock.close()
+                closed += 1
+        return closed
+
+    def reap(self) -> None:
+        """Close the pools of peers unused for the idle timeout (tunnels close when idle)."""
+        idle = self._timeouts().idle
+        now = time.monotonic()
+        with self._lock:
+            stale = [name for name, pool in self._pools.items() if now - pool.last_used > idle]
+        for name in stale:
+            if self.flush(name):
+                event(log, "tunnel.idle_close", peer=name)
+
+    def warm_count(self) -> dict[str, int]:
+        """Warm tunnels per peer (for status and tests)."""
+        with self._lock:
+            return {name: len(pool.ready) for name, pool in self._pools.items()}
