@@ -20,6 +20,7 @@ pytestmark = pytest.mark.e2e
 VENV = Path(__file__).resolve().parents[2] / ".venv"
 
 THING_TYPE = "pulumi-python:dynamic/e2e:Thing"
+TOKEN = "s3cr3t-e2e-token"
 
 PROGRAM = textwrap.dedent(
     '''
@@ -64,6 +65,11 @@ PROGRAM = textwrap.dedent(
     pulumi.export("length", box.thing.length)
     pulumi.export("provider_python", box.thing.provider_python)
     pulumi.export("program_python", sys.executable)
+
+    config = pulumi.Config()
+    pulumi.export("greeting", config.require("greeting"))
+    pulumi.export("token_is_secret", pulumi.runtime.is_config_secret("toolchain-e2e:token"))
+    pulumi.export("token", config.require_secret("token"))
     '''
 )
 
@@ -136,6 +142,8 @@ def stack(tmp_path: Path, pulumi_env: dict[str, str]) -> Iterator[Path]:
     """A fresh `dev` stack of the test program; its resources are destroyed afterwards."""
     project = make_project(tmp_path, PROGRAM)
     ok(pulumi(pulumi_env, project, "stack", "init", "dev"))
+    ok(pulumi(pulumi_env, project, "config", "set", "greeting", "hi"))
+    ok(pulumi(pulumi_env, project, "config", "set", "--secret", "token", TOKEN))
     try:
         yield project
     finally:
@@ -149,10 +157,17 @@ def test_stack_lifecycle_with_component_and_dynamic_provider(stack: Path, pulumi
 
     up = ok(pulumi(pulumi_env, stack, "up", "--yes"))
     assert "3 created" in up
+    assert TOKEN not in up
     assert ok(pulumi(pulumi_env, stack, "stack", "output", "length")).strip() == "5"
     venv_python = str(stack / ".venv" / "bin" / "python")
     assert ok(pulumi(pulumi_env, stack, "stack", "output", "program_python")).strip() == venv_python
     assert ok(pulumi(pulumi_env, stack, "stack", "output", "provider_python")).strip() == venv_python
+
+    assert ok(pulumi(pulumi_env, stack, "stack", "output", "greeting")).strip() == "hi"
+    assert ok(pulumi(pulumi_env, stack, "stack", "output", "token_is_secret")).strip() == "true"
+    assert ok(pulumi(pulumi_env, stack, "stack", "output", "token")).strip() == "[secret]"
+    assert TOKEN not in ok(pulumi(pulumi_env, stack, "stack", "export"))
+    assert TOKEN not in (stack / "Pulumi.dev.yaml").read_text()
 
     again = ok(pulumi(pulumi_env, stack, "up", "--yes"))
     assert "3 unchanged" in again
