@@ -1,0 +1,1 @@
+"""Azure target. `nsg_rules` is pure (policy -> NSGs and ASGs); Pulumi components load separately."""

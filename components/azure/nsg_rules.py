@@ -1,0 +1,278 @@
+"""Azure segmentation: the ordered policy compiled into NSGs with application security groups.
+
+Azure NSG rules are ordered (lower priority number first) and can deny, so the
+policy maps rule for rule: no subtraction and no Cartesian product (seed 002).
+One NSG guards each onboarded Azure network. Groups become ASGs (NICs whose
+address is in the group join it), so a rule names a group once instead of
+listing its addresses. Sources outside the NSG's network are address prefixes.
+
+Azure adds default rules below ours; `AllowVnetInBound` (65000) admits every
+source in the `VirtualNetwork` tag, which covers peered and gateway-learned
+prefixes, i.e. the whole fabric, and `AllowVnetOutBound` does the same for egress. So the
+compiler closes each direction with an explicit deny at priority 4096, or
+the defaults would permit what the policy denies. `evaluate` reads the compiled NSGs and ASGs, default rules included,
+so `transit check` proves what Azure would do, not what we meant.
+Never imports Pulumi.
+"""
+from __future__ import annotations
+
+from ipaddress import IPv4Address, IPv4Network, collapse_addresses
+from typing import Literal
+
+from pydantic import BaseModel, ConfigDict, Field
+
+from components.dataplane_policy import ResolvedRule, onboarded_space, resolve_rules
+from components.spec import FabricSpec
+
+Access = Literal["Allow", "Deny"]
+Direction = Literal["Inbound", "Outbound"]
+Protocol = Literal["Tcp", "Udp", "Icmp", "*"]
+
+FIRST_PRIORITY = 100
+LAST_PRIORITY = 4096
+MAX_RULES_PER_NSG = 1000  # Azure's limit of rules per NSG (both directions)
+VIRTUAL_NETWORK = "VirtualNetwork"
+_PROTOCOLS: dict[str, Protocol] = {"tcp": "Tcp", "udp": "Udp", "icmp": "Icmp", "any": "*"}
+_NUMBERS: dict[str, int] = {"Tcp": 6, "Udp": 17, "Icmp": 1}
+
+
+class NsgRule(BaseModel):
+    """One security rule, with the field names of the NSG securityRules API (snake_case)."""
+
+    model_config = ConfigDict(frozen=True)
+
+    name: str
+    priority: int = Field(ge=100, le=65500)
+    direction: Direction
+    access: Access
+    protocol: Protocol
+    source_address_prefixes: list[str] = Field(default_factory=list)
+    source_application_security_groups: list[str] = Field(default_factory=list)
+    destination_address_prefixes: list[str] = Field(default_factory=list)
+    destination_application_security_groups: list[str] = Field(default_factory=list)
+    destination_port_ranges: list[str] = Field(default_factory=lambda: ["*"])
+
+
+class Asg(BaseModel):
+    """An application security group and the addresses whose NICs join it."""
+
+    model_config = ConfigDict(frozen=True)
+
+    name: str
+    network: str
+    members: list[IPv4Network]
+
+
+class Nsg(BaseModel):
+    """The NSG of one Azure network, attached to all its subnets."""
+
+    model_config = ConfigDict(frozen=True)
+
+    name: str
+    network: str
+    cidrs: list[IPv4Network]
+    rules: list[NsgRule]
+
+
+class AzureSegmentation(BaseModel):
+    """Everything the Azure side of the policy compiles to."""
+
+    model_config = ConfigDict(frozen=True)
+
+    nsgs: list[Nsg]
+    asgs: list[Asg]
+    virtual_network: list[IPv4Network] = Field(description="What the VirtualNetwork service tag covers: the fabric's address space.")
+
+    @property
+    def rule_count(self) -> int:
+        """Security rules emitted (ours, not Azure's defaults)."""
+        return sum(len(nsg.rules) for nsg in self.nsgs)
+
+
+DEFAULT_RULES: list[NsgRule] = [
+    NsgRule(name="AllowVnetInBound", priority=65000, direction="Inbound", access="Allow", protocol="*",
+            source_address_prefixes=[VIRTUAL_NETWORK], destination_address_prefixes=[VIRTUAL_NETWORK]),
+    NsgRule(name="AllowAzureLoadBalancerInBound", priority=65001, direction="Inbound", access="Allow", protocol="*",
+            source_address_prefixes=["AzureLoadBalancer"], destination_address_prefixes=["*"]),
+    NsgRule(name="DenyAllInBound", priority=65500, direction="Inbound", access="Deny", protocol="*",
+            source_address_prefixes=["*"], destination_address_prefixes=["*"]),
+    NsgRule(name="AllowVnetOutBound", priority=65000, direction="Outbound", access="Allow", protocol="*",
+            source_address_prefixes=[VIRTUAL_NETWORK], destination_address_prefixes=[VIRTUAL_NETWORK]),
+    NsgRule(name="AllowInternetOutBound", priority=65001, direction="Outbound", access="Allow", protocol="*",
+            source_address_prefixes=["*"], destination_address_prefixes=["Internet"]),
+    NsgRule(name="DenyAllOutBound", priority=65500, direction="Outbound", access="Deny", protocol="*",
+            source_address_prefixes=["*"], destination_address_prefixes=["*"]),
+]
+"""Azure's default security rules, present in every NSG below the user's."""
+
+
+def _ports(rule: ResolvedRule) -> list[str]:
+    return [str(lo) if lo == hi else f"{lo}-{hi}" for lo, hi in rule.ports] or ["*"]
+
+
+def _within(nets: tuple[IPv4Network, ...], scope: list[IPv4Network]) -> list[IPv4Network]:
+    """The parts of `nets` inside `scope`."""
+    out: list[IPv4Network] = []
+    for net in nets:
+        for other in scope:
+            if net.subnet_of(other):
+                out.append(net)
+            elif other.subnet_of(net):
+                out.append(other)
+    return list(collapse_addresses(out))
+
+
+def compile_azure(spec: FabricSpec) -> AzureSegmentation:
+    """Compile the policy into one NSG per Azure network plus the ASGs its rules name.
+
+    Inbound rules guard the network as a destination, outbound rules as a
+    source, so Azure agrees with the intent whichever end it holds. The final
+    outbound deny only covers the fabric (`VirtualNetwork`): the policy says
+    nothing about the internet, which keeps Azure's default.
+    """
+    rules = resolve_rules(spec)
+    nsgs: list[Nsg] = []
+    asgs: dict[str, Asg] = {}
+    allow = {"permit": "Allow", "deny": "Deny"}
+    for network in (n for n in spec.networks if n.cloud == "azure"):
+        scope = list(collapse_addresses(network.cidrs))
+        compiled: list[NsgRule] = []
+        for direction in ("Inbound", "Outbound"):
+            position = 0
+            for rule in rules:
+                local_name, local_nets, remote_name, remote_nets = (
+                    (rule.dst_name, rule.dst, rule.src_name, rule.src) if direction == "Inbound"
+                    else (rule.src_name, rule.src, rule.dst_name, rule.dst)
+                )
+                inside = _within(local_nets, scope)
+                if not inside:
+                    continue
+                local = _local_side(spec, network.name, local_name, inside, scope, asgs)
+                remote = _remote_side(spec, network.name, remote_name, remote_nets, scope, asgs)
+                source, destination = (remote, local) if direction == "Inbound" else (local, remote)
+                compiled.append(
+                    NsgRule(
+                        name=f"{rule.name}-{direction.lower()}",
+                        priority=FIRST_PRIORITY + position,
+                        direction=direction,  # type: ignore[arg-type]
+                        access=allow[rule.action],  # type: ignore[arg-type]
+                        protocol=_PROTOCOLS[rule.proto],
+                        source_address_prefixes=source[0],
+                        source_application_security_groups=source[1],
+                        destination_address_prefixes=destination[0],
+                        destination_application_security_groups=destination[1],
+                        destination_port_ranges=_ports(rule),
+                    )
+                )
+                position += 1
+            if position >= MAX_RULES_PER_NSG // 2:
+                raise ValueError(f"network {network.name} needs {position} {direction.lower()} NSG rules; Azure allows {MAX_RULES_PER_NSG} per NSG")
+            remote_all = ["*"] if direction == "Inbound" else [VIRTUAL_NETWORK]
+            compiled.append(
+                NsgRule(name=f"default-{spec.policy.default}-{direction.lower()}", priority=LAST_PRIORITY,
+                        direction=direction, access=allow[spec.policy.default], protocol="*",  # type: ignore[arg-type]
+                        source_address_prefixes=remote_all if direction == "Inbound" else ["*"],
+                        destination_address_prefixes=["*"] if direction == "Inbound" else remote_all)
+            )
+        nsgs.append(Nsg(name=f"nsg-{network.name}", network=network.name, cidrs=scope, rules=compiled))
+    space = list(collapse_addresses([*onboarded_space(spec), *(edge.cidr for edge in spec.edges)]))
+    return AzureSegmentation(nsgs=nsgs, asgs=sorted(asgs.values(), key=lambda a: a.name), virtual_network=space)
+
+
+def _local_side(spec: FabricSpec, network: str, name: str, inside: list[IPv4Network],
+                scope: list[IPv4Network], asgs: dict[str, Asg]) -> tuple[list[str], list[str]]:
+    """(address prefixes, ASG names) for the rule end inside `network`.
+
+    The whole network is `*` (the NSG guards nothing else); a group is an ASG of
+    its members here; anything else is its address prefixes inside the network.
+    """
+    if inside == scope:
+        return ["*"], []
+    if name in spec.groups:
+        return [], [_asg(network, name, inside, asgs)]
+    return [str(net) for net in inside], []
+
+
+def _remote_side(spec: FabricSpec, network: str, name: str, nets: tuple[IPv4Network, ...],
+                 scope: list[IPv4Network], asgs: dict[str, Asg]) -> tuple[list[str], list[str]]:
+    """(address prefixes, ASG names) for the other end of the rule.
+
+    A group wholly inside the network is an ASG (ASGs only work within one
+    network); every other end is its address prefixes, never `*`, which would
+    also match addresses outside the fabric.
+    """
+    addresses = list(collapse_addresses(nets))
+    if name in spec.groups and _within(nets, scope) == addresses:
+        return [], [_asg(network, name, addresses, asgs)]
+    return [str(net) for net in addresses], []
+
+
+def _asg(network: str, group: str, members: list[IPv4Network], asgs: dict[str, Asg]) -> str:
+    """Name of the ASG of `group` in `network`, recording its members."""
+    name = f"asg-{network}-{group}"
+    known = asgs.get(name)
+    merged = list(collapse_addresses([*(known.members if known else []), *members]))
+    asgs[name] = Asg(name=name, network=network, members=merged)
+    return name
+
+
+def _prefix_matches(prefix: str, address: IPv4Address, virtual_network: list[IPv4Network]) -> bool:
+    if prefix == "*":
+        return True
+    if prefix == VIRTUAL_NETWORK:
+        return any(address in net for net in virtual_network)
+    if prefix == "Internet":
+        return not address.is_private
+    if prefix == "AzureLoadBalancer":
+        return address == IPv4Address("168.63.129.16")
+    return address in IPv4Network(prefix)
+
+
+def _side_matches(prefixes: list[str], groups: list[str], address: IPv4Address, seg: AzureSegmentation) -> bool:
+    members = {asg.name: asg.members for asg in seg.asgs}
+    return any(_prefix_matches(p, address, seg.virtual_network) for p in prefixes) or any(
+        address in net for group in groups for net in members[group]
+    )
+
+
+def _rule_matches(rule: NsgRule, seg: AzureSegmentation, src: IPv4Address, dst: IPv4Address, proto: int, port: int | None) -> bool:
+    if rule.protocol != "*" and _NUMBERS[rule.protocol] != proto:
+        return False
+    if not _side_matches(rule.source_address_prefixes, rule.source_application_security_groups, src, seg):
+        return False
+    if not _side_matches(rule.destination_address_prefixes, rule.destination_application_security_groups, dst, seg):
+        return False
+    if rule.destination_port_ranges == ["*"]:
+        return True
+    if port is None:
+        return False
+    for item in rule.destination_port_ranges:
+        lo, _, hi = item.partition("-")
+        if int(lo) <= port <= int(hi or lo):
+            return True
+    return False
+
+
+def _decide(nsg: Nsg, direction: Direction, seg: AzureSegmentation, src: IPv4Address, dst: IPv4Address, proto: int, port: int | None) -> NsgRule:
+    ordered = sorted((r for r in [*nsg.rules, *DEFAULT_RULES] if r.direction == direction), key=lambda r: r.priority)
+    return next(r for r in ordered if _rule_matches(r, seg, src, dst, proto, port))
+
+
+def evaluate(seg: AzureSegmentation, src_ip: str, dst_ip: str, proto: int, port: int | None) -> tuple[str, str] | None:
+    """What Azure does with a flow: (permit|deny, deciding NSG/rule), or None when no NSG is on its path.
+
+    Outbound is checked at the source's NSG and inbound at the destination's,
+    as Azure does; the flow passes only when every NSG on the path allows it.
+    """
+    src, dst = IPv4Address(src_ip), IPv4Address(dst_ip)
+    on_path = [(nsg, "Outbound") for nsg in seg.nsgs if any(src in net for net in nsg.cidrs)]
+    on_path += [(nsg, "Inbound") for nsg in seg.nsgs if any(dst in net for net in nsg.cidrs)]
+    if not on_path:
+        return None
+    reasons = []
+    for nsg, direction in on_path:
+        rule = _decide(nsg, direction, seg, src, dst, proto, port)  # type: ignore[arg-type]
+        reasons.append(f"{nsg.name}/{direction.lower()}/{rule.name}")
+        if rule.access == "Deny":
+            return "deny", reasons[-1]
+    return "permit", ", ".join(reasons)

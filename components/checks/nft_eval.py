@@ -1,0 +1,104 @@
+"""Evaluate a compiled nftables filter document the way the kernel would.
+
+`transit check` must prove what the data plane installs, not the policy it was
+compiled from, so this reads the JSON document of `dataplane.filter_table.ruleset`
+(the very bytes `nft -j -f` receives): the two verdict maps and the chains their
+elements jump to. A lookup finds the map element whose interval key holds the
+packet (elements are disjoint), follows its goto and reads that chain's verdict;
+no element means the default chain. Never imports Pulumi.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+from ipaddress import IPv4Address, IPv4Network
+from typing import Any
+
+from dataplane.filter_model import proto_number
+
+_PORT_PROTOS = {6, 17}
+Interval = tuple[int, int]
+
+
+@dataclass(frozen=True)
+class NftTable:
+    """The decision content of one filter table: map elements and chain verdicts."""
+
+    ports: tuple[tuple[tuple[Interval, ...], str], ...]
+    noports: tuple[tuple[tuple[Interval, ...], str], ...]
+    verdicts: dict[str, str]
+    counters: dict[str, str]
+    default_chain: str
+
+    def decide(self, src_ip: str, dst_ip: str, proto: str | int, port: int | None) -> tuple[str, str]:
+        """(permit|deny, counter name of the deciding chain) for one new connection."""
+        number = proto_number(proto)
+        src, dst = int(IPv4Address(src_ip)), int(IPv4Address(dst_ip))
+        if number in _PORT_PROTOS:
+            if port is None:
+                raise ValueError("tcp and udp need a destination port")
+            key: tuple[int, ...] = (src, dst, number, port)
+            elements = self.ports
+        else:
+            key = (src, dst, number)
+            elements = self.noports
+        chain = next((target for box, target in elements if all(lo <= k <= hi for k, (lo, hi) in zip(key, box))), self.default_chain)
+        return self.verdicts[chain], self.counters[chain]
+
+
+def _interval(value: Any, kind: str) -> Interval:
+    """One concat component: a literal, a prefix or a range."""
+    if isinstance(value, dict) and "prefix" in value:
+        net = IPv4Network(f"{value['prefix']['addr']}/{value['prefix']['len']}")
+        return int(net.network_address), int(net.broadcast_address)
+    if isinstance(value, dict) and "range" in value:
+        low, high = value["range"]
+        return (_scalar(low, kind), _scalar(high, kind))
+    scalar = _scalar(value, kind)
+    return scalar, scalar
+
+
+def _scalar(value: Any, kind: str) -> int:
+    if kind == "ipv4_addr":
+        return int(IPv4Address(value))
+    if kind == "inet_proto" and isinstance(value, str):
+        return proto_number(value)
+    return int(value)
+
+
+def load_table(document: dict[str, Any]) -> NftTable:
+    """Read the maps and chains of a `ruleset()` document."""
+    maps: dict[str, list[str]] = {}
+    elements: dict[str, list[tuple[tuple[Interval, ...], str]]] = {}
+    verdicts: dict[str, str] = {}
+    counters: dict[str, str] = {}
+    base_default: str | None = None
+    for command in document["nftables"]:
+        body = command.get("add", {})
+        if "map" in body:
+            maps[body["map"]["name"]] = body["map"]["type"]
+        elif "element" in body:
+            types = maps[body["element"]["name"]]
+            for key, verdict in body["element"]["elem"]:
+                box = tuple(_interval(part, kind) for part, kind in zip(key["concat"], types))
+                elements.setdefault(body["element"]["name"], []).append((box, verdict["goto"]["target"]))
+        elif "rule" in body:
+            chain = body["rule"]["chain"]
+            for expr in body["rule"]["expr"]:
+                if "counter" in expr and isinstance(expr["counter"], str):
+                    counters[chain] = expr["counter"]
+                if "accept" in expr and chain not in verdicts and "match" not in body["rule"]["expr"][0]:
+                    verdicts[chain] = "permit"
+                if "reject" in expr or "drop" in expr:
+                    verdicts.setdefault(chain, "deny")
+                if "goto" in expr and len(body["rule"]["expr"]) == 1:
+                    base_default = expr["goto"]["target"]
+    if base_default is None:
+        raise ValueError("the document has no final goto to a default chain")
+    port_map, noport_map = (name for name, kind in maps.items() if len(kind) == 4), (name for name, kind in maps.items() if len(kind) == 3)
+    return NftTable(
+        ports=tuple(elements.get(next(port_map, ""), [])),
+        noports=tuple(elements.get(next(noport_map, ""), [])),
+        verdicts=verdicts,
+        counters=counters,
+        default_chain=base_default,
+    )

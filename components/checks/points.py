@@ -1,0 +1,178 @@
+"""The enforcement points of a fabric, each judged from its own compiled artefact.
+
+A point answers one question for a flow: what it would do, or nothing when the
+flow never crosses it. Each cloud point reads what its compiler emits (security
+groups and prefix lists, NSGs and ASGs with Azure's default rules, firewall
+rules and tags with GCP's implied rules); each data plane point reads the
+nftables document its agent installs. The intent is the reference they must
+all agree with. Building the points compiles everything once, so a parity run
+only pays for lookups. Never imports Pulumi.
+"""
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+from ipaddress import IPv4Address, IPv4Network
+
+from components.aws.security_rules import Endpoint, IntentRule, Segment, SecurityPlan, compile_security
+from components.azure.nsg_rules import AzureSegmentation, compile_azure
+from components.azure.nsg_rules import evaluate as azure_evaluate
+from components.checks.nft_eval import NftTable, load_table
+from components.dataplane_policy import connector_filter, edge_filter, edge_scope, endpoint_cidrs, fabric_filter, resolve_rules
+from components.gcp.firewall_rules import GcpSegmentation, compile_gcp
+from components.gcp.firewall_rules import evaluate as gcp_evaluate
+from components.spec import FabricSpec
+from dataplane.filter_model import FilterPolicy, proto_number
+from dataplane.filter_table import ruleset
+
+Decision = tuple[str, str]
+"""(permit | deny, what decided: a rule, an NSG rule, a chain's counter)."""
+
+
+@dataclass(frozen=True)
+class Flow:
+    """One concrete flow: the unit every check and every report speaks in."""
+
+    src: str
+    dst: str
+    proto: str
+    port: int | None
+
+    def __str__(self) -> str:
+        where = f"{self.proto}/{self.port}" if self.port is not None else self.proto
+        return f"{self.src} -> {self.dst} {where}"
+
+
+@dataclass(frozen=True)
+class Point:
+    """An enforcement point: a name, a kind and a pure decision function."""
+
+    name: str
+    kind: str
+    decide: Callable[[Flow], Decision | None]
+
+
+def intent_point(policy: FilterPolicy) -> Point:
+    """The reference: the ordered policy, first match, read by `FilterPolicy.evaluate`."""
+
+    def decide(flow: Flow) -> Decision:
+        action, rule = policy.evaluate(flow.src, flow.dst, _proto(flow), flow.port)
+        return action, rule or "default"
+
+    return Point("intent", "intent", decide)
+
+
+def nft_point(name: str, table: NftTable, scope: list[IPv4Network]) -> Point:
+    """A data plane agent's filter table; it sees flows from or to its scope."""
+
+    def decide(flow: Flow) -> Decision | None:
+        src, dst = IPv4Address(flow.src), IPv4Address(flow.dst)
+        if not any(src in net or dst in net for net in scope):
+            return None
+        return table.decide(flow.src, flow.dst, _proto(flow), flow.port)
+
+    return Point(name, "dataplane", decide)
+
+
+def dataplane_points(spec: FabricSpec, filters: dict[str, tuple[FilterPolicy, list[IPv4Network]]] | None = None) -> list[Point]:
+    """One point per agent that filters: each connector, and each edge serving native networks.
+
+    `filters` overrides the policies (name -> (policy, scope)), e.g. the ones
+    read back from generated agent configs.
+    """
+    if filters is None:
+        filters = {}
+        for network in spec.networks:
+            if network.attach == "connector":
+                filters[f"connector-{network.name}"] = (connector_filter(spec, network.name), endpoint_cidrs(spec, network.name))
+        for edge in spec.edges:
+            scope = edge_scope(spec, edge.name)
+            if scope:
+                filters[f"edge-{edge.name}"] = (edge_filter(spec, edge.name), scope)
+    return [
+        nft_point(f"dataplane:{name}", load_table(ruleset(policy, table="transit_filter", hook="forward")), scope)
+        for name, (policy, scope) in filters.items()
+    ]
+
+
+def aws_intent(spec: FabricSpec) -> tuple[list[IntentRule], list[Segment]]:
+    """The AWS compiler's inputs, from the shared resolution of the policy."""
+    rules = [
+        IntentRule(r.name, r.action, Endpoint(r.src_name, r.src), Endpoint(r.dst_name, r.dst), r.proto, r.ports)  # type: ignore[arg-type]
+        for r in resolve_rules(spec)
+    ]
+    segments = [Segment(n.name, n.region or "", tuple(n.cidrs)) for n in spec.networks if n.cloud == "aws"]
+    return rules, segments
+
+
+def aws_point(plan: SecurityPlan) -> Point:
+    """AWS security groups: the source's egress and the destination's ingress must both allow.
+
+    Reads the compiled members, prefix lists and rules directly, so it is a
+    second witness next to the compiler's own `allows`.
+    """
+    members = {m.key: [IPv4Network(c) for c in m.cidrs] for m in plan.members}
+    lists = {p.key: [IPv4Network(c) for c in p.cidrs] for p in plan.prefix_lists}
+
+    def peer_has(kind: str, peer: str, address: IPv4Address) -> bool:
+        nets = lists[peer] if kind == "prefix_list" else members[peer] if kind == "security_group" else [IPv4Network(peer)]
+        return any(address in net for net in nets)
+
+    def member_of(address: IPv4Address) -> str | None:
+        return next((key for key, nets in members.items() if any(address in n for n in nets)), None)
+
+    def grant(member: str, direction: str, peer: IPv4Address, flow: Flow) -> str | None:
+        proto = flow.proto if flow.proto in ("tcp", "udp", "icmp") else "other"
+        for rule in plan.rules:
+            if rule.member != member or rule.direction != direction or not peer_has(rule.peer_kind, rule.peer, peer):
+                continue
+            if rule.protocol == "-1" or (
+                rule.protocol == proto and (proto not in ("tcp", "udp") or rule.from_port <= (flow.port or -1) <= rule.to_port)
+            ):
+                return f"{member}/{direction}/{'+'.join(rule.rules)}"
+        return None
+
+    def decide(flow: Flow) -> Decision | None:
+        src, dst = IPv4Address(flow.src), IPv4Address(flow.dst)
+        src_member, dst_member = member_of(src), member_of(dst)
+        if src_member is None and dst_member is None:
+            return None
+        reasons = []
+        for member, direction, peer in ((dst_member, "ingress", src), (src_member, "egress", dst)):
+            if member is None:
+                continue
+            reason = grant(member, direction, peer, flow)
+            if reason is None:
+                return "deny", f"{member}/{direction}: no rule allows it"
+            reasons.append(reason)
+        return "permit", ", ".join(reasons)
+
+    return Point("aws:security-groups", "aws", decide)
+
+
+def azure_point(seg: AzureSegmentation) -> Point:
+    """Azure NSGs with ASGs and Azure's default rules."""
+    return Point("azure:nsgs", "azure", lambda f: azure_evaluate(seg, f.src, f.dst, proto_number(_proto(f)), f.port))
+
+
+def gcp_point(seg: GcpSegmentation) -> Point:
+    """GCP VPC firewall rules with tags and GCP's implied rules."""
+    return Point("gcp:firewall", "gcp", lambda f: gcp_evaluate(seg, f.src, f.dst, proto_number(_proto(f)), f.port))
+
+
+def _proto(flow: Flow) -> str | int:
+    return int(flow.proto) if flow.proto.isdigit() else flow.proto
+
+
+def build_points(spec: FabricSpec) -> list[Point]:
+    """Compile every enforcement point the fabric has; the intent comes first."""
+    points = [intent_point(fabric_filter(spec))]
+    rules, segments = aws_intent(spec)
+    if segments:
+        points.append(aws_point(compile_security(rules, segments)))
+    if any(n.cloud == "azure" for n in spec.networks):
+        points.append(azure_point(compile_azure(spec)))
+    if any(n.cloud == "gcp" for n in spec.networks):
+        points.append(gcp_point(compile_gcp(spec)))
+    points.extend(dataplane_points(spec))
+    return points

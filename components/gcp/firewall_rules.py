@@ -1,0 +1,232 @@
+"""GCP segmentation: the ordered policy compiled into VPC firewall rules with network tags.
+
+GCP firewall rules have priorities (lower first) and can deny, so the policy
+maps rule for rule, in order, without subtraction or a Cartesian product
+(seed 002). Groups become network tags (instances whose address is in the
+group carry the tag), so a rule names a group once as a target or a source
+tag. Sources outside the VPC are source ranges.
+
+GCP's implied rules deny ingress and allow egress at 65535, but a VPC may carry
+broader allows (the `default-allow-internal` of auto-mode VPCs sits at 65534),
+so the compiler closes each VPC with its own deny at 65000. `evaluate` reads
+the compiled rules and tag memberships, implied rules included, with GCP's
+tie-break (deny wins at equal priority). Never imports Pulumi.
+"""
+from __future__ import annotations
+
+import hashlib
+from ipaddress import IPv4Address, IPv4Network, collapse_addresses
+from typing import Literal
+
+from pydantic import BaseModel, ConfigDict, Field
+
+from components.dataplane_policy import ResolvedRule, onboarded_space, resolve_rules
+from components.spec import FabricSpec
+
+FIRST_PRIORITY = 1000
+DEFAULT_PRIORITY = 65000
+IMPLIED_PRIORITY = 65535
+_PROTOCOLS: dict[str, str] = {"tcp": "tcp", "udp": "udp", "icmp": "icmp", "any": "all"}
+_NUMBERS: dict[str, int] = {"tcp": 6, "udp": 17, "icmp": 1}
+
+
+class FirewallRule(BaseModel):
+    """One VPC firewall rule, with the fields of compute.firewalls (snake_case)."""
+
+    model_config = ConfigDict(frozen=True)
+
+    name: str
+    network: str
+    priority: int = Field(ge=0, le=65535)
+    direction: Literal["INGRESS", "EGRESS"]
+    action: Literal["allow", "deny"]
+    protocol: Literal["tcp", "udp", "icmp", "all"]
+    ports: list[str] = Field(default_factory=list, description="Empty = every port.")
+    source_ranges: list[str] = Field(default_factory=list)
+    source_tags: list[str] = Field(default_factory=list)
+    destination_ranges: list[str] = Field(default_factory=list)
+    target_tags: list[str] = Field(default_factory=list, description="Empty = every instance in the VPC.")
+
+
+class NetworkTag(BaseModel):
+    """A network tag and the addresses of the instances that carry it."""
+
+    model_config = ConfigDict(frozen=True)
+
+    name: str
+    network: str
+    members: list[IPv4Network]
+
+
+class Vpc(BaseModel):
+    """One onboarded GCP network and its address space."""
+
+    model_config = ConfigDict(frozen=True)
+
+    name: str
+    cidrs: list[IPv4Network]
+
+
+class GcpSegmentation(BaseModel):
+    """Everything the GCP side of the policy compiles to."""
+
+    model_config = ConfigDict(frozen=True)
+
+    vpcs: list[Vpc]
+    rules: list[FirewallRule]
+    tags: list[NetworkTag]
+
+    @property
+    def rule_count(self) -> int:
+        """Firewall rules emitted (GCP's implied rules not counted)."""
+        return len(self.rules)
+
+
+def implied_rules(network: str) -> list[FirewallRule]:
+    """GCP's implied rules, present in every VPC below the user's."""
+    return [
+        FirewallRule(name="implied-deny-ingress", network=network, priority=IMPLIED_PRIORITY, direction="INGRESS",
+                     action="deny", protocol="all", source_ranges=["0.0.0.0/0"]),
+        FirewallRule(name="implied-allow-egress", network=network, priority=IMPLIED_PRIORITY, direction="EGRESS",
+                     action="allow", protocol="all", destination_ranges=["0.0.0.0/0"]),
+    ]
+
+
+def rule_name(network: str, rule: str) -> str:
+    """A firewall name (RFC 1035, at most 63 characters) unique per network and rule."""
+    name = f"{network}-{rule}"
+    if len(name) <= 63:
+        return name
+    digest = hashlib.sha256(name.encode()).hexdigest()[:8]
+    return f"{name[:54].rstrip('-')}-{digest}"
+
+
+def _within(nets: tuple[IPv4Network, ...], scope: list[IPv4Network]) -> list[IPv4Network]:
+    out = [n for n in nets for s in scope if n.subnet_of(s)] + [s for n in nets for s in scope if s.subnet_of(n) and s != n]
+    return list(collapse_addresses(out))
+
+
+def _tag(network: str, group: str, members: list[IPv4Network], tags: dict[str, NetworkTag]) -> str:
+    name = f"transit-{group}"
+    key = f"{network}/{name}"
+    known = tags.get(key)
+    merged = list(collapse_addresses([*(known.members if known else []), *members]))
+    tags[key] = NetworkTag(name=name, network=network, members=merged)
+    return name
+
+
+def _compile_rule(spec: FabricSpec, vpc: Vpc, rule: ResolvedRule, direction: str, priority: int,
+                  tags: dict[str, NetworkTag]) -> FirewallRule | None:
+    """The rule as this VPC enforces it: ingress for its destinations, egress for its sources."""
+    local_name, local_nets, remote_nets = (
+        (rule.dst_name, rule.dst, rule.src) if direction == "INGRESS" else (rule.src_name, rule.src, rule.dst)
+    )
+    inside = _within(local_nets, vpc.cidrs)
+    if not inside:
+        return None
+    target_tags: list[str] = []
+    local_ranges: list[str] = []
+    if inside != vpc.cidrs:
+        if local_name in spec.groups:
+            target_tags = [_tag(vpc.name, local_name, inside, tags)]
+        else:
+            local_ranges = [str(n) for n in inside]
+    remote = list(collapse_addresses(remote_nets))
+    source_tags: list[str] = []
+    remote_ranges = [str(n) for n in remote]
+    if direction == "INGRESS" and rule.src_name in spec.groups and _within(rule.src, vpc.cidrs) == remote:
+        source_tags, remote_ranges = [_tag(vpc.name, rule.src_name, remote, tags)], []
+    ingress = direction == "INGRESS"
+    return FirewallRule(
+        name=rule_name(vpc.name, f"{rule.name}-{direction.lower()}"),
+        network=vpc.name,
+        priority=priority,
+        direction=direction,  # type: ignore[arg-type]
+        action="allow" if rule.action == "permit" else "deny",
+        protocol=_PROTOCOLS[rule.proto],  # type: ignore[arg-type]
+        ports=[str(lo) if lo == hi else f"{lo}-{hi}" for lo, hi in rule.ports],
+        source_ranges=remote_ranges if ingress else local_ranges,
+        source_tags=source_tags,
+        destination_ranges=local_ranges if ingress else remote_ranges,
+        target_tags=target_tags,
+    )
+
+
+def compile_gcp(spec: FabricSpec) -> GcpSegmentation:
+    """Compile the policy into ingress and egress firewall rules per GCP network, plus their tags.
+
+    The closing egress deny covers only the fabric's networks: the policy says
+    nothing about the internet, which keeps GCP's implied egress allow.
+    """
+    resolved = resolve_rules(spec)
+    fabric = [str(n) for n in onboarded_space(spec)]
+    vpcs = [Vpc(name=n.name, cidrs=list(collapse_addresses(n.cidrs))) for n in spec.networks if n.cloud == "gcp"]
+    rules: list[FirewallRule] = []
+    tags: dict[str, NetworkTag] = {}
+    for vpc in vpcs:
+        for direction in ("INGRESS", "EGRESS"):
+            position = 0
+            for rule in resolved:
+                compiled = _compile_rule(spec, vpc, rule, direction, FIRST_PRIORITY + position, tags)
+                if compiled is not None:
+                    rules.append(compiled)
+                    position += 1
+            if FIRST_PRIORITY + position >= DEFAULT_PRIORITY:
+                raise ValueError(f"network {vpc.name} needs {position} {direction.lower()} rules; priorities {FIRST_PRIORITY}-{DEFAULT_PRIORITY - 1} hold fewer")
+            rules.append(
+                FirewallRule(name=rule_name(vpc.name, f"default-deny-{direction.lower()}"), network=vpc.name,
+                             priority=DEFAULT_PRIORITY, direction=direction, action="deny", protocol="all",  # type: ignore[arg-type]
+                             source_ranges=["0.0.0.0/0"] if direction == "INGRESS" else [],
+                             destination_ranges=fabric if direction == "EGRESS" else [])
+            )
+    return GcpSegmentation(vpcs=vpcs, rules=rules, tags=sorted(tags.values(), key=lambda t: (t.network, t.name)))
+
+
+def _has_tag(seg: GcpSegmentation, network: str, address: IPv4Address, tags: list[str]) -> bool:
+    return any(t.network == network and t.name in tags and any(address in m for m in t.members) for t in seg.tags)
+
+
+def _matches(seg: GcpSegmentation, rule: FirewallRule, src: IPv4Address, dst: IPv4Address, proto: int, port: int | None) -> bool:
+    if rule.protocol != "all" and _NUMBERS[rule.protocol] != proto:
+        return False
+    if rule.ports:
+        if port is None or not any(int(p.split("-")[0]) <= port <= int(p.split("-")[-1]) for p in rule.ports):
+            return False
+    if rule.direction == "INGRESS":
+        local, remote = dst, src
+        if rule.target_tags and not _has_tag(seg, rule.network, local, rule.target_tags):
+            return False
+        if rule.destination_ranges and not any(local in IPv4Network(r) for r in rule.destination_ranges):
+            return False
+        return any(remote in IPv4Network(r) for r in rule.source_ranges) or _has_tag(seg, rule.network, remote, rule.source_tags)
+    if rule.target_tags and not _has_tag(seg, rule.network, src, rule.target_tags):
+        return False
+    if rule.source_ranges and not any(src in IPv4Network(r) for r in rule.source_ranges):
+        return False
+    return any(dst in IPv4Network(r) for r in rule.destination_ranges)
+
+
+def _decide(seg: GcpSegmentation, vpc: str, direction: str, src: IPv4Address, dst: IPv4Address, proto: int, port: int | None) -> FirewallRule:
+    candidates = [r for r in [*seg.rules, *implied_rules(vpc)] if r.network == vpc and r.direction == direction]
+    candidates.sort(key=lambda r: (r.priority, r.action != "deny"))
+    return next(r for r in candidates if _matches(seg, r, src, dst, proto, port))
+
+
+def evaluate(seg: GcpSegmentation, src_ip: str, dst_ip: str, proto: int, port: int | None) -> tuple[str, str] | None:
+    """What GCP does with a flow: (permit|deny, deciding rule), or None when no GCP VPC is on its path.
+
+    Egress is checked in the source's VPC and ingress in the destination's; the
+    flow passes only when both allow.
+    """
+    src, dst = IPv4Address(src_ip), IPv4Address(dst_ip)
+    on_path = [(v.name, "EGRESS") for v in seg.vpcs if any(src in n for n in v.cidrs)]
+    on_path += [(v.name, "INGRESS") for v in seg.vpcs if any(dst in n for n in v.cidrs)]
+    if not on_path:
+        return None
+    reasons = []
+    for vpc, direction in on_path:
+        rule = _decide(seg, vpc, direction, src, dst, proto, port)
+        reasons.append(f"{vpc}/{direction.lower()}/{rule.name}")
+        if rule.action == "deny":
+            return "deny", reasons[-1]
+    return "permit", ", ".join(reasons)
