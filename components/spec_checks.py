@@ -186,6 +186,7 @@ def _groups(spec: FabricSpec, known: KnownNames) -> Iterator[Problem]:
     for group, members in spec.groups.items():
         if not members:
             yield Problem(f"groups.{group}", "is empty; list CIDRs or network names")
+        listed: list[tuple[int, ipaddress.IPv4Network]] = []
         for j, member in enumerate(members):
             path = f"groups.{group}[{j}]"
             if not isinstance(member, str):
@@ -205,6 +206,10 @@ def _groups(spec: FabricSpec, known: KnownNames) -> Iterator[Problem]:
                     yield Problem(
                         path, f"{cidr} is not inside any onboarded network; its traffic never crosses the fabric"
                     )
+                for k, other in listed:
+                    if cidr.overlaps(other):
+                        yield Problem(path, f"{cidr} overlaps groups.{group}[{k}] ({other}); list each address once")
+                listed.append((j, cidr))
 
 
 # --- edges and networks --------------------------------------------------

@@ -57,6 +57,8 @@ def format_path(loc: tuple[Any, ...] | list[Any]) -> str:
     """Write a pydantic location as `circuits[1].bgp.peering[0]`."""
     out = ""
     for part in loc:
+        if part == "[key]":  # pydantic's marker for a bad dict key; the key itself is the path
+            continue
         if isinstance(part, int):
             out += f"[{part}]"
         else:
