@@ -1,0 +1,167 @@
+"""Namespace harness: uniquely named namespaces, veth links, processes inside them, always cleaned up.
+
+`Lab` is a context manager: every namespace it makes carries the lab's unique
+prefix, every process it starts is ended, and every namespace (with its veths)
+is deleted on exit, even after a failure. `socket_in()` creates a socket inside
+a namespace from this process (the socket stays in that namespace), so tests
+can connect, listen and time traffic without helper processes.
+
+Used by the data plane integration tests and by bench/dataplane_bench.py.
+"""
+from __future__ import annotations
+
+import ctypes
+import os
+import signal
+import socket
+import subprocess
+import threading
+import time
+import uuid
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+CLONE_NEWNET = 0x40000000
+_libc = ctypes.CDLL(None, use_errno=True)
+
+
+def run(cmd: list[str], *, check: bool = True, timeout: float = 30, **kwargs: Any) -> subprocess.CompletedProcess[str]:
+    """Run a command; raise with its stderr when it fails and `check` is set."""
+    done = subprocess.run(cmd, capture_output=True, text=True, timeout=timeout, check=False, **kwargs)
+    if check and done.returncode != 0:
+        raise RuntimeError(f"{' '.join(cmd)} failed ({done.returncode}): {done.stderr.strip()}")
+    return done
+
+
+def in_netns(name: str, fn: Callable[[], Any]) -> Any:
+    """Call `fn` in a thread that has joined namespace `name`; return its result (sockets stay there)."""
+    box: dict[str, Any] = {}
+
+    def target() -> None:
+        try:
+            fd = os.open(f"/run/netns/{name}", os.O_RDONLY)
+            try:
+                if _libc.setns(fd, CLONE_NEWNET) != 0:
+                    raise OSError(ctypes.get_errno(), f"setns {name}")
+            finally:
+                os.close(fd)
+            box["value"] = fn()
+        except BaseException as exc:  # handed back to the caller's thread
+            box["error"] = exc
+
+    thread = threading.Thread(target=target)
+    thread.start()
+    thread.join()
+    if "error" in box:
+        raise box["error"]
+    return box.get("value")
+
+
+def socket_in(name: str, kind: int = socket.SOCK_STREAM) -> socket.socket:
+    """A new IPv4 socket that lives in namespace `name`."""
+    return in_netns(name, lambda: socket.socket(socket.AF_INET, kind))
+
+
+@dataclass
+class Netns:
+    """One namespace of a lab."""
+
+    name: str
+    lab: Lab
+
+    def exec(self, *cmd: str, check: bool = True, timeout: float = 30) -> subprocess.CompletedProcess[str]:
+        """Run a command inside the namespace and wait for it."""
+        return run(["ip", "netns", "exec", self.name, *cmd], check=check, timeout=timeout)
+
+    def spawn(self, *cmd: str, **kwargs: Any) -> subprocess.Popen[bytes]:
+        """Start a long-running process inside the namespace; the lab ends it on exit."""
+        proc = subprocess.Popen(["ip", "netns", "exec", self.name, *cmd], **kwargs)
+        self.lab.processes.append(proc)
+        return proc
+
+    def socket(self, kind: int = socket.SOCK_STREAM) -> socket.socket:
+        """A socket inside this namespace."""
+        return socket_in(self.name, kind)
+
+    def nft_tables(self) -> list[str]:
+        """Names of the nftables tables in this namespace."""
+        out = self.exec("nft", "list", "tables").stdout
+        return [line.split()[-1] for line in out.splitlines() if line.startswith("table")]
+
+    def ip_rules(self) -> str:
+        """`ip rule` output, for leak checks."""
+        return self.exec("ip", "rule").stdout
+
+
+@dataclass
+class Lab:
+    """A set of namespaces and processes that exists only inside a `with` block."""
+
+    tag: str = "lab"
+    prefix: str = field(init=False)
+    namespaces: dict[str, Netns] = field(default_factory=dict)
+    processes: list[subprocess.Popen[bytes]] = field(default_factory=list)
+    files: list[Path] = field(default_factory=list)
+
+    def __post_init__(self) -> None:
+        self.prefix = f"t{self.tag[:3]}{uuid.uuid4().hex[:6]}"
+
+    def __enter__(self) -> Lab:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    def ns(self, short: str) -> Netns:
+        """Create namespace `<prefix>-<short>` with loopback up."""
+        name = f"{self.prefix}-{short}"
+        run(["ip", "netns", "add", name])
+        space = Netns(name, self)
+        self.namespaces[short] = space
+        space.exec("ip", "link", "set", "lo", "up")
+        return space
+
+    def link(self, a: Netns, a_if: str, a_addr: str, b: Netns, b_if: str, b_addr: str) -> None:
+        """A veth pair between two namespaces with an address (CIDR form) on each end; names fit 15 chars."""
+        for ifname in (a_if, b_if):
+            if len(ifname) > 15:
+                raise ValueError(f"interface name {ifname} is longer than 15 characters")
+        tmp_a, tmp_b = f"v{uuid.uuid4().hex[:10]}", f"v{uuid.uuid4().hex[:10]}"
+        run(["ip", "link", "add", tmp_a, "type", "veth", "peer", "name", tmp_b])
+        run(["ip", "link", "set", tmp_a, "netns", a.name, "name", a_if])
+        run(["ip", "link", "set", tmp_b, "netns", b.name, "name", b_if])
+        for space, ifname, addr in ((a, a_if, a_addr), (b, b_if, b_addr)):
+            space.exec("ip", "addr", "add", addr, "dev", ifname)
+            space.exec("ip", "link", "set", ifname, "up")
+
+    def close(self) -> None:
+        """End every process, then delete every namespace (its veths go with it) and file."""
+        for proc in self.processes:
+            if proc.poll() is None:
+                proc.send_signal(signal.SIGTERM)
+        deadline = time.monotonic() + 10
+        for proc in self.processes:
+            try:
+                proc.wait(timeout=max(0.1, deadline - time.monotonic()))
+            except subprocess.TimeoutExpired:
+                proc.kill()
+                proc.wait()
+        for space in self.namespaces.values():
+            leftover = run(["ip", "netns", "pids", space.name], check=False).stdout.split()
+            for pid in leftover:
+                try:
+                    os.kill(int(pid), signal.SIGKILL)
+                except ProcessLookupError:
+                    pass
+            run(["ip", "netns", "del", space.name], check=False)
+        self.namespaces.clear()
+        for path in self.files:
+            path.unlink(missing_ok=True)
+
+
+def leftover_namespaces(prefix: str) -> list[str]:
+    """Namespaces still carrying `prefix` (a leak check for tests)."""
+    root = Path("/run/netns")
+    return sorted(p.name for p in root.iterdir() if p.name.startswith(prefix)) if root.exists() else []

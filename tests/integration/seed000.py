@@ -1,0 +1,199 @@
+"""Seed 000's example topology in namespaces, with real `transit-agent` processes.
+
+    aws-app 10.30.40.10 -- connector -- edge A --(private 100.64.37.0/30)-- edge B -- az-app 172.18.40.10
+             10.30.40.0/24   10.250.37.0/24      \\(public 198.51.100.0/30)/  10.254.37.1, 172.18.40.0/24
+
+The application hosts route the remote CIDR to the connector (aws-app) and to
+edge B (az-app), exactly as the cloud route tables would. Edges and connector
+get certificates from one fabric CA; every agent gets the same filter policy.
+The integration tests and bench/dataplane_bench.py both build it with
+`Seed000(...)` inside a `with` block.
+"""
+from __future__ import annotations
+
+import json
+import shutil
+import signal
+import subprocess
+import sys
+import tempfile
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from dataplane import pki
+from tests.integration.netns import Lab, Netns
+
+FABRIC = "acme"
+AGENT = [str(Path(sys.executable).parent / "transit-agent")]
+REPO = Path(__file__).resolve().parents[2]
+
+AWS_APP = "10.30.40.10"
+AZ_APP = "172.18.40.10"
+CONNECTOR = {"app": "10.30.40.1", "edge": "10.250.37.10"}
+EDGE_A = {"conn": "10.250.37.1", "private": "100.64.37.1", "public": "198.51.100.1"}
+EDGE_B = {"private": "100.64.37.2", "public": "198.51.100.2", "app": "172.18.40.1", "edge": "10.254.37.1"}
+
+# Interfaces on the links between the connector and the far edge (where no plaintext may appear).
+TUNNEL_LINKS = (("conn", "c-edge"), ("edgea", "a-priv"), ("edgea", "a-pub"))
+
+DEFAULT_POLICY: dict[str, Any] = {
+    "default": "deny",
+    "rules": [
+        {"name": "no-ssh", "action": "deny", "proto": "tcp", "ports": [22]},
+        {"name": "app-to-db", "action": "permit", "src": ["10.30.40.0/24"], "dst": ["172.18.40.0/24"], "proto": "tcp", "ports": [5432, [8000, 8100]]},
+        {"name": "az-to-aws", "action": "permit", "src": ["172.18.40.0/24"], "dst": ["10.30.40.0/24"], "proto": "tcp", "ports": [9000]},
+    ],
+}
+
+
+def identity(node: str) -> str:
+    """The fabric identity of a node."""
+    return f"spiffe://{FABRIC}/{node}"
+
+
+@dataclass
+class AgentProcess:
+    """A running agent: its namespace, config file and log."""
+
+    node: str
+    ns: Netns
+    config_path: Path
+    log_path: Path
+    proc: subprocess.Popen[bytes] | None = None
+
+    def log(self) -> str:
+        """Everything the agent logged so far."""
+        return self.log_path.read_text() if self.log_path.exists() else ""
+
+    def signal(self, sig: int) -> None:
+        """Send a signal to the agent."""
+        assert self.proc is not None
+        self.proc.send_signal(sig)
+
+
+@dataclass
+class Seed000:
+    """Build the topology and agents on enter, remove everything on exit."""
+
+    policy: dict[str, Any] = field(default_factory=lambda: json.loads(json.dumps(DEFAULT_POLICY)))
+    overrides: dict[str, Any] = field(default_factory=dict)
+    tag: str = "s00"
+    lab: Lab = field(init=False)
+    workdir: Path = field(init=False)
+    agents: dict[str, AgentProcess] = field(default_factory=dict)
+    ca: pki.KeyPair = field(init=False)
+
+    def __enter__(self) -> Seed000:
+        self.lab = Lab(self.tag)
+        self.workdir = Path(tempfile.mkdtemp(prefix=f"{self.lab.prefix}-"))
+        try:
+            self._build()
+            for node in ("conn", "edgea", "edgeb"):
+                self.start_agent(node)
+            for node in ("conn", "edgea", "edgeb"):
+                self.wait_ready(node)
+        except BaseException:
+            self.__exit__()
+            raise
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        for agent in self.agents.values():
+            if agent.proc and agent.proc.poll() is None:
+                agent.proc.send_signal(signal.SIGTERM)
+        for agent in self.agents.values():
+            if agent.proc:
+                try:
+                    agent.proc.wait(timeout=15)
+                except subprocess.TimeoutExpired:
+                    agent.proc.kill()
+                    agent.proc.wait()
+        self.lab.close()
+        shutil.rmtree(self.workdir, ignore_errors=True)
+
+    # ---- building ------------------------------------------------------
+
+    def ns(self, short: str) -> Netns:
+        """A namespace of the topology: awsapp, conn, edgea, edgeb, azapp."""
+        return self.lab.namespaces[short]
+
+    def _build(self) -> None:
+        lab = self.lab
+        aws, conn, edgea, edgeb, az = (lab.ns(n) for n in ("awsapp", "conn", "edgea", "edgeb", "azapp"))
+        lab.link(aws, "eth0", f"{AWS_APP}/24", conn, "c-app", f"{CONNECTOR['app']}/24")
+        lab.link(conn, "c-edge", f"{CONNECTOR['edge']}/24", edgea, "a-conn", f"{EDGE_A['conn']}/24")
+        lab.link(edgea, "a-priv", f"{EDGE_A['private']}/30", edgeb, "b-priv", f"{EDGE_B['private']}/30")
+        lab.link(edgea, "a-pub", f"{EDGE_A['public']}/30", edgeb, "b-pub", f"{EDGE_B['public']}/30")
+        lab.link(edgeb, "b-app", f"{EDGE_B['app']}/24", az, "eth0", f"{AZ_APP}/24")
+        edgeb.exec("ip", "addr", "add", f"{EDGE_B['edge']}/24", "dev", "b-app")
+        aws.exec("ip", "route", "add", "default", "via", CONNECTOR["app"])
+        az.exec("ip", "route", "add", "default", "via", EDGE_B["app"])
+        self.ca = pki.create_ca(FABRIC)
+        for node, config in self.configs().items():
+            folder = self.workdir / node
+            ca_path, cert_path, key_path = pki.write_node_files(folder, self.ca.cert_pem, pki.issue(self.ca, identity(node)))
+            config["tls"] = {"ca": str(ca_path), "cert": str(cert_path), "key": str(key_path)}
+            config["flow_log"] = str(folder / "flows.jsonl")
+            config.update(self.overrides.get(node, {}))
+            path = folder / "agent.json"
+            path.write_text(json.dumps(config, indent=2))
+            self.agents[node] = AgentProcess(node, self.ns(node), path, folder / "agent.log")
+
+    def configs(self) -> dict[str, dict[str, Any]]:
+        """The three AgentConfig documents (before TLS paths are filled in)."""
+        timeouts = {"idle": 30, "connect": 2, "handshake": 2, "drain": 2}
+        common = {"filter": self.policy, "timeouts": timeouts, "paths": {"probe_interval": 0.1, "failover_misses": 3, "failback_hold": 2.0}}
+        return {
+            "conn": {
+                "name": "conn", "role": "connector", "identity": identity("conn"),
+                "local_cidrs": ["10.30.40.0/24"],
+                "peers": [{"name": "edgea", "identity": identity("edgea"), "private_addr": EDGE_A["conn"], "cidrs": ["172.18.40.0/24"]}],
+                **common,
+            },
+            "edgea": {
+                "name": "edgea", "role": "edge", "identity": identity("edgea"),
+                "peers": [
+                    {"name": "conn", "identity": identity("conn"), "private_addr": CONNECTOR["edge"], "cidrs": ["10.30.40.0/24"]},
+                    {"name": "edgeb", "identity": identity("edgeb"), "private_addr": EDGE_B["private"], "public_addr": EDGE_B["public"], "cidrs": ["172.18.40.0/24"]},
+                ],
+                **common,
+            },
+            "edgeb": {
+                "name": "edgeb", "role": "edge", "identity": identity("edgeb"),
+                "local_cidrs": ["172.18.40.0/24"],
+                "peers": [{"name": "edgea", "identity": identity("edgea"), "private_addr": EDGE_A["private"], "public_addr": EDGE_A["public"], "cidrs": ["10.30.40.0/24"]}],
+                **common,
+            },
+        }
+
+    # ---- agents --------------------------------------------------------
+
+    def start_agent(self, node: str) -> AgentProcess:
+        """Start (or restart) one agent inside its namespace."""
+        agent = self.agents[node]
+        handle = agent.log_path.open("ab")
+        agent.proc = agent.ns.spawn(*AGENT, "--config", str(agent.config_path), stdout=handle, stderr=handle, cwd=REPO)
+        handle.close()
+        return agent
+
+    def wait_ready(self, node: str, timeout: float = 15) -> None:
+        """Wait for the agent's start line; raise with its log if it exits or times out."""
+        agent = self.agents[node]
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            if "agent.start " in agent.log():
+                return
+            if agent.proc is not None and agent.proc.poll() is not None:
+                raise RuntimeError(f"agent {node} exited {agent.proc.returncode}:\n{agent.log()}")
+            time.sleep(0.05)
+        raise TimeoutError(f"agent {node} not ready:\n{agent.log()}")
+
+    def write_config(self, node: str, config: dict[str, Any]) -> None:
+        """Replace an agent's config file (then signal SIGHUP to reload it)."""
+        self.agents[node].config_path.write_text(json.dumps(config, indent=2))
+
+    def read_config(self, node: str) -> dict[str, Any]:
+        """The agent's current config document."""
+        return json.loads(self.agents[node].config_path.read_text())

@@ -1,0 +1,113 @@
+"""AgentConfig: valid documents load, bad ones are refused with the field path."""
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from dataplane.config import AgentConfig, ConfigError, load_config, parse_config
+
+
+def _doc(**changes: Any) -> dict[str, Any]:
+    doc: dict[str, Any] = {
+        "name": "edge-a",
+        "role": "edge",
+        "identity": "spiffe://acme/edge-a",
+        "local_cidrs": ["10.30.40.0/24"],
+        "peers": [
+            {"name": "edge-b", "identity": "spiffe://acme/edge-b", "private_addr": "100.64.0.2",
+             "public_addr": "198.51.100.2", "cidrs": ["172.18.40.0/24"]},
+        ],
+        "filter": {"default": "deny", "rules": [{"name": "web", "action": "permit", "proto": "tcp", "ports": [443]}]},
+        "tls": {"ca": "/etc/transit/ca.pem", "cert": "/etc/transit/node.pem", "key": "/etc/transit/node.key"},
+    }
+    doc.update(changes)
+    return doc
+
+
+def test_valid_document_loads_with_defaults() -> None:
+    config = parse_config(_doc())
+    assert isinstance(config, AgentConfig)
+    assert config.listen.tunnel.port == 7443
+    assert config.timeouts.idle == 300
+    assert [str(c) for c in config.remote_cidrs()] == ["172.18.40.0/24"]
+    assert config.peer("edge-b").public_addr is not None
+    assert config.filter.evaluate("10.30.40.1", "172.18.40.5", "tcp", 443) == ("permit", "web")
+
+
+def _problems(doc: dict[str, Any]) -> list[str]:
+    with pytest.raises(ConfigError) as info:
+        parse_config(doc)
+    return info.value.problems
+
+
+def test_bad_peer_address_names_the_field() -> None:
+    doc = _doc()
+    doc["peers"][0]["private_addr"] = "not-an-ip"
+    problems = _problems(doc)
+    assert any(p.startswith("peers[0].private_addr:") for p in problems), problems
+
+
+def test_bad_filter_rule_names_the_field() -> None:
+    doc = _doc()
+    doc["filter"]["rules"][0]["ports"] = [70000]
+    problems = _problems(doc)
+    assert any(p.startswith("filter.rules[0].ports") for p in problems), problems
+
+
+def test_every_problem_is_listed_at_once() -> None:
+    problems = _problems(_doc(role="router", identity="https://acme/x", unknown=1))
+    paths = {p.split(":")[0] for p in problems}
+    assert {"role", "identity", "unknown"} <= paths
+
+
+def test_overlapping_peer_cidrs_refused() -> None:
+    doc = _doc()
+    doc["peers"].append({"name": "edge-c", "identity": "spiffe://acme/edge-c", "private_addr": "100.64.0.3", "cidrs": ["172.18.0.0/16"]})
+    problems = _problems(doc)
+    assert any("overlaps" in p for p in problems), problems
+
+
+def test_peer_cidr_overlapping_local_refused() -> None:
+    doc = _doc(local_cidrs=["172.18.40.0/25"])
+    assert any("overlaps local_cidrs" in p for p in _problems(doc))
+
+
+def test_own_identity_as_peer_refused() -> None:
+    doc = _doc()
+    doc["peers"][0]["identity"] = "spiffe://acme/edge-a"
+    assert any("own identity" in p for p in _problems(doc))
+
+
+def test_load_config_file_errors(tmp_path: Path) -> None:
+    missing = tmp_path / "missing.json"
+    with pytest.raises(ConfigError) as info:
+        load_config(missing)
+    assert info.value.problems[0].startswith("(file): cannot read")
+    bad = tmp_path / "bad.json"
+    bad.write_text("{not json")
+    with pytest.raises(ConfigError) as info:
+        load_config(bad)
+    assert "not JSON" in info.value.problems[0]
+
+
+def test_environment_overrides_file(tmp_path: Path) -> None:
+    path = tmp_path / "agent.json"
+    path.write_text(json.dumps(_doc(log_level="info")))
+    assert load_config(path, environ={"TRANSIT_AGENT_LOG_LEVEL": "debug"}).log_level == "debug"
+    with pytest.raises(ConfigError) as info:
+        load_config(path, environ={"TRANSIT_AGENT_LOG_LEVEL": "loud"})
+    assert info.value.problems[0].startswith("log_level:")
+
+
+def test_every_field_is_documented() -> None:
+    def walk(model: type) -> None:
+        for name, info in model.model_fields.items():  # type: ignore[attr-defined]
+            assert info.description, f"{model.__name__}.{name} has no description"
+            annotation = info.annotation
+            for candidate in getattr(annotation, "__args__", (annotation,)):
+                if isinstance(candidate, type) and hasattr(candidate, "model_fields") and candidate.__module__ == "dataplane.config":
+                    walk(candidate)
+    walk(AgentConfig)

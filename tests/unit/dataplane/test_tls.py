@@ -1,0 +1,121 @@
+"""Mutual TLS 1.3: fabric members connect; another CA, a wrong identity or TLS 1.2 are refused."""
+from __future__ import annotations
+
+import socket
+import ssl
+import threading
+from pathlib import Path
+
+import pytest
+
+from dataplane import pki
+from dataplane.config import TlsPaths
+from dataplane.tls import PeerIdentityError, TlsContexts, build_contexts, require_identity
+
+
+def _contexts(tmp_path: Path, ca: pki.KeyPair, identity: str, stem: str) -> TlsContexts:
+    ca_path, cert, key = pki.write_node_files(tmp_path / stem, ca.cert_pem, pki.issue(ca, identity))
+    return build_contexts(TlsPaths(ca=ca_path, cert=cert, key=key))
+
+
+def _handshake(server_ctx: ssl.SSLContext, client_ctx: ssl.SSLContext) -> tuple[ssl.SSLSocket | Exception, ssl.SSLSocket | Exception]:
+    left, right = socket.socketpair()
+    left.settimeout(5)
+    right.settimeout(5)
+    result: dict[str, ssl.SSLSocket | Exception] = {}
+
+    def serve() -> None:
+        try:
+            tls = server_ctx.wrap_socket(left, server_side=True)
+            tls.recv(1)
+            tls.sendall(b"y")
+            result["server"] = tls
+        except Exception as exc:
+            result["server"] = exc
+            left.close()
+
+    thread = threading.Thread(target=serve)
+    thread.start()
+    try:
+        client: ssl.SSLSocket | Exception = client_ctx.wrap_socket(right, server_side=False)
+        # TLS 1.3: the server's verdict on the client certificate arrives after the client finishes.
+        client.sendall(b"x")  # type: ignore[union-attr]
+        client.recv(1)  # type: ignore[union-attr]
+    except Exception as exc:
+        client = exc
+        right.close()
+    thread.join()
+    return result["server"], client
+
+
+@pytest.fixture(scope="module")
+def fabric(tmp_path_factory: pytest.TempPathFactory) -> dict[str, TlsContexts]:
+    tmp = tmp_path_factory.mktemp("tls")
+    ca = pki.create_ca("acme")
+    other = pki.create_ca("acme")  # same name, different key: must not be trusted
+    return {
+        "a": _contexts(tmp, ca, "spiffe://acme/edge-a", "a"),
+        "b": _contexts(tmp, ca, "spiffe://acme/edge-b", "b"),
+        "rogue": _contexts(tmp, other, "spiffe://acme/edge-b", "rogue"),
+    }
+
+
+def test_members_connect_and_see_each_others_identity(fabric: dict[str, TlsContexts]) -> None:
+    left, right = socket.socketpair()
+    box: dict[str, object] = {}
+
+    def serve() -> None:
+        tls = fabric["a"].server.wrap_socket(left, server_side=True)
+        box["id"] = require_identity(tls, {"spiffe://acme/edge-b"})
+        box["version"] = tls.version()
+        tls.sendall(b"ok")
+        tls.close()
+
+    thread = threading.Thread(target=serve)
+    thread.start()
+    client = fabric["b"].client.wrap_socket(right, server_side=False)
+    assert require_identity(client, {"spiffe://acme/edge-a"}) == "spiffe://acme/edge-a"
+    assert client.recv(2) == b"ok"
+    thread.join()
+    client.close()
+    assert box == {"id": "spiffe://acme/edge-b", "version": "TLSv1.3"}
+
+
+def test_client_from_another_ca_is_refused(fabric: dict[str, TlsContexts]) -> None:
+    server, client = _handshake(fabric["a"].server, fabric["rogue"].client)
+    assert isinstance(server, ssl.SSLError)
+    assert isinstance(client, (ssl.SSLError, OSError))
+
+
+def test_server_from_another_ca_is_refused(fabric: dict[str, TlsContexts]) -> None:
+    server, client = _handshake(fabric["rogue"].server, fabric["a"].client)
+    assert isinstance(client, ssl.SSLCertVerificationError)
+
+
+def test_unexpected_identity_is_refused(fabric: dict[str, TlsContexts]) -> None:
+    server, client = _handshake(fabric["a"].server, fabric["b"].client)
+    assert isinstance(client, ssl.SSLSocket)
+    with pytest.raises(PeerIdentityError):
+        require_identity(client, {"spiffe://acme/edge-c"})
+    client.close()
+    if isinstance(server, ssl.SSLSocket):
+        server.close()
+
+
+def test_tls12_client_is_refused(fabric: dict[str, TlsContexts]) -> None:
+    legacy = ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT)
+    legacy.check_hostname = False
+    legacy.verify_mode = ssl.CERT_NONE
+    legacy.maximum_version = ssl.TLSVersion.TLSv1_2
+    server, client = _handshake(fabric["a"].server, legacy)
+    assert isinstance(server, ssl.SSLError)
+    assert isinstance(client, (ssl.SSLError, OSError))
+
+
+def test_client_without_certificate_is_refused(fabric: dict[str, TlsContexts]) -> None:
+    anonymous = ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT)
+    anonymous.check_hostname = False
+    anonymous.verify_mode = ssl.CERT_NONE
+    server, client = _handshake(fabric["a"].server, anonymous)
+    assert isinstance(server, ssl.SSLError)
+    assert isinstance(client, (ssl.SSLError, OSError))
