@@ -104,7 +104,11 @@ class DaemonProvider(LocalProvider):
                                     stdin=subprocess.DEVNULL, stdout=out, stderr=subprocess.STDOUT,
                                     start_new_session=True)
         (base / "pid").write_text(str(proc.pid))
-        self._wait_ready(proc, ns, props.get("ready_port"), float(props.get("ready_timeout") or 10), log)
+        try:
+            self._wait_ready(proc, ns, props.get("ready_port"), float(props.get("ready_timeout") or 10), log)
+        except DaemonStartError:
+            self._cleanup(base)  # a failed create leaves no process, key or file behind
+            raise
         start_time = proc_start_time(proc.pid)
         outs = {**props, "pid": proc.pid, "start_time": start_time, "dir": str(base)}
         return CreateResult(id_=name, outs=outs)
@@ -120,7 +124,6 @@ class DaemonProvider(LocalProvider):
             if ready:
                 return
             if time.monotonic() > deadline:
-                proc.kill()
                 raise DaemonStartError(f"{proc.args} not listening on {port} after {timeout}s:\n{_log_tail(log)}")
             time.sleep(0.05)
 

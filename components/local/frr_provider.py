@@ -63,8 +63,15 @@ class FrrRouterProvider(LocalProvider):
     OUTPUT_KEYS = frozenset({"pids", "start_times"})
 
     def create(self, props: dict[str, Any]) -> CreateResult:
+        stop_router(props["name"])  # an interrupted run may have left one behind
+        try:
+            return self._start(props)
+        except Exception:
+            stop_router(props["name"])  # a failed create leaves no daemon or key file behind
+            raise
+
+    def _start(self, props: dict[str, Any]) -> CreateResult:
         name, ns = props["name"], props["ns"]
-        stop_router(name)  # an interrupted run may have left one behind
         etc, run = _paths(name)
         frr = pwd.getpwnam("frr")
         for path in (etc, run):

@@ -37,6 +37,15 @@ class VethLinkProvider(LocalProvider):
             if sh.link_exists(ns, ifname):  # left over by an interrupted run
                 sh.ip(ns, "link", "del", ifname)
         sh.ip(ns_a, "link", "add", if_a, "type", "veth", "peer", "name", if_b, "netns", ns_b)
+        try:
+            self._configure(props)
+        except Exception:
+            sh.ip(ns_a, "link", "del", if_a, check=False)
+            raise
+        return CreateResult(id_=f"{ns_a}/{if_a}", outs=dict(props))
+
+    @staticmethod
+    def _configure(props: dict[str, Any]) -> None:
         for side in ("a", "b"):
             ns, ifname = _end(props, side)
             if props.get(f"master_{side}"):
@@ -48,7 +57,6 @@ class VethLinkProvider(LocalProvider):
                 rate = int(props["rate_mbps"])
                 sh.run(["tc", "-n", ns, "qdisc", "replace", "dev", ifname, "root", "tbf",
                         "rate", f"{rate}mbit", "burst", str(tbf_burst_bytes(rate)), "latency", TBF_LATENCY])
-        return CreateResult(id_=f"{ns_a}/{if_a}", outs=dict(props))
 
     def alive(self, id_: str, outs: dict[str, Any]) -> bool:
         if not all(sh.link_exists(*_end(outs, side)) for side in ("a", "b")):

@@ -57,16 +57,23 @@ class NamespaceProvider(LocalProvider):
     def create(self, props: dict[str, Any]) -> CreateResult:
         ns = props["name"]
         delete_namespace(ns)  # left over by an interrupted run: start clean
+        try:
+            self._build(ns, props.get("bridge"))
+        except Exception:
+            delete_namespace(ns)
+            raise
+        return CreateResult(id_=ns, outs=dict(props))
+
+    @staticmethod
+    def _build(ns: str, bridge: dict[str, str] | None) -> None:
         sh.run(["ip", "netns", "add", ns])
         sh.ip(ns, "link", "set", "lo", "up")
         for key, value in SYSCTLS.items():
             sh.ns_run(ns, ["sysctl", "-q", "-w", f"{key}={value}"])
-        bridge = props.get("bridge")
         if bridge:
             sh.ip(ns, "link", "add", bridge["name"], "type", "bridge")
             sh.ip(ns, "addr", "add", bridge["address"], "dev", bridge["name"])
             sh.ip(ns, "link", "set", bridge["name"], "up")
-        return CreateResult(id_=ns, outs=dict(props))
 
     def alive(self, id_: str, outs: dict[str, Any]) -> bool:
         if not sh.netns_exists(id_):
