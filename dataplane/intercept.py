@@ -114,7 +114,7 @@ def apply(plan: InterceptPlan, *, netns: str | None = None) -> None:
     with _iproute(netns) as ipr:
         lo = ipr.link_lookup(ifname="lo")[0]
         if not _has_route(ipr, plan):
-            ipr.route("add", dst="0.0.0.0/0", type="local", oif=lo, table=plan.route_table)
+            ipr.route("add", dst="0.0.0.0/0", type="local", scope=254, oif=lo, table=plan.route_table)
         if not _has_rule(ipr, plan):
             ipr.rule("add", fwmark=plan.fwmark, table=plan.route_table, priority=plan.rule_priority, family=2)
 
@@ -127,4 +127,4 @@ def remove(plan: InterceptPlan, *, netns: str | None = None) -> None:
             ipr.rule("del", fwmark=plan.fwmark, table=plan.route_table, priority=plan.rule_priority, family=2)
         if _has_route(ipr, plan):
             lo = ipr.link_lookup(ifname="lo")[0]
-            ipr.route("del", dst="0.0.0.0/0", type="local", oif=lo, table=plan.route_table)
+            ipr.route("del", dst="0.0.0.0/0", type="local", scope=254, oif=lo, table=plan.route_table)

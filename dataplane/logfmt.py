@@ -20,7 +20,7 @@ def format_event(name: str, fields: dict[str, object]) -> str:
     return " ".join([name, *(f"{key}={_value(val)}" for key, val in fields.items())])
 
 
-def event(logger: logging.Logger, name: str, *, level: int = logging.INFO, **fields: object) -> None:
+def event(logger: logging.Logger, name: str, /, *, level: int = logging.INFO, **fields: object) -> None:
     """Log one event if the level is enabled (formatting is skipped otherwise)."""
     if logger.isEnabledFor(level):
         logger.log(level, "%s", format_event(name, fields))

@@ -106,6 +106,10 @@ class TunnelPool:
         self._lock = threading.Lock()
         self._pools: dict[str, _PeerPool] = {}
 
+    def set_paths(self, paths: PathChooser) -> None:
+        """Follow a new path monitor (after a reload restarted it)."""
+        self._paths = paths
+
     def take(self, peer_name: str) -> Tunnel:
         """A tunnel to `peer_name` on its active path: a warm one if any, else dialled now."""
         peer = self._peers()[peer_name]
