@@ -262,8 +262,7 @@ class _Builder:
         if not cidrs:
             return None
         first = cidrs[0]
-        owner = next((n for n in self.spec.networks if any(first.subnet_of(c) for c in n.cidrs)), None)
-        if owner is not None and any(first == c for c in owner.cidrs):
+        if first.num_addresses > HOST_INDEX:  # a subnet: its usual host, never the gateway (.1)
             return first.network_address + HOST_INDEX
         return _usable(first)[0]
 
