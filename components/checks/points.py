@@ -18,9 +18,11 @@ from components.aws.security_rules import Endpoint, IntentRule, Segment, Securit
 from components.azure.nsg_rules import AzureSegmentation, compile_azure
 from components.azure.nsg_rules import evaluate as azure_evaluate
 from components.checks.nft_eval import NftTable, load_table
-from components.dataplane_policy import connector_filter, edge_filter, edge_scope, endpoint_cidrs, fabric_filter, resolve_rules
+from components.dataplane_policy import connector_filter, edge_filter, edge_scope, endpoint_cidrs, resolve_rules
 from components.gcp.firewall_rules import GcpSegmentation, compile_gcp
 from components.gcp.firewall_rules import evaluate as gcp_evaluate
+from components.policy_intent import IntentPolicy, compile_intent
+from components.policy_intent import evaluate as intent_evaluate
 from components.spec import FabricSpec
 from dataplane.filter_model import FilterPolicy, proto_number
 from dataplane.filter_table import ruleset
@@ -52,11 +54,11 @@ class Point:
     decide: Callable[[Flow], Decision | None]
 
 
-def intent_point(policy: FilterPolicy) -> Point:
-    """The reference: the ordered policy, first match, read by `FilterPolicy.evaluate`."""
+def intent_point(intent: IntentPolicy) -> Point:
+    """The reference: the spec's ordered policy as `policy_intent.evaluate` reads it."""
 
     def decide(flow: Flow) -> Decision:
-        action, rule = policy.evaluate(flow.src, flow.dst, _proto(flow), flow.port)
+        action, rule = intent_evaluate(intent, flow.src, flow.dst, flow.proto, flow.port)
         return action, rule or "default"
 
     return Point("intent", "intent", decide)
@@ -166,7 +168,7 @@ def _proto(flow: Flow) -> str | int:
 
 def build_points(spec: FabricSpec) -> list[Point]:
     """Compile every enforcement point the fabric has; the intent comes first."""
-    points = [intent_point(fabric_filter(spec))]
+    points = [intent_point(compile_intent(spec))]
     rules, segments = aws_intent(spec)
     if segments:
         points.append(aws_point(compile_security(rules, segments)))

@@ -23,7 +23,8 @@ from ipaddress import IPv4Address, IPv4Network
 from typing import Literal
 
 from components.checks.points import Decision, Flow, Point
-from components.dataplane_policy import endpoint_cidrs, resolve_rules
+from components.dataplane_policy import resolve_rules
+from components.policy_intent import resolve_endpoint
 from components.spec import FabricSpec
 
 FindingKind = Literal["test-fails", "point-disagrees", "parity-hole", "parity-block"]
@@ -87,8 +88,8 @@ def _other(verdict: str) -> str:
 
 
 def _test_flows(spec: FabricSpec, src: str, dst: str, proto: str, port: int | None) -> Iterator[Flow]:
-    for src_net in endpoint_cidrs(spec, src):
-        for dst_net in endpoint_cidrs(spec, dst):
+    for src_net in resolve_endpoint(spec, src):
+        for dst_net in resolve_endpoint(spec, dst):
             for src_ip in hosts(src_net):
                 for dst_ip in hosts(dst_net):
                     if src_ip != dst_ip:

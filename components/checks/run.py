@@ -1,0 +1,99 @@
+"""One `transit check` run: rules with their levels, assertions, parity; one report.
+
+Pure and fast (no Pulumi, no cloud): what the CLI prints and what CI gates on.
+A mandatory violation, a failing assertion or a disagreeing enforcement point
+makes the report fail; advisory violations are reported and let it pass.
+"""
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass, field
+from typing import Any
+
+from components.checks.config import RuleSettings
+from components.checks.points import Point, build_points
+from components.checks.reachability import Finding, parity, prove_tests
+from components.checks.rules import RULES, Context
+from components.checks.violation import Level, Violation
+from components.plan import build_plan
+from components.spec import FabricSpec
+
+
+@dataclass(frozen=True)
+class LeveledViolation:
+    """A violation with the enforcement level it has in this environment."""
+
+    violation: Violation
+    level: Level
+
+
+@dataclass
+class Report:
+    """Everything one check found, and how long it took."""
+
+    violations: list[LeveledViolation] = field(default_factory=list)
+    findings: list[Finding] = field(default_factory=list)
+    points: list[str] = field(default_factory=list)
+    tests: int = 0
+    flows_sampled: int = 0
+    seconds: float = 0.0
+
+    @property
+    def failed(self) -> bool:
+        """True when CI must stop: a mandatory violation or any reachability finding."""
+        return bool(self.findings) or any(v.level == "mandatory" for v in self.violations)
+
+    def as_json(self) -> dict[str, Any]:
+        """The report for machines (`transit check --json`)."""
+        return {
+            "passed": not self.failed,
+            "violations": [
+                {"rule": v.violation.rule, "path": v.violation.path, "message": v.violation.message, "level": v.level}
+                for v in self.violations
+            ],
+            "findings": [
+                {"kind": f.kind, "path": f.path, "message": f.message,
+                 "flow": {"src": f.flow.src, "dst": f.flow.dst, "proto": f.flow.proto, "port": f.flow.port},
+                 "points": {name: {"verdict": d[0], "by": d[1]} for name, d in f.decisions.items()}}
+                for f in self.findings
+            ],
+            "enforcement_points": self.points,
+            "tests": self.tests,
+            "flows_sampled": self.flows_sampled,
+            "seconds": round(self.seconds, 3),
+        }
+
+
+def run_rules(ctx: Context, settings: dict[str, RuleSettings]) -> list[LeveledViolation]:
+    """Every enabled spec rule, with its level."""
+    out: list[LeveledViolation] = []
+    for rule in RULES:
+        setting = settings[rule.name]
+        if rule.spec is None or setting.level == "disabled":
+            continue
+        out.extend(LeveledViolation(v, setting.level) for v in rule.spec(ctx, setting.options))
+    return out
+
+
+def run_check(
+    spec: FabricSpec,
+    settings: dict[str, RuleSettings],
+    *,
+    stack_config: dict[str, Any] | None = None,
+    samples: int = 2000,
+    seed: int = 0,
+    points: list[Point] | None = None,
+) -> Report:
+    """Rules, assertions and parity for one spec; `points` overrides the compiled points (tests)."""
+    started = time.perf_counter()
+    report = Report()
+    report.violations = run_rules(Context(spec, build_plan(spec), stack_config), settings)
+    points = build_points(spec) if points is None else points
+    report.points = [p.name for p in points]
+    report.tests = len(spec.policy.tests)
+    report.findings = prove_tests(spec, points)
+    disagreement, report.flows_sampled = parity(spec, points, samples, seed)
+    if disagreement is not None:
+        report.findings.append(disagreement)
+    report.seconds = time.perf_counter() - started
+    return report
