@@ -57,6 +57,11 @@ def edge_subnets(cidr: str | IPv4Network, zones: int) -> tuple[list[IPv4Network]
     return quarters[:zones], attachment
 
 
+def endpoint_ip(subnet: str | IPv4Network) -> str:
+    """The fixed private address of a load balancer in a subnet: the first one AWS does not reserve (.4)."""
+    return str(IPv4Network(subnet)[4])
+
+
 def connector_subnets(connector_cidr: str | IPv4Network, zones: int) -> list[IPv4Network]:
     """One subnet per zone for the GWLB, its endpoints and the connector VMs."""
     return split_cidr(connector_cidr, zones)

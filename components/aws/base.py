@@ -1,0 +1,86 @@
+"""What every AWS component shares: common args, tags, child options, user data.
+
+One place so that every resource carries the same tags (fabric, environment,
+role, Name) and every child is parented the same way.
+"""
+from __future__ import annotations
+
+import base64
+import json
+from dataclasses import dataclass
+from typing import Any
+
+import pulumi
+
+from components.aws.naming import check_name
+
+ASSUME_EC2 = json.dumps(
+    {
+        "Version": "2012-10-17",
+        "Statement": [{"Effect": "Allow", "Principal": {"Service": "ec2.amazonaws.com"}, "Action": "sts:AssumeRole"}],
+    }
+)
+
+
+@dataclass(frozen=True, kw_only=True)
+class Common:
+    """Args every AWS component takes: who owns the resources and how they are tagged."""
+
+    fabric: str
+    """Fabric name, tagged on every resource. Valid values: a DNS-safe name."""
+    environment: str
+    """Environment (stack) name, tagged on every resource. Valid values: a DNS-safe name."""
+    extra_tags: dict[str, str] | None = None
+    """More tags for every resource (cost centre, owner). Defaults to none."""
+
+    def check_common(self) -> list[str]:
+        """Problems with the shared fields, as messages."""
+        return [p for p in (check_name("fabric", self.fabric), check_name("environment", self.environment)) if p]
+
+    def tags(self, role: str, name: str) -> dict[str, str]:
+        """Tags for one resource: fabric, environment, role and a readable Name."""
+        return {
+            **(self.extra_tags or {}),
+            "Name": name,
+            "transit:fabric": self.fabric,
+            "transit:environment": self.environment,
+            "transit:role": role,
+        }
+
+    def asg_tags(self, role: str, name: str) -> list[dict[str, Any]]:
+        """The same tags in the autoscaling group's shape, propagated to the instances."""
+        return [{"key": k, "value": v, "propagate_at_launch": True} for k, v in self.tags(role, name).items()]
+
+
+def raise_problems(component: str, name: str, problems: list[str]) -> None:
+    """Refuse to build anything when the args have problems; list them all."""
+    if problems:
+        raise ValueError(f"{component} {name!r}: " + "; ".join(problems))
+
+
+def child(parent: pulumi.Resource, **kwargs: Any) -> pulumi.ResourceOptions:
+    """Options for a child resource: parented, providers inherited from the parent."""
+    return pulumi.ResourceOptions(parent=parent, **kwargs)
+
+
+def user_data(agent_config_json: pulumi.Input[str]) -> pulumi.Output[str]:
+    """The AgentConfig JSON as base64 user data, read by the agent at boot."""
+    return pulumi.Output.from_input(agent_config_json).apply(lambda text: base64.b64encode(text.encode()).decode())
+
+
+def ssm_read_policy(fabric: str, environment: str, name: str) -> str:
+    """Least privilege for an agent VM: read its own SSM parameters (keys, certificates), nothing else."""
+    path = f"/transit/{fabric}/{environment}/{name}"
+    return json.dumps(
+        {
+            "Version": "2012-10-17",
+            "Statement": [
+                {
+                    "Sid": "ReadOwnParameters",
+                    "Effect": "Allow",
+                    "Action": ["ssm:GetParameter", "ssm:GetParameters", "ssm:GetParametersByPath"],
+                    "Resource": [f"arn:aws:ssm:*:*:parameter{path}", f"arn:aws:ssm:*:*:parameter{path}/*"],
+                }
+            ],
+        }
+    )

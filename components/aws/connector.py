@@ -1,0 +1,245 @@
+"""How an application VPC joins the fabric: a GWLB connector, or a native TGW attachment.
+
+`connector` (seed 000): connector VMs behind a Gateway Load Balancer (GENEVE,
+UDP 6081), an endpoint service with one GWLB endpoint per zone, and in each
+zone's workload route table a route per reachable remote CIDR to that zone's
+endpoint (zone-local, so a zone failure never blackholes another zone). The
+connector subnets reach the edge privately over the TGW when one is given, and
+an internal NLB with fixed addresses lets the edge dial the connector back.
+`native`: a TGW attachment, and the same remote CIDRs routed to the TGW.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from ipaddress import IPv4Network
+from typing import Literal
+
+import pulumi
+import pulumi_aws as aws
+
+from components.aws.base import ASSUME_EC2, Common, child, raise_problems, ssm_read_policy, user_data
+from components.aws.naming import cidr_slug
+from components.aws.tunnel_lb import TunnelLb, tunnel_lb
+
+GENEVE_PORT = 6081
+
+
+@dataclass(frozen=True, kw_only=True)
+class ConnectorArgs(Common):
+    """Inputs of one onboarded application VPC's attachment to the fabric."""
+
+    vpc_id: pulumi.Input[str]
+    """The application VPC."""
+    network_cidrs: list[str]
+    """The application network's CIDRs (what the connector delivers to)."""
+    subnet_ids: list[pulumi.Input[str]]
+    """`connector`: one connector subnet per zone (GWLB, endpoints, VMs). `native`: the attachment subnets."""
+    route_table_ids: list[pulumi.Input[str]]
+    """Workload route tables that get the routes; for `connector`, one per zone, aligned with `subnet_ids`."""
+    destination_cidrs: list[str]
+    """Remote CIDRs the policy lets this network reach (routing.reachable_destinations)."""
+    mode: Literal["connector", "native"] = "connector"
+    """How the network attaches. Valid values: connector, native. Defaults to connector."""
+    connector_cidrs: list[str] = field(default_factory=list)
+    """`connector`: the connector subnets' CIDRs (GWLB health checks and GENEVE come from there)."""
+    connector_route_table_ids: list[pulumi.Input[str]] = field(default_factory=list)
+    """`connector`: the connector subnets' route tables, which get `edge_cidrs` via the TGW. Defaults to none."""
+    image_id: pulumi.Input[str] | None = None
+    """`connector`: AMI id of the Packer-built image. Required for connector."""
+    agent_config_json: pulumi.Input[str] | None = None
+    """`connector`: the AgentConfig JSON (no secrets). Required for connector."""
+    instance_type: str = "c6in.large"
+    """Connector VM size. Defaults to c6in.large."""
+    instances: int = 2
+    """Connector VMs. Defaults to 2 (HA)."""
+    health_port: int = 8080
+    """TCP port of the agent's health endpoint, checked by the GWLB. Defaults to 8080."""
+    tunnel_port: int = 443
+    """TCP port of the edge's tunnels. Defaults to 443."""
+    transit_gateway_id: pulumi.Input[str] | None = None
+    """TGW for the private path (connector) or the attachment (native). Required for native."""
+    transit_gateway_route_table_id: pulumi.Input[str] | None = None
+    """TGW route table to associate and propagate to. Required with `transit_gateway_id`."""
+    edge_cidrs: list[str] = field(default_factory=list)
+    """`connector`: the home edge's CIDRs, reached privately over the TGW. Defaults to none."""
+    endpoint_ips: list[str] = field(default_factory=list)
+    """`connector`: one free address per connector subnet for the internal NLB edges dial. Defaults to none (edges never dial)."""
+    probe_port: int = 4500
+    """UDP port of the path probes. Defaults to 4500."""
+
+    def problems(self) -> list[str]:
+        out = self.check_common()
+        cidrs = [*self.network_cidrs, *self.destination_cidrs, *self.connector_cidrs, *self.edge_cidrs]
+        for cidr in cidrs:
+            try:
+                IPv4Network(cidr)
+            except ValueError as exc:
+                out.append(f"{cidr!r}: {exc}")
+        if not self.network_cidrs:
+            out.append("network_cidrs is empty")
+        if not self.subnet_ids:
+            out.append("subnet_ids is empty")
+        if "0.0.0.0/0" in self.destination_cidrs:
+            out.append("destination_cidrs holds 0.0.0.0/0; route only the remote CIDRs the policy reaches")
+        if (self.transit_gateway_id is None) != (self.transit_gateway_route_table_id is None):
+            out.append("transit_gateway_id and transit_gateway_route_table_id go together")
+        if self.mode == "native":
+            if self.transit_gateway_id is None:
+                out.append("native mode attaches to a transit gateway; give transit_gateway_id")
+        elif self.mode == "connector":
+            if self.image_id is None or self.agent_config_json is None:
+                out.append("connector mode needs image_id and agent_config_json")
+            if len(self.route_table_ids) != len(self.subnet_ids):
+                out.append("connector mode needs one workload route table per connector subnet (zone-aligned)")
+            if len(self.connector_cidrs) != len(self.subnet_ids):
+                out.append("connector_cidrs needs one CIDR per connector subnet")
+            if self.endpoint_ips and len(self.endpoint_ips) != len(self.subnet_ids):
+                out.append("endpoint_ips needs one address per connector subnet")
+            if self.edge_cidrs and self.transit_gateway_id is None:
+                out.append("edge_cidrs are reached over the transit gateway; give transit_gateway_id")
+            if not 1 <= self.instances <= 16:
+                out.append(f"instances {self.instances} must be 1 to 16")
+        else:
+            out.append(f"mode {self.mode!r}: valid values are connector, native")
+        return out
+
+
+class Connector(pulumi.ComponentResource):
+    """Brings one application VPC's traffic to the fabric (GWLB connector or native TGW attach)."""
+
+    def __init__(self, name: str, args: ConnectorArgs, opts: pulumi.ResourceOptions | None = None) -> None:
+        raise_problems("Connector", name, args.problems())
+        super().__init__("transit:aws:Connector", name, None, opts)
+        self.endpoints: list[aws.ec2.VpcEndpoint] = []
+        self.tgw_attachment: aws.ec2transitgateway.VpcAttachment | None = None
+        outputs: dict[str, pulumi.Input[object]] = {}
+        if args.transit_gateway_id is not None:
+            self._attach(name, args)
+        if args.mode == "connector":
+            self._connector(name, args)
+            outputs.update(
+                gwlb_arn=self.gwlb.arn, endpoint_service_name=self.endpoint_service.service_name,
+                endpoint_ids=pulumi.Output.all(*[e.id for e in self.endpoints]), asg_name=self.asg.name,
+                security_group_id=self.security_group.id,
+            )
+        self.routes: list[aws.ec2.Route] = []
+        for index, table in enumerate(args.route_table_ids):
+            target = (
+                {"vpc_endpoint_id": self.endpoints[index].id}
+                if args.mode == "connector"
+                else {"transit_gateway_id": args.transit_gateway_id}
+            )
+            for cidr in args.destination_cidrs:
+                self.routes.append(
+                    aws.ec2.Route(
+                        f"{name}-route-{index}-{cidr_slug(cidr)}", route_table_id=table, destination_cidr_block=cidr,
+                        **target, opts=child(self, depends_on=[x for x in [self.tgw_attachment] if x]),
+                    )
+                )
+        self.tgw_attachment_id = self.tgw_attachment.id if self.tgw_attachment else pulumi.Output.from_input("")
+        self.connector_details = pulumi.Output.all(
+            vpc_id=args.vpc_id, mode=args.mode, tgw_attachment_id=self.tgw_attachment_id,
+            endpoint_ids=pulumi.Output.all(*[e.id for e in self.endpoints]), destination_cidrs=list(args.destination_cidrs),
+        )
+        self.register_outputs({**outputs, "tgw_attachment_id": self.tgw_attachment_id, "connector_details": self.connector_details})
+
+    def _attach(self, name: str, args: ConnectorArgs) -> None:
+        """TGW attachment: the native path, or the connector's private path to its edge."""
+        self.tgw_attachment = aws.ec2transitgateway.VpcAttachment(
+            f"{name}-tgw-attach", transit_gateway_id=args.transit_gateway_id, vpc_id=args.vpc_id, subnet_ids=args.subnet_ids,
+            transit_gateway_default_route_table_association=False, transit_gateway_default_route_table_propagation=False,
+            tags=args.tags(args.mode, f"{name}-tgw-attach"), opts=child(self),
+        )
+        aws.ec2transitgateway.RouteTableAssociation(
+            f"{name}-tgw-assoc", transit_gateway_attachment_id=self.tgw_attachment.id,
+            transit_gateway_route_table_id=args.transit_gateway_route_table_id, opts=child(self.tgw_attachment),
+        )
+        aws.ec2transitgateway.RouteTablePropagation(
+            f"{name}-tgw-prop", transit_gateway_attachment_id=self.tgw_attachment.id,
+            transit_gateway_route_table_id=args.transit_gateway_route_table_id, opts=child(self.tgw_attachment),
+        )
+        for index, table in enumerate(args.connector_route_table_ids):
+            for cidr in args.edge_cidrs:
+                aws.ec2.Route(
+                    f"{name}-edge-route-{index}-{cidr_slug(cidr)}", route_table_id=table, destination_cidr_block=cidr,
+                    transit_gateway_id=args.transit_gateway_id, opts=child(self.tgw_attachment),
+                )
+
+    def _connector(self, name: str, args: ConnectorArgs) -> None:
+        """GWLB, GENEVE target group, VMs, endpoint service and one endpoint per zone."""
+        self.security_group = aws.ec2.SecurityGroup(
+            f"{name}-sg", vpc_id=args.vpc_id,
+            description=f"transit connector {name}: GENEVE and health checks from the GWLB, tunnels out, delivery in the VPC",
+            tags=args.tags("connector", f"{name}-sg"), opts=child(self),
+        )
+        rules = [("ingress", "udp", GENEVE_PORT, c) for c in args.connector_cidrs]
+        rules += [("ingress", "tcp", args.health_port, c) for c in args.connector_cidrs]
+        rules += [("ingress", "tcp", args.tunnel_port, c) for c in [*args.edge_cidrs, *args.connector_cidrs]]
+        rules += [("ingress", "udp", args.probe_port, c) for c in args.edge_cidrs]
+        rules += [("egress", "tcp", args.tunnel_port, "0.0.0.0/0"), ("egress", "udp", args.probe_port, "0.0.0.0/0")]
+        rules += [("egress", "-1", None, c) for c in args.network_cidrs]
+        for direction, proto, port, cidr in rules:
+            rule_cls = aws.vpc.SecurityGroupIngressRule if direction == "ingress" else aws.vpc.SecurityGroupEgressRule
+            ports = {"from_port": port, "to_port": port} if port is not None else {}
+            label = f"{direction}-{'all' if proto == '-1' else proto}-{port or 'any'}-{cidr_slug(cidr)}"
+            rule_cls(
+                f"{name}-sg-{label}", security_group_id=self.security_group.id, ip_protocol=proto, cidr_ipv4=cidr, **ports,
+                tags=args.tags("connector", f"{name}-{label}"), opts=child(self.security_group),
+            )
+
+        self.role = aws.iam.Role(f"{name}-role", assume_role_policy=ASSUME_EC2, tags=args.tags("connector", f"{name}-role"), opts=child(self))
+        aws.iam.RolePolicy(f"{name}-role-ssm", role=self.role.id, policy=ssm_read_policy(args.fabric, args.environment, name), opts=child(self.role))
+        profile = aws.iam.InstanceProfile(f"{name}-profile", role=self.role.name, tags=args.tags("connector", f"{name}-profile"), opts=child(self.role))
+        assert args.agent_config_json is not None
+        launch_template = aws.ec2.LaunchTemplate(
+            f"{name}-lt", image_id=args.image_id, instance_type=args.instance_type,
+            iam_instance_profile={"arn": profile.arn}, vpc_security_group_ids=[self.security_group.id],
+            metadata_options={"http_tokens": "required", "http_endpoint": "enabled"},
+            user_data=user_data(args.agent_config_json), update_default_version=True,
+            tag_specifications=[{"resource_type": "instance", "tags": args.tags("connector", f"{name}-vm")}],
+            tags=args.tags("connector", f"{name}-lt"), opts=child(self),
+        )
+
+        self.gwlb = aws.lb.LoadBalancer(
+            f"{name}-gwlb", load_balancer_type="gateway", subnets=args.subnet_ids, enable_cross_zone_load_balancing=True,
+            tags=args.tags("connector", f"{name}-gwlb"), opts=child(self),
+        )
+        self.target_group = aws.lb.TargetGroup(
+            f"{name}-tg", port=GENEVE_PORT, protocol="GENEVE", vpc_id=args.vpc_id, target_type="instance",
+            health_check={"protocol": "HTTP", "port": str(args.health_port), "path": "/healthz", "interval": 10,
+                          "healthy_threshold": 2, "unhealthy_threshold": 2},
+            tags=args.tags("connector", f"{name}-tg"), opts=child(self.gwlb),
+        )
+        aws.lb.Listener(
+            f"{name}-listener", load_balancer_arn=self.gwlb.arn,
+            default_actions=[{"type": "forward", "target_group_arn": self.target_group.arn}],
+            tags=args.tags("connector", f"{name}-listener"), opts=child(self.gwlb),
+        )
+        groups = [self.target_group]
+        self.tunnel_lb: TunnelLb | None = None
+        if args.endpoint_ips:
+            self.tunnel_lb = tunnel_lb(
+                self, f"{name}-nlb", args, "connector", args.vpc_id,
+                [{"subnet_id": s, "private_ipv4_address": ip} for s, ip in zip(args.subnet_ids, args.endpoint_ips)],
+                internal=True, tunnel_port=args.tunnel_port, probe_port=args.probe_port,
+            )
+            groups += self.tunnel_lb.target_groups
+        self.asg = aws.autoscaling.Group(
+            f"{name}-asg", vpc_zone_identifiers=args.subnet_ids, min_size=args.instances, max_size=2 * args.instances,
+            desired_capacity=args.instances, health_check_type="ELB", health_check_grace_period=120,
+            launch_template={"id": launch_template.id, "version": "$Latest"}, target_group_arns=[g.arn for g in groups],
+            instance_refresh={"strategy": "Rolling", "preferences": {"min_healthy_percentage": 50}},
+            tags=args.asg_tags("connector", f"{name}-vm"), opts=child(self),
+        )
+        self.endpoint_service = aws.ec2.VpcEndpointService(
+            f"{name}-svc", acceptance_required=False, gateway_load_balancer_arns=[self.gwlb.arn],
+            tags=args.tags("connector", f"{name}-svc"), opts=child(self.gwlb),
+        )
+        for index, subnet in enumerate(args.subnet_ids):
+            self.endpoints.append(
+                aws.ec2.VpcEndpoint(
+                    f"{name}-gwlbe-{index}", vpc_id=args.vpc_id, service_name=self.endpoint_service.service_name,
+                    vpc_endpoint_type="GatewayLoadBalancer", subnet_ids=[subnet],
+                    tags=args.tags("connector", f"{name}-gwlbe-{index}"), opts=child(self.endpoint_service),
+                )
+            )

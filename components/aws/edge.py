@@ -1,0 +1,257 @@
+"""The AWS edge: autoscaled transit VMs in an edge VPC, public tunnel endpoints, TGW attachment.
+
+Public tunnel endpoints: an internet-facing Network Load Balancer with one
+Elastic IP per zone (subnet mappings). Chosen over Elastic IPs on the VMs
+because the addresses stay fixed while the autoscaling group replaces VMs
+(peers and firewalls allow-list them once), the NLB health-checks and spreads
+tunnels over the VMs, and no VM needs the right to move addresses
+(`ec2:AssociateAddress`), which keeps the instance role least-privilege.
+A second, internal NLB holds one fixed private address per zone (the plan's
+`.4` of each edge subnet): the private path that connectors reach over the TGW.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from ipaddress import IPv4Network
+
+import pulumi
+import pulumi_aws as aws
+
+from components.aws.base import ASSUME_EC2, Common, child, raise_problems, ssm_read_policy, user_data
+from components.aws.naming import cidr_slug, edge_subnets, endpoint_ip, zone_names
+from components.aws.tunnel_lb import tunnel_lb
+
+
+@dataclass(frozen=True, kw_only=True)
+class ExistingVpc:
+    """A VPC that already exists: the edge uses it instead of creating one."""
+
+    vpc_id: pulumi.Input[str]
+    """The VPC id."""
+    public_subnet_ids: list[pulumi.Input[str]]
+    """One public subnet per zone (default route to an internet gateway), for the VMs and the NLB."""
+    attachment_subnet_ids: list[pulumi.Input[str]]
+    """One subnet per zone for the transit gateway attachment."""
+    route_table_ids: list[pulumi.Input[str]]
+    """Route tables that get routes to the networks behind the transit gateway."""
+    private_endpoint_ips: list[str]
+    """One free private address per public subnet for the internal NLB (the private tunnel endpoint)."""
+
+
+@dataclass(frozen=True, kw_only=True)
+class EdgeArgs(Common):
+    """Inputs of an AWS edge."""
+
+    region: str
+    """AWS region, e.g. us-east-1. Used to name zones."""
+    image_id: pulumi.Input[str]
+    """AMI id of the Packer-built edge image. Valid values: an AMI id in `region`."""
+    agent_config_json: pulumi.Input[str]
+    """The AgentConfig JSON the agent reads from user data. It must hold no secret: VMs fetch keys from SSM."""
+    cidr: str | None = None
+    """Edge VPC CIDR (/26 or larger). Required unless `existing_vpc` is given."""
+    existing_vpc: ExistingVpc | None = None
+    """Use this VPC instead of creating one. Defaults to creating the edge VPC from `cidr`."""
+    zones: int = 2
+    """Availability zones. Valid values: 2 or 3. Defaults to 2 (HA)."""
+    instance_type: str = "c6in.large"
+    """VM size. Defaults to c6in.large (network-optimised)."""
+    instances: int = 2
+    """Desired VMs; the group keeps between `instances` and 2 x `instances`. Defaults to 2."""
+    tunnel_port: int = 443
+    """TCP port of the mutual-TLS tunnels. Defaults to 443."""
+    probe_port: int = 4500
+    """UDP port of the path probes. Defaults to 4500."""
+    tunnel_sources: list[str] = field(default_factory=lambda: ["0.0.0.0/0"])
+    """CIDRs allowed to open tunnels and send probes (peers authenticate by mTLS). Defaults to 0.0.0.0/0."""
+    transit_gateway_id: pulumi.Input[str] | None = None
+    """Attach the edge VPC to this TGW. Defaults to no attachment."""
+    transit_gateway_route_table_id: pulumi.Input[str] | None = None
+    """TGW route table to associate and propagate to. Required with `transit_gateway_id`."""
+    native_cidrs: list[str] = field(default_factory=list)
+    """CIDRs of native (TGW-attached) networks this edge delivers to. Defaults to none."""
+
+    def problems(self) -> list[str]:
+        out = self.check_common()
+        if (self.cidr is None) == (self.existing_vpc is None):
+            out.append("give exactly one of cidr (create the edge VPC) or existing_vpc")
+        if self.cidr is not None:
+            try:
+                net = IPv4Network(self.cidr)
+                if net.prefixlen > 26:
+                    out.append(f"cidr {self.cidr} is too small; use /26 or larger")
+            except ValueError as exc:
+                out.append(f"cidr {self.cidr!r}: {exc}")
+        if self.existing_vpc is not None:
+            v = self.existing_vpc
+            if {len(v.public_subnet_ids), len(v.attachment_subnet_ids), len(v.private_endpoint_ips)} != {self.zones}:
+                out.append(
+                    f"existing_vpc needs {self.zones} public subnets, attachment subnets and private endpoint IPs (one per zone)"
+                )
+        if self.zones not in (2, 3):
+            out.append(f"zones {self.zones} must be 2 or 3")
+        if not 1 <= self.instances <= 16:
+            out.append(f"instances {self.instances} must be 1 to 16")
+        for port_name in ("tunnel_port", "probe_port"):
+            if not 1 <= getattr(self, port_name) <= 65535:
+                out.append(f"{port_name} must be 1 to 65535")
+        if (self.transit_gateway_id is None) != (self.transit_gateway_route_table_id is None):
+            out.append("transit_gateway_id and transit_gateway_route_table_id go together")
+        if self.native_cidrs and self.transit_gateway_id is None:
+            out.append("native_cidrs are reached over the transit gateway; give transit_gateway_id")
+        for cidr in [*self.tunnel_sources, *self.native_cidrs]:
+            try:
+                IPv4Network(cidr)
+            except ValueError as exc:
+                out.append(f"{cidr!r}: {exc}")
+        return out
+
+
+class Edge(pulumi.ComponentResource):
+    """One regional edge: VPC, VMs in an autoscaling group behind an NLB, TGW attachment."""
+
+    def __init__(self, name: str, args: EdgeArgs, opts: pulumi.ResourceOptions | None = None) -> None:
+        raise_problems("Edge", name, args.problems())
+        super().__init__("transit:aws:Edge", name, None, opts)
+        zones = zone_names(args.region, args.zones)
+
+        if args.existing_vpc is None:
+            assert args.cidr is not None
+            public_cidrs, attach_cidrs = edge_subnets(args.cidr, args.zones)
+            self.vpc = aws.ec2.Vpc(
+                f"{name}-vpc", cidr_block=args.cidr, enable_dns_hostnames=True, enable_dns_support=True,
+                tags=args.tags("edge", f"{name}-vpc"), opts=child(self),
+            )
+            vpc_id: pulumi.Input[str] = self.vpc.id
+            igw = aws.ec2.InternetGateway(f"{name}-igw", vpc_id=self.vpc.id, tags=args.tags("edge", f"{name}-igw"), opts=child(self.vpc))
+            route_table = aws.ec2.RouteTable(f"{name}-rt", vpc_id=self.vpc.id, tags=args.tags("edge", f"{name}-rt"), opts=child(self.vpc))
+            aws.ec2.Route(f"{name}-rt-default", route_table_id=route_table.id, destination_cidr_block="0.0.0.0/0", gateway_id=igw.id, opts=child(route_table))
+            public: list[pulumi.Input[str]] = []
+            attach: list[pulumi.Input[str]] = []
+            for index, (zone, pub, att) in enumerate(zip(zones, public_cidrs, attach_cidrs)):
+                for role, cidr, bucket in (("public", pub, public), ("attach", att, attach)):
+                    subnet = aws.ec2.Subnet(
+                        f"{name}-{role}-{index}", vpc_id=self.vpc.id, cidr_block=str(cidr), availability_zone=zone,
+                        map_public_ip_on_launch=role == "public", tags=args.tags("edge", f"{name}-{role}-{index}"), opts=child(self.vpc),
+                    )
+                    aws.ec2.RouteTableAssociation(f"{name}-{role}-{index}-rta", subnet_id=subnet.id, route_table_id=route_table.id, opts=child(subnet))
+                    bucket.append(subnet.id)
+            route_tables: list[pulumi.Input[str]] = [route_table.id]
+            private_ips = [endpoint_ip(c) for c in public_cidrs]
+        else:
+            vpc_id = args.existing_vpc.vpc_id
+            public = list(args.existing_vpc.public_subnet_ids)
+            attach = list(args.existing_vpc.attachment_subnet_ids)
+            route_tables = list(args.existing_vpc.route_table_ids)
+            private_ips = list(args.existing_vpc.private_endpoint_ips)
+
+        self.security_group = aws.ec2.SecurityGroup(
+            f"{name}-sg", vpc_id=vpc_id, description=f"transit edge {name}: tunnel tcp/{args.tunnel_port} and probe udp/{args.probe_port} only",
+            tags=args.tags("edge", f"{name}-sg"), opts=child(self),
+        )
+        # The NLB health-checks from inside the VPC; keep that open even when tunnel_sources is narrow.
+        sources = list(dict.fromkeys([*args.tunnel_sources, *([args.cidr] if args.cidr else [])]))
+        sg_rules = [
+            ("ingress", "tcp", args.tunnel_port, source) for source in sources
+        ] + [("ingress", "udp", args.probe_port, source) for source in args.tunnel_sources] + [
+            ("egress", "tcp", args.tunnel_port, "0.0.0.0/0"),
+            ("egress", "udp", args.probe_port, "0.0.0.0/0"),
+        ]
+        for direction, proto, port, cidr in sg_rules:
+            rule_cls = aws.vpc.SecurityGroupIngressRule if direction == "ingress" else aws.vpc.SecurityGroupEgressRule
+            rule_cls(
+                f"{name}-sg-{direction}-{proto}-{port}-{cidr_slug(cidr)}", security_group_id=self.security_group.id,
+                ip_protocol=proto, from_port=port, to_port=port, cidr_ipv4=cidr,
+                tags=args.tags("edge", f"{name}-{direction}-{proto}-{port}"), opts=child(self.security_group),
+            )
+        for cidr in args.native_cidrs:
+            aws.vpc.SecurityGroupEgressRule(
+                f"{name}-sg-egress-deliver-{cidr_slug(cidr)}", security_group_id=self.security_group.id, ip_protocol="-1",
+                cidr_ipv4=cidr, tags=args.tags("edge", f"{name}-deliver-{cidr_slug(cidr)}"), opts=child(self.security_group),
+            )
+
+        self.role = aws.iam.Role(f"{name}-role", assume_role_policy=ASSUME_EC2, tags=args.tags("edge", f"{name}-role"), opts=child(self))
+        aws.iam.RolePolicy(f"{name}-role-ssm", role=self.role.id, policy=ssm_read_policy(args.fabric, args.environment, name), opts=child(self.role))
+        self.instance_profile = aws.iam.InstanceProfile(f"{name}-profile", role=self.role.name, tags=args.tags("edge", f"{name}-profile"), opts=child(self.role))
+
+        self.launch_template = aws.ec2.LaunchTemplate(
+            f"{name}-lt", image_id=args.image_id, instance_type=args.instance_type,
+            iam_instance_profile={"arn": self.instance_profile.arn},
+            network_interfaces=[{"device_index": 0, "associate_public_ip_address": "true", "security_groups": [self.security_group.id]}],
+            metadata_options={"http_tokens": "required", "http_endpoint": "enabled"},
+            user_data=user_data(args.agent_config_json), update_default_version=True,
+            tag_specifications=[{"resource_type": "instance", "tags": args.tags("edge", f"{name}-vm")}],
+            tags=args.tags("edge", f"{name}-lt"), opts=child(self),
+        )
+
+        self.eips = [
+            aws.ec2.Eip(f"{name}-eip-{index}", domain="vpc", tags=args.tags("edge", f"{name}-eip-{index}"), opts=child(self))
+            for index in range(args.zones)
+        ]
+        self.public_lb = tunnel_lb(
+            self, f"{name}-nlb", args, "edge", vpc_id,
+            [{"subnet_id": subnet, "allocation_id": eip.id} for subnet, eip in zip(public, self.eips)],
+            internal=False, tunnel_port=args.tunnel_port, probe_port=args.probe_port,
+        )
+        self.private_lb = tunnel_lb(
+            self, f"{name}-nlb-private", args, "edge", vpc_id,
+            [{"subnet_id": subnet, "private_ipv4_address": ip} for subnet, ip in zip(public, private_ips)],
+            internal=True, tunnel_port=args.tunnel_port, probe_port=args.probe_port,
+        )
+        self.nlb = self.public_lb.load_balancer
+        target_groups = self.public_lb.target_groups + self.private_lb.target_groups
+
+        self.asg = aws.autoscaling.Group(
+            f"{name}-asg", vpc_zone_identifiers=public, min_size=args.instances, max_size=2 * args.instances,
+            desired_capacity=args.instances, health_check_type="ELB", health_check_grace_period=120,
+            launch_template={"id": self.launch_template.id, "version": "$Latest"},
+            target_group_arns=[tg.arn for tg in target_groups],
+            instance_refresh={"strategy": "Rolling", "preferences": {"min_healthy_percentage": 50}},
+            tags=args.asg_tags("edge", f"{name}-vm"),
+            opts=child(self, depends_on=[self.public_lb.load_balancer, self.private_lb.load_balancer]),
+        )
+
+        self.tgw_attachment: aws.ec2transitgateway.VpcAttachment | None = None
+        if args.transit_gateway_id is not None:
+            self.tgw_attachment = aws.ec2transitgateway.VpcAttachment(
+                f"{name}-tgw-attach", transit_gateway_id=args.transit_gateway_id, vpc_id=vpc_id, subnet_ids=attach,
+                transit_gateway_default_route_table_association=False, transit_gateway_default_route_table_propagation=False,
+                tags=args.tags("edge", f"{name}-tgw-attach"), opts=child(self),
+            )
+            aws.ec2transitgateway.RouteTableAssociation(
+                f"{name}-tgw-assoc", transit_gateway_attachment_id=self.tgw_attachment.id,
+                transit_gateway_route_table_id=args.transit_gateway_route_table_id, opts=child(self.tgw_attachment),
+            )
+            aws.ec2transitgateway.RouteTablePropagation(
+                f"{name}-tgw-prop", transit_gateway_attachment_id=self.tgw_attachment.id,
+                transit_gateway_route_table_id=args.transit_gateway_route_table_id, opts=child(self.tgw_attachment),
+            )
+            for table_index, table in enumerate(route_tables):
+                for cidr in args.native_cidrs:
+                    aws.ec2.Route(
+                        f"{name}-rt-{table_index}-{cidr_slug(cidr)}", route_table_id=table, destination_cidr_block=cidr,
+                        transit_gateway_id=args.transit_gateway_id, opts=child(self.tgw_attachment),
+                    )
+
+        self.vpc_id = pulumi.Output.from_input(vpc_id)
+        self.public_subnet_ids = pulumi.Output.all(*public)
+        self.public_ips = pulumi.Output.all(*[eip.public_ip for eip in self.eips])
+        self.tgw_attachment_id = self.tgw_attachment.id if self.tgw_attachment else pulumi.Output.from_input("")
+        self.edge_details = pulumi.Output.all(
+            vpc_id=self.vpc_id, public_ips=self.public_ips, private_ips=private_ips, nlb_dns_name=self.nlb.dns_name,
+            tgw_attachment_id=self.tgw_attachment_id, security_group_id=self.security_group.id,
+        ).apply(lambda d: {**d, "tunnel_port": args.tunnel_port, "probe_port": args.probe_port})
+        self.register_outputs(
+            {
+                "vpc_id": self.vpc_id,
+                "public_subnet_ids": self.public_subnet_ids,
+                "security_group_id": self.security_group.id,
+                "public_ips": self.public_ips,
+                "private_ips": private_ips,
+                "nlb_dns_name": self.nlb.dns_name,
+                "asg_name": self.asg.name,
+                "role_arn": self.role.arn,
+                "tgw_attachment_id": self.tgw_attachment_id,
+                "edge_details": self.edge_details,
+            }
+        )

@@ -1,0 +1,267 @@
+"""The AWS part of the plan: per-region layout, routes and security rules, pure.
+
+`aws_section(spec)` is what `transit plan` shows for AWS (routes, security
+groups, prefix lists, rules, and the rule count next to the Cartesian count).
+`build_aws_layout(spec, plan)` is what `components.aws.build` turns into
+resources: every address, zone and name is decided here, before Pulumi runs.
+Never imports Pulumi.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+from ipaddress import IPv4Network
+from typing import TYPE_CHECKING
+
+from pydantic import BaseModel, ConfigDict
+
+from components.aws.naming import MIN_SUBNET_PREFIX, endpoint_ip, split_cidr, zone_names
+from components.aws.routing import AwsRoute, NetworkAddresses, network_routes
+from components.aws.security_rules import Endpoint, IntentRule, Segment, SecurityPlan, compile_security, permitted_boxes
+from components.dataplane_policy import resolve_rules
+from components.spec import FabricSpec
+
+if TYPE_CHECKING:
+    from components.plan_models import Plan
+
+
+class _Section(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class AwsRouteRow(_Section):
+    """A route in an onboarded AWS network's workload route tables."""
+
+    network: str
+    destination: str
+    target: str
+
+
+class AwsSecurityGroupRow(_Section):
+    """A security group: workloads holding these addresses attach it."""
+
+    name: str
+    network: str
+    region: str
+    cidrs: list[str]
+
+
+class AwsPrefixListRow(_Section):
+    """A managed prefix list shared by every rule with this peer."""
+
+    name: str
+    region: str
+    cidrs: list[str]
+
+
+class AwsRuleRow(_Section):
+    """One security-group rule resource."""
+
+    security_group: str
+    direction: str
+    protocol: str
+    ports: str
+    peer: str
+    policy_rules: list[str]
+
+
+class AwsPlanSection(_Section):
+    """The AWS routes and security rules of a fabric, with both rule counts."""
+
+    routes: list[AwsRouteRow]
+    security_groups: list[AwsSecurityGroupRow]
+    prefix_lists: list[AwsPrefixListRow]
+    rules: list[AwsRuleRow]
+    rules_emitted: int
+    rules_cartesian: int
+    notes: list[str]
+
+
+def aws_intent(spec: FabricSpec) -> tuple[list[IntentRule], list[Segment]]:
+    """The AWS compiler's inputs: the resolved ordered rules and the AWS networks."""
+    rules = [
+        IntentRule(r.name, r.action, Endpoint(r.src_name, r.src), Endpoint(r.dst_name, r.dst), r.proto, r.ports)  # type: ignore[arg-type]
+        for r in resolve_rules(spec)
+    ]
+    segments = [Segment(n.name, n.region or "", tuple(n.cidrs)) for n in spec.networks if n.cloud == "aws"]
+    return rules, segments
+
+
+def aws_routes(spec: FabricSpec, rules: list[IntentRule]) -> list[AwsRoute]:
+    """Routes of every onboarded AWS network: what the policy lets it reach, to its attach target."""
+    boxes = [box for box, _ in permitted_boxes(rules)]
+    everyone = [NetworkAddresses(n.name, tuple(n.cidrs)) for n in spec.networks]
+    out: list[AwsRoute] = []
+    for network in spec.networks:
+        if network.cloud == "aws":
+            out += network_routes(NetworkAddresses(network.name, tuple(network.cidrs)), network.attach, everyone, boxes)
+    return out
+
+
+def aws_section(spec: FabricSpec) -> AwsPlanSection | None:
+    """The plan's AWS section, or None for a fabric without AWS networks."""
+    rules, segments = aws_intent(spec)
+    if not segments:
+        return None
+    security = compile_security(rules, segments)
+    return AwsPlanSection(
+        routes=[AwsRouteRow(network=r.network, destination=r.destination, target=r.target) for r in aws_routes(spec, rules)],
+        security_groups=[
+            AwsSecurityGroupRow(name=m.key, network=m.network, region=m.region, cidrs=list(m.cidrs)) for m in security.members
+        ],
+        prefix_lists=[AwsPrefixListRow(name=p.key, region=p.region, cidrs=list(p.cidrs)) for p in security.prefix_lists],
+        rules=[
+            AwsRuleRow(
+                security_group=r.member, direction=r.direction, protocol="all" if r.protocol == "-1" else r.protocol,
+                ports="" if r.protocol in ("-1", "icmp") else (str(r.from_port) if r.from_port == r.to_port else f"{r.from_port}-{r.to_port}"),
+                peer=f"{r.peer_kind}:{r.peer}", policy_rules=list(r.rules),
+            )
+            for r in security.rules
+        ],
+        rules_emitted=security.rules_emitted,
+        rules_cartesian=security.rules_cartesian,
+        notes=list(security.notes),
+    )
+
+
+@dataclass(frozen=True)
+class AwsEdgeLayout:
+    """One AWS edge, with every address decided."""
+
+    name: str
+    region: str
+    cidr: str
+    zones: list[str]
+    instances: int
+    public_subnets: list[str]
+    attachment_subnets: list[str]
+    private_ips: list[str]
+    tunnel_port: int
+    probe_port: int
+    native_cidrs: list[str]
+
+
+@dataclass(frozen=True)
+class AwsNetworkLayout:
+    """One onboarded AWS network: its subnets, attach mode, edge and routes."""
+
+    name: str
+    region: str
+    attach: str
+    cidrs: list[str]
+    zones: list[str]
+    instances: int
+    workload_subnets: list[str]
+    fabric_subnets: list[str]
+    endpoint_ips: list[str]
+    edge: str
+    edge_cidrs: list[str]
+    destinations: list[str]
+
+
+@dataclass(frozen=True)
+class AwsCircuitLayout:
+    """One Direct Connect circuit: its connection, VIF addresses and the networks it reaches."""
+
+    name: str
+    region: str
+    connection: str
+    location: str
+    bandwidth_mbps: int
+    vlan: int
+    customer_asn: int
+    peer_asn: int
+    customer_address: str
+    amazon_address: str
+    md5_secret: str
+    networks: list[str]
+
+
+@dataclass(frozen=True)
+class AwsLayout:
+    """Everything the AWS builder creates, grouped per region."""
+
+    regions: list[str]
+    edges: list[AwsEdgeLayout]
+    networks: list[AwsNetworkLayout]
+    circuits: list[AwsCircuitLayout]
+    security: SecurityPlan
+    routes: list[AwsRoute]
+
+
+def workload_subnets(cidr: IPv4Network, zones: int, taken: list[IPv4Network]) -> list[str]:
+    """The first quarters of a network's first CIDR that the fabric's subnets leave free."""
+    free = [q for q in split_cidr(cidr, 4) if not any(q.overlaps(t) for t in taken)]
+    if len(free) < zones:
+        raise ValueError(f"{cidr} has {len(free)} free quarters for workload subnets, {zones} needed")
+    return [str(q) for q in free[:zones]]
+
+
+def build_aws_layout(spec: FabricSpec, plan: Plan) -> AwsLayout:
+    """Decide every AWS address and relation from the spec and its plan."""
+    rules, segments = aws_intent(spec)
+    routes = aws_routes(spec, rules)
+    edges = {e.name: e for e in plan.edges if e.cloud == "aws"}
+    connectors = {c.network: c for c in plan.connectors}
+    edge_layouts = []
+    for e in edges.values():
+        attach = list(IPv4Network(e.gateway_cidr).subnets(new_prefix=MIN_SUBNET_PREFIX))[: len(e.zones)]
+        native = [
+            c for n in spec.networks if n.name in e.networks and n.cloud == "aws" and n.attach == "native" for c in map(str, n.cidrs)
+        ]
+        edge_layouts.append(
+            AwsEdgeLayout(
+                name=e.name, region=e.region, cidr=e.cidr, zones=list(e.zones), instances=e.instances,
+                public_subnets=[s.cidr for s in e.subnets], attachment_subnets=[str(a) for a in attach],
+                private_ips=[endpoint_ip(s.cidr) for s in e.subnets], tunnel_port=e.tunnel_port, probe_port=e.probe_port,
+                native_cidrs=native,
+            )
+        )
+    home = {name: edge for edge in plan.edges for name in edge.networks}
+    network_layouts = []
+    for n in spec.networks:
+        if n.cloud != "aws":
+            continue
+        edge = home[n.name]
+        zones = list(edge.zones) if edge.cloud == "aws" and edge.region == n.region else zone_names(n.region or "", 2)
+        if n.attach == "connector":
+            fabric = [s.cidr for s in connectors[n.name].subnets]
+            zones = [s.zone for s in connectors[n.name].subnets]
+            ips = [endpoint_ip(c) for c in fabric]
+        else:
+            last = split_cidr(n.cidrs[0], 4)[3]
+            fabric = [str(s) for s in list(last.subnets(new_prefix=MIN_SUBNET_PREFIX))[: len(zones)]]
+            ips = []
+        same_region_edge = edge.cloud == "aws" and edge.region == n.region
+        if n.attach == "native" and not same_region_edge:
+            raise ValueError(
+                f"network {n.name} attaches natively, but its edge {edge.name} is not an AWS edge in {n.region}; "
+                "a transit gateway attachment only reaches an edge in the same region"
+            )
+        network_layouts.append(
+            AwsNetworkLayout(
+                name=n.name, region=n.region or "", attach=n.attach, cidrs=[str(c) for c in n.cidrs], zones=zones,
+                instances=n.instances, workload_subnets=workload_subnets(n.cidrs[0], len(zones), [IPv4Network(f) for f in fabric]),
+                fabric_subnets=fabric, endpoint_ips=ips, edge=edge.name, edge_cidrs=[edge.cidr] if same_region_edge else [],
+                destinations=[r.destination for r in routes if r.network == n.name],
+            )
+        )
+    circuit_layouts = []
+    regions_of = {n.name: n.region or "" for n in spec.networks}
+    for c in plan.circuits:
+        if c.cloud != "aws":
+            continue
+        session = c.sessions[0]
+        circuit_layouts.append(
+            AwsCircuitLayout(
+                name=c.name, region=regions_of[c.attaches[0].network] if c.attaches else "", connection=c.connection,
+                location=c.location, bandwidth_mbps=c.bandwidth_mbps, vlan=c.vlan, customer_asn=c.customer_asn,
+                peer_asn=c.peer_asn, customer_address=f"{session.customer_ip}/{session.prefix_length}",
+                amazon_address=f"{session.peer_ip}/{session.prefix_length}", md5_secret=c.md5_secret,
+                networks=[a.network for a in c.attaches],
+            )
+        )
+    regions = list(dict.fromkeys([e.region for e in edge_layouts] + [n.region for n in network_layouts]))
+    return AwsLayout(
+        regions=regions, edges=edge_layouts, networks=network_layouts, circuits=circuit_layouts,
+        security=compile_security(rules, segments), routes=routes,
+    )
