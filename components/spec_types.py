@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import ipaddress
 import re
-from dataclasses import dataclass
+from dataclasses import dataclass, field, replace
 from typing import Annotated, Any
 
 from pydantic import AfterValidator, BeforeValidator, PlainSerializer
@@ -32,9 +32,15 @@ class Problem:
 
     path: str
     message: str
+    line: int | None = field(default=None, compare=False)
+    """Line in the spec file, when known; not part of the problem's identity."""
 
     def __str__(self) -> str:
-        return f"{self.path}: {self.message}"
+        where = f" (line {self.line})" if self.line else ""
+        return f"{self.path}: {self.message}{where}"
+
+    def at_line(self, line: int | None) -> Problem:
+        return replace(self, line=line)
 
 
 class SpecError(Exception):

@@ -126,3 +126,23 @@ def test_the_import_check_sees_pulumi_when_it_is_imported() -> None:
     code = "import sys, pulumi\nprint('pulumi' in sys.modules)\n"
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert out.stdout.strip() == "True"
+
+
+def test_problems_from_a_file_carry_their_line(tmp_path: Path) -> None:
+    path = tmp_path / "lines.yaml"
+    path.write_text(
+        "name: acme\n"
+        "edges:\n"
+        "  - name: aws-use1\n"
+        "    cloud: aws\n"
+        "    region: us-east-1\n"
+        "    cidr: 10.250.37.1/24\n"
+        "  - {name: az-weu, cloud: azure, region: westeurope}\n"
+    )
+    with pytest.raises(SpecError) as info:
+        load_spec(path)
+    by_path = {p.path: p for p in info.value.problems}
+    assert by_path["edges[0].cidr"].line == 6
+    assert by_path["edges[1].cidr"].line == 7  # missing key: the line of its item
+    assert str(by_path["edges[0].cidr"]).startswith("edges[0].cidr: ")
+    assert str(by_path["edges[0].cidr"]).endswith("(line 6)")
