@@ -1,0 +1,199 @@
+"""Prometheus metrics and the HTTP endpoint serving /metrics and /healthz.
+
+Two kinds of figures:
+
+- counted per closed flow (`Metrics.flow`): flows by role and verdict,
+  verdicts by rule, bytes by direction, peer and path;
+- read at scrape time from the running parts (`Sources`): path RTT, loss, up
+  and active flags from the path monitor, open tunnels per peer and path,
+  streams in flight, and the kernel filter table's per-rule counters. Reading
+  at scrape time keeps the hot path free of metric updates for state that
+  already lives elsewhere.
+
+Each agent gets its own registry, so several agents (or tests) in one process
+never share series. The endpoint binds where the config says (loopback by
+default: metrics carry addresses, never secrets).
+"""
+from __future__ import annotations
+
+import json
+import logging
+import threading
+from collections.abc import Callable, Iterable, Mapping
+from dataclasses import dataclass
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from typing import Any
+
+from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, Counter, generate_latest
+from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
+from prometheus_client.registry import Collector
+
+from dataplane.filter_model import DEFAULT_RULE
+from dataplane.flowlog import FlowEntry
+
+log = logging.getLogger("dataplane.metrics")
+
+PathStats = Mapping[str, Mapping[str, Mapping[str, Any]]]
+
+
+@dataclass
+class Sources:
+    """Callables the scrape reads; any may be None when the agent has no such part."""
+
+    paths: Callable[[], PathStats] | None = None
+    active_paths: Callable[[], Mapping[str, str]] | None = None
+    tunnels: Callable[[], Mapping[str, Mapping[str, int]]] | None = None
+    streams: Callable[[], int] | None = None
+    filter_counters: Callable[[], Mapping[str, tuple[int, int]]] | None = None
+
+
+class Metrics:
+    """The agent's metrics in its own registry."""
+
+    def __init__(self, *, node: str, sources: Sources | None = None) -> None:
+        self.node = node
+        self.registry = CollectorRegistry(auto_describe=True)
+        self.sources = sources or Sources()
+        self._flows = Counter("transit_flows", "Closed flows by role and verdict.", ["role", "verdict"], registry=self.registry)
+        self._verdicts = Counter("transit_verdicts", "Filter verdicts on closed flows, by deciding rule.", ["verdict", "rule"], registry=self.registry)
+        self._bytes = Counter("transit_bytes", "Bytes carried by closed flows.", ["direction", "peer", "path"], registry=self.registry)
+        self.registry.register(_ScrapeCollector(self))
+
+    def flow(self, flow: FlowEntry | Mapping[str, Any]) -> None:
+        """Count one closed flow."""
+        entry = flow if isinstance(flow, FlowEntry) else FlowEntry.model_validate(dict(flow))
+        self._flows.labels(role=entry.role or "unknown", verdict=entry.verdict).inc()
+        self._verdicts.labels(verdict=entry.verdict, rule=entry.rule or DEFAULT_RULE).inc()
+        peer, path = entry.peer or "local", entry.path or "local"
+        if entry.bytes_up:
+            self._bytes.labels(direction="up", peer=peer, path=path).inc(entry.bytes_up)
+        if entry.bytes_down:
+            self._bytes.labels(direction="down", peer=peer, path=path).inc(entry.bytes_down)
+
+    def render(self) -> bytes:
+        """The Prometheus text exposition of every series."""
+        return generate_latest(self.registry)
+
+
+class _ScrapeCollector(Collector):
+    """Gauges read from the running parts when Prometheus scrapes."""
+
+    def __init__(self, metrics: Metrics) -> None:
+        self._metrics = metrics
+
+    def describe(self) -> Iterable[Metric]:
+        return []
+
+    def collect(self) -> Iterable[Metric]:
+        sources = self._metrics.sources
+        yield from _guarded(self._paths, sources)
+        if sources.tunnels is not None:
+            tunnels = GaugeMetricFamily("transit_tunnels", "Open TLS tunnels per peer and path.", labels=["peer", "path"])
+            for peer, by_path in _call(sources.tunnels, {}).items():
+                for path, count in by_path.items():
+                    tunnels.add_metric([peer, path], count)
+            yield tunnels
+        if sources.streams is not None:
+            yield GaugeMetricFamily("transit_streams_active", "Streams in flight.", value=_call(sources.streams, 0))
+        if sources.filter_counters is not None:
+            packets = CounterMetricFamily("transit_filter_packets", "New connections judged by each filter rule (kernel counters).", labels=["rule"])
+            octets = CounterMetricFamily("transit_filter_bytes", "Bytes of packets judged by each filter rule (kernel counters).", labels=["rule"])
+            for rule, (count, size) in _call(sources.filter_counters, {}).items():
+                packets.add_metric([rule], count)
+                octets.add_metric([rule], size)
+            yield packets
+            yield octets
+
+    @staticmethod
+    def _paths(sources: Sources) -> Iterable[Metric]:
+        if sources.paths is None:
+            return []
+        rtt = GaugeMetricFamily("transit_path_rtt_ms", "Mean probe RTT over the window.", labels=["peer", "path"])
+        loss = GaugeMetricFamily("transit_path_loss_ratio", "Share of probes lost over the window.", labels=["peer", "path"])
+        up = GaugeMetricFamily("transit_path_up", "1 when probes get through.", labels=["peer", "path"])
+        active = GaugeMetricFamily("transit_path_active", "1 for the path new traffic takes.", labels=["peer", "path"])
+        chosen = _call(sources.active_paths, {}) if sources.active_paths else {}
+        for peer, by_path in _call(sources.paths, {}).items():
+            for path, stats in by_path.items():
+                if stats.get("rtt_ms") is not None:
+                    rtt.add_metric([peer, path], float(stats["rtt_ms"]))
+                loss.add_metric([peer, path], float(stats.get("loss") or 0.0))
+                up.add_metric([peer, path], 1.0 if stats.get("up") else 0.0)
+                active.add_metric([peer, path], 1.0 if chosen.get(peer) == path else 0.0)
+        return [rtt, loss, up, active]
+
+
+def _call(source: Callable[[], Any] | None, default: Any) -> Any:
+    """A failing source costs its own series, never the whole scrape."""
+    if source is None:
+        return default
+    try:
+        return source()
+    except Exception as exc:
+        log.warning("metrics.source_failed error=%r", exc)
+        return default
+
+
+def _guarded(produce: Callable[[Sources], Iterable[Metric]], sources: Sources) -> Iterable[Metric]:
+    try:
+        return list(produce(sources))
+    except Exception as exc:
+        log.warning("metrics.source_failed error=%r", exc)
+        return []
+
+
+class MetricsServer:
+    """HTTP on one address: GET /metrics (Prometheus text) and GET /healthz (JSON)."""
+
+    def __init__(self, host: str, port: int, metrics: Metrics, health: Callable[[], Mapping[str, Any]]) -> None:
+        self._metrics = metrics
+        self._health = health
+        self._server = ThreadingHTTPServer((host, port), self._handler_class())
+        self._server.daemon_threads = True
+        self._thread = threading.Thread(target=self._server.serve_forever, name="metrics-http", daemon=True)
+
+    @property
+    def address(self) -> tuple[str, int]:
+        """(host, port) actually bound (port 0 picks a free one)."""
+        host, port = self._server.server_address[:2]
+        return str(host), int(port)
+
+    def start(self) -> None:
+        """Serve in the background."""
+        self._thread.start()
+
+    def stop(self) -> None:
+        """Stop serving and release the port."""
+        self._server.shutdown()
+        self._server.server_close()
+        self._thread.join(timeout=2)
+
+    def _handler_class(self) -> type[BaseHTTPRequestHandler]:
+        server = self
+
+        class Handler(BaseHTTPRequestHandler):
+            def do_GET(self) -> None:  # noqa: N802 (http.server's name)
+                path = self.path.split("?", 1)[0]
+                if path == "/metrics":
+                    self._send(200, CONTENT_TYPE_LATEST, server._metrics.render())
+                elif path == "/healthz":
+                    try:
+                        body, status = dict(server._health()), 200
+                        body.setdefault("status", "ok")
+                    except Exception as exc:
+                        body, status = {"status": "error", "error": repr(exc)}, 503
+                    self._send(status, "application/json", json.dumps(body, default=str).encode())
+                else:
+                    self._send(404, "text/plain; charset=utf-8", b"not found: try /metrics or /healthz\n")
+
+            def _send(self, status: int, content_type: str, body: bytes) -> None:
+                self.send_response(status)
+                self.send_header("Content-Type", content_type)
+                self.send_header("Content-Length", str(len(body)))
+                self.end_headers()
+                self.wfile.write(body)
+
+            def log_message(self, format: str, *args: Any) -> None:  # noqa: A002 (http.server's name)
+                return  # scrapes every few seconds would drown the agent log
+
+        return Handler

@@ -1,0 +1,98 @@
+"""Metrics: per-flow counters, scrape-time gauges, and the /metrics + /healthz endpoint on loopback."""
+from __future__ import annotations
+
+import json
+import urllib.error
+import urllib.request
+
+import pytest
+from prometheus_client.parser import text_string_to_metric_families
+
+from dataplane.metrics import Metrics, MetricsServer, Sources
+
+
+def _samples(metrics: Metrics) -> dict[tuple[str, tuple[tuple[str, str], ...]], float]:
+    out = {}
+    for family in text_string_to_metric_families(metrics.render().decode()):
+        for sample in family.samples:
+            out[(sample.name, tuple(sorted(sample.labels.items())))] = sample.value
+    return out
+
+
+def _flow(verdict: str, rule: str | None, up: int, down: int, path: str | None = "private") -> dict[str, object]:
+    return {"ts": 1.0, "role": "ingress", "src": "10.30.40.5", "sport": 1, "dst": "172.18.40.10", "dport": 5432,
+            "verdict": verdict, "rule": rule, "bytes_up": up, "bytes_down": down, "path": path, "peer": "edge-a"}
+
+
+def test_flows_verdicts_and_bytes_are_counted() -> None:
+    metrics = Metrics(node="n1")
+    metrics.flow(_flow("permit", "app-to-db", 100, 2000))
+    metrics.flow(_flow("permit", "app-to-db", 1, 2))
+    metrics.flow(_flow("deny", None, 0, 0, path=None))
+    samples = _samples(metrics)
+    assert samples[("transit_flows_total", (("role", "ingress"), ("verdict", "permit")))] == 2
+    assert samples[("transit_verdicts_total", (("rule", "default"), ("verdict", "deny")))] == 1
+    assert samples[("transit_bytes_total", (("direction", "down"), ("path", "private"), ("peer", "edge-a")))] == 2002
+    assert samples[("transit_bytes_total", (("direction", "up"), ("path", "private"), ("peer", "edge-a")))] == 101
+
+
+def test_scrape_reads_running_parts_and_survives_a_failing_source() -> None:
+    def broken() -> dict[str, tuple[int, int]]:
+        raise RuntimeError("nft gone")
+
+    sources = Sources(
+        paths=lambda: {"edge-a": {"private": {"rtt_ms": 0.5, "loss": 0.0, "up": True}, "public": {"rtt_ms": None, "loss": 1.0, "up": False}}},
+        active_paths=lambda: {"edge-a": "private"},
+        tunnels=lambda: {"edge-a": {"private": 3}},
+        streams=lambda: 7,
+        filter_counters=broken,
+    )
+    samples = _samples(Metrics(node="n1", sources=sources))
+    assert samples[("transit_path_rtt_ms", (("path", "private"), ("peer", "edge-a")))] == 0.5
+    assert ("transit_path_rtt_ms", (("path", "public"), ("peer", "edge-a"))) not in samples
+    assert samples[("transit_path_loss_ratio", (("path", "public"), ("peer", "edge-a")))] == 1.0
+    assert samples[("transit_path_up", (("path", "public"), ("peer", "edge-a")))] == 0.0
+    assert samples[("transit_path_active", (("path", "private"), ("peer", "edge-a")))] == 1.0
+    assert samples[("transit_tunnels", (("path", "private"), ("peer", "edge-a")))] == 3
+    assert samples[("transit_streams_active", ())] == 7
+    assert not any(name.startswith("transit_filter") and labels for name, labels in samples)
+
+
+def test_filter_counters_are_exported() -> None:
+    samples = _samples(Metrics(node="n1", sources=Sources(filter_counters=lambda: {"no-ssh": (3, 180), "default": (1, 60)})))
+    assert samples[("transit_filter_packets_total", (("rule", "no-ssh"),))] == 3
+    assert samples[("transit_filter_bytes_total", (("rule", "default"),))] == 60
+
+
+def test_endpoint_serves_metrics_and_health() -> None:
+    metrics = Metrics(node="n1", sources=Sources(streams=lambda: 2))
+    health = {"node": "n1", "streams": 2}
+    server = MetricsServer("127.0.0.1", 0, metrics, lambda: health)
+    server.start()
+    try:
+        host, port = server.address
+        body = urllib.request.urlopen(f"http://{host}:{port}/metrics", timeout=3).read().decode()
+        assert "transit_streams_active 2.0" in body
+        document = json.loads(urllib.request.urlopen(f"http://{host}:{port}/healthz", timeout=3).read())
+        assert document == {"node": "n1", "streams": 2, "status": "ok"}
+        with pytest.raises(urllib.error.HTTPError) as info:
+            urllib.request.urlopen(f"http://{host}:{port}/nope", timeout=3)
+        assert info.value.code == 404
+    finally:
+        server.stop()
+
+
+def test_failing_health_answers_503() -> None:
+    def broken() -> dict[str, object]:
+        raise RuntimeError("boom")
+
+    server = MetricsServer("127.0.0.1", 0, Metrics(node="n1"), broken)
+    server.start()
+    try:
+        host, port = server.address
+        with pytest.raises(urllib.error.HTTPError) as info:
+            urllib.request.urlopen(f"http://{host}:{port}/healthz", timeout=3)
+        assert info.value.code == 503
+        assert json.loads(info.value.read())["status"] == "error"
+    finally:
+        server.stop()
