@@ -1,7 +1,8 @@
 """The fabric's policy rules as pure functions, one per rule.
 
 Each rule reads the spec and its plan (what `transit check` sees before any
-deploy) and/or the resources of a preview (what the CrossGuard pack sees),
+deploy), the resources of a preview (what the CrossGuard pack sees) and/or an
+agent's config (the filter the data plane will enforce),
 and returns `Violation`s naming the rule, the field path and what must hold.
 The registry at the bottom gives each rule its kebab-case name, a description
 starting "Requires" or "Prohibits", and its options with their defaults;
@@ -20,6 +21,8 @@ from components.dataplane_policy import ANY, endpoint_cidrs, resolve_rules
 from components.plan import TUNNEL_PORT
 from components.plan_models import Plan
 from components.spec import FabricSpec
+from dataplane.config import AgentConfig
+from dataplane.filter_model import FilterRule
 
 Options = dict[str, Any]
 OPEN_SOURCES = frozenset({"0.0.0.0/0", "::/0", "*", "Internet", "any", "Any"})
@@ -36,6 +39,7 @@ class Context:
 
 
 SpecFn = Callable[[Context, Options], list[Violation]]
+AgentFn = Callable[[AgentConfig, str, Options], list[Violation]]
 ResourceFn = Callable[[Resource, Options], list[Violation]]
 StackFn = Callable[[list[Resource], Options], list[Violation]]
 
@@ -50,6 +54,7 @@ class RuleDef:
     spec: SpecFn | None = None
     resource: ResourceFn | None = None
     stack: StackFn | None = None
+    agent: AgentFn | None = None
 
 
 # --- no-open-admin-ports ---------------------------------------------------------------
@@ -428,12 +433,67 @@ def sizes_resource(resource: Resource, options: Options) -> list[Violation]:
                       f"{value} is not an allowed {cloud} size; use one of {', '.join(allowed)}")]
 
 
+# --- the same rules on an agent's filter (what the data plane enforces) --------------------
+
+def _known_space(config: AgentConfig) -> list[IPv4Network]:
+    """Every address this agent can deliver to or receive from: its view of `any`."""
+    return list(collapse_addresses([*config.local_cidrs, *(c for peer in config.peers for c in peer.cidrs)]))
+
+
+def _covers_all(nets: list[IPv4Network], space: list[IPv4Network]) -> bool:
+    return not nets or any(n.prefixlen == 0 for n in nets) or (bool(space) and all(any(s.subnet_of(n) for n in nets) for s in space))
+
+
+def _agent_shadowed(earlier: list[FilterRule], rule: FilterRule, port: int) -> bool:
+    for deny in earlier:
+        if deny.action != "deny" or deny.proto not in ("any", rule.proto) or not _covers_port(tuple(deny.ports), port):
+            continue
+        if _covers_all(list(deny.src), list(rule.src)) and _covers_all(list(deny.dst), list(rule.dst)):
+            return True
+    return False
+
+
+def admin_ports_agent(config: AgentConfig, where: str, options: Options) -> list[Violation]:
+    """A filter rule that permits every source to an administrative port."""
+    space, rules, out = _known_space(config), config.filter.rules, []
+    for i, rule in enumerate(rules):
+        if rule.action != "permit" or rule.proto == "icmp" or not _covers_all(list(rule.src), space):
+            continue
+        open_ports = [p for p in options["ports"] if _covers_port(tuple(rule.ports), p) and not _agent_shadowed(rules[:i], rule, p)]
+        if open_ports:
+            out.append(Violation("no-open-admin-ports", f"{where}.filter.rules[{i}]",
+                                 f"agent {config.name}: rule '{rule.name}' permits every source to administrative port(s) {_list(open_ports)}; "
+                                 "administrative ports must only be reachable from named networks or groups"))
+    return out
+
+
+def any_to_any_agent(config: AgentConfig, where: str, options: Options) -> list[Violation]:
+    """A filter rule that permits every source to every destination."""
+    space = _known_space(config)
+    return [
+        Violation("no-any-to-any-permit", f"{where}.filter.rules[{i}]",
+                  f"agent {config.name}: rule '{rule.name}' permits {rule.proto} from every source to every destination; "
+                  "a permit must name a network or group on at least one side (zero trust)")
+        for i, rule in enumerate(config.filter.rules)
+        if rule.action == "permit" and _covers_all(list(rule.src), space) and _covers_all(list(rule.dst), space)
+    ]
+
+
+def encryption_agent(config: AgentConfig, where: str, options: Options) -> list[Violation]:
+    """Every tunnel peer must be authenticated by its certificate identity over mutual TLS."""
+    return [
+        Violation("encrypted-transit", f"{where}.peers[{i}].identity",
+                  f"agent {config.name}: peer {peer.name} has no certificate identity; tunnels must be mutual TLS")
+        for i, peer in enumerate(config.peers) if not peer.identity
+    ]
+
+
 RULES: list[RuleDef] = [
     RuleDef("no-open-admin-ports",
             "Prohibits permitting any source or 0.0.0.0/0 to administrative ports (SSH, RDP, WinRM, Telnet).",
-            {"ports": [22, 23, 3389, 5985, 5986]}, spec=admin_ports_spec, resource=admin_ports_resource),
+            {"ports": [22, 23, 3389, 5985, 5986]}, spec=admin_ports_spec, resource=admin_ports_resource, agent=admin_ports_agent),
     RuleDef("no-any-to-any-permit", "Prohibits permit rules whose source and destination are both any.",
-            spec=any_to_any_spec, resource=any_to_any_resource),
+            spec=any_to_any_spec, resource=any_to_any_resource, agent=any_to_any_agent),
     RuleDef("no-overlapping-cidrs", "Prohibits address space shared by networks, edges, circuit peering subnets and underlay pools.",
             spec=overlapping_cidrs_spec),
     RuleDef("edges-multi-az", "Requires every edge to span at least two availability zones.",
@@ -444,7 +504,7 @@ RULES: list[RuleDef] = [
             "Requires redundant circuits: two Direct Connect connections, both ExpressRoute links, two interconnect attachments.",
             {"min_circuits": 2}, spec=redundancy_spec, stack=redundancy_stack),
     RuleDef("encrypted-transit", "Prohibits connectors, tunnels and circuits that carry fabric traffic without encryption.",
-            {"plaintext_circuits": [], "tunnel_ports": [TUNNEL_PORT]}, spec=encryption_spec, resource=encryption_resource),
+            {"plaintext_circuits": [], "tunnel_ports": [TUNNEL_PORT]}, spec=encryption_spec, resource=encryption_resource, agent=encryption_agent),
     RuleDef("required-tags", "Requires the fabric's tags on every taggable cloud resource.",
             {"tags": ["fabric", "environment"]}, resource=tags_resource),
     RuleDef("circuit-route-propagation", "Requires route propagation where a circuit lands.",
