@@ -16,18 +16,8 @@ from components.plan_models import Plan
 from components.spec import FabricSpec, validate_spec
 from components.spec_types import Problem, SpecError
 
-__all__ = [
-    "FabricSpec",
-    "Fabric",
-    "Plan",
-    "Problem",
-    "SpecError",
-    "aws",
-    "build_plan",
-    "load_spec",
-    "local",
-    "validate_spec",
-]
+# Only the pure names: `from components import *` must not import Pulumi.
+__all__ = ["FabricSpec", "Plan", "Problem", "SpecError", "build_plan", "load_spec", "validate_spec"]
 
 _LAZY_ATTRS = {"Fabric": "components.fabric"}
 _LAZY_MODULES = {"aws", "azure", "gcp", "local"}

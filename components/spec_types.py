@@ -56,7 +56,7 @@ class SpecError(Exception):
 
 def _path_key(path: str) -> tuple[Any, ...]:
     """Sort `circuits[10]` after `circuits[2]`."""
-    return tuple(int(part) if part.isdigit() else part for part in re.split(r"[\[\].]+", path) if part)
+    return tuple((0, int(part), "") if part.isdigit() else (1, 0, part) for part in re.split(r"[\[\].]+", path) if part)
 
 
 def format_path(loc: tuple[Any, ...] | list[Any]) -> str:

@@ -146,3 +146,19 @@ def test_problems_from_a_file_carry_their_line(tmp_path: Path) -> None:
     assert by_path["edges[1].cidr"].line == 7  # missing key: the line of its item
     assert str(by_path["edges[0].cidr"]).startswith("edges[0].cidr: ")
     assert str(by_path["edges[0].cidr"]).endswith("(line 6)")
+
+
+def test_components_are_exported_lazily() -> None:
+    code = (
+        "import sys, components\n"
+        "from components import *\n"
+        "assert 'components.local' not in sys.modules and 'components.fabric' not in sys.modules\n"
+        "local = components.local\n"
+        "print(local.__name__, 'pulumi' in sys.modules)\n"
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert out.stdout.split()[0] == "components.local"
+    with pytest.raises(AttributeError):
+        import components
+
+        components.no_such_thing  # noqa: B018
