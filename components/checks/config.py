@@ -21,6 +21,8 @@ from typing import Any, cast
 from components.checks.rules import RULES, RULES_BY_NAME, Options
 from components.checks.violation import Level
 
+STACK_SUFFIX = "-in-stack"
+"""The pack's stack-wide twin of a rule (`circuit-redundancy-in-stack`); `transit check` has no stack to count."""
 CONFIG_DIR = Path(__file__).resolve().parents[2] / "policies" / "config"
 LEVELS: tuple[Level, ...] = ("advisory", "mandatory", "disabled")
 
@@ -42,7 +44,7 @@ def parse_config(document: dict[str, Any]) -> dict[str, RuleSettings]:
     default = document.get("all", "advisory")
     if default not in LEVELS:
         raise PolicyConfigError(f"all: '{default}' is not a level; use one of {', '.join(LEVELS)}")
-    unknown = sorted(set(document) - {"all"} - set(RULES_BY_NAME))
+    unknown = sorted(k for k in set(document) - {"all"} if k.removesuffix(STACK_SUFFIX) not in RULES_BY_NAME)
     if unknown:
         raise PolicyConfigError(f"{unknown[0]}: no such rule; rules are {', '.join(RULES_BY_NAME)}")
     settings: dict[str, RuleSettings] = {}

@@ -15,7 +15,7 @@ Rules with a whole-stack view (counting circuits) are stack policies.
 from __future__ import annotations
 
 import json
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 from typing import Any
 
 from pulumi_policy import (
@@ -28,6 +28,7 @@ from pulumi_policy import (
     StackValidationPolicy,
 )
 
+from components.checks.config import STACK_SUFFIX
 from components.checks.rules import RULES, Context, Options, RuleDef
 from components.checks.violation import Resource, Violation
 from components.plan import build_plan
@@ -41,11 +42,16 @@ _JSON_TYPES = {bool: "boolean", int: "integer", float: "number", str: "string", 
 
 
 def plain(value: Any) -> Any:
-    """Policy props are read-only proxies; copy them into dicts and lists."""
+    """Policy props are read-only proxies with every number a float (protobuf Struct);
+    copy them into dicts and lists, and whole floats back into ints."""
+    if isinstance(value, (str, bytes)):
+        return value
     if isinstance(value, Mapping):
         return {k: plain(v) for k, v in value.items()}
-    if isinstance(value, (list, tuple)):
+    if isinstance(value, Iterable):
         return [plain(v) for v in value]
+    if isinstance(value, float) and value.is_integer():
+        return int(value)
     return value
 
 
@@ -102,24 +108,29 @@ def _resource_validator(rule: RuleDef):  # type: ignore[no-untyped-def]
 
 def _stack_validator(rule: RuleDef):  # type: ignore[no-untyped-def]
     def validate(args: StackValidationArgs, report_violation: ReportViolation) -> None:
-        options = options_of(rule, args.get_config())
         resources = [Resource(r.resource_type, r.name, r.props, r.urn) for r in args.resources]
         urns = {r.name: r.urn for r in resources}
-        found = rule.stack(resources, options) if rule.stack else []
-        for resource in resources:
-            found += _spec_violations(rule, resource, options) + _agent_violations(rule, resource, options)
-        for violation in found:
+        for violation in rule.stack(resources, options_of(rule, args.get_config())) if rule.stack else []:
             report_violation(f"{violation.path}: {violation.message}", urns.get(violation.path.split(".")[0]))
 
     return validate
 
 
 def policies(level: EnforcementLevel = EnforcementLevel.ADVISORY) -> list[ResourceValidationPolicy | StackValidationPolicy]:
-    """One policy per rule; stack-wide rules as stack policies, the rest per resource."""
+    """One resource policy per rule, plus `<rule>-in-stack` for rules that count resources.
+
+    A stack policy sees outputs, not inputs, so the spec a component carries in
+    its inputs is checked by the resource policy; the stack policy only counts.
+    """
     out: list[ResourceValidationPolicy | StackValidationPolicy] = []
     for rule in RULES:
+        out.append(ResourceValidationPolicy(rule.name, rule.description, _resource_validator(rule), level, config_schema(rule)))
         if rule.stack is not None:
-            out.append(StackValidationPolicy(rule.name, rule.description, _stack_validator(rule), level, config_schema(rule)))
-        else:
-            out.append(ResourceValidationPolicy(rule.name, rule.description, _resource_validator(rule), level, config_schema(rule)))
+            out.append(StackValidationPolicy(stack_policy_name(rule.name), f"{rule.description} (counted over the stack)",
+                                             _stack_validator(rule), level, config_schema(rule)))
     return out
+
+
+def stack_policy_name(rule: str) -> str:
+    """The name of a rule's stack-wide policy in the pack and in policy configs."""
+    return f"{rule}{STACK_SUFFIX}"
