@@ -256,6 +256,8 @@ def _problems_from(exc: ValidationError, prefix: tuple[Any, ...]) -> list[Proble
             message = _unknown_key_message(model) if model else "unknown key; remove it"
         elif err["type"] == "missing":
             message = "is required"
+        elif err["type"] == "literal_error":
+            message = f"{err['input']!r} is not allowed; use {err['ctx']['expected']}"
         else:
             message = err["msg"].removeprefix("Value error, ")
         out.append(Problem(format_path(loc), message))
