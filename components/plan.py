@@ -4,6 +4,11 @@ Address allocation lives here (edge zone subnets, connector subnets, circuit
 peering addresses, link addresses) so Pulumi code only turns the plan into
 resources. Allocation depends only on positions in the spec, so appending an
 edge or a network never moves an existing address. Never imports Pulumi.
+
+To extend the plan (routes, rules, agent configs), add a field to `Plan` in
+plan_models.py, build it in its own `plan_<section>.py` from the spec and the
+sections already built, and add one line to `build_plan`; then regenerate
+the goldens (tests/unit/test_plan_golden.py) and review the diff.
 """
 from __future__ import annotations
 
