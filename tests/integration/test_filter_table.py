@@ -6,16 +6,16 @@ Checks permit, deny (refused at once with a TCP reset), counters per rule, a
 from __future__ import annotations
 
 import json
-import subprocess
-import sys
+import socket
+import threading
 import time
-import uuid
 from collections.abc import Iterator
 
 import pytest
 
 from dataplane import filter_compile, filter_table
 from dataplane.filter_model import FilterPolicy, FilterRule
+from tests.integration.netns import Lab
 
 pytestmark = pytest.mark.integration
 
@@ -23,88 +23,66 @@ TABLE = "transit_filter"
 CLIENT_IP = "10.30.40.2"
 SERVER_IP = "172.18.40.10"
 
-_LISTENER = """
-import socket, sys, selectors
-sel = selectors.DefaultSelector()
-for port in map(int, sys.argv[1:]):
-    s = socket.socket(); s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-    s.bind(("0.0.0.0", port)); s.listen(64); s.setblocking(False); sel.register(s, selectors.EVENT_READ)
-print("ready", flush=True)
-while True:
-    for key, _ in sel.select():
-        conn, _ = key.fileobj.accept(); conn.sendall(b"ok"); conn.close()
-"""
-
-_CONNECT = """
-import socket, sys, time
-start = time.monotonic()
-try:
-    s = socket.create_connection((sys.argv[1], int(sys.argv[2])), timeout=3)
-    data = s.recv(2); s.close(); outcome = "open" if data == b"ok" else "closed"
-except ConnectionRefusedError:
-    outcome = "refused"
-except OSError:
-    outcome = "timeout"
-print(outcome, round((time.monotonic() - start) * 1000, 1))
-"""
-
-
-def _ip(*args: str, netns: str | None = None) -> None:
-    prefix = ["ip", "netns", "exec", netns] if netns else []
-    subprocess.run([*prefix, *args], check=True, capture_output=True)
-
-
 class Routed:
-    """Three namespaces in a line; the router forwards between two /24s."""
+    """client -- router (filter table on forward) -- server, built with the shared namespace harness."""
 
-    def __init__(self) -> None:
-        tag = uuid.uuid4().hex[:6]
-        self.client, self.router, self.server = (f"tf{tag}c", f"tf{tag}r", f"tf{tag}s")
-        self._tag = tag
-        self._procs: list[subprocess.Popen[str]] = []
-
-    def up(self) -> None:
-        for ns in (self.client, self.router, self.server):
-            _ip("ip", "netns", "add", ns)
-            _ip("ip", "link", "set", "lo", "up", netns=ns)
-        for side, ns, net, host in (("a", self.client, "10.30.40", CLIENT_IP), ("b", self.server, "172.18.40", SERVER_IP)):
-            outer, inner = f"tf{self._tag}{side}0", f"tf{self._tag}{side}1"
-            _ip("ip", "link", "add", outer, "type", "veth", "peer", "name", inner)
-            _ip("ip", "link", "set", outer, "netns", self.router)
-            _ip("ip", "link", "set", inner, "netns", ns)
-            _ip("ip", "addr", "add", f"{net}.1/24", "dev", outer, netns=self.router)
-            _ip("ip", "link", "set", outer, "up", netns=self.router)
-            _ip("ip", "addr", "add", f"{host}/24", "dev", inner, netns=ns)
-            _ip("ip", "link", "set", inner, "up", netns=ns)
-            _ip("ip", "route", "add", "default", "via", f"{net}.1", netns=ns)
-        _ip("sysctl", "-qw", "net.ipv4.ip_forward=1", netns=self.router)
+    def __init__(self, lab: Lab) -> None:
+        self.client, self.router, self.server = lab.ns("cli"), lab.ns("rtr"), lab.ns("srv")
+        lab.link(self.client, "eth0", f"{CLIENT_IP}/24", self.router, "r-cli", "10.30.40.1/24")
+        lab.link(self.router, "r-srv", "172.18.40.1/24", self.server, "eth0", f"{SERVER_IP}/24")
+        self.client.exec("ip", "route", "add", "default", "via", "10.30.40.1")
+        self.server.exec("ip", "route", "add", "default", "via", "172.18.40.1")
+        self.router.exec("sysctl", "-qw", "net.ipv4.ip_forward=1")
+        self._listeners: list[socket.socket] = []
 
     def listen(self, *ports: int) -> None:
-        proc = subprocess.Popen(["ip", "netns", "exec", self.server, sys.executable, "-c", _LISTENER, *map(str, ports)], stdout=subprocess.PIPE, text=True)
-        self._procs.append(proc)
-        assert proc.stdout is not None and proc.stdout.readline().strip() == "ready"
+        """Accept on each port in the server namespace, answer b"ok" and close."""
+        for port in ports:
+            sock = self.server.socket()
+            sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+            sock.bind(("0.0.0.0", port))
+            sock.listen(64)
+            self._listeners.append(sock)
+            threading.Thread(target=self._serve, args=(sock,), daemon=True).start()
+
+    @staticmethod
+    def _serve(sock: socket.socket) -> None:
+        while True:
+            try:
+                conn, _ = sock.accept()
+            except OSError:
+                return
+            with conn:
+                conn.sendall(b"ok")
 
     def connect(self, port: int) -> tuple[str, float]:
-        out = subprocess.run(["ip", "netns", "exec", self.client, sys.executable, "-c", _CONNECT, SERVER_IP, str(port)], check=True, capture_output=True, text=True).stdout.split()
-        return out[0], float(out[1])
+        """("open" | "refused" | "timeout", milliseconds) for one TCP connection from the client."""
+        start = time.monotonic()
+        with self.client.socket() as sock:
+            sock.settimeout(3)
+            try:
+                sock.connect((SERVER_IP, port))
+                outcome = "open" if sock.recv(2) == b"ok" else "closed"
+            except ConnectionRefusedError:
+                outcome = "refused"
+            except OSError:
+                outcome = "timeout"
+        return outcome, (time.monotonic() - start) * 1000
 
-    def down(self) -> None:
-        for proc in self._procs:
-            proc.kill()
-            proc.wait()
-        for ns in (self.client, self.router, self.server):
-            subprocess.run(["ip", "netns", "del", ns], capture_output=True)
+    def close(self) -> None:
+        for sock in self._listeners:
+            sock.close()
 
 
 @pytest.fixture(scope="module")
 def net() -> Iterator[Routed]:
-    routed = Routed()
-    try:
-        routed.up()
-        routed.listen(22, 5432, 8080)
-        yield routed
-    finally:
-        routed.down()
+    with Lab("flt") as lab:
+        routed = Routed(lab)
+        try:
+            routed.listen(22, 5432, 8080)
+            yield routed
+        finally:
+            routed.close()
 
 
 @pytest.fixture()
@@ -112,7 +90,7 @@ def table(net: Routed) -> Iterator[str]:
     try:
         yield TABLE
     finally:
-        filter_table.remove(TABLE, netns=net.router)
+        filter_table.remove(TABLE, netns=net.router.name)
 
 
 def _seed_policy(extra: list[FilterRule] | None = None) -> FilterPolicy:
@@ -125,13 +103,13 @@ def _seed_policy(extra: list[FilterRule] | None = None) -> FilterPolicy:
 
 def test_permit_deny_and_counters(net: Routed, table: str) -> None:
     assert net.connect(8080)[0] == "open"  # no table yet
-    filter_table.apply(_seed_policy(), table=table, hook="forward", netns=net.router)
+    filter_table.apply(_seed_policy(), table=table, hook="forward", netns=net.router.name)
     assert net.connect(5432)[0] == "open"
     outcome, ms = net.connect(22)
     assert outcome == "refused" and ms < 500, (outcome, ms)  # deny beats the later permit, refused at once
     outcome, ms = net.connect(8080)
     assert outcome == "refused" and ms < 500, (outcome, ms)  # default deny
-    counters = filter_table.read_counters(table, netns=net.router)
+    counters = filter_table.read_counters(table, netns=net.router.name)
     assert counters["no-ssh"][0] == 1
     assert counters["app-to-db"][0] == 1  # only the SYN is judged; the rest rides conntrack
     assert counters["default"][0] == 1
@@ -146,7 +124,7 @@ def test_ten_thousand_rules_apply_fast_and_still_decide(net: Routed, table: str)
     policy = _seed_policy(extra)
     assert len(policy.rules) == 10_000
     start = time.monotonic()
-    filter_table.apply(policy, table=table, hook="forward", netns=net.router)
+    filter_table.apply(policy, table=table, hook="forward", netns=net.router.name)
     elapsed = time.monotonic() - start
     print(f"filter_table.apply of 10,000 rules: {elapsed:.2f} s (compile + nft transaction)")
     assert elapsed < 4.0
@@ -156,29 +134,29 @@ def test_ten_thousand_rules_apply_fast_and_still_decide(net: Routed, table: str)
 
 
 def _listing(net: Routed, table: str) -> object:
-    out = subprocess.run(["ip", "netns", "exec", net.router, "nft", "-j", "list", "table", "inet", table], check=True, capture_output=True, text=True).stdout
+    out = net.router.exec("nft", "-j", "list", "table", "inet", table).stdout
     items = json.loads(out)["nftables"]
     return [item for item in items if "metainfo" not in item]
 
 
 def test_refused_policy_leaves_running_table(net: Routed, table: str, monkeypatch: pytest.MonkeyPatch) -> None:
-    filter_table.apply(_seed_policy(), table=table, hook="forward", netns=net.router)
+    filter_table.apply(_seed_policy(), table=table, hook="forward", netns=net.router.name)
     before = _listing(net, table)
     # The kernel side refuses: a mark that does not fit in 32 bits.
     with pytest.raises(filter_table.FilterTableError):
-        filter_table.apply(FilterPolicy(default="permit"), table=table, hook="forward", netns=net.router, mark=2**40)
+        filter_table.apply(FilterPolicy(default="permit"), table=table, hook="forward", netns=net.router.name, mark=2**40)
     # The compiler refuses before nft is run.
     monkeypatch.setattr(filter_compile, "MAX_ELEMENTS", 1)
     with pytest.raises(filter_compile.PolicyTooComplexError):
-        filter_table.apply(_seed_policy([FilterRule(name="x", action="deny", dst=["172.18.40.0/24"], proto="tcp", ports=[(1, 2)])]), table=table, hook="forward", netns=net.router)
+        filter_table.apply(_seed_policy([FilterRule(name="x", action="deny", dst=["172.18.40.0/24"], proto="tcp", ports=[(1, 2)])]), table=table, hook="forward", netns=net.router.name)
     assert _listing(net, table) == before
     assert net.connect(5432)[0] == "open"
     assert net.connect(8080)[0] == "refused"
 
 
 def test_remove_is_idempotent(net: Routed) -> None:
-    filter_table.apply(FilterPolicy(), table=TABLE, hook="forward", netns=net.router)
+    filter_table.apply(FilterPolicy(), table=TABLE, hook="forward", netns=net.router.name)
     assert net.connect(5432)[0] == "refused"
-    filter_table.remove(TABLE, netns=net.router)
-    filter_table.remove(TABLE, netns=net.router)
+    filter_table.remove(TABLE, netns=net.router.name)
+    filter_table.remove(TABLE, netns=net.router.name)
     assert net.connect(5432)[0] == "open"

@@ -13,10 +13,11 @@ import subprocess
 import sys
 import threading
 import time
-import uuid
 from collections.abc import Iterator
 
 import pytest
+
+from tests.integration.netns import Lab
 
 pytestmark = pytest.mark.integration
 
@@ -49,42 +50,23 @@ responder.stop()
 """
 
 
-def _ip(*args: str, netns: str | None = None) -> None:
-    prefix = ["ip", "netns", "exec", netns] if netns else []
-    subprocess.run([*prefix, *args], check=True, capture_output=True)
-
-
 class TwoLinks:
     """Namespaces a and b with a private (10.99.0.0/30) and a public (10.99.1.0/30) link."""
 
-    def __init__(self) -> None:
-        self.tag = uuid.uuid4().hex[:6]
-        self.a, self.b = f"tp{self.tag}a", f"tp{self.tag}b"
-        self.procs: list[subprocess.Popen[str]] = []
+    def __init__(self, lab: Lab) -> None:
+        self.a, self.b = lab.ns("a"), lab.ns("b")
+        lab.link(self.a, "priv", "10.99.0.1/30", self.b, "priv", "10.99.0.2/30")
+        lab.link(self.a, "pub", "10.99.1.1/30", self.b, "pub", "10.99.1.2/30")
+        self.b.exec("nft", "add table inet tpcut")
+        self.b.exec("nft", "add chain inet tpcut in { type filter hook input priority -10; policy accept; }")
         self.events: queue.Queue[dict] = queue.Queue()
         self.monitor: subprocess.Popen[str] | None = None
 
-    def up(self) -> None:
-        for ns in (self.a, self.b):
-            _ip("ip", "netns", "add", ns)
-            _ip("ip", "link", "set", "lo", "up", netns=ns)
-        for index, kind in ((0, "v"), (1, "u")):
-            left, right = f"tp{self.tag}{kind}a", f"tp{self.tag}{kind}b"
-            _ip("ip", "link", "add", left, "netns", self.a, "type", "veth", "peer", "name", right, "netns", self.b)
-            _ip("ip", "addr", "add", f"10.99.{index}.1/30", "dev", left, netns=self.a)
-            _ip("ip", "addr", "add", f"10.99.{index}.2/30", "dev", right, netns=self.b)
-            _ip("ip", "link", "set", left, "up", netns=self.a)
-            _ip("ip", "link", "set", right, "up", netns=self.b)
-        _ip("nft", "add table inet tpcut", netns=self.b)
-        _ip("nft", "add chain inet tpcut in { type filter hook input priority -10; policy accept; }", netns=self.b)
-
     def start(self) -> None:
         env = {**os.environ, "PYTHONPATH": os.getcwd()}
-        responder = subprocess.Popen(["ip", "netns", "exec", self.b, sys.executable, "-c", _RESPONDER], stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True, env=env)
-        self.procs.append(responder)
+        responder = self.b.spawn(sys.executable, "-c", _RESPONDER, stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True, env=env)
         assert responder.stdout is not None and responder.stdout.readline().strip() == "ready"
-        self.monitor = subprocess.Popen(["ip", "netns", "exec", self.a, sys.executable, "-c", _MONITOR], stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True, env=env)
-        self.procs.append(self.monitor)
+        self.monitor = self.a.spawn(sys.executable, "-c", _MONITOR, stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True, env=env)
         threading.Thread(target=self._read, daemon=True).start()
         assert self.next_event(5)["event"] == "ready"
 
@@ -110,35 +92,21 @@ class TwoLinks:
         return event
 
     def cut_private(self) -> float:
-        _ip("nft", "add rule inet tpcut in ip daddr 10.99.0.2 udp dport 7444 drop", netns=self.b)
+        self.b.exec("nft", "add rule inet tpcut in ip daddr 10.99.0.2 udp dport 7444 drop")
         return time.time()
 
     def repair_private(self) -> float:
-        _ip("nft", "flush chain inet tpcut in", netns=self.b)
+        self.b.exec("nft", "flush chain inet tpcut in")
         return time.time()
 
-    def down(self) -> None:
-        for proc in self.procs:
-            if proc.stdin:
-                proc.stdin.close()
-            try:
-                proc.wait(timeout=3)
-            except subprocess.TimeoutExpired:
-                proc.kill()
-                proc.wait()
-        for ns in (self.a, self.b):
-            subprocess.run(["ip", "netns", "del", ns], capture_output=True)
 
 
 @pytest.fixture()
 def links() -> Iterator[TwoLinks]:
-    topo = TwoLinks()
-    try:
-        topo.up()
+    with Lab("pth") as lab:
+        topo = TwoLinks(lab)
         topo.start()
         yield topo
-    finally:
-        topo.down()
 
 
 def test_failover_under_one_second_and_failback_after_hold(links: TwoLinks) -> None:
@@ -182,6 +150,6 @@ def test_flapping_private_path_does_not_pull_traffic_back(links: TwoLinks) -> No
 
 def test_responder_survives_garbage(links: TwoLinks) -> None:
     garbage = "import os, socket\ns = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)\nfor n in (0, 1, 16, 17, 1400):\n    s.sendto(os.urandom(n), ('10.99.0.2', 7444))\ns.sendto(b'TXP1' + bytes(13), ('10.99.0.2', 7444))\n"
-    _ip(sys.executable, "-c", garbage, netns=links.a)
+    links.a.exec(sys.executable, "-c", garbage)
     links.no_event(0.8)
     assert links.stats()["stats"]["b"]["private"]["up"]
