@@ -17,7 +17,7 @@ from components.spec_providers import BANDWIDTHS_MBPS, PEERING_RULES, PROVIDER_C
 from components.spec_types import NAME_RE, Problem, parse_address, parse_network
 
 if TYPE_CHECKING:
-    from components.spec import FabricSpec
+    from components.spec import Edge, FabricSpec, Network
 
 REGION_RE: dict[str, re.Pattern[str]] = {
     "aws": re.compile(r"^[a-z]{2}(-gov|-iso[a-z]?)?-[a-z]+-\d+$"),
@@ -57,20 +57,18 @@ class KnownNames:
 
     @classmethod
     def from_raw(cls, data: dict[str, Any]) -> KnownNames:
-        def names(key: str) -> set[str]:
-            items = data.get(key)
-            if not isinstance(items, list):
-                return set()
-            return {i["name"] for i in items if isinstance(i, dict) and isinstance(i.get("name"), str)}
-
-        groups = data.get("groups")
-        group_names = [g for g in groups if isinstance(g, str)] if isinstance(groups, dict) else []
         declared = []
         for section in _SECTIONS:
             items = data.get(section)
             for i, item in enumerate(items if isinstance(items, list) else []):
                 if isinstance(item, dict) and isinstance(item.get("name"), str):
                     declared.append((f"{section}[{i}].name", item["name"]))
+        groups = data.get("groups")
+        group_names = [g for g in groups if isinstance(g, str)] if isinstance(groups, dict) else []
+
+        def names(section: str) -> set[str]:
+            return {name for path, name in declared if path.startswith(f"{section}[")}
+
         return cls(
             edges=names("edges"),
             networks=names("networks"),
@@ -104,7 +102,7 @@ def required_connector_prefix(zones: int) -> int:
     return CONNECTOR_SUBNET_PREFIX - (blocks.bit_length() - 1)
 
 
-def home_edge(spec: FabricSpec, network: Any) -> Any | None:
+def home_edge(spec: FabricSpec, network: Network) -> Edge | None:
     """The edge a network's traffic enters the fabric at.
 
     The named `edge` if set; else the edge of the same cloud and region; for an
@@ -123,7 +121,7 @@ def _each(items: list[Any]) -> Iterator[tuple[int, Any]]:
     return ((i, item) for i, item in enumerate(items) if item is not None)
 
 
-def _all_parsed(spec: FabricSpec, known: KnownNames, section: str) -> bool:
+def _all_parsed(spec: FabricSpec, section: str) -> bool:
     """True when every item of a section parsed, so "not found" really means absent."""
     return all(item is not None for item in getattr(spec, section))
 
@@ -202,7 +200,7 @@ def _groups(spec: FabricSpec, known: KnownNames) -> Iterator[Problem]:
                 except ValueError as exc:
                     yield Problem(path, str(exc))
                     continue
-                if _all_parsed(spec, known, "networks") and not any(cidr.subnet_of(c) for c in network_cidrs):
+                if _all_parsed(spec, "networks") and not any(cidr.subnet_of(c) for c in network_cidrs):
                     yield Problem(
                         path, f"{cidr} is not inside any onboarded network; its traffic never crosses the fabric"
                     )
@@ -280,7 +278,7 @@ def _network_edge(spec: FabricSpec, known: KnownNames) -> Iterator[Problem]:
             edge = next((e for _, e in _each(spec.edges) if e.name == n.edge), None)
             if edge is not None and n.attach == "native" and edge.cloud != n.cloud:
                 yield Problem(f"{path}.edge", f"a native attachment needs an edge in {n.cloud}, but '{n.edge}' is in {edge.cloud}")
-        elif n.cloud != "onprem" and n.region is not None and _all_parsed(spec, known, "edges") and home_edge(spec, n) is None:
+        elif n.cloud != "onprem" and n.region is not None and _all_parsed(spec, "edges") and home_edge(spec, n) is None:
             yield Problem(
                 f"{path}.region",
                 f"no {n.cloud} edge in {n.region}; add an edge there or name one with edge: <edge name>",
@@ -478,7 +476,7 @@ def _policy_refs(spec: FabricSpec, known: KnownNames) -> Iterator[Problem]:
             problem = _endpoint_problem(value, known, allow_any=False, allow_ip=True)
             if problem:
                 yield Problem(path, problem)
-            elif value not in known.networks and value not in known.groups and _all_parsed(spec, known, "networks"):
+            elif value not in known.networks and value not in known.groups and _all_parsed(spec, "networks"):
                 address = parse_address(value)
                 if not any(address in c for c in network_cidrs):
                     yield Problem(path, f"{address} is not inside any onboarded network; its traffic never crosses the fabric")
