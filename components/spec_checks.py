@@ -187,9 +187,7 @@ def _groups(spec: FabricSpec, known: KnownNames) -> Iterator[Problem]:
         listed: list[tuple[int, ipaddress.IPv4Network]] = []
         for j, member in enumerate(members):
             path = f"groups.{group}[{j}]"
-            if not isinstance(member, str):
-                yield Problem(path, f"{member!r} is neither a CIDR nor a network name")
-            elif NAME_RE.match(member):
+            if NAME_RE.match(member):
                 if member in known.groups:
                     yield Problem(path, f"'{member}' is a group; groups cannot contain groups, list its members instead")
                 elif member not in known.networks:
