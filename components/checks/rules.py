@@ -218,6 +218,30 @@ def overlapping_cidrs_spec(ctx: Context, options: Options) -> list[Violation]:
     return out
 
 
+_CIDR_PROPS: dict[str, tuple[str, ...]] = {
+    "aws:ec2/vpc": ("cidrBlock",),
+    "azure-native:network:VirtualNetwork": ("addressSpace", "addressPrefixes"),
+    "gcp:compute/subnetwork": ("ipCidrRange",),
+}
+
+
+def overlapping_cidrs_stack(resources: list[Resource], options: Options) -> list[Violation]:
+    """VPCs, VNets and subnetworks of one stack must not share addresses (routes would be ambiguous)."""
+    owned: list[tuple[str, IPv4Network]] = []
+    for r in resources:
+        if r.type not in _CIDR_PROPS:
+            continue
+        value: Any = r.props
+        for part in _CIDR_PROPS[r.type]:
+            value = value.get(part) if isinstance(value, dict) else None
+        for cidr in value if isinstance(value, list) else [value] if isinstance(value, str) else []:
+            owned.append((f"{r.name}.{'.'.join(_CIDR_PROPS[r.type])}", IPv4Network(cidr, strict=False)))
+    return [
+        Violation("no-overlapping-cidrs", path_b, f"{b} overlaps {a} of {path_a.split('.')[0]}; every network needs its own addresses")
+        for i, (path_a, a) in enumerate(owned) for path_b, b in owned[i + 1:] if a.overlaps(b)
+    ]
+
+
 # --- edges-multi-az --------------------------------------------------------------------
 
 def multi_az_spec(ctx: Context, options: Options) -> list[Violation]:
@@ -495,7 +519,7 @@ RULES: list[RuleDef] = [
     RuleDef("no-any-to-any-permit", "Prohibits permit rules whose source and destination are both any.",
             spec=any_to_any_spec, resource=any_to_any_resource, agent=any_to_any_agent),
     RuleDef("no-overlapping-cidrs", "Prohibits address space shared by networks, edges, circuit peering subnets and underlay pools.",
-            spec=overlapping_cidrs_spec),
+            spec=overlapping_cidrs_spec, stack=overlapping_cidrs_stack),
     RuleDef("edges-multi-az", "Requires every edge to span at least two availability zones.",
             {"min_zones": 2}, spec=multi_az_spec, resource=multi_az_resource),
     RuleDef("circuit-bgp-auth", "Requires BGP authentication (an MD5 key held as a Pulumi secret) on every circuit and connector session.",
