@@ -9,57 +9,21 @@ namespace, process, FRR or daemon file behind.
 """
 from __future__ import annotations
 
-import json
 import os
 import subprocess
-import textwrap
 import time
-import uuid
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 
+from components.local.scratch_stack import ScratchStack
 from transit_cli.local_check import find_local_outputs, learned_routes, read_sessions, send_flow
 
 pytestmark = pytest.mark.e2e
 
 REPO = Path(__file__).resolve().parents[2]
 FABRICS = REPO / "stacks" / "fabrics"
-
-PROGRAM = textwrap.dedent(
-    '''
-    import pulumi
-
-    from components import load_spec
-    from components.local.fabric import LocalFabric, LocalFabricArgs
-
-    config = pulumi.Config("transit")
-    spec = load_spec(config.require("fabric"))
-    keys = [n.bgp.md5_secret for n in spec.networks if n.bgp] + [c.bgp.md5_secret for c in spec.circuits]
-    fabric = LocalFabric("fabric", LocalFabricArgs(
-        spec=spec, secrets={k: config.require_secret(k) for k in keys}, stack=pulumi.get_stack()))
-    pulumi.export("local", fabric.outputs)
-    '''
-)
-
-
-class Stack:
-    """One throwaway stack of a scratch project that runs the local fabric from this repo."""
-
-    def __init__(self, root: Path, env: dict[str, str], name: str) -> None:
-        self.root, self.env, self.name = root, env, name
-
-    def pulumi(self, *args: str, check: bool = True, timeout: float = 240) -> subprocess.CompletedProcess[str]:
-        done = subprocess.run([str(REPO / ".tools" / "bin" / "pulumi"), *args, "-s", self.name, "--non-interactive"],
-                              cwd=self.root, env=self.env, capture_output=True, text=True, timeout=timeout)
-        if check and done.returncode != 0:
-            raise AssertionError(f"pulumi {' '.join(args)} failed:\n{done.stdout[-3000:]}\n{done.stderr[-3000:]}")
-        return done
-
-    def outputs(self) -> dict:
-        return json.loads(self.pulumi("stack", "output", "--json").stdout)
-
 
 def _leftovers(prefix: str) -> list[str]:
     """Anything on this machine that still carries the stack's name prefix."""
@@ -74,32 +38,18 @@ def _leftovers(prefix: str) -> list[str]:
 
 @pytest.fixture
 def make_stack(tmp_path: Path, pulumi_env: dict[str, str]) -> Iterator:
-    """Create a stack for a fabric file with random MD5 keys; always destroy and remove it."""
-    created: list[Stack] = []
+    """A scratch stack for a fabric file with random MD5 keys; always destroyed and removed."""
+    created: list[ScratchStack] = []
 
-    def make(fabric_file: str) -> tuple[Stack, dict[str, str]]:
-        root = tmp_path / "project"
-        root.mkdir()
-        (root / "Pulumi.yaml").write_text(
-            f"name: transit\nruntime:\n  name: python\n  options:\n    toolchain: pip\n    virtualenv: {REPO / '.venv'}\n")
-        (root / "__main__.py").write_text(PROGRAM)
-        stack = Stack(root, pulumi_env, f"e2e{uuid.uuid4().hex[:6]}")
-        stack.pulumi("stack", "init")
+    def make(fabric_file: str) -> ScratchStack:
+        stack = ScratchStack(tmp_path / "project", pulumi_env)
         created.append(stack)
-        stack.pulumi("config", "set", "transit:fabric", str(FABRICS / fabric_file))
-        from components import load_spec
-
-        spec = load_spec(FABRICS / fabric_file)
-        keys = [n.bgp.md5_secret for n in spec.networks if n.bgp] + [c.bgp.md5_secret for c in spec.circuits]
-        secrets = {k: f"md5-{uuid.uuid4().hex[:12]}" for k in keys}
-        for key, value in secrets.items():
-            stack.pulumi("config", "set", "--secret", f"transit:{key}", value)
-        return stack, secrets
+        stack.create(FABRICS / fabric_file)
+        return stack
 
     yield make
     for stack in created:
-        stack.pulumi("destroy", "--yes", "--skip-preview", check=False)
-        stack.pulumi("stack", "rm", "--yes", "--force", check=False)
+        stack.remove()
 
 
 def _wait_established(routers: list[dict], timeout: float = 40) -> list:
@@ -117,7 +67,7 @@ def _check_flows(local: dict) -> None:
     assert [(r.test, r.observed) for r in results] == [(r.test, r.expect) for r in results]
 
 
-def _assert_no_secrets(stack: Stack, secrets: dict[str, str]) -> None:
+def _assert_no_secrets(stack: ScratchStack, secrets: dict[str, str]) -> None:
     exported = stack.pulumi("stack", "export").stdout
     outputs = stack.pulumi("stack", "output", "--json").stdout
     state_files = "".join(p.read_text() for p in Path(stack.env["PULUMI_BACKEND_URL"].removeprefix("file://")).rglob("*.json"))
@@ -136,7 +86,7 @@ def _assert_no_secrets(stack: Stack, secrets: dict[str, str]) -> None:
     ],
 )
 def test_local_fabric_lifecycle(make_stack, fabric_file: str, learns: dict[str, str]) -> None:
-    stack, secrets = make_stack(fabric_file)
+    stack = make_stack(fabric_file)
     stack.pulumi("up", "--yes", "--skip-preview")
     local = find_local_outputs(stack.outputs())
     assert local is not None
@@ -160,6 +110,6 @@ def test_local_fabric_lifecycle(make_stack, fabric_file: str, learns: dict[str, 
     stack.pulumi("up", "--yes", "--skip-preview")
     _check_flows(local)
 
-    _assert_no_secrets(stack, secrets)
+    _assert_no_secrets(stack, stack.secrets)
     stack.pulumi("destroy", "--yes", "--skip-preview")
     assert _leftovers(prefix) == []
