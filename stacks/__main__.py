@@ -1,0 +1,30 @@
+"""The `transit` program: read the stack's config, load the fabric spec, build it.
+
+Config (stacks/Pulumi.<env>.yaml):
+  transit:fabric   path of the fabric spec, relative to stacks/ (e.g. fabrics/seed000_aws_azure.yaml)
+  transit:target   `cloud` (default) or `local` (network namespaces on this machine)
+  transit:<name>   one secret per `md5_secret` name the spec uses
+"""
+from __future__ import annotations
+
+from pathlib import Path
+
+import pulumi
+
+from components import load_spec
+from components.fabric import Fabric, FabricArgs
+
+config = pulumi.Config("transit")
+spec = load_spec(Path(__file__).parent / config.require("fabric"))
+secret_names = [n.bgp.md5_secret for n in spec.networks if n.bgp] + [c.bgp.md5_secret for c in spec.circuits]
+fabric = Fabric(
+    spec.name,
+    FabricArgs(
+        spec=spec,
+        environment=pulumi.get_stack(),
+        secrets={name: config.require_secret(name) for name in dict.fromkeys(secret_names)},
+        target=config.get("target") or "cloud",
+    ),
+)
+pulumi.export("fabric", spec.name)
+pulumi.export("outputs", fabric.outputs)
