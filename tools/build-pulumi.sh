@@ -64,13 +64,34 @@ langhost_built() {
                  -newer "$bin/pulumi-language-python" -print -quit)" ]]
 }
 
-if cli_built; then
+# A pulumi already on PATH (outside .tools/bin) at the pinned version or newer
+# is used as it is: linked into .tools/bin with the plugins installed beside it.
+ambient_cli() {
+  local found have
+  found=$(PATH=$(tr ':' '\n' <<<"$PATH" | grep -vx "$bin" | paste -sd:) command -v pulumi || true)
+  [[ -n "$found" ]] || return 1
+  have=$("$found" version 2>/dev/null) || return 1
+  [[ "$(printf '%s\n%s\n' "$want" "$have" | sort -V | head -n1)" == "$want" ]] || return 1
+  echo "pulumi: using $found ($have >= $want)"
+  local dir f
+  dir=$(dirname "$(readlink -f "$found")")
+  for f in pulumi pulumi-language-python pulumi-language-python-exec pulumi-resource-pulumi-python; do
+    [[ -x "$dir/$f" ]] && ln -sfn "$dir/$f" "$bin/$f"
+  done
+  return 0
+}
+
+if [[ -x "$bin/pulumi" && ! -L "$bin/pulumi" ]] && cli_built; then
   echo "pulumi: $want already built in .tools/bin"
+elif ambient_cli; then
+  :
 else
   build_cli
 fi
 
-if langhost_built; then
+if [[ -L "$bin/pulumi-language-python" ]]; then
+  echo "pulumi-language-python: using the one installed with $(readlink "$bin/pulumi-language-python")"
+elif langhost_built; then
   echo "pulumi-language-python: up to date in .tools/bin"
 else
   echo "pulumi-language-python: building tools/langhost"
