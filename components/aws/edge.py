@@ -70,6 +70,8 @@ class EdgeArgs(Common):
     """TGW route table to associate and propagate to. Required with `transit_gateway_id`."""
     native_cidrs: list[str] = field(default_factory=list)
     """CIDRs of native (TGW-attached) networks this edge delivers to. Defaults to none."""
+    elastic_ips: list[aws.ec2.Eip] | None = None
+    """Pre-allocated Elastic IPs, one per zone (peers' configs need them first). Defaults to allocating them here."""
 
     def problems(self) -> list[str]:
         out = self.check_common()
@@ -97,6 +99,8 @@ class EdgeArgs(Common):
                 out.append(f"{port_name} must be 1 to 65535")
         if (self.transit_gateway_id is None) != (self.transit_gateway_route_table_id is None):
             out.append("transit_gateway_id and transit_gateway_route_table_id go together")
+        if self.elastic_ips is not None and len(self.elastic_ips) != self.zones:
+            out.append(f"elastic_ips needs one Elastic IP per zone ({self.zones})")
         if self.native_cidrs and self.transit_gateway_id is None:
             out.append("native_cidrs are reached over the transit gateway; give transit_gateway_id")
         for cidr in [*self.tunnel_sources, *self.native_cidrs]:
@@ -184,7 +188,7 @@ class Edge(pulumi.ComponentResource):
             tags=args.tags("edge", f"{name}-lt"), opts=child(self),
         )
 
-        self.eips = [
+        self.eips = args.elastic_ips or [
             aws.ec2.Eip(f"{name}-eip-{index}", domain="vpc", tags=args.tags("edge", f"{name}-eip-{index}"), opts=child(self))
             for index in range(args.zones)
         ]

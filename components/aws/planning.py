@@ -137,6 +137,7 @@ class AwsEdgeLayout:
     private_ips: list[str]
     tunnel_port: int
     probe_port: int
+    metrics_port: int
     native_cidrs: list[str]
 
 
@@ -213,7 +214,7 @@ def build_aws_layout(spec: FabricSpec, plan: Plan) -> AwsLayout:
                 name=e.name, region=e.region, cidr=e.cidr, zones=list(e.zones), instances=e.instances,
                 public_subnets=[s.cidr for s in e.subnets], attachment_subnets=[str(a) for a in attach],
                 private_ips=[endpoint_ip(s.cidr) for s in e.subnets], tunnel_port=e.tunnel_port, probe_port=e.probe_port,
-                native_cidrs=native,
+                metrics_port=e.metrics_port, native_cidrs=native,
             )
         )
     home = {name: edge for edge in plan.edges for name in edge.networks}

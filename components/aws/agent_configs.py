@@ -1,0 +1,93 @@
+"""AgentConfigs of the AWS edge and connector VMs, built from the AWS layout: pure.
+
+Peers dial load balancers, never VMs: an AWS edge's private address is its
+internal NLB (zone 0), its public address its first Elastic IP (known only
+once allocated, so passed in); a connector's address is its internal NLB. The
+documents carry no secret: TLS files are written at boot from SSM parameters
+under /transit/<fabric>/<environment>/<node> (the instance role can read only
+that path). Never imports Pulumi.
+"""
+from __future__ import annotations
+
+from collections.abc import Mapping
+from ipaddress import IPv4Address, IPv4Network
+
+from components.aws.planning import AwsEdgeLayout, AwsLayout, AwsNetworkLayout
+from components.dataplane_policy import connector_filter, edge_filter
+from components.spec import FabricSpec
+from dataplane.config import AgentConfig, Endpoint, ListenConfig, PeerConfig, TlsPaths
+
+TLS_DIR = "/etc/transit/tls"
+
+
+def _tls() -> TlsPaths:
+    return TlsPaths(ca=f"{TLS_DIR}/ca.pem", cert=f"{TLS_DIR}/node.pem", key=f"{TLS_DIR}/node.key")
+
+
+def _listen(tunnel_port: int, probe_port: int, metrics_port: int) -> ListenConfig:
+    # Metrics and /healthz listen on all addresses: the load balancers health-check them.
+    return ListenConfig(
+        tunnel=Endpoint(port=tunnel_port), probe=Endpoint(port=probe_port),
+        metrics=Endpoint(host=IPv4Address("0.0.0.0"), port=metrics_port),
+    )
+
+
+def _identity(spec: FabricSpec, role: str, node: str) -> str:
+    return f"spiffe://{spec.name}/{role}-{node}"
+
+
+def edge_config(
+    spec: FabricSpec, layout: AwsLayout, edge: AwsEdgeLayout, public_ips: Mapping[str, str]
+) -> AgentConfig:
+    """An AWS edge: delivers to its native networks, relays to the other AWS edges and its connectors."""
+    homed = {n.name: n.edge for n in layout.networks}
+    peers = [
+        PeerConfig(
+            name=f"edge-{other.name}", identity=_identity(spec, "edge", other.name), private_addr=IPv4Address(other.private_ips[0]),
+            public_addr=IPv4Address(public_ips[other.name]) if other.name in public_ips else None,
+            tunnel_port=other.tunnel_port, probe_port=other.probe_port,
+            cidrs=[IPv4Network(c) for n in layout.networks if homed[n.name] == other.name for c in n.cidrs],
+        )
+        for other in layout.edges
+        if other.name != edge.name
+    ]
+    peers += [
+        PeerConfig(
+            name=f"connector-{n.name}", identity=_identity(spec, "connector", n.name), private_addr=IPv4Address(n.endpoint_ips[0]),
+            tunnel_port=edge.tunnel_port, probe_port=edge.probe_port, cidrs=[IPv4Network(c) for c in n.cidrs],
+        )
+        for n in layout.networks
+        if n.edge == edge.name and n.attach == "connector"
+    ]
+    return AgentConfig(
+        name=f"edge-{edge.name}", role="edge", identity=_identity(spec, "edge", edge.name),
+        listen=_listen(edge.tunnel_port, edge.probe_port, edge.metrics_port),
+        local_cidrs=[IPv4Network(c) for c in edge.native_cidrs], peers=peers,
+        filter=edge_filter(spec, edge.name), tls=_tls(),
+    )
+
+
+def connector_config(
+    spec: FabricSpec, layout: AwsLayout, network: AwsNetworkLayout, public_ips: Mapping[str, str]
+) -> AgentConfig:
+    """A connector: intercepts its network's traffic to the destinations it routes and relays it to its edge."""
+    edges = {e.name: e for e in layout.edges}
+    if network.edge not in edges:
+        raise ValueError(
+            f"connector {network.name} is homed at edge {network.edge}, which is not an AWS edge; "
+            "an AWS connector needs an AWS edge (set `edge:` on the network)"
+        )
+    edge = edges[network.edge]
+    peer = PeerConfig(
+        name=f"edge-{edge.name}", identity=_identity(spec, "edge", edge.name),
+        private_addr=IPv4Address(edge.private_ips[0]),
+        public_addr=IPv4Address(public_ips[edge.name]) if edge.name in public_ips else None,
+        tunnel_port=edge.tunnel_port, probe_port=edge.probe_port,
+        cidrs=[IPv4Network(c) for c in network.destinations],
+    )
+    return AgentConfig(
+        name=f"connector-{network.name}", role="connector", identity=_identity(spec, "connector", network.name),
+        listen=_listen(edge.tunnel_port, edge.probe_port, edge.metrics_port),
+        local_cidrs=[IPv4Network(c) for c in network.cidrs], peers=[peer],
+        filter=connector_filter(spec, network.name), tls=_tls(),
+    )

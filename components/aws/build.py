@@ -1,0 +1,253 @@
+"""Turn the AWS layout into components: one provider, gateway and segmentation per region,
+an edge per AWS edge, a VPC (or an existing one) and a connector per AWS network,
+a Direct Connect circuit per aws-direct-connect circuit.
+
+Called by `components.fabric.Fabric` through its cloud lookup table; every
+decision was made in `planning.build_aws_layout`, so this module only wires.
+"""
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
+
+import pulumi
+import pulumi_aws as aws
+
+from components.aws.agent_configs import connector_config, edge_config
+from components.aws.base import Common
+from components.aws.circuit import Circuit, CircuitArgs, GatewayLink
+from components.aws.connector import Connector, ConnectorArgs
+from components.aws.edge import Edge, EdgeArgs
+from components.aws.gateway import DxGatewaySpec, Gateway, GatewayArgs, VpnGatewaySpec
+from components.aws.network_vpc import NetworkVpc, NetworkVpcArgs
+from components.aws.planning import AwsLayout, build_aws_layout
+from components.aws.segmentation import Segmentation, SegmentationArgs
+from components.plan_models import Plan
+from components.spec import FabricSpec
+
+if TYPE_CHECKING:
+    from components.fabric import Fabric, FabricArgs
+
+
+@dataclass(frozen=True, kw_only=True)
+class ExistingNetwork:
+    """An onboarded network's VPC that already exists (the usual case when onboarding)."""
+
+    vpc_id: pulumi.Input[str]
+    """The VPC id."""
+    workload_route_table_ids: list[pulumi.Input[str]]
+    """Route tables of the workloads, one per zone (zone-aligned with the fabric subnets)."""
+    fabric_subnet_ids: list[pulumi.Input[str]]
+    """Free subnets for the connector (the plan's connector subnets) or the TGW attachment, one per zone."""
+    fabric_route_table_ids: list[pulumi.Input[str]] = field(default_factory=list)
+    """Route tables of those subnets (they get the edge's CIDR via the TGW). Defaults to none."""
+
+
+@dataclass(frozen=True, kw_only=True)
+class AwsOptions:
+    """What the AWS build needs beyond the spec."""
+
+    image_id: pulumi.Input[str] | None = None
+    """AMI of the Packer-built image (edges and connectors share it). Required when the spec has AWS edges or connectors."""
+    instance_type: str = "c6in.large"
+    """VM size of edges and connectors. Defaults to c6in.large."""
+    transit_gateway_asn: int = 64512
+    """Amazon-side ASN of each region's TGW. Defaults to 64512."""
+    existing_networks: Mapping[str, ExistingNetwork] = field(default_factory=dict)
+    """VPCs of onboarded networks that exist already, by network name. Defaults to none (the fabric builds them)."""
+    hosted_connection_ids: Mapping[str, pulumi.Input[str]] = field(default_factory=dict)
+    """dxcon ids a partner allocated, by circuit name (for `connection: hosted`). Defaults to none."""
+
+
+@dataclass(frozen=True)
+class AwsBuild:
+    """What the AWS build created, for the Fabric's outputs."""
+
+    layout: AwsLayout
+    outputs: dict[str, pulumi.Input[object]]
+
+
+def check(args: FabricArgs, plan: Plan) -> list[str]:
+    """The Fabric's hook: problems with the AWS part, found before any resource exists."""
+    try:
+        layout = build_aws_layout(args.spec, plan)
+    except ValueError as exc:
+        return [f"aws: {exc}"]
+    return _problems(layout, args.secrets, args.aws or AwsOptions())
+
+
+def build(fabric: Fabric, args: FabricArgs, plan: Plan) -> dict[str, pulumi.Input[object]]:
+    """The Fabric's hook: build the AWS part under the Fabric component."""
+    return build_aws(fabric, fabric.resource_name, args.spec, plan, args.environment, args.secrets, args.aws or AwsOptions()).outputs
+
+
+def build_aws(
+    parent: pulumi.Resource,
+    name: str,
+    spec: FabricSpec,
+    plan: Plan,
+    environment: str,
+    secrets: Mapping[str, pulumi.Output[str]],
+    options: AwsOptions,
+) -> AwsBuild:
+    """Create every AWS component of the fabric under `parent`."""
+    layout = build_aws_layout(spec, plan)
+    problems = _problems(layout, secrets, options)
+    if problems:
+        raise ValueError(f"fabric {spec.name} (aws): " + "; ".join(problems))
+    common = {"fabric": spec.name, "environment": environment}
+    providers = {
+        region: aws.Provider(f"{name}-aws-{region}", region=region, opts=pulumi.ResourceOptions(parent=parent))
+        for region in layout.regions
+    }
+
+    def opts(region: str) -> pulumi.ResourceOptions:
+        return pulumi.ResourceOptions(parent=parent, providers={"aws": providers[region]})
+
+    vpcs: dict[str, dict[str, object]] = {}
+    for n in layout.networks:
+        if n.name in options.existing_networks:
+            e = options.existing_networks[n.name]
+            vpcs[n.name] = {"vpc_id": e.vpc_id, "workload_rts": e.workload_route_table_ids,
+                            "fabric_subnets": e.fabric_subnet_ids, "fabric_rts": e.fabric_route_table_ids}
+            continue
+        vpc = NetworkVpc(
+            n.name, NetworkVpcArgs(**common, cidrs=n.cidrs, zones=n.zones, workload_subnets=n.workload_subnets, fabric_subnets=n.fabric_subnets),
+            opts=opts(n.region),
+        )
+        vpcs[n.name] = {"vpc_id": vpc.vpc_id, "workload_rts": vpc.workload_route_table_ids,
+                        "fabric_subnets": vpc.fabric_subnet_ids, "fabric_rts": vpc.fabric_route_table_ids}
+
+    circuit_networks = {net for c in layout.circuits for net in c.networks}
+    vgw_asn = {net: c.peer_asn for c in reversed(layout.circuits) for net in c.networks}
+    edge_regions = {e.region for e in layout.edges}
+    gateways: dict[str, Gateway] = {}
+    for region in layout.regions:
+        vgws = [
+            VpnGatewaySpec(key=n.name, vpc_id=vpcs[n.name]["vpc_id"], asn=vgw_asn[n.name])  # type: ignore[arg-type]
+            for n in layout.networks
+            if n.region == region and n.name in circuit_networks
+        ]
+        dxgws = [DxGatewaySpec(key=c.name, asn=c.peer_asn) for c in layout.circuits if c.region == region]
+        tgw_asn = options.transit_gateway_asn if region in edge_regions else None
+        if tgw_asn is None and not vgws and not dxgws:
+            continue
+        gateways[region] = Gateway(
+            f"{spec.name}-{region}", GatewayArgs(**common, transit_gateway_asn=tgw_asn, vpn_gateways=vgws, dx_gateways=dxgws), opts=opts(region)
+        )
+
+    eips = {
+        e.name: [
+            aws.ec2.Eip(f"{e.name}-eip-{i}", domain="vpc", tags=Common(**common).tags("edge", f"{e.name}-eip-{i}"), opts=opts(e.region))
+            for i in range(len(e.zones))
+        ]
+        for e in layout.edges
+    }
+    first_ips = pulumi.Output.all(**{edge: ips[0].public_ip for edge, ips in eips.items()}) if eips else pulumi.Output.from_input({})
+
+    edges: dict[str, Edge] = {}
+    for e in layout.edges:
+        gateway = gateways[e.region]
+        edges[e.name] = Edge(
+            e.name,
+            EdgeArgs(
+                **common, region=e.region, cidr=e.cidr, zones=len(e.zones), image_id=options.image_id,  # type: ignore[arg-type]
+                agent_config_json=first_ips.apply(lambda ips, e=e: edge_config(spec, layout, e, ips).model_dump_json()),
+                instance_type=options.instance_type, instances=e.instances, tunnel_port=e.tunnel_port, probe_port=e.probe_port,
+                elastic_ips=eips[e.name],
+                transit_gateway_id=gateway.transit_gateway_id, transit_gateway_route_table_id=gateway.transit_gateway_route_table_id,
+                native_cidrs=e.native_cidrs,
+            ),
+            opts=opts(e.region),
+        )
+
+    connectors: dict[str, Connector] = {}
+    edge_by_name = {e.name: e for e in layout.edges}
+    for n in layout.networks:
+        gateway = gateways.get(n.region)
+        tgw = {}
+        if gateway is not None and gateway.transit_gateway is not None and n.edge_cidrs:
+            tgw = {"transit_gateway_id": gateway.transit_gateway_id, "transit_gateway_route_table_id": gateway.transit_gateway_route_table_id}
+        v = vpcs[n.name]
+        if n.attach == "connector":
+            edge = edge_by_name[n.edge]
+            mode_args: dict[str, object] = dict(
+                mode="connector", connector_cidrs=n.fabric_subnets, connector_route_table_ids=v["fabric_rts"] if tgw else [],
+                image_id=options.image_id, instance_type=options.instance_type, instances=n.instances,
+                agent_config_json=first_ips.apply(lambda ips, n=n: connector_config(spec, layout, n, ips).model_dump_json()),
+                health_port=edge.metrics_port, tunnel_port=edge.tunnel_port, probe_port=edge.probe_port,
+                edge_cidrs=n.edge_cidrs if tgw else [], endpoint_ips=n.endpoint_ips,
+            )
+        else:
+            mode_args = dict(mode="native")
+        connectors[n.name] = Connector(
+            f"{n.name}-connector" if n.attach == "connector" else f"{n.name}-attach",
+            ConnectorArgs(
+                **common, vpc_id=v["vpc_id"], network_cidrs=n.cidrs, subnet_ids=v["fabric_subnets"],  # type: ignore[arg-type]
+                route_table_ids=v["workload_rts"], destination_cidrs=n.destinations, **tgw, **mode_args,  # type: ignore[arg-type]
+            ),
+            opts=opts(n.region),
+        )
+
+    circuits: dict[str, Circuit] = {}
+    for c in layout.circuits:
+        gateway = gateways[c.region]
+        links = [
+            GatewayLink(
+                key=net, kind="vgw", gateway_id=gateway.vpn_gateways[net].id,
+                propagate_route_table_ids=list(vpcs[net]["workload_rts"]),  # type: ignore[call-overload]
+            )
+            for net in c.networks
+        ]
+        circuits[c.name] = Circuit(
+            c.name,
+            CircuitArgs(
+                **common, connection=c.connection, location=c.location, bandwidth_mbps=c.bandwidth_mbps,  # type: ignore[arg-type]
+                hosted_connection_id=options.hosted_connection_ids.get(c.name), vlan=c.vlan, customer_asn=c.customer_asn,
+                customer_address=c.customer_address, amazon_address=c.amazon_address, md5_key=secrets[c.md5_secret],
+                dx_gateway_id=gateway.dx_gateways[c.name].id, associations=links,
+            ),
+            opts=opts(c.region),
+        )
+
+    segmentation = {
+        region: Segmentation(
+            f"{spec.name}-{region}-seg",
+            SegmentationArgs(
+                **common, region=region, plan=layout.security,
+                vpc_ids={n.name: vpcs[n.name]["vpc_id"] for n in layout.networks if n.region == region},  # type: ignore[misc]
+            ),
+            opts=opts(region),
+        )
+        for region in layout.regions
+        if any(m.region == region for m in layout.security.members)
+    }
+
+    outputs: dict[str, pulumi.Input[object]] = {
+        "aws_edges": {k: e.edge_details for k, e in edges.items()},
+        "aws_edge_public_ips": {k: e.public_ips for k, e in edges.items()},
+        "aws_connectors": {k: c.connector_details for k, c in connectors.items()},
+        "aws_gateways": {k: g.gateway_details for k, g in gateways.items()},
+        "aws_circuits": {k: c.circuit_details for k, c in circuits.items()},
+        "aws_security_group_ids": {k: s.security_group_ids for k, s in segmentation.items()},
+        "aws_rules_emitted": layout.security.rules_emitted,
+        "aws_rules_cartesian": layout.security.rules_cartesian,
+    }
+    return AwsBuild(layout, outputs)
+
+
+def _problems(layout: AwsLayout, secrets: Mapping[str, pulumi.Output[str]], options: AwsOptions) -> list[str]:
+    """Everything the build needs beyond the spec, checked before any resource exists."""
+    problems = []
+    if (layout.edges or any(n.attach == "connector" for n in layout.networks)) and options.image_id is None:
+        problems.append("aws.image_id is required: AWS edges and connectors boot the Packer image")
+    for c in layout.circuits:
+        if c.md5_secret not in secrets:
+            problems.append(f"circuit {c.name}: no secret for md5 key name {c.md5_secret!r} in secrets")
+        if c.connection == "hosted" and c.name not in options.hosted_connection_ids:
+            problems.append(f"circuit {c.name}: a hosted connection needs its dxcon id in aws.hosted_connection_ids")
+    names = {n.name for n in layout.networks}
+    for unknown in sorted(set(options.existing_networks) - names):
+        problems.append(f"aws.existing_networks names {unknown!r}, which is not an AWS network of the spec")
+    return problems

@@ -1,0 +1,110 @@
+"""Pulumi mocks for the component tests, set before any code under test is imported.
+
+`Recorder` is the mock monitor: besides answering, it records every
+registration (type, name, parent URN, inputs with secrets still marked), so
+tests assert the resource graph itself: names, types, parents, wiring.
+"""
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
+
+import pulumi
+import pytest
+from pulumi.runtime import rpc
+from pulumi.runtime.mocks import MockMonitor
+
+PROJECT, STACK = "transit", "test"
+
+
+class FakeCloud(pulumi.runtime.Mocks):
+    """Ids are `<name>-id`; computed outputs are faked per resource type."""
+
+    COMPUTED: dict[str, Callable[[str], dict[str, Any]]] = {
+        "aws:ec2/eip:Eip": lambda n: {"publicIp": f"203.0.113.{sum(map(ord, n)) % 250 + 1}", "allocationId": f"{n}-alloc"},
+        "aws:ec2/vpcEndpointService:VpcEndpointService": lambda n: {"serviceName": f"com.amazonaws.vpce.mock.{n}"},
+        "aws:lb/loadBalancer:LoadBalancer": lambda n: {"dnsName": f"{n}.elb.mock"},
+        "aws:directconnect/connectionConfirmation:ConnectionConfirmation": lambda n: {},
+    }
+
+    def new_resource(self, args: pulumi.runtime.MockResourceArgs) -> tuple[str, dict[str, Any]]:
+        outputs = {**args.inputs, "arn": f"arn:aws:mock::123456789012:{args.name}"}
+        outputs.update(self.COMPUTED.get(args.typ, lambda n: {})(args.name))
+        return (f"{args.name}-id" if args.custom else "", outputs)
+
+    def call(self, args: pulumi.runtime.MockCallArgs) -> dict[str, Any]:
+        return {}
+
+
+@dataclass
+class Registration:
+    """One registered resource as the engine saw it."""
+
+    urn: str
+    type: str
+    name: str
+    parent: str
+    inputs: dict[str, Any]
+    custom: bool
+
+
+class Recorder(MockMonitor):
+    """A mock monitor that keeps every registration for graph assertions."""
+
+    def __init__(self, mocks: pulumi.runtime.Mocks) -> None:
+        super().__init__(mocks)
+        self.registrations: list[Registration] = []
+
+    def RegisterResource(self, request: Any) -> Any:
+        response = super().RegisterResource(request)
+        if request.type != "pulumi:pulumi:Stack":
+            inputs = rpc.deserialize_properties(request.object)
+            self.registrations.append(
+                Registration(response.urn, request.type, request.name, request.parent, inputs, bool(request.custom))
+            )
+        return response
+
+
+RECORDER = Recorder(FakeCloud())
+pulumi.runtime.set_mocks(FakeCloud(), project=PROJECT, stack=STACK, preview=False, monitor=RECORDER)
+
+
+class Graph:
+    """The registrations of one build, with lookups by name and type."""
+
+    def __init__(self, registrations: list[Registration], values: dict[str, Any]) -> None:
+        self.all = registrations
+        self.values = values
+        self.by_name = {r.name: r for r in registrations}
+        self.by_urn = {r.urn: r for r in registrations}
+        assert len(self.by_name) == len(registrations), "two resources share a name"
+
+    def of_type(self, type_: str) -> list[Registration]:
+        return [r for r in self.all if r.type == type_]
+
+    def parent_of(self, name: str) -> Registration | None:
+        parent = self.by_name[name].parent
+        return self.by_urn.get(parent)
+
+    def id_of(self, name: str) -> str:
+        return f"{name}-id"
+
+
+def build_graph(build: Callable[[], dict[str, Any]]) -> Graph:
+    """Run `build` in a mocked Pulumi program; return every registration and the resolved outputs it asked for."""
+    RECORDER.registrations.clear()
+    values: dict[str, Any] = {}
+
+    @pulumi.runtime.test
+    def program() -> Any:
+        wanted = build()
+        return pulumi.Output.all(**wanted).apply(values.update) if wanted else None
+
+    program()
+    return Graph(list(RECORDER.registrations), values)
+
+
+@pytest.fixture
+def graph_of() -> Callable[[Callable[[], dict[str, Any]]], Graph]:
+    return build_graph
