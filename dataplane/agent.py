@@ -333,6 +333,7 @@ def _setup_logging(level: str) -> None:
         format="%(asctime)s %(levelname)s %(message)s",
         stream=sys.stderr,
     )
+    logging.getLogger("pyroute2").setLevel(logging.WARNING)
 
 
 def main(argv: list[str] | None = None) -> int:

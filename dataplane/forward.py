@@ -169,10 +169,13 @@ class Forwarder:
         with self._lock:
             self._streams[key] = (pump, peer, path)
         try:
-            return pump.run()
+            result = pump.run()
         finally:
             with self._lock:
                 del self._streams[key]
+        if result.error:
+            event(log, "stream.error", peer=peer, path=path, outcome=result.outcome.value, error=result.error, level=logging.DEBUG)
+        return result
 
     def _emit(self, rt: Runtime, role: str, header: StreamHeader, started: float, **fields: object) -> None:
         defaults: dict[str, object] = {
@@ -226,7 +229,7 @@ class Forwarder:
             self._emit(rt, "ingress", header, started, verdict="error", rule=rule, peer=peer.name, outcome=Outcome.RESET.value)
             return
         app.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
-        pump = Pump(app, tunnel.sock, idle=rt.config.timeouts.idle, expect_reply=True)
+        pump = Pump(app, tunnel.sock, idle=rt.config.timeouts.idle, framed="b", expect_reply=True)
         result = self._run(pump, peer.name, tunnel.path)
         verdict_out = "deny" if result.status is Status.DENIED else ("permit" if result.status is Status.OK else "error")
         if result.outcome is Outcome.REFUSED:
@@ -309,7 +312,7 @@ class Forwarder:
             reset(conn)
             reset(tls)
             return
-        pump = Pump(tls, conn, idle=rt.config.timeouts.idle)
+        pump = Pump(tls, conn, idle=rt.config.timeouts.idle, framed="a")
         result = self._run(pump, from_peer.name, in_path)
         self._emit(rt, "egress", header, started, verdict="permit", rule=rule, bytes_up=result.up, bytes_down=result.down, outcome=result.outcome.value, **common)
 

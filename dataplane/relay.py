@@ -8,10 +8,20 @@ in different agents) use both cores. Reads go into one buffer per direction
 that starts small (an idle stream costs little memory) and grows to
 `MAX_BUFFER` for bulk transfers (few system calls, few Python round trips).
 
-End of stream: a FIN on one side becomes a FIN on the other (TCP half-close;
-on a TLS socket the FIN is sent below TLS so the other direction keeps
-working). A reset or a TLS error on either side resets both. `abort()` (path
-failover, shutdown) resets both from any thread.
+Framing, end to end between the ingress and the delivering agent: inside the
+tunnel the application bytes travel as frames `length u32 | payload`, and a
+zero-length frame means "this direction is finished" (the application's
+FIN). Why: OpenSSL cannot half-close TLS (after sending close_notify it
+discards what it reads, and a bare TCP FIN is a fatal "unexpected EOF"), and a
+TCP FIN alone would let anyone on the path truncate a stream unnoticed. With
+frames, a half-close is explicit and authenticated, and a tunnel that ends
+without the end frame is a truncation: the application gets a reset. Relays do
+not parse frames; they pass bytes and FINs through. The payload of a frame is
+read straight into the buffer behind a reserved 4-byte header, so framing adds
+no copy on the sending side and at most a compaction on the receiving side.
+
+A reset or a TLS error on either side resets both. `abort()` (path failover,
+shutdown) resets both from any thread.
 """
 from __future__ import annotations
 
@@ -23,36 +33,47 @@ import struct
 import threading
 import time
 from dataclasses import dataclass
+from typing import Literal
 
 from dataplane.header import HeaderError, Status, decode_reply, reply_length
 
 MIN_BUFFER = 16 * 1024
 MAX_BUFFER = 512 * 1024
+FRAME_HEADER = 4
+MAX_FRAME = MAX_BUFFER
+END_FRAME = bytes(FRAME_HEADER)
 _READ = select.POLLIN | select.POLLPRI
 _WRITE = select.POLLOUT
 _ALWAYS = select.POLLHUP | select.POLLERR | select.POLLNVAL
 _LINGER_RESET = struct.pack("ii", 1, 0)
 
+Mode = Literal["raw", "encode", "decode"]
+
 
 class Outcome(str, enum.Enum):
     """How a stream ended."""
 
-    CLOSED = "closed"      # both directions finished with FIN
-    RESET = "reset"        # a side reset or failed
+    CLOSED = "closed"      # both directions finished cleanly
+    RESET = "reset"        # a side reset, failed, or the tunnel was truncated
     IDLE = "idle"          # no bytes for the idle timeout
     ABORTED = "aborted"    # abort() called (failover, drain)
     REFUSED = "refused"    # the far end replied with a non-OK status
+
+
+class FrameError(ValueError):
+    """The framed byte stream broke the framing rules (a malformed frame or a truncation)."""
 
 
 @dataclass
 class PumpResult:
     """Bytes moved each way, how it ended, and the far end's reply when one was read."""
 
-    up: int
-    down: int
+    up: int  # application bytes a -> b
+    down: int  # application bytes b -> a
     outcome: Outcome
     status: Status | None = None
     rule: str | None = None
+    error: str | None = None
 
 
 def reset(sock: socket.socket) -> None:
@@ -66,7 +87,6 @@ def reset(sock: socket.socket) -> None:
 
 def _close(sock: socket.socket) -> None:
     try:
-        # socket.socket.close: an SSLSocket would otherwise try nothing more, but be explicit.
         socket.socket.close(sock)
     except OSError:
         pass
@@ -81,126 +101,201 @@ def _shutdown(sock: socket.socket, how: int) -> None:
 
 
 class _Direction:
-    """One direction of a stream: read from `src`, write to `dst`."""
+    """One direction of a stream: read from `src`, write to `dst`.
 
-    def __init__(self, src: socket.socket, dst: socket.socket, *, expect_reply: bool = False) -> None:
+    `mode` says what crosses: "raw" bytes (relays, and FIN passes as FIN),
+    "encode" (plain application bytes into frames) or "decode" (frames back
+    into application bytes). `can_read`/`can_write` are "may make progress"
+    flags: cleared when an operation would block, set again by poll. Work
+    continues without polling while they hold, which matters for TLS: OpenSSL
+    can hold decrypted or read-ahead bytes that poll cannot see.
+    """
+
+    def __init__(self, src: socket.socket, dst: socket.socket, mode: Mode, *, expect_reply: bool = False) -> None:
         self.src = src
         self.dst = dst
+        self.mode = mode
         self.buf = bytearray(MIN_BUFFER)
         self.view = memoryview(self.buf)
+        self.grow = False
         self.out: memoryview | None = None
         self.count = 0
         self.eof = False
         self.done = False
+        self.can_read = True
+        self.can_write = True
         self.read_wants = _READ
         self.write_wants = _WRITE
         self.src_tls = isinstance(src, ssl.SSLSocket)
+        # decode state
         self.expect_reply = expect_reply
         self.reply = bytearray()
+        self.reply_ready = False
+        self.frame_left = 0
+        self.frame_head = bytearray()
+        self.end_seen = False
+        self.closing = False  # the end frame is queued; done once it is written
 
     def wants(self) -> tuple[int, int]:
-        """(events wanted on src, events wanted on dst)."""
+        """(events wanted on src, events wanted on dst) while blocked."""
         if self.done:
             return 0, 0
         if self.out is not None:
-            return 0, self.write_wants
-        if self.eof:
+            return 0, (0 if self.can_write else self.write_wants)
+        if self.eof or self.can_read:
             return 0, 0
         return self.read_wants, 0
 
-    def readable_now(self) -> bool:
-        """TLS may hold decrypted bytes that poll cannot see."""
-        return self.out is None and not self.eof and not self.done and self.src_tls and self.src.pending() > 0  # type: ignore[attr-defined]
+    def fill(self) -> int:
+        """Read as much as is ready, up to the buffer size; returns bytes read (before deframing)."""
+        if self.grow:
+            self.buf = bytearray(min(len(self.buf) * 4, MAX_BUFFER))
+            self.view = memoryview(self.buf)
+            self.grow = False
+        start = FRAME_HEADER if self.mode == "encode" else 0
+        size = len(self.buf)
+        total = start
+        while total < size:
+            want = size - total
+            try:
+                n = self.src.recv_into(self.view[total:])
+            except (ssl.SSLWantReadError, BlockingIOError, InterruptedError):
+                self.can_read, self.read_wants = False, _READ
+                break
+            except ssl.SSLWantWriteError:
+                self.can_read, self.read_wants = False, _WRITE
+                break
+            if n == 0:
+                self.eof = True
+                break
+            total += n
+            if not self.src_tls and n < want:
+                self.can_read = False  # a short read drained the kernel buffer; poll will say when more arrives
+                break
+        got = total - start
+        if total == size and size < MAX_BUFFER:
+            self.grow = True
+        if got:
+            if self.mode == "encode":
+                struct.pack_into("!I", self.buf, 0, got)
+                self.out = self.view[:total]
+                self.count += got
+            elif self.mode == "decode":
+                kept = self._deframe(got)
+                self.out = self.view[:kept] if kept else None
+                self.count += kept
+            else:
+                self.out = self.view[:total]
+                self.count += got
+        return got
 
-    def read(self) -> int:
-        """Read once; returns bytes read (0 when it would block or hit EOF)."""
-        try:
-            n = self.src.recv_into(self.view)
-        except (ssl.SSLWantReadError, BlockingIOError, InterruptedError):
-            self.read_wants = _READ
-            return 0
-        except ssl.SSLWantWriteError:
-            self.read_wants = _WRITE
-            return 0
-        self.read_wants = _READ
-        if n == 0:
-            self.eof = True
-            self.out = None
-            return 0
-        if n == len(self.buf) and len(self.buf) < MAX_BUFFER:
-            grown = bytearray(min(len(self.buf) * 4, MAX_BUFFER))
-            grown[:n] = self.view[:n]
-            self.buf, self.view = grown, memoryview(grown)
-        self.out = self.view[:n]
-        return n
+    def _deframe(self, n: int) -> int:
+        """Strip frame headers (and the reply) from view[:n] in place; returns payload bytes kept."""
+        view = self.view
+        src = dst = 0
+        while src < n:
+            if self.expect_reply and not self.reply_ready:
+                self.reply += view[src:src + 1]
+                src += 1
+                total = reply_length(bytes(self.reply))
+                if total is not None and len(self.reply) >= total:
+                    self.reply_ready = True
+                continue
+            if self.end_seen:
+                raise FrameError("bytes after the end frame")
+            if self.frame_left == 0:
+                take = min(FRAME_HEADER - len(self.frame_head), n - src)
+                self.frame_head += view[src:src + take]
+                src += take
+                if len(self.frame_head) == FRAME_HEADER:
+                    length = int.from_bytes(self.frame_head, "big")
+                    self.frame_head = bytearray()
+                    if length == 0:
+                        self.end_seen = True
+                    elif length > MAX_FRAME:
+                        raise FrameError(f"frame of {length} bytes exceeds {MAX_FRAME}")
+                    else:
+                        self.frame_left = length
+                continue
+            take = min(self.frame_left, n - src)
+            if dst != src:
+                view[dst:dst + take] = view[src:src + take]
+            dst += take
+            src += take
+            self.frame_left -= take
+        return dst
 
-    def write(self) -> None:
-        """Write pending bytes as far as the destination takes them."""
+    def write(self) -> bool:
+        """Write pending bytes as far as the destination takes them; True if any were written."""
         out = self.out
         assert out is not None
         try:
             sent = self.dst.send(out)
         except (ssl.SSLWantWriteError, BlockingIOError, InterruptedError):
-            self.write_wants = _WRITE
-            return
+            self.can_write, self.write_wants = False, _WRITE
+            return False
         except ssl.SSLWantReadError:
-            self.write_wants = _READ
-            return
-        self.write_wants = _WRITE
-        self.count += sent
-        self.out = None if sent >= len(out) else out[sent:]
+            self.can_write, self.write_wants = False, _READ
+            return False
+        if sent >= len(out):
+            self.out = None
+        else:
+            self.out = out[sent:]
+            self.can_write = False
+        return sent > 0
 
     def finish_if_drained(self) -> None:
-        """After EOF and a full flush, pass the FIN on."""
-        if self.eof and self.out is None and not self.done:
+        """Once the end is reached and flushed, pass it on: a FIN, or the end frame.
+
+        Raises FrameError when a framed tunnel ended without its end frame.
+        """
+        if self.done or self.out is not None:
+            return
+        if self.closing:
+            self.done = True
+        elif self.mode == "encode" and self.eof:
+            self.out = memoryview(END_FRAME)
+            self.closing = True
+        elif self.mode == "decode" and self.end_seen:
+            _shutdown(self.dst, socket.SHUT_WR)
+            self.done = True
+        elif self.mode == "decode" and self.eof:
+            raise FrameError("tunnel closed without the end frame (truncated)")
+        elif self.mode == "raw" and self.eof:
             _shutdown(self.dst, socket.SHUT_WR)
             self.done = True
 
 
 class Pump:
-    """Relays a stream between `a` (the side that opened it) and `b` until both ends close.
+    """Relays a stream between `a` (the side that opened it) and `b` until both ends finish.
 
-    `expect_reply` makes the pump read the far end's reply (header.Status) from
-    the front of b's bytes before passing anything to a: the ingress agent uses
-    it to turn a denied or unreachable flow into a reset for the application.
+    `framed` names the side that is the tunnel at an endpoint ("a" at the
+    delivering agent, "b" at the ingress); None at a relay, which passes bytes
+    through. `expect_reply` (ingress only) reads the far end's reply
+    (header.Status) from the front of b's bytes before anything reaches a:
+    a denied or unreachable flow becomes a reset for the application.
     """
 
-    def __init__(self, a: socket.socket, b: socket.socket, *, idle: float, expect_reply: bool = False) -> None:
+    def __init__(self, a: socket.socket, b: socket.socket, *, idle: float, framed: Literal["a", "b"] | None = None, expect_reply: bool = False) -> None:
         self.a = a
         self.b = b
         self.idle = idle
-        self.up = _Direction(a, b)
-        self.down = _Direction(b, a, expect_reply=expect_reply)
+        up_mode: Mode = "decode" if framed == "a" else "encode" if framed == "b" else "raw"
+        down_mode: Mode = "encode" if framed == "a" else "decode" if framed == "b" else "raw"
+        if expect_reply and down_mode != "decode":
+            raise ValueError("a reply is only read from a framed tunnel on side b")
+        self.up = _Direction(a, b, up_mode)
+        self.down = _Direction(b, a, down_mode, expect_reply=expect_reply)
         self._aborted = threading.Event()
         self.status: Status | None = None
         self.rule: str | None = None
+        self.error: str | None = None
 
     def abort(self) -> None:
         """Reset both sides from any thread; the pump thread notices and returns ABORTED."""
         self._aborted.set()
         _shutdown(self.a, socket.SHUT_RDWR)
         _shutdown(self.b, socket.SHUT_RDWR)
-
-    def _take_reply(self, direction: _Direction) -> Outcome | None:
-        """Strip the reply from the front of the down direction; an outcome if it ends the stream."""
-        assert direction.out is not None
-        direction.reply += direction.out
-        direction.out = None
-        total = reply_length(bytes(direction.reply[:2]))
-        if total is None or len(direction.reply) < total:
-            return None
-        try:
-            self.status, self.rule = decode_reply(bytes(direction.reply[:total]))
-        except HeaderError:
-            return Outcome.RESET
-        rest = bytes(direction.reply[total:])
-        direction.expect_reply = False
-        direction.reply = bytearray()
-        if self.status is not Status.OK:
-            return Outcome.REFUSED
-        if rest:
-            direction.out = memoryview(rest)
-        return None
 
     def run(self) -> PumpResult:
         """Relay until both directions end, a side fails, the stream idles out or abort() is called."""
@@ -213,55 +308,79 @@ class Pump:
         else:
             reset(self.a)
             reset(self.b)
-        return PumpResult(self.up.count, self.down.count, outcome, self.status, self.rule)
+        return PumpResult(self.up.count, self.down.count, outcome, self.status, self.rule, self.error)
+
+    def _check_reply(self, d: _Direction) -> Outcome | None:
+        """Once the reply is complete, decode it; a non-OK status ends the stream."""
+        if not d.reply_ready or self.status is not None:
+            return None
+        try:
+            self.status, self.rule = decode_reply(bytes(d.reply))
+        except HeaderError as exc:
+            self.error = str(exc)
+            return Outcome.RESET
+        return None if self.status is Status.OK else Outcome.REFUSED
+
+    def _work(self, d: _Direction) -> tuple[bool, Outcome | None]:
+        """Move bytes in one direction until it blocks; (progress made, outcome if the stream ends)."""
+        moved = False
+        while not d.done:
+            if d.out is not None:
+                if not d.can_write or not d.write():
+                    break
+                moved = True
+                continue
+            if d.expect_reply and (ended := self._check_reply(d)):
+                return moved, ended
+            d.finish_if_drained()
+            if d.done or d.out is not None:
+                continue
+            if d.eof or not d.can_read:
+                break
+            if d.fill():
+                moved = True
+            elif not d.eof:
+                break
+        return moved, None
 
     def _loop(self) -> Outcome:
         poller = select.poll()
         last = time.monotonic()
         directions = (self.up, self.down)
+        sides = (self.a.fileno(), self.b.fileno())
         while True:
             if self._aborted.is_set():
                 return Outcome.ABORTED
+            try:
+                moved = False
+                for d in directions:
+                    progress, ended = self._work(d)
+                    if ended is not None:
+                        return ended
+                    moved = moved or progress
+            except (OSError, ssl.SSLError, ValueError) as exc:
+                self.error = f"{type(exc).__name__}: {exc}"
+                return Outcome.ABORTED if self._aborted.is_set() else Outcome.RESET
             if self.up.done and self.down.done:
                 return Outcome.CLOSED
-            if self.down.expect_reply and self.down.eof:
-                return Outcome.RESET
-            events = {self.a.fileno(): 0, self.b.fileno(): 0}
+            if moved:
+                last = time.monotonic()
+                continue
+            events = dict.fromkeys(sides, 0)
             for d in directions:
                 src_ev, dst_ev = d.wants()
                 events[d.src.fileno()] |= src_ev
                 events[d.dst.fileno()] |= dst_ev
             for fd, mask in events.items():
                 poller.register(fd, mask | _ALWAYS)
-            if any(d.readable_now() for d in directions):
-                ready: dict[int, int] = {}
-            else:
-                timeout = max(0.0, self.idle - (time.monotonic() - last))
-                ready = dict(poller.poll(timeout * 1000))
-                if not ready:
-                    if time.monotonic() - last >= self.idle:
-                        return Outcome.IDLE
-                    continue
-            if self._aborted.is_set():
-                return Outcome.ABORTED
-            try:
-                moved = False
-                for d in directions:
-                    src_ready = ready.get(d.src.fileno(), 0)
-                    dst_ready = ready.get(d.dst.fileno(), 0)
-                    if d.out is not None and dst_ready & (d.write_wants | _ALWAYS):
-                        d.write()
-                    if d.out is None and not d.eof and (src_ready & (d.read_wants | _ALWAYS) or d.readable_now()):
-                        if d.read():
-                            moved = True
-                            if d.expect_reply:
-                                ended = self._take_reply(d)
-                                if ended is not None:
-                                    return ended
-                            if d.out is not None:
-                                d.write()
-                    d.finish_if_drained()
-                if moved:
-                    last = time.monotonic()
-            except (OSError, ssl.SSLError, ValueError):
-                return Outcome.ABORTED if self._aborted.is_set() else Outcome.RESET
+            timeout = max(0.0, self.idle - (time.monotonic() - last))
+            ready = dict(poller.poll(timeout * 1000))
+            if not ready:
+                if time.monotonic() - last >= self.idle:
+                    return Outcome.IDLE
+                continue
+            for d in directions:
+                if ready.get(d.src.fileno(), 0) & (d.read_wants | _ALWAYS):
+                    d.can_read = True
+                if ready.get(d.dst.fileno(), 0) & (d.write_wants | _ALWAYS):
+                    d.can_write = True
