@@ -86,14 +86,33 @@ def aws_intent(spec: FabricSpec) -> tuple[list[IntentRule], list[Segment]]:
     return rules, segments
 
 
+def circuit_neighbours(spec: FabricSpec) -> dict[str, frozenset[str]]:
+    """Network -> the networks its circuits reach through the cloud router's VRF (seed 004).
+
+    Circuits that meet in the cloud router exchange routes; networks on the same
+    circuit do not (a DX gateway never routes between its own associations).
+    """
+    router = set(spec.cloud_router.circuits) if spec.cloud_router else set()
+    on_router = [c for c in spec.circuits if c.name in router]
+    out: dict[str, set[str]] = {}
+    for c in on_router:
+        for other in on_router:
+            if other.name != c.name:
+                for network in c.attaches:
+                    out.setdefault(network, set()).update(other.attaches)
+    return {k: frozenset(v) for k, v in out.items()}
+
+
 def aws_routes(spec: FabricSpec, rules: list[IntentRule]) -> list[AwsRoute]:
     """Routes of every onboarded AWS network: what the policy lets it reach, to its attach target."""
     boxes = [box for box, _ in permitted_boxes(rules)]
     everyone = [NetworkAddresses(n.name, tuple(n.cidrs)) for n in spec.networks]
+    neighbours = circuit_neighbours(spec)
     out: list[AwsRoute] = []
     for network in spec.networks:
         if network.cloud == "aws":
-            out += network_routes(NetworkAddresses(network.name, tuple(network.cidrs)), network.attach, everyone, boxes)
+            own = NetworkAddresses(network.name, tuple(network.cidrs))
+            out += network_routes(own, network.attach, everyone, boxes, neighbours.get(network.name, frozenset()))
     return out
 
 
@@ -243,7 +262,7 @@ def build_aws_layout(spec: FabricSpec, plan: Plan) -> AwsLayout:
                 name=n.name, region=n.region or "", attach=n.attach, cidrs=[str(c) for c in n.cidrs], zones=zones,
                 instances=n.instances, workload_subnets=workload_subnets(n.cidrs[0], len(zones), [IPv4Network(f) for f in fabric]),
                 fabric_subnets=fabric, endpoint_ips=ips, edge=edge.name, edge_cidrs=[edge.cidr] if same_region_edge else [],
-                destinations=[r.destination for r in routes if r.network == n.name],
+                destinations=[r.destination for r in routes if r.network == n.name and r.target != "circuit-propagated"],
             )
         )
     circuit_layouts = []

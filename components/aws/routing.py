@@ -3,7 +3,10 @@
 A connector network routes only what the policy lets it reach (or be reached
 from: replies must take the same path) to its GWLB endpoint, never 0.0.0.0/0,
 so traffic the policy denies anyway never leaves the VPC. A native network
-sends the same destinations to the transit gateway. Destinations are whole
+sends the same destinations to the transit gateway. A destination that a
+Direct Connect circuit reaches (through the cloud router's VRF, seed 004) gets
+no static route: the VGW propagates the BGP-learned route, and a static route
+would win over it and pull the traffic off the circuit. Destinations are whole
 remote network CIDRs, merged only where the merge is exact (no route ever
 captures an address outside the fabric). Nothing here imports Pulumi.
 """
@@ -15,7 +18,7 @@ from typing import Literal
 
 from components.aws.space import AddressSet, Box
 
-Target = Literal["gwlb-endpoint", "transit-gateway"]
+Target = Literal["gwlb-endpoint", "transit-gateway", "circuit-propagated"]
 
 TARGET_BY_ATTACH: dict[str, Target] = {"connector": "gwlb-endpoint", "native": "transit-gateway"}
 """Where an onboarded AWS network sends remote destinations, by its `attach` mode."""
@@ -38,19 +41,21 @@ class AwsRoute:
     target: Target
 
 
+def reachable_networks(network: NetworkAddresses, others: list[NetworkAddresses], boxes: list[Box]) -> list[NetworkAddresses]:
+    """Other networks that a permitted flow can go to or come from."""
+    own = AddressSet.from_cidrs(network.cidrs)
+    return [
+        other
+        for other in others
+        if other.name != network.name and any(_talks(box, own, AddressSet.from_cidrs(other.cidrs)) for box in boxes)
+    ]
+
+
 def reachable_destinations(
     network: NetworkAddresses, others: list[NetworkAddresses], boxes: list[Box]
 ) -> list[IPv4Network]:
     """Remote CIDRs that a permitted flow can go to or come from, exactly merged."""
-    own = AddressSet.from_cidrs(network.cidrs)
-    out: list[IPv4Network] = []
-    for other in others:
-        if other.name == network.name:
-            continue
-        remote = AddressSet.from_cidrs(other.cidrs)
-        if any(_talks(box, own, remote) for box in boxes):
-            out.extend(other.cidrs)
-    return list(collapse_addresses(out))
+    return list(collapse_addresses(c for other in reachable_networks(network, others, boxes) for c in other.cidrs))
 
 
 def _talks(box: Box, own: AddressSet, remote: AddressSet) -> bool:
@@ -58,8 +63,22 @@ def _talks(box: Box, own: AddressSet, remote: AddressSet) -> bool:
 
 
 def network_routes(
-    network: NetworkAddresses, attach: str, others: list[NetworkAddresses], boxes: list[Box]
+    network: NetworkAddresses,
+    attach: str,
+    others: list[NetworkAddresses],
+    boxes: list[Box],
+    via_circuit: frozenset[str] = frozenset(),
 ) -> list[AwsRoute]:
-    """The routes one onboarded AWS network's workload route tables get."""
-    target = TARGET_BY_ATTACH[attach]
-    return [AwsRoute(network.name, str(cidr), target) for cidr in reachable_destinations(network, others, boxes)]
+    """The routes one onboarded AWS network's workload route tables get.
+
+    `via_circuit` names the networks a circuit reaches from this one; their
+    routes are listed as `circuit-propagated` and never created statically.
+    """
+    reachable = reachable_networks(network, others, boxes)
+    out = []
+    for target, group in (
+        (TARGET_BY_ATTACH[attach], [o for o in reachable if o.name not in via_circuit]),
+        ("circuit-propagated", [o for o in reachable if o.name in via_circuit]),
+    ):
+        out += [AwsRoute(network.name, str(cidr), target) for cidr in collapse_addresses(c for o in group for c in o.cidrs)]  # type: ignore[arg-type]
+    return out

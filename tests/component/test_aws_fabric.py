@@ -4,6 +4,7 @@ from __future__ import annotations
 import base64
 import json
 from ipaddress import IPv4Network
+from pathlib import Path
 from typing import Any
 
 import pulumi
@@ -11,11 +12,11 @@ import pytest
 from pulumi.runtime import rpc
 
 from tests.component.conftest import RECORDER, FakeCloud, Graph, build_graph
-from tests.component.fabric_specs import SEED_000, SEED_004
 
 from components.aws.build import AwsOptions  # noqa: E402  (mocks are set in conftest first)
 from components.fabric import Fabric, FabricArgs
-from components.spec import validate_spec
+from components.loader import load_spec
+from components.plan import build_plan
 from dataplane.config import AgentConfig
 
 TAGGED_TYPES = {
@@ -28,25 +29,28 @@ TAGGED_TYPES = {
     "aws:directconnect/privateVirtualInterface:PrivateVirtualInterface",
 }
 MD5 = "abcdefgh"
+FABRICS = Path(__file__).resolve().parents[2] / "stacks" / "fabrics"
+SEED_000 = FABRICS / "seed000_aws_azure.yaml"
+SEED_004 = FABRICS / "seed004_dx_er_cloud_router.yaml"
 
 
 def _seed_000() -> Graph:
-    spec = validate_spec(SEED_000)
+    spec = load_spec(SEED_000)
 
     def build() -> dict[str, Any]:
-        fabric = Fabric("acme", FabricArgs(spec=spec, environment="dev", clouds=["aws"], aws=AwsOptions(image_id="ami-0edge")))
+        fabric = Fabric(spec.name, FabricArgs(spec=spec, environment="dev", clouds=["aws"], aws=AwsOptions(image_id="ami-0edge")))
         return {"rules_emitted": fabric.outputs["aws_rules_emitted"], "not_built": fabric.outputs["not_built"]}
 
     return build_graph(build)
 
 
 def _seed_004() -> Graph:
-    spec = validate_spec(SEED_004)
+    spec = load_spec(SEED_004)
 
     def build() -> dict[str, Any]:
         secrets = {"fraDxMd5": pulumi.Output.secret(MD5), "fraErMd5": pulumi.Output.secret("erkey")}
         options = AwsOptions(image_id="ami-0edge", hosted_connection_ids={"fra-dx": "dxcon-fgabc123"})
-        fabric = Fabric("multicloud", FabricArgs(spec=spec, environment="dev", secrets=secrets, clouds=["aws"], aws=options))
+        fabric = Fabric(spec.name, FabricArgs(spec=spec, environment="dev", secrets=secrets, clouds=["aws"], aws=options))
         return {"not_built": fabric.outputs["not_built"], "external": fabric.outputs["external"]}
 
     return build_graph(build)
@@ -67,10 +71,10 @@ def _only(graph: Graph, type_: str) -> list[Any]:
 
 
 def test_a_cloud_without_a_builder_is_an_error_naming_it_and_nothing_is_created() -> None:
-    spec = validate_spec(SEED_000)
+    spec = load_spec(SEED_000)
 
     def build() -> dict[str, Any]:
-        Fabric("acme", FabricArgs(spec=spec, environment="dev", aws=AwsOptions(image_id="ami-0edge")))
+        Fabric(spec.name, FabricArgs(spec=spec, environment="dev", aws=AwsOptions(image_id="ami-0edge")))
         return {}
 
     with pytest.raises(NotImplementedError, match=r"\['azure'\].*components/azure/build.py"):
@@ -79,10 +83,10 @@ def test_a_cloud_without_a_builder_is_an_error_naming_it_and_nothing_is_created(
 
 
 def test_missing_image_or_secret_fails_before_any_resource() -> None:
-    spec = validate_spec(SEED_004)
+    spec = load_spec(SEED_004)
 
     def build() -> dict[str, Any]:
-        Fabric("multicloud", FabricArgs(spec=spec, environment="dev", clouds=["aws"], aws=AwsOptions()))
+        Fabric(spec.name, FabricArgs(spec=spec, environment="dev", clouds=["aws"], aws=AwsOptions()))
         return {}
 
     with pytest.raises(ValueError) as info:
@@ -93,7 +97,7 @@ def test_missing_image_or_secret_fails_before_any_resource() -> None:
 
 
 def test_seed_000_every_child_is_named_from_the_spec_and_parented_under_the_fabric(seed_000: Graph) -> None:
-    fabric = seed_000.by_name["acme"]
+    fabric = seed_000.by_name["aws-azure-transit"]
     assert fabric.type == "transit:index:Fabric" and fabric.parent.endswith("pulumi:pulumi:Stack::transit-test")
     for reg in seed_000.all:
         if reg is fabric:
@@ -104,8 +108,8 @@ def test_seed_000_every_child_is_named_from_the_spec_and_parented_under_the_fabr
             node = seed_000.by_urn.get(node.parent)
         assert node is fabric, f"{reg.name} ({reg.type}) is not under the Fabric"
     expected = {
-        "aws-use1": "transit:aws:Edge", "aws-app-connector": "transit:aws:Connector", "acme-us-east-1": "transit:aws:Gateway",
-        "acme-us-east-1-seg": "transit:aws:Segmentation",
+        "aws-use1": "transit:aws:Edge", "aws-app-connector": "transit:aws:Connector", "aws-azure-transit-us-east-1": "transit:aws:Gateway",
+        "aws-azure-transit-us-east-1-seg": "transit:aws:Segmentation",
     }
     for name, type_ in expected.items():
         assert seed_000.by_name[name].type == type_
@@ -120,7 +124,7 @@ def test_seed_000_everything_taggable_carries_fabric_environment_and_role(seed_0
     assert len(tagged) > 40
     for reg in tagged:
         tags = reg.inputs.get("tags") or {}
-        assert tags.get("transit:fabric") == "acme" and tags.get("transit:environment") == "dev" and tags.get("transit:role"), reg.name
+        assert tags.get("transit:fabric") == "aws-azure-transit" and tags.get("transit:environment") == "dev" and tags.get("transit:role"), reg.name
     for asg in seed_000.of_type("aws:autoscaling/group:Group"):
         keys = {t["key"]: t for t in asg.inputs["tags"]}
         assert keys["transit:fabric"]["propagateAtLaunch"] is True
@@ -151,8 +155,8 @@ def test_seed_000_connector_gwlb_geneve_endpoints_and_routes(seed_000: Graph) ->
     assert asg.inputs["targetGroupArns"][0].endswith(":aws-app-connector-tg")
     edge_routes = [r for r in seed_000.of_type("aws:ec2/route:Route") if r.name.startswith("aws-app-connector-edge-route-")]
     assert {(r.inputs["routeTableId"], r.inputs["destinationCidrBlock"], r.inputs["transitGatewayId"]) for r in edge_routes} == {
-        ("aws-app-fabric-rt-0-id", "10.250.37.0/24", "acme-us-east-1-tgw-id"),
-        ("aws-app-fabric-rt-1-id", "10.250.37.0/24", "acme-us-east-1-tgw-id"),
+        ("aws-app-fabric-rt-0-id", "10.250.37.0/24", "aws-azure-transit-us-east-1-tgw-id"),
+        ("aws-app-fabric-rt-1-id", "10.250.37.0/24", "aws-azure-transit-us-east-1-tgw-id"),
     }
 
 
@@ -160,17 +164,18 @@ def test_seed_000_edge_vms_boot_with_their_agent_config_and_least_privilege(seed
     lt = seed_000.by_name["aws-use1-lt"]
     assert lt.inputs["imageId"] == "ami-0edge" and lt.inputs["metadataOptions"]["httpTokens"] == "required"
     config = AgentConfig.model_validate_json(base64.b64decode(lt.inputs["userData"]))
-    assert config.role == "edge" and config.identity == "spiffe://acme/edge-aws-use1"
+    assert config.role == "edge" and config.identity == "spiffe://aws-azure-transit/edge-aws-use1"
     assert [str(p.private_addr) for p in config.peers] == ["10.30.40.228"]
     connector = AgentConfig.model_validate_json(base64.b64decode(seed_000.by_name["aws-app-connector-lt"].inputs["userData"]))
     edge_peer = connector.peers[0]
     assert str(edge_peer.private_addr) == "10.250.37.4"
     assert str(edge_peer.public_addr) == FakeCloud.COMPUTED["aws:ec2/eip:Eip"]("aws-use1-eip-0")["publicIp"]
-    assert connector.filter.evaluate("10.30.40.9", "172.18.40.10", "tcp", 5432)[0] == "permit"
+    assert connector.filter.evaluate("10.30.40.9", "172.18.40.10", "tcp", 443)[0] == "permit"
+    assert connector.filter.evaluate("10.30.40.9", "172.18.40.10", "tcp", 22)[0] == "deny"
     policy = json.loads(seed_000.by_name["aws-use1-role-ssm"].inputs["policy"])
     actions = {a for s in policy["Statement"] for a in s["Action"]}
     assert actions <= {"ssm:GetParameter", "ssm:GetParameters", "ssm:GetParametersByPath"}
-    assert all("/transit/acme/dev/aws-use1" in r for s in policy["Statement"] for r in s["Resource"])
+    assert all("/transit/aws-azure-transit/dev/aws-use1" in r for s in policy["Statement"] for r in s["Resource"])
     ingress = [r for r in seed_000.of_type("aws:vpc/securityGroupIngressRule:SecurityGroupIngressRule") if r.name.startswith("aws-use1-sg-")]
     assert {(r.inputs["ipProtocol"], r.inputs["fromPort"]) for r in ingress} == {("tcp", 8443), ("udp", 8444)}
 
@@ -182,27 +187,33 @@ def test_seed_000_edge_public_endpoints_and_tgw_attachment(seed_000: Graph) -> N
     private = seed_000.by_name["aws-use1-nlb-private"]
     assert [m["privateIpv4Address"] for m in private.inputs["subnetMappings"]] == ["10.250.37.4", "10.250.37.68"]
     attach = seed_000.by_name["aws-use1-tgw-attach"]
-    assert attach.inputs["transitGatewayId"] == "acme-us-east-1-tgw-id"
+    assert attach.inputs["transitGatewayId"] == "aws-azure-transit-us-east-1-tgw-id"
     assert attach.inputs["subnetIds"] == ["aws-use1-attach-0-id", "aws-use1-attach-1-id"]
     for kind in ("assoc", "prop"):
         reg = seed_000.by_name[f"aws-use1-tgw-{kind}"]
-        assert reg.inputs["transitGatewayRouteTableId"] == "acme-us-east-1-tgw-rt-id"
+        assert reg.inputs["transitGatewayRouteTableId"] == "aws-azure-transit-us-east-1-tgw-rt-id"
         assert reg.inputs["transitGatewayAttachmentId"] == "aws-use1-tgw-attach-id"
-    tgw = seed_000.by_name["acme-us-east-1-tgw"]
+    tgw = seed_000.by_name["aws-azure-transit-us-east-1-tgw"]
     assert tgw.inputs["amazonSideAsn"] == 64512 and tgw.inputs["defaultRouteTableAssociation"] == "disable"
 
 
-def test_seed_000_segmentation_uses_a_prefix_list_not_addresses(seed_000: Graph) -> None:
-    plist = seed_000.by_name["acme-us-east-1-seg-pl-db"]
-    assert plist.inputs["entries"] == [{"cidr": "172.18.40.10/32"}] and plist.inputs["maxEntries"] == 1
-    sg = seed_000.by_name["acme-us-east-1-seg-sg-aws-app"]
+def test_seed_000_segmentation_uses_prefix_lists_not_addresses(seed_000: Graph) -> None:
+    web = seed_000.by_name["aws-azure-transit-us-east-1-seg-pl-az-web"]
+    assert web.inputs["entries"] == [{"cidr": "172.18.40.0/26"}] and web.inputs["maxEntries"] == 1
+    sg = seed_000.by_name["aws-azure-transit-us-east-1-seg-sg-aws-app"]
     assert sg.inputs["vpcId"] == "aws-app-vpc-id"
-    rules = [r for r in seed_000.all if r.name.startswith("acme-us-east-1-seg-rule-")]
-    assert [(r.type.split(":")[-1], r.inputs["ipProtocol"], r.inputs["fromPort"], r.inputs.get("prefixListId")) for r in rules] == [
-        ("SecurityGroupEgressRule", "tcp", 5432, "acme-us-east-1-seg-pl-db-id")
+    rules = [r for r in seed_000.all if r.name.startswith("aws-azure-transit-us-east-1-seg-rule-")]
+    assert sorted(
+        (r.type.split(":")[-1], r.inputs["ipProtocol"], r.inputs.get("fromPort"), r.inputs.get("toPort"), r.inputs["prefixListId"])
+        for r in rules
+    ) == [
+        ("SecurityGroupEgressRule", "icmp", -1, -1, "aws-azure-transit-us-east-1-seg-pl-az-app-id"),
+        ("SecurityGroupEgressRule", "tcp", 443, 443, "aws-azure-transit-us-east-1-seg-pl-az-web-id"),
+        ("SecurityGroupEgressRule", "tcp", 8000, 8080, "aws-azure-transit-us-east-1-seg-pl-az-web-id"),
     ]
+    assert all(r.inputs["securityGroupId"] == "aws-azure-transit-us-east-1-seg-sg-aws-app-id" for r in rules)
     assert all("cidrIpv4" not in r.inputs for r in rules)
-    assert seed_000.values["rules_emitted"] == 1
+    assert seed_000.values["rules_emitted"] == 3
 
 
 def test_seed_004_hosted_connection_vif_and_dx_gateway_match_the_spec(seed_004: Graph) -> None:
@@ -213,37 +224,35 @@ def test_seed_004_hosted_connection_vif_and_dx_gateway_match_the_spec(seed_004: 
     assert vif.inputs["vlan"] == 101 and vif.inputs["bgpAsn"] == 65000
     assert (vif.inputs["customerAddress"], vif.inputs["amazonAddress"]) == ("10.0.0.0/31", "10.0.0.1/31")
     assert vif.inputs["addressFamily"] == "ipv4" and vif.inputs["connectionId"] == "dxcon-fgabc123"
-    assert vif.inputs["dxGatewayId"] == "multicloud-eu-central-1-dxgw-fra-dx-id"
+    assert vif.inputs["dxGatewayId"] == "dx-er-cloud-router-eu-central-1-dxgw-fra-dx-id"
     assert rpc.is_rpc_secret(vif.inputs["bgpAuthKey"]) and rpc.unwrap_rpc_secret(vif.inputs["bgpAuthKey"]) == MD5
-    dxgw = seed_004.by_name["multicloud-eu-central-1-dxgw-fra-dx"]
+    dxgw = seed_004.by_name["dx-er-cloud-router-eu-central-1-dxgw-fra-dx"]
     assert dxgw.inputs["amazonSideAsn"] == "64512"
 
 
 def test_seed_004_vgw_association_and_route_propagation(seed_004: Graph) -> None:
-    vgw = seed_004.by_name["multicloud-eu-central-1-vgw-aws-vpc"]
+    vgw = seed_004.by_name["dx-er-cloud-router-eu-central-1-vgw-aws-vpc"]
     assert vgw.inputs["amazonSideAsn"] == "64512"
-    attach = seed_004.by_name["multicloud-eu-central-1-vgw-aws-vpc-attach"]
-    assert (attach.inputs["vpcId"], attach.inputs["vpnGatewayId"]) == ("aws-vpc-vpc-id", "multicloud-eu-central-1-vgw-aws-vpc-id")
+    attach = seed_004.by_name["dx-er-cloud-router-eu-central-1-vgw-aws-vpc-attach"]
+    assert (attach.inputs["vpcId"], attach.inputs["vpnGatewayId"]) == ("aws-vpc-vpc-id", "dx-er-cloud-router-eu-central-1-vgw-aws-vpc-id")
     assoc = seed_004.by_name["fra-dx-dxgw-assoc-aws-vpc"]
-    assert assoc.inputs["dxGatewayId"] == "multicloud-eu-central-1-dxgw-fra-dx-id"
-    assert assoc.inputs["associatedGatewayId"] == "multicloud-eu-central-1-vgw-aws-vpc-id"
+    assert assoc.inputs["dxGatewayId"] == "dx-er-cloud-router-eu-central-1-dxgw-fra-dx-id"
+    assert assoc.inputs["associatedGatewayId"] == "dx-er-cloud-router-eu-central-1-vgw-aws-vpc-id"
     props = seed_004.of_type("aws:ec2/vpnGatewayRoutePropagation:VpnGatewayRoutePropagation")
     assert sorted((p.inputs["routeTableId"], p.inputs["vpnGatewayId"]) for p in props) == [
-        ("aws-vpc-workload-rt-0-id", "multicloud-eu-central-1-vgw-aws-vpc-id"),
-        ("aws-vpc-workload-rt-1-id", "multicloud-eu-central-1-vgw-aws-vpc-id"),
+        ("aws-vpc-workload-rt-0-id", "dx-er-cloud-router-eu-central-1-vgw-aws-vpc-id"),
+        ("aws-vpc-workload-rt-1-id", "dx-er-cloud-router-eu-central-1-vgw-aws-vpc-id"),
     ]
 
 
-def test_seed_004_native_network_routes_to_the_tgw_and_says_what_it_did_not_build(seed_004: Graph) -> None:
+def test_seed_004_circuit_destinations_are_left_to_bgp_and_it_says_what_it_did_not_build(seed_004: Graph) -> None:
     attach = seed_004.by_name["aws-vpc-attach-tgw-attach"]
     assert attach.inputs["vpcId"] == "aws-vpc-vpc-id"
-    routes = [r for r in seed_004.of_type("aws:ec2/route:Route") if r.name.startswith("aws-vpc-attach-route-")]
-    assert {(r.inputs["destinationCidrBlock"], r.inputs["transitGatewayId"]) for r in routes} == {
-        ("10.6.0.0/16", "multicloud-eu-central-1-tgw-id")
-    }
-    assert not seed_004.of_type("aws:lb/loadBalancer:LoadBalancer") or all(
-        r.inputs["loadBalancerType"] == "network" for r in seed_004.of_type("aws:lb/loadBalancer:LoadBalancer")
-    )
+    # 10.6.0.0/16 is learned over the circuit; a static route to the TGW would win and bypass the circuit.
+    assert [r.name for r in seed_004.of_type("aws:ec2/route:Route") if r.name.startswith("aws-vpc-attach-route-")] == []
+    section = build_plan(load_spec(SEED_004)).aws
+    assert section is not None
+    assert [(r.network, r.destination, r.target) for r in section.routes] == [("aws-vpc", "10.6.0.0/16", "circuit-propagated")]
     assert seed_004.values["not_built"] == ["azure"]
     assert {e["kind"] for e in seed_004.values["external"]} == {"cloud-router"}
 
