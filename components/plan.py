@@ -15,6 +15,7 @@ from __future__ import annotations
 import ipaddress
 from collections.abc import Callable
 
+from components.aws.planning import aws_section
 from components.plan_models import (
     AttachmentPlan,
     BgpSessionPlan,
@@ -57,6 +58,7 @@ def build_plan(spec: FabricSpec) -> Plan:
         circuits=[_circuit(spec, c) for c in spec.circuits],
         cloud_router=_cloud_router(spec),
         links=_edge_links(spec) + _uplinks(spec),
+        aws=aws_section(spec),
     )
 
 

@@ -10,6 +10,8 @@ from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
+from components.aws.planning import AwsPlanSection
+
 
 class _PlanModel(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
@@ -160,3 +162,4 @@ class Plan(_PlanModel):
     circuits: list[CircuitPlan]
     cloud_router: CloudRouterPlan | None
     links: list[LinkPlan]
+    aws: AwsPlanSection | None = Field(None, description="AWS routes and security rules, with rules emitted vs Cartesian (components/aws/planning.py).")

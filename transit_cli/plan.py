@@ -88,6 +88,35 @@ def _print_tables(result: object) -> None:
         for link in result.links:
             table.add_row(link.name, link.kind, link.a, link.b, f"{link.a_ip} / {link.b_ip}", str(link.preference))
         console.print(table)
+    if result.aws:
+        _print_aws(console, result.aws)
+
+
+def _print_aws(console: object, aws: object) -> None:
+    """AWS routes, then security rules with both counts (components/aws/planning.py)."""
+    from rich.table import Table
+
+    from components.aws.planning import AwsPlanSection
+
+    assert isinstance(aws, AwsPlanSection)
+    routes = Table(title="aws routes", title_justify="left")
+    for column in ("network", "destination", "target"):
+        routes.add_column(column)
+    for r in aws.routes:
+        routes.add_row(r.network, r.destination, r.target)
+    rules = Table(
+        title=f"aws security rules: {aws.rules_emitted} emitted, {aws.rules_cartesian} Cartesian "
+        f"({len(aws.security_groups)} groups, {len(aws.prefix_lists)} prefix lists)",
+        title_justify="left",
+    )
+    for column in ("security group", "direction", "protocol", "ports", "peer", "policy rules"):
+        rules.add_column(column)
+    for rule in aws.rules:
+        rules.add_row(rule.security_group, rule.direction, rule.protocol, rule.ports, rule.peer, ", ".join(rule.policy_rules))
+    console.print(routes)  # type: ignore[attr-defined]
+    console.print(rules)  # type: ignore[attr-defined]
+    for note in aws.notes:
+        console.print(f"note: {note}")  # type: ignore[attr-defined]
 
 
 def register(app: typer.Typer) -> None:
