@@ -34,6 +34,7 @@ from dataplane.config import AgentConfig, ConfigError, Endpoint, load_config
 from dataplane.forward import IP_TRANSPARENT, FlowRecord, Forwarder, Router, Runtime
 from dataplane.intercept import InterceptPlan
 from dataplane.logfmt import event
+from dataplane.metrics import Sources
 from dataplane.observe import Observer
 from dataplane.paths import PathMonitor
 from dataplane.tls import build_contexts
@@ -118,7 +119,6 @@ class Agent:
         self._sysctl_previous: dict[str, str] = {}
         self._intercept: InterceptPlan | None = None
         self._filter_installed: str | None = None
-        self.observer = Observer(config)
         self.paths = PathMonitor.from_config(config, on_change=self._path_changed)
         self.pool = TunnelPool(
             contexts=lambda: self._runtime.contexts,
@@ -128,6 +128,17 @@ class Agent:
             warm=lambda: self._runtime.config.warm_tunnels,
         )
         self.forwarder = Forwarder(runtime=lambda: self._runtime, pool=self.pool, on_flow=self._flow_closed)
+        self.observer = Observer(
+            config,
+            sources=Sources(
+                paths=lambda: self.paths.stats(),
+                active_paths=lambda: {peer.name: self.paths.active(peer.name) for peer in self.config.peers},
+                tunnels=self._tunnels,
+                streams=self.forwarder.active,
+                filter_counters=self._filter_counters,
+            ),
+            rtt=self._rtt,
+        )
         self._tunnel_listener: Listener | None = None
         self._intercept_listener: Listener | None = None
 
@@ -306,6 +317,24 @@ class Agent:
 
     def _flow_closed(self, record: FlowRecord) -> None:
         self.observer.flow(record)
+
+    def _tunnels(self) -> dict[str, dict[str, int]]:
+        """Open tunnels per peer and path: those carrying streams plus the warm ones."""
+        counts = self.forwarder.by_path()
+        for peer, by_path in self.pool.warm_count().items():
+            for path, count in by_path.items():
+                counts.setdefault(peer, {}).setdefault(path, 0)
+                counts[peer][path] += count
+        return counts
+
+    def _filter_counters(self) -> dict[str, tuple[int, int]]:
+        if not self._filter_installed:
+            return {}
+        return filter_table.read_counters(self._filter_installed)
+
+    def _rtt(self, peer: str, path: str) -> float | None:
+        value = self.paths.stats().get(peer, {}).get(path, {}).get("rtt_ms")
+        return float(value) if value is not None else None
 
     def health(self) -> dict[str, object]:
         """The /healthz document."""

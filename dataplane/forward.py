@@ -148,6 +148,15 @@ class Forwarder:
         with self._lock:
             return len(self._streams)
 
+    def by_path(self) -> dict[str, dict[str, int]]:
+        """Streams in flight per peer and path."""
+        counts: dict[str, dict[str, int]] = {}
+        with self._lock:
+            for _pump, peer, path in self._streams.values():
+                counts.setdefault(peer, {}).setdefault(path, 0)
+                counts[peer][path] += 1
+        return counts
+
     def abort_path(self, peer: str, path: str) -> int:
         """Reset every stream to or from `peer` over `path`; returns how many."""
         with self._lock:

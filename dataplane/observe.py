@@ -1,45 +1,89 @@
-"""Where a closed stream is reported: the agent log, the flow log and the metrics.
+"""Where a closed stream is reported, and where the agent is watched from.
 
-The agent calls `Observer.flow()` once per closed stream from the stream's own
-thread; every sink must be quick and thread-safe. `start()` brings up the
-metrics endpoint (which also serves the agent's health document).
+The agent calls `Observer.flow()` once per closed stream, from the stream's own
+thread: it writes the agent log line (debug), one flow log line
+(dataplane.flowlog) and the flow counters (dataplane.metrics). `start()` binds
+the /metrics + /healthz endpoint, whose gauges are read from the running parts
+at scrape time (`Sources`).
 """
 from __future__ import annotations
 
 import logging
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
+from typing import Any
 
 from dataplane.config import AgentConfig
+from dataplane.flowlog import FlowLogWriter
 from dataplane.forward import FlowRecord
 from dataplane.logfmt import event
+from dataplane.metrics import Metrics, MetricsServer, Sources
 
 log = logging.getLogger("dataplane.flow")
 
 
 class Observer:
-    """Fans a closed stream out to the log line, the flow log and the metrics."""
+    """Fans a closed stream out to the log, the flow log and the metrics; serves the endpoint."""
 
-    def __init__(self, config: AgentConfig) -> None:
+    def __init__(self, config: AgentConfig, *, sources: Sources, rtt: Callable[[str, str], float | None]) -> None:
         self._config = config
-        self._health: Callable[[], dict[str, object]] | None = None
+        self._rtt = rtt
+        self.metrics = Metrics(node=config.name, sources=sources)
+        self._writer: FlowLogWriter | None = None
+        self._server: MetricsServer | None = None
+        self._health: Callable[[], Mapping[str, Any]] | None = None
 
-    def start(self, *, health: Callable[[], dict[str, object]]) -> None:
-        """Start the sinks that run in the background."""
+    def start(self, *, health: Callable[[], Mapping[str, Any]]) -> None:
+        """Open the flow log and bind the metrics endpoint (OSError if the address is taken)."""
         self._health = health
+        if self._config.flow_log is not None:
+            self._writer = FlowLogWriter(self._config.flow_log)
+        endpoint = self._config.listen.metrics
+        if endpoint is not None:
+            self._server = MetricsServer(str(endpoint.host), endpoint.port, self.metrics, health)
+            self._server.start()
+            event(log, "metrics.start", addr=f"{endpoint.host}:{endpoint.port}")
 
     def stop(self) -> None:
-        """Stop background sinks and flush files."""
-        self._health = None
+        """Stop the endpoint and close the flow log."""
+        if self._server is not None:
+            self._server.stop()
+            self._server = None
+        if self._writer is not None:
+            self._writer.close()
+            self._writer = None
 
     def reconfigure(self, config: AgentConfig) -> None:
-        """Follow a reloaded config (flow log path, metrics address)."""
+        """Follow a reloaded config: a new flow log path or metrics address takes effect now."""
+        old = self._config
         self._config = config
+        if old.flow_log != config.flow_log:
+            if self._writer is not None:
+                self._writer.close()
+            self._writer = FlowLogWriter(config.flow_log) if config.flow_log is not None else None
+        if old.listen.metrics != config.listen.metrics and self._health is not None:
+            if self._server is not None:
+                self._server.stop()
+                self._server = None
+            endpoint = config.listen.metrics
+            if endpoint is not None:
+                self._server = MetricsServer(str(endpoint.host), endpoint.port, self.metrics, self._health)
+                self._server.start()
 
     def flow(self, record: FlowRecord) -> None:
         """Report one closed stream."""
+        line = record.as_dict()
+        if record.peer and record.path:
+            line["rtt_ms"] = self._rtt(record.peer, record.path)
         event(
             log, "flow.close", role=record.role, src=f"{record.src}:{record.sport}", dst=f"{record.dst}:{record.dport}",
-            identity=record.src_identity, verdict=record.verdict, rule=record.rule or "default", path=record.path or "-",
+            identity=record.src_identity, verdict=record.verdict, rule=record.rule or "-", path=record.path or "-",
             up=record.bytes_up, down=record.bytes_down, outcome=record.outcome, duration_s=record.duration_s,
             level=logging.DEBUG,
         )
+        self.metrics.flow(line)
+        writer = self._writer
+        if writer is not None:
+            try:
+                writer.write(line)
+            except (OSError, ValueError) as exc:
+                event(log, "flowlog.write_failed", error=str(exc), level=logging.WARNING)

@@ -183,7 +183,12 @@ class TunnelPool:
             if self.flush(name):
                 event(log, "tunnel.idle_close", peer=name)
 
-    def warm_count(self) -> dict[str, int]:
-        """Warm tunnels per peer (for status and tests)."""
+    def warm_count(self) -> dict[str, dict[str, int]]:
+        """Warm tunnels per peer and path (for metrics, health and tests)."""
+        counts: dict[str, dict[str, int]] = {}
         with self._lock:
-            return {name: len(pool.ready) for name, pool in self._pools.items()}
+            for name, pool in self._pools.items():
+                for tunnel in pool.ready:
+                    counts.setdefault(name, {}).setdefault(tunnel.path, 0)
+                    counts[name][tunnel.path] += 1
+        return counts
