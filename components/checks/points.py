@@ -5,7 +5,8 @@ flow never crosses it. Each cloud point reads what its compiler emits (security
 groups and prefix lists, NSGs and ASGs with Azure's default rules, firewall
 rules and tags with GCP's implied rules); each data plane point reads the
 nftables document its agent installs. The intent is the reference they must
-all agree with. Building the points compiles everything once, so a parity run
+all agree with. AWS is read from the plan's `aws` section, the rows the
+AWS components turn into resources. Building the points compiles everything once, so a parity run
 only pays for lookups. Never imports Pulumi.
 """
 from __future__ import annotations
@@ -14,11 +15,13 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from ipaddress import IPv4Address, IPv4Network
 
-from components.aws.security_rules import Endpoint, IntentRule, Segment, SecurityPlan, compile_security
+from components.aws.planning import AwsPlanSection
 from components.azure.nsg_rules import AzureSegmentation, compile_azure
 from components.azure.nsg_rules import evaluate as azure_evaluate
 from components.checks.nft_eval import NftTable, load_table
-from components.dataplane_policy import connector_filter, edge_filter, edge_scope, endpoint_cidrs, resolve_rules
+from components.dataplane_policy import connector_filter, edge_filter, edge_scope, endpoint_cidrs
+from components.plan import build_plan
+from components.plan_models import Plan
 from components.gcp.firewall_rules import GcpSegmentation, compile_gcp
 from components.gcp.firewall_rules import evaluate as gcp_evaluate
 from components.policy_intent import IntentPolicy, compile_intent
@@ -97,55 +100,50 @@ def dataplane_points(spec: FabricSpec, filters: dict[str, tuple[FilterPolicy, li
     ]
 
 
-def aws_intent(spec: FabricSpec) -> tuple[list[IntentRule], list[Segment]]:
-    """The AWS compiler's inputs, from the shared resolution of the policy."""
-    rules = [
-        IntentRule(r.name, r.action, Endpoint(r.src_name, r.src), Endpoint(r.dst_name, r.dst), r.proto, r.ports)  # type: ignore[arg-type]
-        for r in resolve_rules(spec)
-    ]
-    segments = [Segment(n.name, n.region or "", tuple(n.cidrs)) for n in spec.networks if n.cloud == "aws"]
-    return rules, segments
+def aws_point(section: AwsPlanSection) -> Point:
+    """AWS security groups as the plan's `aws` section lists them (what the components build).
 
-
-def aws_point(plan: SecurityPlan) -> Point:
-    """AWS security groups: the source's egress and the destination's ingress must both allow.
-
-    Reads the compiled members, prefix lists and rules directly, so it is a
-    second witness next to the compiler's own `allows`.
+    The source's egress and the destination's ingress must both allow; a rule's
+    peer is a prefix list, a security group or a CIDR, read from the section.
     """
-    members = {m.key: [IPv4Network(c) for c in m.cidrs] for m in plan.members}
-    lists = {p.key: [IPv4Network(c) for c in p.cidrs] for p in plan.prefix_lists}
+    groups = {g.name: [IPv4Network(c) for c in g.cidrs] for g in section.security_groups}
+    lists = {p.name: [IPv4Network(c) for c in p.cidrs] for p in section.prefix_lists}
 
-    def peer_has(kind: str, peer: str, address: IPv4Address) -> bool:
-        nets = lists[peer] if kind == "prefix_list" else members[peer] if kind == "security_group" else [IPv4Network(peer)]
+    def peer_has(peer: str, address: IPv4Address) -> bool:
+        kind, _, key = peer.partition(":")
+        nets = lists[key] if kind == "prefix_list" else groups[key] if kind == "security_group" else [IPv4Network(key)]
         return any(address in net for net in nets)
 
-    def member_of(address: IPv4Address) -> str | None:
-        return next((key for key, nets in members.items() if any(address in n for n in nets)), None)
+    def group_of(address: IPv4Address) -> str | None:
+        return next((name for name, nets in groups.items() if any(address in n for n in nets)), None)
 
-    def grant(member: str, direction: str, peer: IPv4Address, flow: Flow) -> str | None:
+    def port_ok(ports: str, port: int | None) -> bool:
+        if not ports:
+            return True
+        low, _, high = ports.partition("-")
+        return port is not None and int(low) <= port <= int(high or low)
+
+    def grant(group: str, direction: str, peer: IPv4Address, flow: Flow) -> str | None:
         proto = flow.proto if flow.proto in ("tcp", "udp", "icmp") else "other"
-        for rule in plan.rules:
-            if rule.member != member or rule.direction != direction or not peer_has(rule.peer_kind, rule.peer, peer):
+        for rule in section.rules:
+            if rule.security_group != group or rule.direction != direction or not peer_has(rule.peer, peer):
                 continue
-            if rule.protocol == "-1" or (
-                rule.protocol == proto and (proto not in ("tcp", "udp") or rule.from_port <= (flow.port or -1) <= rule.to_port)
-            ):
-                return f"{member}/{direction}/{'+'.join(rule.rules)}"
+            if rule.protocol == "all" or (rule.protocol == proto and (proto not in ("tcp", "udp") or port_ok(rule.ports, flow.port))):
+                return f"{group}/{direction}/{'+'.join(rule.policy_rules)}"
         return None
 
     def decide(flow: Flow) -> Decision | None:
         src, dst = IPv4Address(flow.src), IPv4Address(flow.dst)
-        src_member, dst_member = member_of(src), member_of(dst)
-        if src_member is None and dst_member is None:
+        src_group, dst_group = group_of(src), group_of(dst)
+        if src_group is None and dst_group is None:
             return None
         reasons = []
-        for member, direction, peer in ((dst_member, "ingress", src), (src_member, "egress", dst)):
-            if member is None:
+        for group, direction, peer in ((dst_group, "ingress", src), (src_group, "egress", dst)):
+            if group is None:
                 continue
-            reason = grant(member, direction, peer, flow)
+            reason = grant(group, direction, peer, flow)
             if reason is None:
-                return "deny", f"{member}/{direction}: no rule allows it"
+                return "deny", f"{group}/{direction}: no rule allows it"
             reasons.append(reason)
         return "permit", ", ".join(reasons)
 
@@ -166,12 +164,12 @@ def _proto(flow: Flow) -> str | int:
     return int(flow.proto) if flow.proto.isdigit() else flow.proto
 
 
-def build_points(spec: FabricSpec) -> list[Point]:
+def build_points(spec: FabricSpec, plan: Plan | None = None) -> list[Point]:
     """Compile every enforcement point the fabric has; the intent comes first."""
+    plan = build_plan(spec) if plan is None else plan
     points = [intent_point(compile_intent(spec))]
-    rules, segments = aws_intent(spec)
-    if segments:
-        points.append(aws_point(compile_security(rules, segments)))
+    if plan.aws is not None:
+        points.append(aws_point(plan.aws))
     if any(n.cloud == "azure" for n in spec.networks):
         points.append(azure_point(compile_azure(spec)))
     if any(n.cloud == "gcp" for n in spec.networks):

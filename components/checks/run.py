@@ -87,8 +87,9 @@ def run_check(
     """Rules, assertions and parity for one spec; `points` overrides the compiled points (tests)."""
     started = time.perf_counter()
     report = Report()
-    report.violations = run_rules(Context(spec, build_plan(spec), stack_config), settings)
-    points = build_points(spec) if points is None else points
+    plan = build_plan(spec)
+    report.violations = run_rules(Context(spec, plan, stack_config), settings)
+    points = build_points(spec, plan) if points is None else points
     report.points = [p.name for p in points]
     report.tests = len(spec.policy.tests)
     report.findings = prove_tests(spec, points)

@@ -106,3 +106,22 @@ def test_sampling_is_deterministic_and_covers_port_boundaries() -> None:
     ports = {f.port for f in first if f.dst == "172.18.40.10"}
     assert {5431, 5432, 5433} <= ports
     assert Flow("10.30.40.0", "172.18.40.10", "tcp", 5432) in first
+
+
+def test_security_group_rules_wider_or_narrower_than_the_intent() -> None:
+    from components.checks.points import aws_point
+    from components.plan import build_plan
+
+    fabric = spec()
+    section = build_plan(fabric).aws
+    assert section is not None
+    # aws-app's egress grants (5432 to db, 8000-8080 to web) opened to every port: a hole.
+    widened = section.model_copy(update={"rules": [r.model_copy(update={"ports": ""}) if r.direction == "egress" and r.protocol == "tcp" else r
+                                                   for r in section.rules]})
+    finding, _ = parity(fabric, _replace(build_points(fabric), aws_point(widened)), samples=0)
+    assert finding is not None and finding.kind == "parity-hole"
+    assert finding.flow.src.startswith("10.30.40.") and finding.decisions["aws:security-groups"][0] == "permit"
+    # the ingress grants (gcp-out into aws-app) dropped: a block.
+    narrowed = section.model_copy(update={"rules": [r for r in section.rules if r.direction != "ingress"]})
+    finding, _ = parity(fabric, _replace(build_points(fabric), aws_point(narrowed)), samples=0)
+    assert finding is not None and finding.kind == "parity-block" and finding.decisions["aws:security-groups"][0] == "deny"
