@@ -1,0 +1,599 @@
+"""Data plane benchmark on seed 000's topology: raw routing vs chained stunnel vs transit-agent.
+
+Run as root from the repository root: `python -m bench.dataplane_bench` (or
+`make bench`). One run measures, side by side on the same namespaces, links
+and CPUs:
+
+- iperf3 throughput, one flow and 8 flows, `DURATION` seconds each, for
+  (a) raw routing without encryption (connector, edge A and edge B forward),
+  (b) stunnel4 chained over the same hops (connector -> edge A -> edge B,
+      TLS 1.3 with mutual certificates from the fabric CA, plaintext only on
+      the application links; edge A decrypts and re-encrypts like our edge),
+  (c) transit-agent (transparent interception, mutual TLS 1.3 per hop);
+- time to first byte over `TTFB_CONNECTIONS` new connections, one after the
+  other: through transit with warm tunnels (the default), through a cold
+  tunnel (warm_tunnels=0: every connection dials and handshakes both TLS
+  hops), and for raw and stunnel;
+- throughput through transit with a 10-rule and a 10,000-rule policy (and on
+  the raw path with the filter table on the connector's forward hook), plus
+  the time to first byte with each, which is where a per-connection lookup
+  would show;
+- peak resident memory of each agent (fresh processes) while `FLOWS`
+  concurrent flows are open through them.
+
+It writes bench/results/dataplane.json and the dataplane section of
+bench/README.md. Figures drift from run to run on a shared 2-core machine;
+the ratios within one run are the comparison that holds.
+"""
+from __future__ import annotations
+
+import json
+import os
+import platform
+import resource
+import selectors
+import signal
+import socket
+import statistics
+import subprocess
+import sys
+import threading
+import time
+from collections.abc import Callable, Iterator
+from concurrent.futures import ThreadPoolExecutor
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any
+
+from dataplane import filter_table, pki
+from tests.integration.netns import Netns, in_netns
+from tests.integration.seed000 import AWS_APP, AZ_APP, CONNECTOR, DEFAULT_POLICY, EDGE_A, EDGE_B, Seed000, identity
+
+REPO = Path(__file__).resolve().parents[1]
+RESULT = REPO / "bench" / "results" / "dataplane.json"
+README = REPO / "bench" / "README.md"
+COMMAND = "sudo .venv/bin/python -m bench.dataplane_bench   # or: make bench"
+
+DURATION = 5  # seconds per iperf3 run
+TTFB_CONNECTIONS = 200
+FLOWS = 1000
+IPERF_PORT = 8001  # inside app-to-db's permitted 8000-8100
+TTFB_PORT = 8002
+STUNNEL = "/usr/bin/stunnel4"
+BENCH_TABLE = "bench_filter"
+
+TARGETS = {
+    "transit_vs_stunnel_single": 2.0,   # at least twice stunnel's single flow
+    "transit_vs_raw_single": 0.5,       # at least half of raw
+    "rules_10000_vs_10": 0.95,          # 10,000 rules within 5% of 10
+    "cold_ttfb_p99_ms": 10.0,           # under 10 ms
+    "agent_rss_mb_1000_flows": 150.0,   # under 150 MB per agent
+}
+
+
+# ---- policies -------------------------------------------------------------
+
+
+def policy(rule_count: int) -> dict[str, Any]:
+    """Seed 000's policy grown to `rule_count` rules with app pairs that never match the benchmark's traffic.
+
+    The fillers sit before the permitting rule, so a linear scan would walk all
+    of them for every benchmark connection: the worst case for rule count.
+    """
+    base = json.loads(json.dumps(DEFAULT_POLICY))
+    head, tail = base["rules"][:1], base["rules"][1:]
+    fillers = []
+    for index in range(rule_count - len(base["rules"])):
+        fillers.append({
+            "name": f"app{index}",
+            "action": "permit" if index % 2 else "deny",
+            "src": [f"10.{100 + index // 256 % 100}.{index % 256}.0/24"],
+            "dst": [f"172.{20 + index // 65536}.{index // 256 % 256}.{index % 256}/32"],
+            "proto": "tcp",
+            "ports": [1000 + index % 1000],
+        })
+    base["rules"] = head + fillers + tail
+    return base
+
+
+# ---- traffic --------------------------------------------------------------
+
+
+class ByteServer:
+    """In the far application namespace: send one byte on accept, read and drop whatever comes, hold until closed."""
+
+    def __init__(self, ns: Netns, port: int) -> None:
+        self._sock = ns.socket()
+        self._sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        self._sock.bind(("0.0.0.0", port))
+        self._sock.listen(4096)
+        self._sock.setblocking(False)
+        self._selector = selectors.DefaultSelector()
+        self._selector.register(self._sock, selectors.EVENT_READ)
+        self._stop = threading.Event()
+        self.open = 0
+        self._thread = threading.Thread(target=self._run, daemon=True)
+        self._thread.start()
+
+    def _run(self) -> None:
+        while not self._stop.is_set():
+            for key, _ in self._selector.select(0.2):
+                if key.fileobj is self._sock:
+                    try:
+                        conn, _ = self._sock.accept()
+                    except BlockingIOError:
+                        continue
+                    conn.setblocking(False)
+                    try:
+                        conn.send(b"x")
+                    except OSError:
+                        conn.close()
+                        continue
+                    self._selector.register(conn, selectors.EVENT_READ)
+                    self.open += 1
+                    continue
+                conn = key.fileobj  # type: ignore[assignment]
+                try:
+                    data = conn.recv(65536)
+                except (BlockingIOError, InterruptedError):
+                    continue
+                except OSError:
+                    data = b""
+                if not data:
+                    self._selector.unregister(conn)
+                    conn.close()
+                    self.open -= 1
+
+    def close(self) -> None:
+        self._stop.set()
+        self._thread.join(2)
+        for key in list(self._selector.get_map().values()):
+            key.fileobj.close()  # type: ignore[union-attr]
+        self._selector.close()
+
+
+def ttfb(client: Netns, address: str, port: int, count: int = TTFB_CONNECTIONS) -> dict[str, float]:
+    """p50/p99/max milliseconds from connect() to the server's first byte, over `count` new connections."""
+    sockets = in_netns(client.name, lambda: [socket.socket() for _ in range(count)])
+    samples: list[float] = []
+    failures = 0
+    for sock in sockets:
+        with sock:
+            sock.settimeout(5)
+            start = time.perf_counter()
+            try:
+                sock.connect((address, port))
+                if sock.recv(1) != b"x":
+                    raise OSError("no first byte")
+            except OSError:
+                failures += 1
+                continue
+            samples.append((time.perf_counter() - start) * 1000)
+    if not samples:
+        return {"p50_ms": float("nan"), "p99_ms": float("nan"), "max_ms": float("nan"), "failures": failures}
+    samples.sort()
+    return {
+        "p50_ms": round(statistics.median(samples), 3),
+        "p99_ms": round(samples[min(len(samples) - 1, int(len(samples) * 0.99))], 3),
+        "max_ms": round(samples[-1], 3),
+        "failures": failures,
+    }
+
+
+def iperf(server_ns: Netns, client_ns: Netns, address: str, *, parallel: int = 1, server_port: int = IPERF_PORT, client_port: int | None = None) -> float:
+    """Gbit/s received by a one-off iperf3 server, `DURATION` seconds, `parallel` flows."""
+    server = server_ns.spawn("iperf3", "-s", "-1", "-p", str(server_port), stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    try:
+        _wait_listening(server_ns, server_port)
+        out = client_ns.exec(
+            "iperf3", "-c", address, "-p", str(client_port or server_port), "-t", str(DURATION), "-P", str(parallel),
+            "-J", "--connect-timeout", "5000", check=False, timeout=DURATION + 30,
+        ).stdout
+        document = json.loads(out) if out.strip() else {}
+        if "error" in document or "end" not in document:
+            raise RuntimeError(f"iperf3 failed: {document.get('error', out[-300:])}")
+        return round(document["end"]["sum_received"]["bits_per_second"] / 1e9, 3)
+    finally:
+        if server.poll() is None:
+            server.kill()
+        server.wait()
+
+
+def _wait_listening(ns: Netns, port: int, timeout: float = 10) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if f":{port} " in ns.exec("ss", "-ltnH").stdout:
+            return
+        time.sleep(0.05)
+    raise TimeoutError(f"nothing listens on {port} in {ns.name}")
+
+
+# ---- the three data paths -------------------------------------------------
+
+_RAW_ROUTES = {
+    "conn": [("172.18.40.0/24", EDGE_A["conn"])],
+    "edgea": [("172.18.40.0/24", EDGE_B["private"]), ("10.30.40.0/24", CONNECTOR["edge"])],
+    "edgeb": [("10.30.40.0/24", EDGE_A["private"])],
+}
+
+
+@contextmanager
+def raw_routing(topo: Seed000) -> Iterator[None]:
+    """Plain IP forwarding along the same hops, no agent, no encryption."""
+    try:
+        for node, routes in _RAW_ROUTES.items():
+            topo.ns(node).exec("sysctl", "-qw", "net.ipv4.ip_forward=1")
+            for prefix, via in routes:
+                topo.ns(node).exec("ip", "route", "replace", prefix, "via", via)
+        yield
+    finally:
+        for node, routes in _RAW_ROUTES.items():
+            for prefix, _via in routes:
+                topo.ns(node).exec("ip", "route", "del", prefix, check=False)
+            topo.ns(node).exec("sysctl", "-qw", "net.ipv4.ip_forward=0")
+
+
+def _stunnel_conf(folder: Path, services: list[dict[str, str]]) -> Path:
+    lines = ["foreground = yes", "pid =", "debug = 3", "syslog = no", ""]
+    for service in services:
+        lines.append(f"[{service['name']}]")
+        lines += [f"{key} = {value}" for key, value in service.items() if key != "name"]
+        lines.append("")
+    path = folder / "stunnel.conf"
+    path.write_text("\n".join(lines))
+    return path
+
+
+@contextmanager
+def stunnel_chain(topo: Seed000, ports: tuple[int, ...]) -> Iterator[dict[int, tuple[str, int]]]:
+    """stunnel4 on connector, edge A (TLS in, TLS out) and edge B; yields {app port: (address, port) to dial}."""
+    work = topo.workdir / "stunnel"
+    procs: list[subprocess.Popen[bytes]] = []
+    tls: dict[str, dict[str, str]] = {}
+    for node in ("conn", "edgea", "edgeb"):
+        ca, cert, key = pki.write_node_files(work / node, topo.ca.cert_pem, pki.issue(topo.ca, identity(f"stunnel-{node}")))
+        tls[node] = {"CAfile": str(ca), "cert": str(cert), "key": str(key), "verifyChain": "yes", "sslVersionMin": "TLSv1.3"}
+    services: dict[str, list[dict[str, str]]] = {"conn": [], "edgea": [], "edgeb": []}
+    dial: dict[int, tuple[str, int]] = {}
+    for port in ports:
+        hop_a, hop_b, loop = port + 1000, port + 2000, port + 3000
+        services["conn"].append({"name": f"c{port}", "client": "yes", "accept": f"{CONNECTOR['app']}:{port}", "connect": f"{EDGE_A['conn']}:{hop_a}", **tls["conn"]})
+        services["edgea"].append({"name": f"ain{port}", "accept": f"{EDGE_A['conn']}:{hop_a}", "connect": f"127.0.0.1:{loop}", **tls["edgea"]})
+        services["edgea"].append({"name": f"aout{port}", "client": "yes", "accept": f"127.0.0.1:{loop}", "connect": f"{EDGE_B['private']}:{hop_b}", **tls["edgea"]})
+        services["edgeb"].append({"name": f"b{port}", "accept": f"{EDGE_B['private']}:{hop_b}", "connect": f"{AZ_APP}:{port}", **tls["edgeb"]})
+        dial[port] = (CONNECTOR["app"], port)
+    try:
+        for node, node_services in services.items():
+            conf = _stunnel_conf(work / node, node_services)
+            procs.append(topo.ns(node).spawn(STUNNEL, str(conf), stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL))
+        for node, node_services in services.items():
+            for service in node_services:
+                _wait_listening(topo.ns(node), int(service["accept"].rsplit(":", 1)[1]))
+        yield dial
+    finally:
+        for proc in procs:
+            if proc.poll() is None:
+                proc.send_signal(signal.SIGTERM)
+            try:
+                proc.wait(5)
+            except subprocess.TimeoutExpired:
+                proc.kill()
+                proc.wait()
+
+
+# ---- agents ---------------------------------------------------------------
+
+
+def stop_agents(topo: Seed000) -> None:
+    """SIGTERM every agent and wait: they remove their kernel state on the way out."""
+    for agent in topo.agents.values():
+        if agent.proc and agent.proc.poll() is None:
+            agent.signal(signal.SIGTERM)
+    for agent in topo.agents.values():
+        if agent.proc:
+            agent.proc.wait(timeout=20)
+
+
+def restart_agents(topo: Seed000) -> None:
+    """Fresh agent processes (so peak memory counts only what follows)."""
+    stop_agents(topo)
+    for node in topo.agents:
+        topo.start_agent(node)
+    for node in topo.agents:
+        topo.wait_ready(node)
+
+
+def reload_agents(topo: Seed000, change: Callable[[str, dict[str, Any]], None], timeout: float = 60) -> None:
+    """Rewrite each agent's config with `change`, SIGHUP it and wait for its reload line."""
+    before = {node: agent.log().count("agent.reloaded") for node, agent in topo.agents.items()}
+    for node, agent in topo.agents.items():
+        config = topo.read_config(node)
+        change(node, config)
+        topo.write_config(node, config)
+        agent.signal(signal.SIGHUP)
+    deadline = time.monotonic() + timeout
+    for node, agent in topo.agents.items():
+        while agent.log().count("agent.reloaded") <= before[node]:
+            if time.monotonic() > deadline or "agent.reload_refused" in agent.log()[-2000:]:
+                raise RuntimeError(f"agent {node} did not reload:\n{agent.log()[-2000:]}")
+            time.sleep(0.05)
+
+
+def _memory_mb(pid: int) -> tuple[float, float]:
+    """(VmRSS, VmHWM) of a process in MB."""
+    fields = {}
+    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+        key, _, value = line.partition(":")
+        if key in ("VmRSS", "VmHWM"):
+            fields[key] = int(value.split()[0]) / 1024
+    return round(fields["VmRSS"], 1), round(fields["VmHWM"], 1)
+
+
+def hold_flows(topo: Seed000, server: ByteServer, count: int = FLOWS, deadline_s: float = 90) -> dict[str, Any]:
+    """Open `count` concurrent flows through the agents, sample each agent's memory while they are open."""
+    client = topo.ns("awsapp")
+    sockets = in_netns(client.name, lambda: [socket.socket() for _ in range(count)])
+    deadline = time.monotonic() + deadline_s
+    payload = b"y" * 1024
+
+    def open_one(sock: socket.socket) -> bool:
+        if time.monotonic() > deadline:
+            return False
+        sock.settimeout(max(0.5, deadline - time.monotonic()))
+        try:
+            sock.connect((AZ_APP, TTFB_PORT))
+            sock.sendall(payload)
+            return sock.recv(1) == b"x"
+        except OSError:
+            return False
+
+    start = time.monotonic()
+    with ThreadPoolExecutor(max_workers=32) as pool:
+        opened = sum(pool.map(open_one, sockets))
+    open_seconds = round(time.monotonic() - start, 2)
+    peak_rss: dict[str, float] = {node: 0.0 for node in topo.agents}
+    for _ in range(10):
+        for node, agent in topo.agents.items():
+            assert agent.proc is not None
+            rss, _hwm = _memory_mb(agent.proc.pid)
+            peak_rss[node] = max(peak_rss[node], rss)
+        time.sleep(0.2)
+    hwm = {node: _memory_mb(agent.proc.pid)[1] for node, agent in topo.agents.items() if agent.proc}
+    held_at_server = server.open
+    for sock in sockets:
+        sock.close()
+    return {"requested": count, "opened": opened, "open_seconds": open_seconds, "open_at_server": held_at_server,
+            "rss_mb": peak_rss, "peak_rss_mb": hwm}
+
+
+# ---- the run ----------------------------------------------------------------
+
+
+def _step(name: str) -> None:
+    print(f"bench.dataplane step={name} t={time.strftime('%H:%M:%S')}", flush=True)
+
+
+def _measure(results: dict[str, Any], errors: dict[str, str], key: str, action: Callable[[], Any]) -> Any:
+    """Run one measurement; a failure is recorded under `errors` and the run goes on."""
+    _step(key)
+    try:
+        value = action()
+    except Exception as exc:
+        errors[key] = f"{type(exc).__name__}: {str(exc)[:500]}"
+        print(f"bench.dataplane failed key={key} error={errors[key]!r}", flush=True)
+        return None
+    results[key] = value
+    return value
+
+
+def run() -> dict[str, Any]:
+    """Every measurement on one topology; returns the results document."""
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    resource.setrlimit(resource.RLIMIT_NOFILE, (max(soft, min(hard, 65536)), hard))
+    m: dict[str, Any] = {}
+    errors: dict[str, str] = {}
+    started = time.time()
+    with Seed000(policy=policy(10), tag="bch") as topo:
+        aws, az = topo.ns("awsapp"), topo.ns("azapp")
+        server = ByteServer(az, TTFB_PORT)
+        try:
+            # (c) transit-agent, warm tunnels (the default config)
+            _measure(m, errors, "transit_single_gbps", lambda: iperf(az, aws, AZ_APP))
+            _measure(m, errors, "transit_8flow_gbps", lambda: iperf(az, aws, AZ_APP, parallel=8))
+            _measure(m, errors, "transit_warm_ttfb", lambda: ttfb(aws, AZ_APP, TTFB_PORT))
+            _measure(m, errors, "rules_10_gbps", lambda: iperf(az, aws, AZ_APP))
+            _measure(m, errors, "rules_10_ttfb", lambda: ttfb(aws, AZ_APP, TTFB_PORT))
+            _measure(m, errors, "reload_10000_rules", lambda: reload_agents(topo, lambda _n, c: c.update(filter=policy(10_000))))
+            if "reload_10000_rules" not in errors:
+                _measure(m, errors, "rules_10000_gbps", lambda: iperf(az, aws, AZ_APP))
+                _measure(m, errors, "rules_10000_ttfb", lambda: ttfb(aws, AZ_APP, TTFB_PORT))
+            _measure(m, errors, "reload_cold", lambda: reload_agents(topo, lambda _n, c: c.update(filter=policy(10), warm_tunnels=0)))
+            if "reload_cold" not in errors:
+                _measure(m, errors, "cold_ttfb", lambda: ttfb(aws, AZ_APP, TTFB_PORT))
+            _measure(m, errors, "reload_warm", lambda: reload_agents(topo, lambda _n, c: c.update(warm_tunnels=2)))
+            _measure(m, errors, "restart_agents", lambda: restart_agents(topo))
+            _measure(m, errors, "flows_1000", lambda: hold_flows(topo, server))
+            _measure(m, errors, "stop_agents", lambda: stop_agents(topo))
+
+            # (a) raw routing, and the filter table's cost on it
+            with raw_routing(topo):
+                _measure(m, errors, "raw_single_gbps", lambda: iperf(az, aws, AZ_APP))
+                _measure(m, errors, "raw_8flow_gbps", lambda: iperf(az, aws, AZ_APP, parallel=8))
+                _measure(m, errors, "raw_ttfb", lambda: ttfb(aws, AZ_APP, TTFB_PORT))
+                for count in (10, 10_000):
+                    def with_table(count: int = count) -> dict[str, Any]:
+                        from dataplane.filter_model import FilterPolicy
+
+                        start = time.monotonic()
+                        filter_table.apply(FilterPolicy.model_validate(policy(count)), table=BENCH_TABLE, hook="forward", netns=topo.ns("conn").name)
+                        apply_s = round(time.monotonic() - start, 2)
+                        try:
+                            return {"apply_s": apply_s, "gbps": iperf(az, aws, AZ_APP), "ttfb": ttfb(aws, AZ_APP, TTFB_PORT)}
+                        finally:
+                            filter_table.remove(BENCH_TABLE, netns=topo.ns("conn").name)
+                    _measure(m, errors, f"raw_rules_{count}", with_table)
+
+            # (b) stunnel chained over the same hops
+            with stunnel_chain(topo, (IPERF_PORT, TTFB_PORT)) as dial:
+                address, port = dial[IPERF_PORT]
+                _measure(m, errors, "stunnel_single_gbps", lambda: iperf(az, aws, address, client_port=port))
+                _measure(m, errors, "stunnel_8flow_gbps", lambda: iperf(az, aws, address, parallel=8, client_port=port))
+                _measure(m, errors, "stunnel_ttfb", lambda: ttfb(aws, *dial[TTFB_PORT]))
+        finally:
+            server.close()
+    return _document(m, errors, time.time() - started)
+
+
+def _ratio(a: float | None, b: float | None) -> float | None:
+    return round(a / b, 3) if a is not None and b else None
+
+
+def _document(m: dict[str, Any], errors: dict[str, str], seconds: float) -> dict[str, Any]:
+    """The results file: the issue's keys first, then ratios, details, targets and the machine."""
+    flows = m.get("flows_1000") or {}
+    cold = m.get("cold_ttfb") or {}
+    doc: dict[str, Any] = {
+        "raw_single_gbps": m.get("raw_single_gbps"),
+        "stunnel_single_gbps": m.get("stunnel_single_gbps"),
+        "transit_single_gbps": m.get("transit_single_gbps"),
+        "transit_8flow_gbps": m.get("transit_8flow_gbps"),
+        "cold_ttfb_p50_ms": cold.get("p50_ms"),
+        "cold_ttfb_p99_ms": cold.get("p99_ms"),
+        "rules_10_gbps": m.get("rules_10_gbps"),
+        "rules_10000_gbps": m.get("rules_10000_gbps"),
+        "agent_rss_mb_1000_flows": max(flows["peak_rss_mb"].values()) if flows.get("peak_rss_mb") else None,
+        "raw_8flow_gbps": m.get("raw_8flow_gbps"),
+        "stunnel_8flow_gbps": m.get("stunnel_8flow_gbps"),
+    }
+    doc["ratios"] = {
+        "transit_vs_stunnel_single": _ratio(doc["transit_single_gbps"], doc["stunnel_single_gbps"]),
+        "transit_vs_raw_single": _ratio(doc["transit_single_gbps"], doc["raw_single_gbps"]),
+        "transit_8flow_vs_single": _ratio(doc["transit_8flow_gbps"], doc["transit_single_gbps"]),
+        "stunnel_vs_raw_single": _ratio(doc["stunnel_single_gbps"], doc["raw_single_gbps"]),
+        "rules_10000_vs_10": _ratio(doc["rules_10000_gbps"], doc["rules_10_gbps"]),
+        "raw_rules_10000_vs_10": _ratio((m.get("raw_rules_10000") or {}).get("gbps"), (m.get("raw_rules_10") or {}).get("gbps")),
+    }
+    ratios = doc["ratios"]
+    checks = {
+        "transit_vs_stunnel_single": (ratios["transit_vs_stunnel_single"], ">="),
+        "transit_vs_raw_single": (ratios["transit_vs_raw_single"], ">="),
+        "rules_10000_vs_10": (ratios["rules_10000_vs_10"], ">="),
+        "cold_ttfb_p99_ms": (doc["cold_ttfb_p99_ms"], "<"),
+        "agent_rss_mb_1000_flows": (doc["agent_rss_mb_1000_flows"], "<"),
+    }
+    doc["targets"] = {
+        name: {"target": f"{op} {TARGETS[name]}", "value": value,
+               "met": None if value is None else (value >= TARGETS[name] if op == ">=" else value < TARGETS[name])}
+        for name, (value, op) in checks.items()
+    }
+    doc["details"] = {
+        "ttfb_ms": {name: m.get(f"{name}_ttfb") for name in ("cold", "transit_warm", "raw", "stunnel", "rules_10", "rules_10000")},
+        "raw_rules": {count: m.get(f"raw_rules_{count}") for count in (10, 10_000)},
+        "flows_1000": flows,
+        "settings": {"iperf_seconds": DURATION, "ttfb_connections": TTFB_CONNECTIONS, "flows": FLOWS,
+                     "iperf_port": IPERF_PORT, "policy": "seed 000 rules + non-matching app pairs before the permit",
+                     "filter_enforcement": "transit: connector input hook (TPROXY'd packets) + user-space egress check; raw: connector forward hook"},
+    }
+    doc["errors"] = errors
+    doc["machine"] = {"nproc": os.cpu_count(), "kernel": platform.release(), "python": platform.python_version(),
+                      "iperf3": _version(["iperf3", "--version"]), "stunnel": _version([STUNNEL, "-version"], stderr=True)}
+    doc["run"] = {"finished_utc": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()), "seconds": round(seconds, 1),
+                  "commit": _version(["git", "-C", str(REPO), "rev-parse", "--short", "HEAD"]), "command": COMMAND}
+    return doc
+
+
+def _version(cmd: list[str], *, stderr: bool = False) -> str:
+    try:
+        done = subprocess.run(cmd, capture_output=True, text=True, timeout=10, check=False)
+    except OSError:
+        return "?"
+    text = (done.stderr if stderr else done.stdout) or done.stdout
+    lines = [line for line in text.splitlines() if line.strip() and "inetd" not in line]
+    return lines[0].strip() if lines else "?"
+
+
+# ---- the README section -------------------------------------------------------
+
+START, END = "<!-- dataplane-bench:start -->", "<!-- dataplane-bench:end -->"
+
+
+def _fmt(value: Any, unit: str = "") -> str:
+    if value is None:
+        return "not measured"
+    return f"{value}{unit}"
+
+
+def readme_section(doc: dict[str, Any]) -> str:
+    """The markdown table for bench/README.md."""
+    t, d = doc["targets"], doc["details"]
+    ttfb = d["ttfb_ms"]
+
+    def met(name: str) -> str:
+        flag = t[name]["met"]
+        return "not measured" if flag is None else ("met" if flag else "**missed**")
+
+    def lat(name: str) -> str:
+        row = ttfb.get(name)
+        return "not measured" if not row else f"{row['p50_ms']} / {row['p99_ms']}"
+
+    raw_rules = d["raw_rules"]
+    rows = [
+        "| measure | raw routing | stunnel chain | transit-agent | target | result |",
+        "|---|---|---|---|---|---|",
+        f"| 1 flow, Gbit/s | {_fmt(doc['raw_single_gbps'])} | {_fmt(doc['stunnel_single_gbps'])} | {_fmt(doc['transit_single_gbps'])} | transit ≥ 2× stunnel and ≥ 0.5× raw | {met('transit_vs_stunnel_single')} ({_fmt(doc['ratios']['transit_vs_stunnel_single'], '×')} stunnel), {met('transit_vs_raw_single')} ({_fmt(doc['ratios']['transit_vs_raw_single'], '×')} raw) |",
+        f"| 8 flows, Gbit/s | {_fmt(doc['raw_8flow_gbps'])} | {_fmt(doc['stunnel_8flow_gbps'])} | {_fmt(doc['transit_8flow_gbps'])} | | |",
+        f"| new connection TTFB p50 / p99, ms | {lat('raw')} | {lat('stunnel')} | warm {lat('transit_warm')}; cold {lat('cold')} | cold p99 < 10 ms | {met('cold_ttfb_p99_ms')} |",
+        f"| 1 flow with 10 / 10,000 rules, Gbit/s | {_fmt((raw_rules.get(10) or {}).get('gbps'))} / {_fmt((raw_rules.get(10000) or {}).get('gbps'))} | | {_fmt(doc['rules_10_gbps'])} / {_fmt(doc['rules_10000_gbps'])} | 10,000 within 5% of 10 | {met('rules_10000_vs_10')} ({_fmt(doc['ratios']['rules_10000_vs_10'], '×')}) |",
+        f"| TTFB p50 / p99 with 10 / 10,000 rules, ms | {_ttfb_pair(raw_rules, 'raw')} | | {lat('rules_10')} / {lat('rules_10000')} | | |",
+        f"| peak RSS per agent, {FLOWS} open flows, MB | | | {_fmt(doc['agent_rss_mb_1000_flows'])} (max of {', '.join(f'{k} {v}' for k, v in (d['flows_1000'].get('peak_rss_mb') or {}).items()) or '-'}) | < 150 MB | {met('agent_rss_mb_1000_flows')} |",
+    ]
+    machine = doc["machine"]
+    notes = [
+        "",
+        f"Run {doc['run']['finished_utc']} at commit {doc['run']['commit']} on {machine['nproc']} CPUs, kernel {machine['kernel']}, "
+        f"{machine['iperf3']}, {machine['stunnel']}; {DURATION} s per iperf3 run, {TTFB_CONNECTIONS} sequential new connections per TTFB figure. "
+        f"Flows opened for the memory figure: {d['flows_1000'].get('opened', 'n/a')} of {FLOWS}.",
+    ]
+    if doc["errors"]:
+        notes.append("")
+        notes.append("Measurements that failed in this run: " + "; ".join(f"`{k}`: {v}" for k, v in doc["errors"].items()))
+    return "\n".join([START, *rows, *notes, END])
+
+
+def _ttfb_pair(raw_rules: dict[int, Any], _path: str) -> str:
+    parts = []
+    for count in (10, 10000):
+        row = (raw_rules.get(count) or {}).get("ttfb")
+        parts.append("not measured" if not row else f"{row['p50_ms']}/{row['p99_ms']}")
+    return " ; ".join(parts)
+
+
+def write_readme(doc: dict[str, Any]) -> None:
+    """Replace this benchmark's section of bench/README.md (other sections stay)."""
+    section = readme_section(doc)
+    text = README.read_text() if README.exists() else "# Benchmarks\n\nOne section per benchmark; each says the command that reproduces it.\n"
+    if START in text and END in text:
+        head, rest = text.split(START, 1)
+        _old, tail = rest.split(END, 1)
+        text = head + section + tail
+    else:
+        text = text.rstrip("\n") + "\n\n## Data plane (`bench/dataplane_bench.py`)\n\n" + f"Reproduce: `{COMMAND}`\n\n" + section + "\n"
+    README.write_text(text)
+
+
+def main() -> int:
+    """Run everything, write the results file and the README section."""
+    if os.geteuid() != 0:
+        print("bench.dataplane needs root (network namespaces)", file=sys.stderr)
+        return 2
+    doc = run()
+    RESULT.parent.mkdir(parents=True, exist_ok=True)
+    RESULT.write_text(json.dumps(doc, indent=2) + "\n")
+    write_readme(doc)
+    print(json.dumps({key: doc[key] for key in list(doc)[:11]}, indent=2))
+    print(f"bench.dataplane wrote {RESULT.relative_to(REPO)} and {README.relative_to(REPO)}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
