@@ -19,7 +19,7 @@ from components.aws.planning import AwsPlanSection
 from components.azure.nsg_rules import AzureSegmentation, compile_azure
 from components.azure.nsg_rules import evaluate as azure_evaluate
 from components.checks.nft_eval import NftTable, load_table
-from components.dataplane_policy import connector_filter, edge_filter, edge_scope, endpoint_cidrs
+from components.local.layout import build_layout, name_prefix
 from components.plan import build_plan
 from components.plan_models import Plan
 from components.gcp.firewall_rules import GcpSegmentation, compile_gcp
@@ -79,21 +79,22 @@ def nft_point(name: str, table: NftTable, scope: list[IPv4Network]) -> Point:
     return Point(name, "dataplane", decide)
 
 
-def dataplane_points(spec: FabricSpec, filters: dict[str, tuple[FilterPolicy, list[IPv4Network]]] | None = None) -> list[Point]:
-    """One point per agent that filters: each connector, and each edge serving native networks.
+def agent_filters(spec: FabricSpec) -> dict[str, tuple[FilterPolicy, list[IPv4Network]]]:
+    """The filter and scope of every agent the local target generates (its AgentConfigs).
 
-    `filters` overrides the policies (name -> (policy, scope)), e.g. the ones
-    read back from generated agent configs.
+    These are the very configs `transit-agent` loads on the `local` stack, so
+    the check proves what runs, not a second compile of the policy.
     """
-    if filters is None:
-        filters = {}
-        for network in spec.networks:
-            if network.attach == "connector":
-                filters[f"connector-{network.name}"] = (connector_filter(spec, network.name), endpoint_cidrs(spec, network.name))
-        for edge in spec.edges:
-            scope = edge_scope(spec, edge.name)
-            if scope:
-                filters[f"edge-{edge.name}"] = (edge_filter(spec, edge.name), scope)
+    layout = build_layout(spec, name_prefix(spec.name, "check"))
+    return {agent.config.name: (agent.config.filter, list(agent.config.local_cidrs)) for agent in layout.agents if agent.config.local_cidrs}
+
+
+def dataplane_points(spec: FabricSpec, filters: dict[str, tuple[FilterPolicy, list[IPv4Network]]] | None = None) -> list[Point]:
+    """One point per filtering agent: its filter compiled to nftables, read back from the document.
+
+    `filters` (name -> (policy, scope)) defaults to the agents' configs.
+    """
+    filters = agent_filters(spec) if filters is None else filters
     return [
         nft_point(f"dataplane:{name}", load_table(ruleset(policy, table="transit_filter", hook="forward")), scope)
         for name, (policy, scope) in filters.items()
