@@ -2,10 +2,13 @@
 from __future__ import annotations
 
 import os
+import select
 import shutil
 import socket
+import subprocess
 import threading
 from collections.abc import Callable, Iterator
+from pathlib import Path
 
 import pytest
 
@@ -74,3 +77,13 @@ def app_servers() -> Iterator[list[AppServer]]:
     yield servers
     for server in servers:
         server.close()
+
+
+def capture(ns: Netns, ifname: str, path: Path) -> subprocess.Popen[bytes]:
+    """Start tcpdump (TCP, full packets, written as they arrive) and return once it is listening."""
+    proc = ns.spawn("tcpdump", "--immediate-mode", "-i", ifname, "-U", "-s", "0", "-w", str(path), "tcp",
+                    stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    assert proc.stderr is not None
+    ready, _, _ = select.select([proc.stderr], [], [], 10)
+    assert ready and b"listening on" in proc.stderr.readline(), f"tcpdump on {ns.name}/{ifname} did not start"
+    return proc

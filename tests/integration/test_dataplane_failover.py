@@ -16,7 +16,7 @@ from collections.abc import Iterator
 
 import pytest
 
-from tests.integration.conftest import AppServer, echo
+from tests.integration.conftest import AppServer, capture, echo
 from tests.integration.seed000 import AZ_APP, Seed000
 
 pytestmark = pytest.mark.integration
@@ -51,14 +51,20 @@ def _repair(seed: Seed000) -> None:
     seed.ns("edgea").exec("nft", "delete", "table", "inet", CUT_TABLE)
 
 
+MARKER = b"PLAINTEXT-ON-THE-PUBLIC-PATH"
+
+
 def _roundtrip(seed: Seed000, timeout: float) -> bool:
     sock = seed.ns("awsapp").socket()
     sock.settimeout(timeout)
     try:
         with sock:
             sock.connect((AZ_APP, 5432))
-            sock.sendall(b"ping")
-            return sock.recv(4) == b"ping"
+            sock.sendall(MARKER)
+            got = b""
+            while len(got) < len(MARKER) and (data := sock.recv(len(MARKER) - len(got))):
+                got += data
+            return got == MARKER
     except OSError:
         return False
 
@@ -101,6 +107,8 @@ class LongStream:
 
 def test_failover_within_one_second_and_failback(seed: Seed000) -> None:
     server = AppServer(seed.ns("azapp"), 5432, echo)
+    pcap = seed.workdir / "public.pcap"
+    tcpdump = capture(seed.ns("edgea"), "a-pub", pcap)
     try:
         assert _roundtrip(seed, 5)
         stream = LongStream(seed)
@@ -132,6 +140,11 @@ def test_failover_within_one_second_and_failback(seed: Seed000) -> None:
         assert "path.change peer=edgeb old=private new=public" in seed.agents["edgea"].log()
         assert _tx_bytes(seed, "a-pub") > public_before
         assert _roundtrip(seed, 2)
+        time.sleep(0.2)
+        tcpdump.terminate()
+        tcpdump.wait(timeout=5)
+        public_capture = pcap.read_bytes()
+        assert len(public_capture) > 1000 and MARKER not in public_capture, "plaintext on the public path"
 
         # A stream that starts on the public path survives the repair.
         survivor = LongStream(seed)
@@ -152,4 +165,6 @@ def test_failover_within_one_second_and_failback(seed: Seed000) -> None:
         assert survivor.error is None, f"stream on the live public path was reset: {survivor.error}"
         survivor.stop()
     finally:
+        if tcpdump.poll() is None:
+            tcpdump.terminate()
         server.close()

@@ -4,14 +4,13 @@ from __future__ import annotations
 import hashlib
 import os
 import socket
-import subprocess
 import time
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 
-from tests.integration.conftest import AppServer, echo
+from tests.integration.conftest import AppServer, capture, echo
 from tests.integration.seed000 import AWS_APP, AZ_APP, DEFAULT_POLICY, TUNNEL_LINKS, Seed000
 
 pytestmark = pytest.mark.integration
@@ -102,19 +101,12 @@ def test_denied_at_egress_is_reset(seed: Seed000, servers: dict[str, AppServer])
     assert "rule=egress-only-deny" in seed.agents["edgeb"].log()
 
 
-def _capture(seed: Seed000, ns: str, ifname: str, path: Path) -> subprocess.Popen[bytes]:
-    return seed.ns(ns).spawn("tcpdump", "-i", ifname, "-U", "-s", "0", "-w", str(path), "tcp", stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-
-
 def test_no_plaintext_between_connector_and_far_edge(seed: Seed000, servers: dict[str, AppServer], tmp_path: Path) -> None:
     marker = b"PLAINTEXT-MARKER-" + os.urandom(4).hex().encode()
     links = [*TUNNEL_LINKS, ("awsapp", "eth0")]  # the app link is the control: the marker must show there
     captures = {link: tmp_path / f"{link[0]}-{link[1]}.pcap" for link in links}
-    procs = [_capture(seed, ns, ifname, path) for (ns, ifname), path in captures.items()]
+    procs = [capture(seed.ns(ns), ifname, path) for (ns, ifname), path in captures.items()]
     try:
-        time.sleep(1.0)  # tcpdump needs a moment to attach
-        # Force fresh tunnels on the public path too by sending on both paths in turn is the failover
-        # test's job; here every tunnel link that carries traffic is checked.
         for _ in range(3):
             assert _exchange(seed, "awsapp", AZ_APP, 5432, marker * 200) == marker * 200
         time.sleep(0.5)
