@@ -21,6 +21,8 @@ one for every other protocol keyed without it (an ICMP header has no port).
 """
 from __future__ import annotations
 
+import threading
+import weakref
 from bisect import bisect_right
 from dataclasses import dataclass
 from ipaddress import IPv4Address, IPv4Network
@@ -82,6 +84,28 @@ class CompiledPolicy:
     def noport_elements(self) -> list[tuple[Box, int]]:
         """Disjoint (box, rule index) pairs of the other-protocols map."""
         return _merge(_flatten(self.noports, NOPORTS_DOMAIN))
+
+
+# id(policy) -> (weak reference to it, ports tree, noports tree); no strong reference, so no leak.
+_CACHE: dict[int, tuple[weakref.ref[FilterPolicy], Node | int, Node | int]] = {}
+_CACHE_LOCK = threading.Lock()
+
+
+def compiled_for(policy: FilterPolicy) -> CompiledPolicy:
+    """The compiled form of this policy object, built on first use and kept while the object lives.
+
+    Keyed by identity (a policy is frozen, and pydantic equality would also
+    compare cache state, so nothing is stored on the model itself).
+    """
+    key = id(policy)
+    with _CACHE_LOCK:
+        cached = _CACHE.get(key)
+        if cached is not None and cached[0]() is policy:
+            return CompiledPolicy(policy=policy, ports=cached[1], noports=cached[2])
+        compiled = compile_policy(policy)
+        _CACHE[key] = (weakref.ref(policy), compiled.ports, compiled.noports)
+        weakref.finalize(policy, _CACHE.pop, key, None)
+        return compiled
 
 
 def compile_policy(policy: FilterPolicy) -> CompiledPolicy:

@@ -39,7 +39,7 @@ import subprocess
 from ipaddress import IPv4Address
 from typing import Any, Literal
 
-from dataplane.filter_compile import NO_MATCH, Box, CompiledPolicy, compile_policy
+from dataplane.filter_compile import NO_MATCH, Box, CompiledPolicy, compile_policy, compiled_for
 from dataplane.filter_model import DEFAULT_RULE, Action, FilterPolicy, FilterRule
 
 Hook = Literal["input", "forward", "output"]
@@ -56,7 +56,7 @@ class FilterTableError(RuntimeError):
 
 
 def verdict_for(
-    compiled: CompiledPolicy,
+    policy: FilterPolicy | CompiledPolicy,
     src_ip: str | IPv4Address,
     dst_ip: str | IPv4Address,
     proto: str | int,
@@ -64,9 +64,11 @@ def verdict_for(
 ) -> tuple[Action, str | None]:
     """User-space check for streams nftables cannot see (far-edge egress).
 
-    Same answer as `FilterPolicy.evaluate`, in a few bisections instead of a scan.
-    Compile once with `filter_compile.compile_policy` and reuse it per stream.
+    Same answer as `FilterPolicy.evaluate_reference`, from the same compiled
+    tree the kernel maps are made of (built once per policy object), in a few
+    bisections instead of a scan.
     """
+    compiled = policy if isinstance(policy, CompiledPolicy) else compiled_for(policy)
     index = compiled.lookup(src_ip, dst_ip, proto, port)
     if index == NO_MATCH:
         return compiled.policy.default, None
@@ -76,7 +78,7 @@ def verdict_for(
 
 def ruleset(policy: FilterPolicy | CompiledPolicy, *, table: str, hook: Hook, priority: int = 0, mark: int | None = None) -> dict[str, Any]:
     """The nftables JSON document that atomically replaces `table` with `policy`."""
-    compiled = policy if isinstance(policy, CompiledPolicy) else compile_policy(policy)
+    compiled = policy if isinstance(policy, CompiledPolicy) else compiled_for(policy)
     rules = compiled.policy.rules
     commands: list[dict[str, Any]] = [
         {"add": {"table": {"family": FAMILY, "name": table}}},

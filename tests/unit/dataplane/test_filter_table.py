@@ -6,6 +6,7 @@ user-space lookup give exactly `FilterPolicy.evaluate`'s answer.
 """
 from __future__ import annotations
 
+import gc
 import json
 import random
 from ipaddress import IPv4Address, IPv4Network
@@ -14,8 +15,8 @@ from pathlib import Path
 import pytest
 
 from dataplane import filter_compile
-from dataplane.filter_compile import NO_MATCH, PolicyTooComplexError, compile_policy
-from dataplane.filter_model import FilterPolicy, FilterRule
+from dataplane.filter_compile import NO_MATCH, PolicyTooComplexError, compile_policy, compiled_for
+from dataplane.filter_model import LINEAR_MAX_RULES, FilterPolicy, FilterRule
 from dataplane.filter_table import ruleset, verdict_for
 
 GOLDEN = Path(__file__).parent / "golden"
@@ -93,15 +94,38 @@ def test_compiled_forms_agree_with_reference(seed: int) -> None:
     names = {rule.name: index for index, rule in enumerate(policy.rules)}
     for _ in range(400):
         src, dst, proto, port = _random_packet(rng)
-        verdict, rule = policy.evaluate(src, dst, proto, port)
+        verdict, rule = policy.evaluate_reference(src, dst, proto, port)
         expected = NO_MATCH if rule is None else names[rule]
         assert compiled.lookup(src, dst, proto, port) == expected
         assert verdict_for(compiled, src, dst, proto, port) == (verdict, rule)
+        assert verdict_for(policy, src, dst, proto, port) == (verdict, rule)
         key = (int(IPv4Address(src)), int(IPv4Address(dst)), proto)
         if port is None:
             assert _element_lookup(noport_elements, key) == expected
         else:
             assert _element_lookup(port_elements, (*key, port)) == expected
+
+
+@pytest.mark.parametrize("seed", range(3))
+def test_long_policies_evaluate_through_the_compiled_tree(seed: int) -> None:
+    rng = random.Random(100 + seed)
+    policy = _random_policy(rng, 80)
+    assert len(policy.rules) > LINEAR_MAX_RULES
+    for _ in range(300):
+        packet = _random_packet(rng)
+        assert policy.evaluate(*packet) == policy.evaluate_reference(*packet)
+
+
+def test_compiled_for_is_built_once_per_object_and_forgotten_with_it() -> None:
+    policy = _random_policy(random.Random(7), 40)
+    first, second = compiled_for(policy), compiled_for(policy)
+    assert first.ports is second.ports and first.policy is policy
+    equal_copy = FilterPolicy.model_validate(policy.model_dump())
+    assert equal_copy == policy and compiled_for(equal_copy).ports is not first.ports
+    key = id(policy)
+    del policy, first, second
+    gc.collect()
+    assert key not in filter_compile._CACHE
 
 
 def test_disjoint_rules_compile_to_one_element_each() -> None:
