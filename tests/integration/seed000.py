@@ -62,10 +62,24 @@ class AgentProcess:
     config_path: Path
     log_path: Path
     proc: subprocess.Popen[bytes] | None = None
+    started_at: int = 0  # log offset where the current process began
 
     def log(self) -> str:
-        """Everything the agent logged so far."""
+        """Everything the agent logged so far (every run of it)."""
         return self.log_path.read_text() if self.log_path.exists() else ""
+
+    def current_log(self) -> str:
+        """What the current process logged."""
+        return self.log()[self.started_at:]
+
+    def wait_for(self, text: str, timeout: float = 3.0) -> bool:
+        """Wait until the log holds `text` (log lines land a moment after the event)."""
+        deadline = time.monotonic() + timeout
+        while text not in self.log():
+            if time.monotonic() > deadline:
+                return False
+            time.sleep(0.02)
+        return True
 
     def signal(self, sig: int) -> None:
         """Send a signal to the agent."""
@@ -173,6 +187,7 @@ class Seed000:
     def start_agent(self, node: str) -> AgentProcess:
         """Start (or restart) one agent inside its namespace."""
         agent = self.agents[node]
+        agent.started_at = len(agent.log())
         handle = agent.log_path.open("ab")
         agent.proc = agent.ns.spawn(*AGENT, "--config", str(agent.config_path), stdout=handle, stderr=handle, cwd=REPO)
         handle.close()
@@ -183,7 +198,7 @@ class Seed000:
         agent = self.agents[node]
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
-            if "agent.start " in agent.log():
+            if "agent.start " in agent.current_log():
                 return
             if agent.proc is not None and agent.proc.poll() is not None:
                 raise RuntimeError(f"agent {node} exited {agent.proc.returncode}:\n{agent.log()}")
