@@ -141,6 +141,7 @@ class LocalFabric(pulumi.ComponentResource):
             "prefix": layout.prefix,
             "namespaces": self.namespaces,
             "hosts": [h.model_dump() for h in layout.hosts],
+            "links": [link.model_dump(exclude_none=True) for link in layout.links],
             "routers": [{"ns": r.ns, "name": r.config.name, "asn": r.config.asn} for r in layout.routers],
             "flows": [{**f.model_dump(), "command": flow_command(f)} for f in layout.flows if f.proto == "tcp"],
             "bgp_commands": [f"ip netns exec {r.ns} vtysh -N {r.config.name} -c 'show bgp summary'"

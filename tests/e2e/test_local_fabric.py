@@ -56,7 +56,7 @@ def _wait_established(routers: list[dict], timeout: float = 40) -> list:
     deadline = time.monotonic() + timeout
     while True:
         sessions = [s for r in routers for s in read_sessions(r)]
-        if sessions and all(s.ok and s.prefixes_received > 0 for s in sessions) or time.monotonic() > deadline:
+        if all(s.ok and s.prefixes_received > 0 for s in sessions) or time.monotonic() > deadline:
             return sessions
         time.sleep(1)
 
@@ -83,6 +83,9 @@ def _assert_no_secrets(stack: ScratchStack, secrets: dict[str, str]) -> None:
         ("seed000_aws_azure.yaml", {}),
         # seed 004's route tables: the AWS side sees the Azure VNet and the other way round
         ("seed004_dx_er_cloud_router.yaml", {"g-fra-dx": "10.6.0.0/16", "g-fra-er": "172.31.0.0/16"}),
+        # both seeds in one fabric, plus the data center whose router learns cloud CIDRs from ExaBGP
+        ("architecture_example.yaml", {"g-fra-dx": "172.18.40.0/24", "g-fra-er": "10.30.40.0/24",
+                                       "n-dc-fra": "172.18.40.0/24"}),
     ],
 )
 def test_local_fabric_lifecycle(make_stack, fabric_file: str, learns: dict[str, str]) -> None:
@@ -99,6 +102,16 @@ def test_local_fabric_lifecycle(make_stack, fabric_file: str, learns: dict[str, 
     routers = {r["name"].removeprefix(f"{prefix}-"): r for r in local["routers"]}
     for router, prefix_learned in learns.items():
         assert prefix_learned in learned_routes(routers[router])
+
+    # the backbone and the internet are separate links: cutting the private path keeps flows going
+    backbone = next(link for link in local["links"] if link["kind"] == "backbone" and "-e-" in link["ns_b"]
+                    and "-e-" in link["ns_a"])
+    subprocess.run(["ip", "-n", backbone["ns_a"], "link", "set", backbone["if_a"], "down"], check=True)
+    try:
+        time.sleep(1.5)
+        _check_flows(local)
+    finally:
+        subprocess.run(["ip", "-n", backbone["ns_a"], "link", "set", backbone["if_a"], "up"], check=True)
 
     again = stack.pulumi("up", "--yes", "--skip-preview", "--expect-no-changes")
     assert "unchanged" in again.stdout
