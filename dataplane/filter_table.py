@@ -30,7 +30,8 @@ first rule that covers it, so the per-packet cost is one map lookup and one
 jump whatever the number of rules. Only new connections are judged; replies
 ride conntrack. A denied TCP connection gets a TCP reset at once, anything else
 an ICMP administratively-prohibited, and every deny is logged with the rule
-name in the log prefix and counted.
+name in the log prefix (kernel log, and NFLOG group LOG_GROUP for the agent's
+flow log: see `denylog`) and counted.
 """
 from __future__ import annotations
 
@@ -49,6 +50,8 @@ DEFAULT_CHAIN = "verdict_default"
 PORTS_MAP = "ports"
 NOPORTS_MAP = "noports"
 LOG_PREFIX = "transit.deny"
+# NFLOG group the deny chains also log to; `denylog.DenyListener` reads it back into the flow log.
+LOG_GROUP = 4643
 
 
 class FilterTableError(RuntimeError):
@@ -143,8 +146,9 @@ def _verdict_rules(table: str, chain: str, counter: str, action: Action) -> list
     if action == "permit":
         exprs = [[{"counter": counter}, {"accept": None}]]
     else:
+        prefix = f"{LOG_PREFIX} rule={counter} "
         exprs = [
-            [{"counter": counter}, {"log": {"prefix": f"{LOG_PREFIX} rule={counter} "}}],
+            [{"counter": counter}, {"log": {"prefix": prefix}}, {"log": {"prefix": prefix, "group": LOG_GROUP}}],
             [_match({"meta": {"key": "l4proto"}}, "tcp"), {"reject": {"type": "tcp reset"}}],
             [{"reject": {"type": "icmpx", "expr": "admin-prohibited"}}],
         ]

@@ -6,6 +6,7 @@ Checks permit, deny (refused at once with a TCP reset), counters per rule, a
 from __future__ import annotations
 
 import json
+import queue
 import socket
 import threading
 import time
@@ -14,8 +15,10 @@ from collections.abc import Iterator
 import pytest
 
 from dataplane import filter_compile, filter_table
+from dataplane.denylog import DeniedPacket, DenyListener
+from dataplane.flowlog import FlowEntry
 from dataplane.filter_model import FilterPolicy, FilterRule
-from tests.integration.netns import Lab
+from tests.integration.netns import Lab, in_netns
 
 pytestmark = pytest.mark.integration
 
@@ -160,3 +163,23 @@ def test_remove_is_idempotent(net: Routed) -> None:
     filter_table.remove(TABLE, netns=net.router.name)
     filter_table.remove(TABLE, netns=net.router.name)
     assert net.connect(5432)[0] == "open"
+
+
+def test_kernel_denies_reach_the_deny_listener(net: Routed, table: str) -> None:
+    seen: queue.Queue[DeniedPacket] = queue.Queue()
+    listener = DenyListener(filter_table.LOG_GROUP, seen.put)
+    in_netns(net.router.name, listener.start)
+    try:
+        filter_table.apply(_seed_policy(), table=table, hook="forward", netns=net.router.name)
+        assert net.connect(22)[0] == "refused"
+        assert net.connect(8080)[0] == "refused"
+        assert net.connect(5432)[0] == "open"
+        first, second = seen.get(timeout=3), seen.get(timeout=3)
+        assert (first.src, first.dst, first.proto, first.dport, first.rule) == (CLIENT_IP, SERVER_IP, "tcp", 22, "no-ssh")
+        assert (second.dport, second.rule) == (8080, None)
+        assert first.sport > 0 and abs(first.ts - time.time()) < 10
+        assert seen.empty()  # the permitted connection is not reported
+        line = first.as_flow(node="rtr", role="ingress", identity="spiffe://acme/rtr")
+        assert FlowEntry.model_validate(line).verdict == "deny"
+    finally:
+        listener.stop()
