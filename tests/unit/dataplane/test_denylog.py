@@ -47,7 +47,7 @@ def test_garbage_and_foreign_messages_are_ignored() -> None:
     assert list(parse_messages(b"")) == []
     assert list(parse_messages(b"\xff" * 40)) == []
     assert list(parse_messages(_message(b"someone else ", good))) == []            # another prefix
-    assert list(parse_messages(_message(b"transit.deny rule=a ", good[:24]))) == []  # truncated ports
+    assert list(parse_messages(_message(b"transit.deny rule=a ", good[:22]))) == []  # truncated ports
     assert list(parse_messages(_message(b"transit.deny rule=a ", b"\x60" + good[1:]))) == []  # IPv6 version nibble
     assert list(parse_messages(_message(b"transit.deny rule=a ", good, kind=(NFNL_SUBSYS_ULOG << 8) | 1))) == []
     truncated = _message(b"transit.deny rule=a ", good)
