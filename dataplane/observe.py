@@ -13,6 +13,8 @@ from collections.abc import Callable, Mapping
 from typing import Any
 
 from dataplane.config import AgentConfig
+from dataplane.denylog import DeniedPacket, DenyListener
+from dataplane.filter_table import LOG_GROUP
 from dataplane.flowlog import FlowLogWriter
 from dataplane.forward import FlowRecord
 from dataplane.logfmt import event
@@ -31,6 +33,7 @@ class Observer:
         self._writer: FlowLogWriter | None = None
         self._server: MetricsServer | None = None
         self._health: Callable[[], Mapping[str, Any]] | None = None
+        self._denies: DenyListener | None = None
 
     def start(self, *, health: Callable[[], Mapping[str, Any]]) -> None:
         """Open the flow log and bind the metrics endpoint (OSError if the address is taken)."""
@@ -42,9 +45,18 @@ class Observer:
             self._server = MetricsServer(str(endpoint.host), endpoint.port, self.metrics, health)
             self._server.start()
             event(log, "metrics.start", addr=f"{endpoint.host}:{endpoint.port}")
+        self._denies = DenyListener(LOG_GROUP, self._denied)
+        try:
+            self._denies.start()
+        except OSError as exc:  # no NFLOG, or the group is taken: kernel denies stay in the kernel log and counters only
+            self._denies = None
+            event(log, "denylog.unavailable", error=str(exc), level=logging.WARNING)
 
     def stop(self) -> None:
         """Stop the endpoint and close the flow log."""
+        if self._denies is not None:
+            self._denies.stop()
+            self._denies = None
         if self._server is not None:
             self._server.stop()
             self._server = None
@@ -69,6 +81,10 @@ class Observer:
                 self._server = MetricsServer(str(endpoint.host), endpoint.port, self.metrics, self._health)
                 self._server.start()
 
+    def _denied(self, packet: DeniedPacket) -> None:
+        """A connection the kernel filter table refused at ingress: one flow log line, one deny counted."""
+        self._report(packet.as_flow(node=self._config.name, role="ingress", identity=self._config.identity))
+
     def flow(self, record: FlowRecord) -> None:
         """Report one closed stream."""
         line = record.as_dict()
@@ -80,6 +96,9 @@ class Observer:
             up=record.bytes_up, down=record.bytes_down, outcome=record.outcome, duration_s=record.duration_s,
             level=logging.DEBUG,
         )
+        self._report(line)
+
+    def _report(self, line: dict[str, Any]) -> None:
         self.metrics.flow(line)
         writer = self._writer
         if writer is not None:

@@ -89,3 +89,25 @@ def test_status_fails_when_an_agent_is_gone(topo: Seed000) -> None:
     assert result.returncode == 1
     agents = json.loads(result.stdout)
     assert agents[0]["ok"] and not agents[1]["ok"]
+
+
+def test_kernel_denied_connection_is_in_the_flow_log(topo: Seed000) -> None:
+    with topo.ns("awsapp").socket() as sock:
+        sock.settimeout(3)
+        start = time.monotonic()
+        with pytest.raises(ConnectionRefusedError):
+            sock.connect((AZ_APP, 22))
+        assert time.monotonic() - start < 0.5  # refused at once by the connector's filter table
+    deadline = time.monotonic() + 3
+    while time.monotonic() < deadline and not any(line["verdict"] == "deny" for line in _flow_lines(topo, "conn")):
+        time.sleep(0.05)
+    log = topo.read_config("conn")["flow_log"]
+    result = CliRunner().invoke(app, ["flows", log, "--verdict", "deny"], env={"COLUMNS": "250"})
+    assert result.exit_code == 0, result.output
+    assert f"{AZ_APP}:22" in result.output and "no-ssh" in result.output
+    status = topo.ns("conn").exec(TRANSIT, "status", "--json", check=False)
+    agent = json.loads(status.stdout)[0]
+    verdicts = {tuple(sorted(labels.items())): value for labels, value in agent["metrics"]["transit_verdicts_total"]}
+    assert verdicts[(("rule", "no-ssh"), ("verdict", "deny"))] >= 1
+    filtered = {labels["rule"]: value for labels, value in agent["metrics"]["transit_filter_packets_total"]}
+    assert filtered["no-ssh"] >= 1
