@@ -32,9 +32,7 @@ CLOUD_HOMES: dict[str, str] = {
 
 TARGET_BUILDERS: dict[str, tuple[str, str]] = {
     "cloud": ("components.fabric:check_clouds", "components.fabric:build_clouds"),
-    # The `local` target (network namespaces, components/local/) registers here, e.g.
-    # "local": ("components.local.<module>:check", "components.local.<module>:build"),
-    # with the signatures of check_clouds and build_clouds.
+    "local": ("components.local.build:check", "components.local.build:build"),
 }
 """Target -> ("module:check", "module:build"): check(args, plan) -> problems; build(fabric, args, plan) -> outputs."""
 

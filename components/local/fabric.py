@@ -24,6 +24,7 @@ from components.local.link_provider import ShapedLink, VethLink
 from components.local.netns_provider import Namespace
 from components.local.pki_provider import FabricCa, NodeCertificate
 from components.local.routes_provider import Routes
+from components.plan_models import Plan
 from components.spec import FabricSpec
 
 BIN = Path(sys.executable).parent
@@ -42,6 +43,8 @@ class LocalFabricArgs:
     """Value of each secret config key the spec names (`md5_secret`). Defaults to none."""
     stack: str = "local"
     """Stack name, part of every namespace name so stacks never collide. Defaults to local."""
+    plan: Plan | None = None
+    """The spec's plan when the caller already has it. Defaults to building it."""
 
 
 def required_secrets(layout: Layout) -> list[str]:
@@ -64,7 +67,7 @@ class LocalFabric(pulumi.ComponentResource):
 
     def __init__(self, name: str, args: LocalFabricArgs, opts: pulumi.ResourceOptions | None = None) -> None:
         super().__init__("transit:local:LocalFabric", name, None, opts)
-        layout = build_layout(args.spec, name_prefix(args.spec.name, args.stack))
+        layout = build_layout(args.spec, name_prefix(args.spec.name, args.stack), args.plan)
         missing = [k for k in required_secrets(layout) if k not in args.secrets]
         if missing:
             raise ValueError(f"set these secret config keys first (pulumi config set --secret KEY): {', '.join(missing)}")

@@ -462,6 +462,6 @@ class _Builder:
         return out
 
 
-def build_layout(spec: FabricSpec, prefix: str) -> Layout:
+def build_layout(spec: FabricSpec, prefix: str, plan: Plan | None = None) -> Layout:
     """The local layout of `spec` (through its plan), with every name starting with `prefix`."""
-    return _Builder(spec, build_plan(spec), prefix).build()
+    return _Builder(spec, plan or build_plan(spec), prefix).build()
