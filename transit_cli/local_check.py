@@ -10,6 +10,7 @@ from __future__ import annotations
 import json
 import os
 import subprocess
+import time
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -100,6 +101,16 @@ def learned_routes(router: dict[str, Any]) -> list[str]:
     return sorted(json.loads(done.stdout or "{}")) if done.returncode == 0 else []
 
 
+def wait_sessions(routers: list[dict[str, Any]], timeout: float) -> list[Session]:
+    """Sessions of every router, polled until all are Established or `timeout` seconds pass."""
+    deadline = time.monotonic() + timeout
+    while True:
+        sessions = [s for router in routers for s in read_sessions(router)]
+        if all(s.ok for s in sessions) or time.monotonic() >= deadline:
+            return sessions
+        time.sleep(1)
+
+
 def stack_outputs(stack: str, cwd: Path) -> dict[str, Any]:
     """`pulumi stack output --json` of `stack` (no secrets are needed or shown)."""
     done = subprocess.run(["pulumi", "stack", "output", "--json", "-s", stack], cwd=cwd, capture_output=True,
@@ -112,6 +123,7 @@ def stack_outputs(stack: str, cwd: Path) -> dict[str, Any]:
 def local_check(
     stack: str = typer.Option("local", "--stack", "-s", help="Stack whose local fabric to check. Defaults to local."),
     project: Path = typer.Option(Path("."), "--cwd", help="Pulumi project directory. Defaults to the current one."),
+    wait: float = typer.Option(30.0, "--wait", help="Seconds to wait for BGP sessions to establish. Defaults to 30."),
 ) -> None:
     """Send the policy tests' flows for real and show the BGP sessions of the local fabric."""
     from rich.console import Console
@@ -136,9 +148,9 @@ def local_check(
         table.add_row(f.test.removeprefix("policy."), f.src, f"{f.dst}:{f.port}", f.expect, f.observed, mark)
     console.print(table)
 
-    sessions = [s for router in local["routers"] for s in read_sessions(router)]
+    sessions = wait_sessions(local["routers"], wait)
     table = Table(title="BGP sessions")
-    for column in ("router", "neighbor", "remote AS", "description", "state", "pfx rcvd", "pfx sent"):
+    for column in ("router", "neighbor", "AS", "session", "state", "rcvd", "sent"):
         table.add_column(column)
     for s in sessions:
         state = f"[green]{s.state}[/green]" if s.ok else f"[red]{s.state}[/red]"

@@ -1,0 +1,36 @@
+"""The pure parts of `transit local-check` and the local target's pre-flight check."""
+from __future__ import annotations
+
+from pathlib import Path
+from types import SimpleNamespace
+
+from components import load_spec
+from components.local.build import check
+from components.plan import build_plan
+from transit_cli.local_check import FlowResult, Session, find_local_outputs
+
+ROOT = Path(__file__).resolve().parents[3]
+
+
+def test_finds_the_local_hand_off_wherever_the_stack_exports_it() -> None:
+    local = {"prefix": "acme-local", "flows": [], "routers": []}
+    assert find_local_outputs({"fabric": "acme", "outputs": {"local": local}}) is local
+    assert find_local_outputs({"local": local}) is local
+    assert find_local_outputs({"fabric": "acme", "outputs": {"edges": []}}) is None
+
+
+def test_flow_and_session_verdicts() -> None:
+    assert FlowResult("t", "a", "b", 22, "deny", "deny").ok
+    assert not FlowResult("t", "a", "b", 22, "deny", "permit").ok
+    assert Session("cr", "10.0.0.1", 64512, "Established", 1, 2, "dx").ok
+    assert not Session("cr", "10.0.0.1", 64512, "Active", 0, 0, "dx").ok
+
+
+def test_check_names_every_missing_md5_secret_before_anything_is_created() -> None:
+    spec = load_spec(ROOT / "stacks" / "fabrics" / "architecture_example.yaml")
+    args = SimpleNamespace(spec=spec, environment="local", secrets={"fraDxMd5": "x"})
+    problems = check(args, build_plan(spec))
+    assert len(problems) == 2
+    assert any("fraErMd5" in p for p in problems) and any("dcFraMd5" in p for p in problems)
+    args.secrets = {"fraDxMd5": "x", "fraErMd5": "y", "dcFraMd5": "z"}
+    assert check(args, build_plan(spec)) == []
