@@ -17,6 +17,8 @@ from components.local.scratch_stack import REPO, ScratchStack, offline_env
 
 FABRIC = REPO / "stacks" / "fabrics" / "architecture_example.yaml"
 RESULT = REPO / "bench" / "results" / "local-up.json"
+README = REPO / "bench" / "README.md"
+START, END = "<!-- local-up:start -->", "<!-- local-up:end -->"
 TARGETS = {"up_seconds": 60.0, "noop_up_seconds": 15.0}
 
 
@@ -24,6 +26,32 @@ def _timed(stack: ScratchStack, *args: str) -> float:
     start = time.monotonic()
     stack.pulumi(*args)
     return round(time.monotonic() - start, 2)
+
+
+def readme_table(result: dict) -> str:
+    """The README section body for one run (between the local-up markers)."""
+    rows = [("full `up`", "up_seconds", "< 60 s"), ("no-change `up`", "noop_up_seconds", "< 15 s"),
+            ("`destroy`", "destroy_seconds", "")]
+    lines = [START, "| step | seconds | target |", "|---|---|---|"]
+    lines += [f"| {label} | {result[key]} | {target} |" for label, key, target in rows]
+    lines += ["", f"{result['resources']} resources (`{result['fabric']}`), run {result['measured_at']} on "
+              f"{result['machine']['cpus']} CPUs, kernel {result['machine']['kernel']}.", END]
+    return "\n".join(lines)
+
+
+def update_readme(result: dict) -> None:
+    """Replace this benchmark's section of the shared README, or append it the first time."""
+    text = README.read_text() if README.exists() else "# Benchmarks\n"
+    body = readme_table(result)
+    if START in text and END in text:
+        head, rest = text.split(START, 1)
+        text = head + body + rest.split(END, 1)[1]
+    else:
+        text = text.rstrip("\n") + (
+            "\n\n## Local environment (`bench/local_up.py`)\n\n"
+            "Reproduce: `.venv/bin/python -m bench.local_up   # or: make bench` (root). A scratch stack of its own\n"
+            "runs `pulumi up`, a second `up --expect-no-changes` and `destroy` with the real CLI.\n\n" + body + "\n")
+    README.write_text(text)
 
 
 def main() -> None:
@@ -51,6 +79,7 @@ def main() -> None:
     }
     RESULT.parent.mkdir(parents=True, exist_ok=True)
     RESULT.write_text(json.dumps(result, indent=2) + "\n")
+    update_readme(result)
     print(json.dumps(result, indent=2))
 
 
