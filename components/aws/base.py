@@ -52,6 +52,27 @@ class Common:
         return [{"key": k, "value": v, "propagate_at_launch": True} for k, v in self.tags(role, name).items()]
 
 
+SgRuleSpec = tuple[str, str, "int | None", str]
+"""(direction, protocol, port or None for all ports, CIDR)."""
+
+
+def inline_rules(rules: list[SgRuleSpec], direction: str) -> list[dict[str, Any]]:
+    """A component's fixed security-group rules in the SecurityGroup's inline shape.
+
+    Edges and connectors have a small fixed rule set that changes with the
+    component, so it lives inline (one resource); the policy's rules, which
+    change with the policy, are separate rule resources (Segmentation).
+    """
+    return [
+        {
+            "protocol": proto, "from_port": port if port is not None else 0, "to_port": port if port is not None else 0,
+            "cidr_blocks": [cidr], "description": f"{proto}/{port if port is not None else 'all'} {cidr}",
+        }
+        for rule_direction, proto, port, cidr in rules
+        if rule_direction == direction
+    ]
+
+
 def raise_problems(component: str, name: str, problems: list[str]) -> None:
     """Refuse to build anything when the args have problems; list them all."""
     if problems:

@@ -17,7 +17,7 @@ from typing import Literal
 import pulumi
 import pulumi_aws as aws
 
-from components.aws.base import ASSUME_EC2, Common, child, raise_problems, ssm_read_policy, user_data
+from components.aws.base import ASSUME_EC2, Common, SgRuleSpec, child, inline_rules, raise_problems, ssm_read_policy, user_data
 from components.aws.naming import cidr_slug
 from components.aws.tunnel_lb import TunnelLb, tunnel_lb
 
@@ -167,25 +167,18 @@ class Connector(pulumi.ComponentResource):
 
     def _connector(self, name: str, args: ConnectorArgs) -> None:
         """GWLB, GENEVE target group, VMs, endpoint service and one endpoint per zone."""
-        self.security_group = aws.ec2.SecurityGroup(
-            f"{name}-sg", vpc_id=args.vpc_id,
-            description=f"transit connector {name}: GENEVE and health checks from the GWLB, tunnels out, delivery in the VPC",
-            tags=args.tags("connector", f"{name}-sg"), opts=child(self),
-        )
-        rules = [("ingress", "udp", GENEVE_PORT, c) for c in args.connector_cidrs]
+        rules: list[SgRuleSpec] = [("ingress", "udp", GENEVE_PORT, c) for c in args.connector_cidrs]
         rules += [("ingress", "tcp", args.health_port, c) for c in args.connector_cidrs]
         rules += [("ingress", "tcp", args.tunnel_port, c) for c in [*args.edge_cidrs, *args.connector_cidrs]]
         rules += [("ingress", "udp", args.probe_port, c) for c in args.edge_cidrs]
         rules += [("egress", "tcp", args.tunnel_port, "0.0.0.0/0"), ("egress", "udp", args.probe_port, "0.0.0.0/0")]
         rules += [("egress", "-1", None, c) for c in args.network_cidrs]
-        for direction, proto, port, cidr in rules:
-            rule_cls = aws.vpc.SecurityGroupIngressRule if direction == "ingress" else aws.vpc.SecurityGroupEgressRule
-            ports = {"from_port": port, "to_port": port} if port is not None else {}
-            label = f"{direction}-{'all' if proto == '-1' else proto}-{port or 'any'}-{cidr_slug(cidr)}"
-            rule_cls(
-                f"{name}-sg-{label}", security_group_id=self.security_group.id, ip_protocol=proto, cidr_ipv4=cidr, **ports,
-                tags=args.tags("connector", f"{name}-{label}"), opts=child(self.security_group),
-            )
+        self.security_group = aws.ec2.SecurityGroup(
+            f"{name}-sg", vpc_id=args.vpc_id,
+            description=f"transit connector {name}: GENEVE and health checks from the GWLB, tunnels out, delivery in the VPC",
+            ingress=inline_rules(rules, "ingress"), egress=inline_rules(rules, "egress"),
+            tags=args.tags("connector", f"{name}-sg"), opts=child(self),
+        )
 
         self.role = aws.iam.Role(f"{name}-role", assume_role_policy=ASSUME_EC2, tags=args.tags("connector", f"{name}-role"), opts=child(self))
         aws.iam.RolePolicy(f"{name}-role-ssm", role=self.role.id, policy=ssm_read_policy(args.fabric, args.environment, name), opts=child(self.role))

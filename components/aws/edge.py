@@ -17,7 +17,7 @@ from ipaddress import IPv4Network
 import pulumi
 import pulumi_aws as aws
 
-from components.aws.base import ASSUME_EC2, Common, child, raise_problems, ssm_read_policy, user_data
+from components.aws.base import ASSUME_EC2, Common, SgRuleSpec, child, inline_rules, raise_problems, ssm_read_policy, user_data
 from components.aws.naming import cidr_slug, edge_subnets, endpoint_ip, zone_names
 from components.aws.tunnel_lb import tunnel_lb
 
@@ -149,30 +149,17 @@ class Edge(pulumi.ComponentResource):
             route_tables = list(args.existing_vpc.route_table_ids)
             private_ips = list(args.existing_vpc.private_endpoint_ips)
 
-        self.security_group = aws.ec2.SecurityGroup(
-            f"{name}-sg", vpc_id=vpc_id, description=f"transit edge {name}: tunnel tcp/{args.tunnel_port} and probe udp/{args.probe_port} only",
-            tags=args.tags("edge", f"{name}-sg"), opts=child(self),
-        )
         # The NLB health-checks from inside the VPC; keep that open even when tunnel_sources is narrow.
         sources = list(dict.fromkeys([*args.tunnel_sources, *([args.cidr] if args.cidr else [])]))
-        sg_rules = [
-            ("ingress", "tcp", args.tunnel_port, source) for source in sources
-        ] + [("ingress", "udp", args.probe_port, source) for source in args.tunnel_sources] + [
-            ("egress", "tcp", args.tunnel_port, "0.0.0.0/0"),
-            ("egress", "udp", args.probe_port, "0.0.0.0/0"),
-        ]
-        for direction, proto, port, cidr in sg_rules:
-            rule_cls = aws.vpc.SecurityGroupIngressRule if direction == "ingress" else aws.vpc.SecurityGroupEgressRule
-            rule_cls(
-                f"{name}-sg-{direction}-{proto}-{port}-{cidr_slug(cidr)}", security_group_id=self.security_group.id,
-                ip_protocol=proto, from_port=port, to_port=port, cidr_ipv4=cidr,
-                tags=args.tags("edge", f"{name}-{direction}-{proto}-{port}"), opts=child(self.security_group),
-            )
-        for cidr in args.native_cidrs:
-            aws.vpc.SecurityGroupEgressRule(
-                f"{name}-sg-egress-deliver-{cidr_slug(cidr)}", security_group_id=self.security_group.id, ip_protocol="-1",
-                cidr_ipv4=cidr, tags=args.tags("edge", f"{name}-deliver-{cidr_slug(cidr)}"), opts=child(self.security_group),
-            )
+        rules: list[SgRuleSpec] = [("ingress", "tcp", args.tunnel_port, source) for source in sources]
+        rules += [("ingress", "udp", args.probe_port, source) for source in args.tunnel_sources]
+        rules += [("egress", "tcp", args.tunnel_port, "0.0.0.0/0"), ("egress", "udp", args.probe_port, "0.0.0.0/0")]
+        rules += [("egress", "-1", None, cidr) for cidr in args.native_cidrs]
+        self.security_group = aws.ec2.SecurityGroup(
+            f"{name}-sg", vpc_id=vpc_id, description=f"transit edge {name}: tunnel tcp/{args.tunnel_port} and probe udp/{args.probe_port} only",
+            ingress=inline_rules(rules, "ingress"), egress=inline_rules(rules, "egress"),
+            tags=args.tags("edge", f"{name}-sg"), opts=child(self),
+        )
 
         self.role = aws.iam.Role(f"{name}-role", assume_role_policy=ASSUME_EC2, tags=args.tags("edge", f"{name}-role"), opts=child(self))
         aws.iam.RolePolicy(f"{name}-role-ssm", role=self.role.id, policy=ssm_read_policy(args.fabric, args.environment, name), opts=child(self.role))

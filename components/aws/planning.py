@@ -15,7 +15,7 @@ from typing import TYPE_CHECKING
 from pydantic import BaseModel, ConfigDict
 
 from components.aws.naming import MIN_SUBNET_PREFIX, endpoint_ip, split_cidr, zone_names
-from components.aws.routing import AwsRoute, NetworkAddresses, network_routes
+from components.aws.routing import AwsRoute, NetworkAddresses, network_routes, reachability
 from components.aws.security_rules import Endpoint, IntentRule, Segment, SecurityPlan, compile_security, permitted_boxes
 from components.dataplane_policy import resolve_rules
 from components.spec import FabricSpec
@@ -76,10 +76,27 @@ class AwsPlanSection(_Section):
     notes: list[str]
 
 
+def endpoint_entries(spec: FabricSpec, name: str) -> tuple[IPv4Network, ...]:
+    """The address entries an endpoint names, unmerged: `any` is every network's CIDRs, a group its members'."""
+    networks = {n.name: n for n in spec.networks}
+    if name == "any":
+        return tuple(c for n in spec.networks for c in n.cidrs)
+    if name in networks:
+        return tuple(networks[name].cidrs)
+    if name in spec.groups:
+        return tuple(c for m in spec.groups[name] for c in (networks[m].cidrs if m in networks else [IPv4Network(m)]))
+    return (IPv4Network(name),)
+
+
 def aws_intent(spec: FabricSpec) -> tuple[list[IntentRule], list[Segment]]:
     """The AWS compiler's inputs: the resolved ordered rules and the AWS networks."""
     rules = [
-        IntentRule(r.name, r.action, Endpoint(r.src_name, r.src), Endpoint(r.dst_name, r.dst), r.proto, r.ports)  # type: ignore[arg-type]
+        IntentRule(
+            r.name, r.action,  # type: ignore[arg-type]
+            Endpoint(r.src_name, r.src, endpoint_entries(spec, r.src_name)),
+            Endpoint(r.dst_name, r.dst, endpoint_entries(spec, r.dst_name)),
+            r.proto, r.ports,  # type: ignore[arg-type]
+        )
         for r in resolve_rules(spec)
     ]
     segments = [Segment(n.name, n.region or "", tuple(n.cidrs)) for n in spec.networks if n.cloud == "aws"]
@@ -107,12 +124,12 @@ def aws_routes(spec: FabricSpec, rules: list[IntentRule]) -> list[AwsRoute]:
     """Routes of every onboarded AWS network: what the policy lets it reach, to its attach target."""
     boxes = [box for box, _ in permitted_boxes(rules)]
     everyone = [NetworkAddresses(n.name, tuple(n.cidrs)) for n in spec.networks]
+    reach = reachability(everyone, boxes)
     neighbours = circuit_neighbours(spec)
     out: list[AwsRoute] = []
-    for network in spec.networks:
+    for network, own in zip(spec.networks, everyone):
         if network.cloud == "aws":
-            own = NetworkAddresses(network.name, tuple(network.cidrs))
-            out += network_routes(own, network.attach, everyone, boxes, neighbours.get(network.name, frozenset()))
+            out += network_routes(own, network.attach, reach[network.name], neighbours.get(network.name, frozenset()))
     return out
 
 

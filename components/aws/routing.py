@@ -41,40 +41,49 @@ class AwsRoute:
     target: Target
 
 
-def reachable_networks(network: NetworkAddresses, others: list[NetworkAddresses], boxes: list[Box]) -> list[NetworkAddresses]:
-    """Other networks that a permitted flow can go to or come from."""
-    own = AddressSet.from_cidrs(network.cidrs)
-    return [
-        other
-        for other in others
-        if other.name != network.name and any(_talks(box, own, AddressSet.from_cidrs(other.cidrs)) for box in boxes)
+def reachability(networks: list[NetworkAddresses], boxes: list[Box]) -> dict[str, list[NetworkAddresses]]:
+    """For every network, the other networks a permitted flow can go to or come from.
+
+    One pass over the boxes: which networks each box's sources and destinations
+    touch; then a network reaches the destinations of the boxes whose sources
+    touch it, and the sources of the boxes whose destinations touch it.
+    """
+    sets = [AddressSet.from_cidrs(n.cidrs) for n in networks]
+    touches = [
+        ({i for i, a in enumerate(sets) if box.src & a}, {i for i, a in enumerate(sets) if box.dst & a}) for box in boxes
     ]
+    out: dict[str, list[NetworkAddresses]] = {}
+    for i, network in enumerate(networks):
+        peers: set[int] = set()
+        for srcs, dsts in touches:
+            if i in srcs:
+                peers |= dsts
+            if i in dsts:
+                peers |= srcs
+        peers.discard(i)
+        out[network.name] = [networks[j] for j in sorted(peers)]
+    return out
 
 
 def reachable_destinations(
     network: NetworkAddresses, others: list[NetworkAddresses], boxes: list[Box]
 ) -> list[IPv4Network]:
     """Remote CIDRs that a permitted flow can go to or come from, exactly merged."""
-    return list(collapse_addresses(c for other in reachable_networks(network, others, boxes) for c in other.cidrs))
-
-
-def _talks(box: Box, own: AddressSet, remote: AddressSet) -> bool:
-    return bool((box.src & own and box.dst & remote) or (box.src & remote and box.dst & own))
+    everyone = [network, *(o for o in others if o.name != network.name)]
+    return list(collapse_addresses(c for other in reachability(everyone, boxes)[network.name] for c in other.cidrs))
 
 
 def network_routes(
     network: NetworkAddresses,
     attach: str,
-    others: list[NetworkAddresses],
-    boxes: list[Box],
+    reachable: list[NetworkAddresses],
     via_circuit: frozenset[str] = frozenset(),
 ) -> list[AwsRoute]:
-    """The routes one onboarded AWS network's workload route tables get.
+    """The routes one onboarded AWS network's workload route tables get, given what it reaches.
 
     `via_circuit` names the networks a circuit reaches from this one; their
     routes are listed as `circuit-propagated` and never created statically.
     """
-    reachable = reachable_networks(network, others, boxes)
     out = []
     for target, group in (
         (TARGET_BY_ATTACH[attach], [o for o in reachable if o.name not in via_circuit]),

@@ -35,10 +35,19 @@ PREFIX_LIST_MAX_ENTRIES = 1000
 
 @dataclass(frozen=True)
 class Endpoint:
-    """A named rule endpoint (network, group or `any`) resolved to its CIDRs."""
+    """A named rule endpoint (network, group or `any`) resolved to its CIDRs.
+
+    `entries` are the address entries the spec names before any merging (one
+    per member network CIDR or literal): what a per-address compiler explodes,
+    so the Cartesian count uses them. Defaults to `cidrs`.
+    """
 
     name: str
     cidrs: tuple[IPv4Network, ...]
+    entries: tuple[IPv4Network, ...] = ()
+
+    def exploded(self) -> tuple[IPv4Network, ...]:
+        return self.entries or self.cidrs
 
 
 @dataclass(frozen=True)
@@ -218,7 +227,8 @@ def compile_security(rules: list[IntentRule], segments: list[Segment]) -> Securi
 def cartesian_count(rules: list[IntentRule], segments: list[Segment]) -> int:
     """Rules a per-address compiler would emit for the same AWS enforcement points.
 
-    Each permit rule explodes into source CIDR x destination CIDR x port range,
+    Each permit rule explodes into source entry x destination entry x port range
+    (groups into their member networks, as seed 002 describes),
     once on the ingress side (destinations inside AWS) and once on the egress
     side (sources inside AWS); denies are ignored, which only flatters it.
     """
@@ -228,9 +238,10 @@ def cartesian_count(rules: list[IntentRule], segments: list[Segment]) -> int:
         if rule.action != "permit":
             continue
         services = max(1, len(rule.ports))
-        src_in = sum(1 for c in rule.src.cidrs if AddressSet.from_cidrs([c]) & aws)
-        dst_in = sum(1 for c in rule.dst.cidrs if AddressSet.from_cidrs([c]) & aws)
-        total += (len(rule.src.cidrs) * dst_in + src_in * len(rule.dst.cidrs)) * services
+        src, dst = rule.src.exploded(), rule.dst.exploded()
+        src_in = sum(1 for c in src if _clip(aws, AddressSet.from_cidrs([c])))
+        dst_in = sum(1 for c in dst if _clip(aws, AddressSet.from_cidrs([c])))
+        total += (len(src) * dst_in + src_in * len(dst)) * services
     return total
 
 

@@ -176,8 +176,12 @@ def test_seed_000_edge_vms_boot_with_their_agent_config_and_least_privilege(seed
     actions = {a for s in policy["Statement"] for a in s["Action"]}
     assert actions <= {"ssm:GetParameter", "ssm:GetParameters", "ssm:GetParametersByPath"}
     assert all("/transit/aws-azure-transit/dev/aws-use1" in r for s in policy["Statement"] for r in s["Resource"])
-    ingress = [r for r in seed_000.of_type("aws:vpc/securityGroupIngressRule:SecurityGroupIngressRule") if r.name.startswith("aws-use1-sg-")]
-    assert {(r.inputs["ipProtocol"], r.inputs["fromPort"]) for r in ingress} == {("tcp", 8443), ("udp", 8444)}
+    sg = seed_000.by_name["aws-use1-sg"]
+    assert {(r["protocol"], r["fromPort"], r["toPort"]) for r in sg.inputs["ingress"]} == {("tcp", 8443, 8443), ("udp", 8444, 8444)}
+    assert {(r["protocol"], r["fromPort"]) for r in sg.inputs["egress"]} == {("tcp", 8443), ("udp", 8444)}
+    connector_sg = seed_000.by_name["aws-app-connector-sg"]
+    geneve = [r for r in connector_sg.inputs["ingress"] if r["protocol"] == "udp" and r["fromPort"] == 6081]
+    assert sorted(c for r in geneve for c in r["cidrBlocks"]) == ["10.30.40.224/28", "10.30.40.240/28"]
 
 
 def test_seed_000_edge_public_endpoints_and_tgw_attachment(seed_000: Graph) -> None:

@@ -1,0 +1,176 @@
+"""A 300-network AWS fabric built under Pulumi mocks: resources, seconds, peak RSS, rule counts.
+
+Run: `.venv/bin/python -m bench.aws_scale [--networks N]`. Writes
+bench/results/aws-scale.json. The fabric: three regions with an edge each;
+existing VPCs (onboarding) that are /24s in three tiers (web, app, db), spread
+over the regions, two thirds attached by connector and one third natively;
+the policy is tier to tier by group, with an ssh deny first. The security
+rules emitted are compared with the Cartesian count (source CIDR x destination
+CIDR x port) a per-address compiler would emit for the same AWS enforcement
+points. Mocks stand in for AWS: cloud resources cannot be created here.
+"""
+from __future__ import annotations
+
+import argparse
+import gc
+import json
+import os
+import resource
+import subprocess
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+import pulumi
+from pulumi.runtime.mocks import MockMonitor
+
+RESULTS = Path(__file__).parent / "results" / "aws-scale.json"
+REGIONS = ("us-east-1", "eu-central-1", "ap-southeast-1")
+TIERS = ("web", "app", "db")
+
+
+class CountingMocks(pulumi.runtime.Mocks):
+    """Echo inputs back and count what the engine was asked to create."""
+
+    def __init__(self) -> None:
+        self.resources = 0
+
+    def new_resource(self, args: pulumi.runtime.MockResourceArgs) -> tuple[str, dict[str, Any]]:
+        self.resources += 1
+        outputs = {**args.inputs, "arn": f"arn:aws:mock::123456789012:{args.name}"}
+        if args.typ == "aws:ec2/eip:Eip":
+            outputs["publicIp"] = f"198.51.100.{self.resources % 250 + 1}"
+        return (f"{args.name}-id" if args.custom else "", outputs)
+
+    def call(self, args: pulumi.runtime.MockCallArgs) -> dict[str, Any]:
+        return {}
+
+
+def fabric_spec(networks: int) -> dict[str, Any]:
+    """The benchmark fabric: `networks` AWS /24s over three regions and three tiers.
+
+    Addresses are tier-major (every web network in one range, then app, then
+    db), the usual IPAM for segments, so routes to a tier merge exactly.
+    """
+    edges = [
+        {"name": f"edge-{region}", "cloud": "aws", "region": region, "cidr": f"10.250.{i}.0/24"}
+        for i, region in enumerate(REGIONS)
+    ]
+    nets = []
+    groups: dict[str, list[str]] = {tier: [] for tier in TIERS}
+    per_tier = -(-networks // len(TIERS))
+    for index in range(networks):
+        tier_index, slot = divmod(index, per_tier)
+        region = REGIONS[slot % len(REGIONS)]
+        name = f"{TIERS[tier_index]}-{slot}"
+        nets.append(
+            {
+                "name": name, "cloud": "aws", "region": region,
+                "cidrs": [f"10.{16 + tier_index * 4 + slot // 256}.{slot % 256}.0/24"],
+                "attach": "native" if slot % 3 == 2 else "connector",
+            }
+        )
+        groups[TIERS[tier_index]].append(name)
+    rules = [
+        {"name": "no-ssh", "from": "any", "to": "any", "proto": "tcp", "ports": [22], "action": "deny"},
+        {"name": "web-to-app", "from": "web", "to": "app", "proto": "tcp", "ports": [8080, 8443], "action": "permit"},
+        {"name": "app-to-db", "from": "app", "to": "db", "proto": "tcp", "ports": [5432], "action": "permit"},
+        {"name": "app-ping-web", "from": "app", "to": "web", "proto": "icmp", "action": "permit"},
+    ]
+    return {"name": "scale", "edges": edges, "networks": nets, "groups": groups, "policy": {"default": "deny", "rules": rules}}
+
+
+def existing_networks(spec: Any) -> dict[str, Any]:
+    """Onboarding finds the VPCs already there: their ids, as a real stack would read them from config."""
+    from components.aws.build import ExistingNetwork
+
+    return {
+        n.name: ExistingNetwork(
+            vpc_id=f"vpc-{n.name}", workload_route_table_ids=[f"rtb-{n.name}-a", f"rtb-{n.name}-b"],
+            fabric_subnet_ids=[f"subnet-{n.name}-a", f"subnet-{n.name}-b"], fabric_route_table_ids=[f"rtb-{n.name}-fa", f"rtb-{n.name}-fb"],
+        )
+        for n in spec.networks
+    }
+
+
+def run(networks: int) -> dict[str, Any]:
+    """Build the fabric once under mocks and measure it."""
+    mocks = CountingMocks()
+    pulumi.runtime.set_mocks(mocks, project="transit", stack="bench", preview=False, monitor=MockMonitor(mocks))
+    from components.aws.build import AwsOptions  # imported after set_mocks, as Pulumi's mock pattern requires
+    from components.fabric import Fabric, FabricArgs
+    from components.spec import validate_spec
+
+    spec = validate_spec(fabric_spec(networks))
+    holder: dict[str, Any] = {}
+    start, cpu_start = time.perf_counter(), time.process_time()
+
+    @pulumi.runtime.test
+    def program() -> Any:
+        options = AwsOptions(image_id="ami-0bench", existing_networks=existing_networks(spec))
+        fabric = Fabric("scale", FabricArgs(spec=spec, environment="bench", aws=options))
+        holder["fabric"] = fabric
+        return fabric.outputs["aws_rules_emitted"]
+
+    program()
+    seconds, cpu_seconds = time.perf_counter() - start, time.process_time() - cpu_start
+    plan = holder["fabric"].plan
+    return {
+        "networks": networks,
+        "resources": mocks.resources,
+        "seconds": round(seconds, 2),
+        "cpu_seconds": round(cpu_seconds, 2),
+        "load_average_1m": round(os.getloadavg()[0], 1),
+        "peak_rss_mb": round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, 1),
+        "rules_emitted": plan.aws.rules_emitted,
+        "rules_cartesian": plan.aws.rules_cartesian,
+        "routes": len(plan.aws.routes),
+        "security_groups": len(plan.aws.security_groups),
+        "prefix_lists": len(plan.aws.prefix_lists),
+        "targets": {"seconds": 30, "peak_rss_mb": 2048, "rules_ratio": 0.1},
+    }
+
+
+GC_THRESHOLD = (50_000, 20, 20)
+"""A large Pulumi program allocates millions of small objects (Outputs, futures);
+CPython's default gen-0 threshold (700) then spends most of the run in the
+cyclic collector. A program of this size should raise it in its __main__."""
+
+
+def _one(networks: int, tuned_gc: bool) -> dict[str, Any]:
+    """Measure in a fresh process, so runs never share Pulumi state or memory."""
+    cmd = [sys.executable, "-m", "bench.aws_scale", "--networks", str(networks), "--child"] + (["--tuned-gc"] if tuned_gc else [])
+    out = subprocess.run(cmd, check=True, capture_output=True, text=True, cwd=Path(__file__).parents[1])
+    return json.loads(out.stdout)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--networks", type=int, default=300)
+    parser.add_argument("--no-write", action="store_true", help="print only; keep the recorded results")
+    parser.add_argument("--child", action="store_true", help=argparse.SUPPRESS)
+    parser.add_argument("--tuned-gc", action="store_true", help=argparse.SUPPRESS)
+    args = parser.parse_args()
+    if args.child:
+        if args.tuned_gc:
+            gc.set_threshold(*GC_THRESHOLD)
+        print(json.dumps(run(args.networks)))
+        return
+    result = _one(args.networks, tuned_gc=True)
+    default = _one(args.networks, tuned_gc=False)
+    result["gc_threshold"] = list(GC_THRESHOLD)
+    result["seconds_default_gc"] = default["seconds"]
+    result["cpu_seconds_default_gc"] = default["cpu_seconds"]
+    result["peak_rss_mb_default_gc"] = default["peak_rss_mb"]
+    result["met"] = (
+        result["seconds"] < 30 and result["peak_rss_mb"] < 2048 and result["rules_emitted"] * 10 < result["rules_cartesian"]
+    )
+    text = json.dumps(result, indent=2)
+    print(text)
+    if not args.no_write:
+        RESULTS.write_text(text + "\n")
+
+
+if __name__ == "__main__":
+    main()
