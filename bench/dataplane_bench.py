@@ -4,7 +4,9 @@ Run as root from the repository root: `python -m bench.dataplane_bench` (or
 `make bench`). One run measures, side by side on the same namespaces, links
 and CPUs:
 
-- iperf3 throughput, one flow and 8 flows, `DURATION` seconds each, for
+- iperf3 throughput, one flow and 8 flows, `DURATION` seconds each, the
+  median of `ROUNDS` runs (transit and stunnel interleaved, since stunnel
+  dials the connector's own address and interception leaves it alone), for
   (a) raw routing without encryption (connector, edge A and edge B forward),
   (b) stunnel4 chained over the same hops (connector -> edge A -> edge B,
       TLS 1.3 with mutual certificates from the fabric CA, plaintext only on
@@ -55,6 +57,9 @@ README = REPO / "bench" / "README.md"
 COMMAND = "sudo .venv/bin/python -m bench.dataplane_bench   # or: make bench"
 
 DURATION = 5  # seconds per iperf3 run
+ROUNDS = 3  # single-flow samples per path (median reported)
+ROUNDS_8FLOW = 2
+ROUNDS_RULES = 2
 TTFB_CONNECTIONS = 200
 FLOWS = 1000
 IPERF_PORT = 8001  # inside app-to-db's permitted 8000-8100
@@ -386,6 +391,22 @@ def _measure(results: dict[str, Any], errors: dict[str, str], key: str, action: 
     return value
 
 
+def _sampled(m: dict[str, Any], errors: dict[str, str], key: str, action: Callable[[], float]) -> None:
+    """One more sample of a throughput figure; the figure is the median of its samples."""
+    value = _measure({}, errors, key, action)
+    if value is None:
+        return
+    samples = m.setdefault("samples", {}).setdefault(key, [])
+    samples.append(value)
+    m[key] = round(statistics.median(samples), 3)
+
+
+def _reload_policy(topo: Seed000, rule_count: int, warm_tunnels: int = 2) -> None:
+    """Reload every agent with a `rule_count`-rule policy, then one warm-up connection (it pays the one-off compile)."""
+    reload_agents(topo, lambda _n, c: c.update(filter=policy(rule_count), warm_tunnels=warm_tunnels))
+    ttfb(topo.ns("awsapp"), AZ_APP, TTFB_PORT, count=1)
+
+
 def run() -> dict[str, Any]:
     """Every measurement on one topology; returns the results document."""
     soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
@@ -397,51 +418,63 @@ def run() -> dict[str, Any]:
         aws, az = topo.ns("awsapp"), topo.ns("azapp")
         server = ByteServer(az, TTFB_PORT)
         try:
-            # (c) transit-agent, warm tunnels (the default config)
-            _measure(m, errors, "transit_single_gbps", lambda: iperf(az, aws, AZ_APP))
-            _measure(m, errors, "transit_8flow_gbps", lambda: iperf(az, aws, AZ_APP, parallel=8))
-            _measure(m, errors, "transit_warm_ttfb", lambda: ttfb(aws, AZ_APP, TTFB_PORT))
-            _measure(m, errors, "rules_10_gbps", lambda: iperf(az, aws, AZ_APP))
-            _measure(m, errors, "rules_10_ttfb", lambda: ttfb(aws, AZ_APP, TTFB_PORT))
-            _measure(m, errors, "reload_10000_rules", lambda: reload_agents(topo, lambda _n, c: c.update(filter=policy(10_000))))
-            if "reload_10000_rules" not in errors:
-                _measure(m, errors, "rules_10000_gbps", lambda: iperf(az, aws, AZ_APP))
-                _measure(m, errors, "rules_10000_ttfb", lambda: ttfb(aws, AZ_APP, TTFB_PORT))
-            _measure(m, errors, "reload_cold", lambda: reload_agents(topo, lambda _n, c: c.update(filter=policy(10), warm_tunnels=0)))
+            # (b) and (c) side by side, interleaved: stunnel dials the connector's own
+            # address, which interception leaves alone, so both run on the same hops at once.
+            with stunnel_chain(topo, (IPERF_PORT, TTFB_PORT)) as dial:
+                address, port = dial[IPERF_PORT]
+                for _ in range(ROUNDS):
+                    _sampled(m, errors, "transit_single_gbps", lambda: iperf(az, aws, AZ_APP))
+                    _sampled(m, errors, "stunnel_single_gbps", lambda: iperf(az, aws, address, client_port=port))
+                for _ in range(ROUNDS_8FLOW):
+                    _sampled(m, errors, "transit_8flow_gbps", lambda: iperf(az, aws, AZ_APP, parallel=8))
+                    _sampled(m, errors, "stunnel_8flow_gbps", lambda: iperf(az, aws, address, parallel=8, client_port=port))
+                _measure(m, errors, "transit_warm_ttfb", lambda: ttfb(aws, AZ_APP, TTFB_PORT))
+                _measure(m, errors, "stunnel_ttfb", lambda: ttfb(aws, *dial[TTFB_PORT]))
+
+            # the filter table's cost on the transit path: 10 and 10,000 rules, alternated
+            for _ in range(ROUNDS_RULES):
+                for count in (10, 10_000):
+                    _measure(m, errors, f"reload_{count}_rules", lambda count=count: _reload_policy(topo, count))
+                    if f"reload_{count}_rules" in errors:
+                        continue
+                    _sampled(m, errors, f"rules_{count}_gbps", lambda: iperf(az, aws, AZ_APP))
+                    if f"rules_{count}_ttfb" not in m:
+                        _measure(m, errors, f"rules_{count}_ttfb", lambda: ttfb(aws, AZ_APP, TTFB_PORT))
+
+            # a cold tunnel for every connection: no warm pool, both TLS hops dialled per stream
+            _measure(m, errors, "reload_cold", lambda: _reload_policy(topo, 10, warm_tunnels=0))
             if "reload_cold" not in errors:
                 _measure(m, errors, "cold_ttfb", lambda: ttfb(aws, AZ_APP, TTFB_PORT))
-            _measure(m, errors, "reload_warm", lambda: reload_agents(topo, lambda _n, c: c.update(warm_tunnels=2)))
             _measure(m, errors, "restart_agents", lambda: restart_agents(topo))
             _measure(m, errors, "flows_1000", lambda: hold_flows(topo, server))
             _measure(m, errors, "stop_agents", lambda: stop_agents(topo))
 
             # (a) raw routing, and the filter table's cost on it
             with raw_routing(topo):
-                _measure(m, errors, "raw_single_gbps", lambda: iperf(az, aws, AZ_APP))
-                _measure(m, errors, "raw_8flow_gbps", lambda: iperf(az, aws, AZ_APP, parallel=8))
+                for _ in range(ROUNDS):
+                    _sampled(m, errors, "raw_single_gbps", lambda: iperf(az, aws, AZ_APP))
+                for _ in range(ROUNDS_8FLOW):
+                    _sampled(m, errors, "raw_8flow_gbps", lambda: iperf(az, aws, AZ_APP, parallel=8))
                 _measure(m, errors, "raw_ttfb", lambda: ttfb(aws, AZ_APP, TTFB_PORT))
                 for count in (10, 10_000):
-                    def with_table(count: int = count) -> dict[str, Any]:
-                        from dataplane.filter_model import FilterPolicy
-
-                        start = time.monotonic()
-                        filter_table.apply(FilterPolicy.model_validate(policy(count)), table=BENCH_TABLE, hook="forward", netns=topo.ns("conn").name)
-                        apply_s = round(time.monotonic() - start, 2)
-                        try:
-                            return {"apply_s": apply_s, "gbps": iperf(az, aws, AZ_APP), "ttfb": ttfb(aws, AZ_APP, TTFB_PORT)}
-                        finally:
-                            filter_table.remove(BENCH_TABLE, netns=topo.ns("conn").name)
-                    _measure(m, errors, f"raw_rules_{count}", with_table)
-
-            # (b) stunnel chained over the same hops
-            with stunnel_chain(topo, (IPERF_PORT, TTFB_PORT)) as dial:
-                address, port = dial[IPERF_PORT]
-                _measure(m, errors, "stunnel_single_gbps", lambda: iperf(az, aws, address, client_port=port))
-                _measure(m, errors, "stunnel_8flow_gbps", lambda: iperf(az, aws, address, parallel=8, client_port=port))
-                _measure(m, errors, "stunnel_ttfb", lambda: ttfb(aws, *dial[TTFB_PORT]))
+                    _measure(m, errors, f"raw_rules_{count}", lambda count=count: _raw_with_table(topo, count))
         finally:
             server.close()
     return _document(m, errors, time.time() - started)
+
+
+def _raw_with_table(topo: Seed000, count: int) -> dict[str, Any]:
+    """Raw routing with a `count`-rule filter table on the connector's forward hook."""
+    from dataplane.filter_model import FilterPolicy
+
+    aws, az, conn = topo.ns("awsapp"), topo.ns("azapp"), topo.ns("conn").name
+    start = time.monotonic()
+    filter_table.apply(FilterPolicy.model_validate(policy(count)), table=BENCH_TABLE, hook="forward", netns=conn)
+    apply_s = round(time.monotonic() - start, 2)
+    try:
+        return {"apply_s": apply_s, "gbps": iperf(az, aws, AZ_APP), "ttfb": ttfb(aws, AZ_APP, TTFB_PORT)}
+    finally:
+        filter_table.remove(BENCH_TABLE, netns=conn)
 
 
 def _ratio(a: float | None, b: float | None) -> float | None:
@@ -490,7 +523,8 @@ def _document(m: dict[str, Any], errors: dict[str, str], seconds: float) -> dict
         "ttfb_ms": {name: m.get(f"{name}_ttfb") for name in ("cold", "transit_warm", "raw", "stunnel", "rules_10", "rules_10000")},
         "raw_rules": {count: m.get(f"raw_rules_{count}") for count in (10, 10_000)},
         "flows_1000": flows,
-        "settings": {"iperf_seconds": DURATION, "ttfb_connections": TTFB_CONNECTIONS, "flows": FLOWS,
+        "throughput_samples_gbps": m.get("samples", {}),
+        "settings": {"iperf_seconds": DURATION, "rounds": {"single": ROUNDS, "8flow": ROUNDS_8FLOW, "rules": ROUNDS_RULES}, "ttfb_connections": TTFB_CONNECTIONS, "flows": FLOWS,
                      "iperf_port": IPERF_PORT, "policy": "seed 000 rules + non-matching app pairs before the permit",
                      "filter_enforcement": "transit: connector input hook (TPROXY'd packets) + user-space egress check; raw: connector forward hook"},
     }
@@ -551,7 +585,8 @@ def readme_section(doc: dict[str, Any]) -> str:
     notes = [
         "",
         f"Run {doc['run']['finished_utc']} at commit {doc['run']['commit']} on {machine['nproc']} CPUs, kernel {machine['kernel']}, "
-        f"{machine['iperf3']}, {machine['stunnel']}; {DURATION} s per iperf3 run, {TTFB_CONNECTIONS} sequential new connections per TTFB figure. "
+        f"{machine['iperf3']}, {machine['stunnel']}; throughput is the median of {ROUNDS} (8 flows: {ROUNDS_8FLOW}; rules: {ROUNDS_RULES}) runs of {DURATION} s, "
+        f"transit and stunnel interleaved, raw after the agents stop; {TTFB_CONNECTIONS} sequential new connections per TTFB figure. "
         f"Flows opened for the memory figure: {d['flows_1000'].get('opened', 'n/a')} of {FLOWS}.",
     ]
     if doc["errors"]:
