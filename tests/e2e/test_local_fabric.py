@@ -126,3 +126,26 @@ def test_local_fabric_lifecycle(make_stack, fabric_file: str, learns: dict[str, 
     _assert_no_secrets(stack, stack.secrets)
     stack.pulumi("destroy", "--yes", "--skip-preview")
     assert _leftovers(prefix) == []
+
+
+def test_failed_up_can_be_rerun(make_stack) -> None:
+    """An up that fails half way (one agent cannot start) is finished by the next up."""
+    from components import load_spec
+    from components.local.layout import name_prefix
+
+    fabric_file = "seed000_aws_azure.yaml"
+    stack = make_stack(fabric_file)
+    prefix = name_prefix(load_spec(FABRICS / fabric_file).name, stack.name)
+    blocker = Path("/run/transit") / f"{prefix}-agent-edge-az-weu"  # a file where the agent's directory goes
+    blocker.parent.mkdir(exist_ok=True)
+    blocker.write_text("in the way")
+    try:
+        failed = stack.pulumi("up", "--yes", "--skip-preview", check=False)
+        assert failed.returncode != 0
+        assert "created" in failed.stdout  # other resources were made and recorded
+    finally:
+        blocker.unlink()
+    stack.pulumi("up", "--yes", "--skip-preview")
+    _check_flows(find_local_outputs(stack.outputs()))
+    stack.pulumi("destroy", "--yes", "--skip-preview")
+    assert _leftovers(prefix) == []
