@@ -146,7 +146,8 @@ class LocalFabric(pulumi.ComponentResource):
             "hosts": [h.model_dump() for h in layout.hosts],
             "links": [link.model_dump(exclude_none=True) for link in layout.links],
             "routers": [{"ns": r.ns, "name": r.config.name, "asn": r.config.asn} for r in layout.routers],
-            "flows": [{**f.model_dump(), "command": flow_command(f)} for f in layout.flows if f.proto == "tcp"],
+            "flows": [{**f.model_dump(), "command": flow_command(f) if f.proto == "tcp" else None}
+                      for f in layout.flows],
             "bgp_commands": [f"ip netns exec {r.ns} vtysh -N {r.config.name} -c 'show bgp summary'"
                              for r in layout.routers],
             "ca_cert_pem": self.ca.cert_pem,
