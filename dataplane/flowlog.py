@@ -84,20 +84,37 @@ class FlowLogReader:
     def __init__(self, path: str | Path) -> None:
         self.path = Path(path)
         self.skipped = 0
+        self.offset = 0  # where read() stopped: follow(from_offset=reader.offset) misses nothing in between
 
     def read(self) -> Iterator[FlowEntry]:
-        """Every entry currently in the file, oldest first."""
-        with open(self.path, encoding="utf-8", errors="replace") as handle:
-            for line in handle:
-                entry = self._parse(line)
+        """Every complete entry currently in the file, oldest first."""
+        with open(self.path, "rb") as handle:
+            while True:
+                line = handle.readline()
+                if not line.endswith(b"\n"):
+                    break  # end of file, or a line still being written: follow() picks it up
+                self.offset = handle.tell()
+                entry = self._parse(line.decode("utf-8", errors="replace"))
                 if entry is not None:
                     yield entry
 
-    def follow(self, *, poll: float = 0.2, from_start: bool = True, stop: threading.Event | None = None) -> Iterator[FlowEntry]:
-        """Entries as they are appended; survives truncation and rotation (new inode)."""
+    def follow(
+        self,
+        *,
+        poll: float = 0.2,
+        from_start: bool = True,
+        from_offset: int | None = None,
+        stop: threading.Event | None = None,
+    ) -> Iterator[FlowEntry]:
+        """Entries as they are appended; survives truncation and rotation (new inode).
+
+        Starts at the beginning, at the end (`from_start=False`) or at a byte offset.
+        """
         handle = open(self.path, encoding="utf-8", errors="replace")
         try:
-            if not from_start:
+            if from_offset is not None:
+                handle.seek(from_offset)
+            elif not from_start:
                 handle.seek(0, os.SEEK_END)
             inode = os.fstat(handle.fileno()).st_ino
             partial = ""

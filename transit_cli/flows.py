@@ -97,7 +97,7 @@ def flows(
     if not follow:
         raise typer.Exit(EXIT_OK)
     try:
-        for entry in FlowLogReader(log).follow(from_start=False):
+        for entry in reader.follow(from_offset=reader.offset):
             if verdict is None or entry.verdict == verdict:
                 row = _table(header=False)
                 row.add_row(*_row(entry))

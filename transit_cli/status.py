@@ -90,6 +90,9 @@ def _render(agent: dict[str, Any]) -> Any:
     flows = {v: _sum(metrics, "transit_flows_total", verdict=v) for v in ("permit", "deny", "error")}
     summary.add_row("flows closed", "  ".join(f"{v} {int(n)}" for v, n in flows.items()))
     summary.add_row("bytes", f"up {_human_bytes(_sum(metrics, 'transit_bytes_total', direction='up'))}  down {_human_bytes(_sum(metrics, 'transit_bytes_total', direction='down'))}")
+    judged = sorted(((value, labels.get("rule", "?")) for labels, value in metrics.get("transit_filter_packets_total", [])), reverse=True)
+    if judged:
+        summary.add_row("filter table", "  ".join(f"{rule} {int(value)}" for value, rule in judged[:5] if value) or "no connection judged yet")
     paths = Table(title="paths", title_justify="left", box=None, pad_edge=False)
     for column in ("peer", "path", "active", "up", "rtt ms", "loss"):
         paths.add_column(column, justify="right" if column in ("rtt ms", "loss") else "left")

@@ -19,7 +19,7 @@ HEALTH = {
 
 @pytest.fixture()
 def endpoint() -> Iterator[str]:
-    metrics = Metrics(node="conn-aws-app", sources=Sources(streams=lambda: 4))
+    metrics = Metrics(node="conn-aws-app", sources=Sources(streams=lambda: 4, filter_counters=lambda: {"no-ssh": (3, 180), "app-to-db": (9, 540), "default": (0, 0)}))
     metrics.flow({"ts": 1.0, "role": "ingress", "src": "10.30.40.5", "sport": 1, "dst": "172.18.40.10", "dport": 5432,
                   "verdict": "permit", "rule": "app-to-db", "bytes_up": 3 * 1024 * 1024, "bytes_down": 512, "path": "private", "peer": "edge-aws-use1"})
     metrics.flow({"ts": 1.0, "role": "ingress", "src": "10.30.40.5", "sport": 2, "dst": "172.18.40.10", "dport": 22, "verdict": "deny", "rule": "no-ssh"})
@@ -39,6 +39,7 @@ def test_status_shows_paths_and_totals(endpoint: str) -> None:
     assert "permit 1  deny 1  error 0" in result.output
     assert "up 3.0 MiB  down 512 B" in result.output
     assert "0.42" in result.output and "down" in result.output and "100%" in result.output
+    assert "app-to-db 9  no-ssh 3" in result.output
 
 
 def test_status_json_and_unreachable_endpoint_fails(endpoint: str) -> None:
