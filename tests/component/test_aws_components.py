@@ -1,0 +1,200 @@
+"""Each AWS component used alone, as a team's stack would: names, parents, wiring, validation first."""
+from __future__ import annotations
+
+from ipaddress import IPv4Network
+from typing import Any
+
+import pulumi
+import pytest
+from pulumi.runtime import rpc
+
+from tests.component.conftest import RECORDER, build_graph
+
+from components.aws import (  # noqa: E402  (mocks are set in conftest first)
+    Circuit,
+    CircuitArgs,
+    Connector,
+    ConnectorArgs,
+    Edge,
+    EdgeArgs,
+    ExistingVpc,
+    Gateway,
+    GatewayArgs,
+    GatewayLink,
+    Segmentation,
+    SegmentationArgs,
+)
+from components.aws.security_rules import Endpoint, IntentRule, Segment, compile_security
+
+COMMON = {"fabric": "team", "environment": "dev"}
+
+
+def _connector_args(**overrides: Any) -> ConnectorArgs:
+    values: dict[str, Any] = dict(
+        **COMMON, vpc_id="vpc-1", network_cidrs=["10.8.0.0/24"], subnet_ids=["subnet-a", "subnet-b"],
+        route_table_ids=["rtb-a", "rtb-b"], destination_cidrs=["10.9.0.0/24", "172.16.0.0/16"],
+        connector_cidrs=["10.8.0.224/28", "10.8.0.240/28"], image_id="ami-1", agent_config_json="{}",
+    )
+    values.update(overrides)
+    return ConnectorArgs(**values)
+
+
+def test_connector_alone_routes_each_destination_to_its_zone_endpoint() -> None:
+    graph = build_graph(lambda: (Connector("payments", _connector_args()), {})[1])
+    assert graph.by_name["payments"].type == "transit:aws:Connector"
+    for reg in graph.all[1:]:
+        assert reg.name.startswith("payments-"), reg.name
+        assert reg.parent, reg.name
+    routes = sorted(
+        (r.inputs["routeTableId"], r.inputs["destinationCidrBlock"], r.inputs["vpcEndpointId"]) for r in graph.of_type("aws:ec2/route:Route")
+    )
+    assert routes == [
+        ("rtb-a", "10.9.0.0/24", "payments-gwlbe-0-id"),
+        ("rtb-a", "172.16.0.0/16", "payments-gwlbe-0-id"),
+        ("rtb-b", "10.9.0.0/24", "payments-gwlbe-1-id"),
+        ("rtb-b", "172.16.0.0/16", "payments-gwlbe-1-id"),
+    ]
+    assert graph.parent_of("payments-route-0-10-9-0-0-24").name == "payments"
+    assert not graph.of_type("aws:ec2transitgateway/vpcAttachment:VpcAttachment")
+
+
+def test_native_attach_is_a_tgw_attachment_with_routes_to_the_tgw() -> None:
+    args = ConnectorArgs(
+        **COMMON, mode="native", vpc_id="vpc-1", network_cidrs=["10.8.0.0/24"], subnet_ids=["subnet-a", "subnet-b"],
+        route_table_ids=["rtb-a"], destination_cidrs=["10.9.0.0/24"], transit_gateway_id="tgw-1", transit_gateway_route_table_id="tgw-rtb-1",
+    )
+    graph = build_graph(lambda: (Connector("ledger", args), {})[1])
+    assert not graph.of_type("aws:lb/loadBalancer:LoadBalancer")
+    attach = graph.by_name["ledger-tgw-attach"]
+    assert attach.inputs["transitGatewayDefaultRouteTableAssociation"] is False
+    assert graph.by_name["ledger-tgw-assoc"].inputs["transitGatewayRouteTableId"] == "tgw-rtb-1"
+    assert graph.by_name["ledger-tgw-prop"].inputs["transitGatewayRouteTableId"] == "tgw-rtb-1"
+    route = graph.by_name["ledger-route-0-10-9-0-0-24"]
+    assert route.inputs["transitGatewayId"] == "tgw-1"
+
+
+@pytest.mark.parametrize(
+    ("overrides", "message"),
+    [
+        ({"destination_cidrs": ["0.0.0.0/0"]}, "0.0.0.0/0"),
+        ({"route_table_ids": ["rtb-a"]}, "one workload route table per connector subnet"),
+        ({"image_id": None}, "needs image_id"),
+        ({"mode": "bridge"}, "valid values are connector, native"),
+        ({"fabric": "Team"}, "fabric"),
+    ],
+)
+def test_connector_refuses_bad_args_before_creating_anything(overrides: dict[str, Any], message: str) -> None:
+    with pytest.raises(ValueError, match=message):
+        build_graph(lambda: (Connector("bad", _connector_args(**overrides)), {})[1])
+    assert RECORDER.registrations == []
+
+
+def _circuit_args(**overrides: Any) -> CircuitArgs:
+    values: dict[str, Any] = dict(
+        **COMMON, connection="dedicated", location="EqFA5", bandwidth_mbps=1000, vlan=300, customer_asn=65010,
+        customer_address="169.254.10.1/30", amazon_address="169.254.10.2/30", md5_key=pulumi.Output.secret("s3cret"),
+        dx_gateway_id="dxgw-1", associations=[GatewayLink(key="core", kind="tgw", gateway_id="tgw-1", allowed_prefixes=["10.0.0.0/8"])],
+    )
+    values.update(overrides)
+    return CircuitArgs(**values)
+
+
+def test_dedicated_circuit_orders_the_port_and_associates_a_tgw() -> None:
+    graph = build_graph(lambda: (Circuit("ams", _circuit_args()), {})[1])
+    dxcon = graph.by_name["ams-dxcon"]
+    assert (dxcon.inputs["bandwidth"], dxcon.inputs["location"]) == ("1Gbps", "EqFA5")
+    vif = graph.by_name["ams-vif"]
+    assert vif.inputs["connectionId"] == "ams-dxcon-id" and vif.inputs["vlan"] == 300
+    assert rpc.is_rpc_secret(vif.inputs["bgpAuthKey"])
+    assert graph.parent_of("ams-vif").name == "ams-dxcon"
+    assoc = graph.by_name["ams-dxgw-assoc-core"]
+    assert (assoc.inputs["associatedGatewayId"], assoc.inputs["allowedPrefixes"]) == ("tgw-1", ["10.0.0.0/8"])
+    assert not graph.of_type("aws:ec2/vpnGatewayRoutePropagation:VpnGatewayRoutePropagation")
+
+
+@pytest.mark.parametrize(
+    ("overrides", "message"),
+    [
+        ({"md5_key": "s3cret"}, "Pulumi secret Output"),
+        ({"customer_address": "169.254.10.0/30"}, "network or broadcast"),
+        ({"amazon_address": "169.254.11.2/30"}, "share one subnet"),
+        ({"customer_address": "169.254.10.1/29", "amazon_address": "169.254.10.2/29"}, "/30 or /31"),
+        ({"bandwidth_mbps": 50}, "not a dedicated port speed"),
+        ({"connection": "hosted", "location": None, "bandwidth_mbps": None}, "hosted_connection_id"),
+        ({"vlan": 5000}, "vlan 5000"),
+        ({"associations": [GatewayLink(key="core", kind="tgw", gateway_id="tgw-1")]}, "allowed_prefixes"),
+    ],
+)
+def test_circuit_refuses_bad_args_before_creating_anything(overrides: dict[str, Any], message: str) -> None:
+    def build() -> dict[str, Any]:
+        Circuit("bad", _circuit_args(**overrides))
+        return {}
+
+    with pytest.raises(ValueError, match=message):
+        build_graph(build)
+    assert RECORDER.registrations == []
+
+
+def test_edge_in_an_existing_vpc_creates_no_vpc() -> None:
+    args = EdgeArgs(
+        **COMMON, region="eu-west-1", image_id="ami-1", agent_config_json="{}",
+        existing_vpc=ExistingVpc(
+            vpc_id="vpc-9", public_subnet_ids=["s-a", "s-b"], attachment_subnet_ids=["t-a", "t-b"],
+            route_table_ids=["rtb-9"], private_endpoint_ips=["10.9.0.4", "10.9.0.68"],
+        ),
+        transit_gateway_id="tgw-1", transit_gateway_route_table_id="tgw-rtb-1", native_cidrs=["10.20.0.0/16"],
+    )
+    graph = build_graph(lambda: (Edge("hub", args), {})[1])
+    assert not graph.of_type("aws:ec2/vpc:Vpc") and not graph.of_type("aws:ec2/subnet:Subnet")
+    assert graph.by_name["hub-tgw-attach"].inputs["subnetIds"] == ["t-a", "t-b"]
+    assert graph.by_name["hub-rt-0-10-20-0-0-16"].inputs["transitGatewayId"] == "tgw-1"
+    assert [m["subnetId"] for m in graph.by_name["hub-nlb"].inputs["subnetMappings"]] == ["s-a", "s-b"]
+    egress = graph.by_name["hub-sg"].inputs["egress"]
+    assert {"protocol": "-1", "fromPort": 0, "toPort": 0, "cidrBlocks": ["10.20.0.0/16"]}.items() <= next(
+        e for e in egress if e["protocol"] == "-1"
+    ).items()
+
+
+def test_edge_refuses_a_cidr_and_an_existing_vpc_together() -> None:
+    args = EdgeArgs(
+        **COMMON, region="eu-west-1", image_id="ami-1", agent_config_json="{}", cidr="10.9.0.0/24",
+        existing_vpc=ExistingVpc(vpc_id="v", public_subnet_ids=["a", "b"], attachment_subnet_ids=["c", "d"],
+                                 route_table_ids=[], private_endpoint_ips=["10.9.0.4", "10.9.0.68"]),
+    )
+    with pytest.raises(ValueError, match="exactly one of cidr"):
+        build_graph(lambda: (Edge("both", args), {})[1])
+    assert RECORDER.registrations == []
+
+
+def test_gateway_needs_something_to_build_and_builds_only_what_is_asked() -> None:
+    with pytest.raises(ValueError, match="nothing to build"):
+        build_graph(lambda: (Gateway("none", GatewayArgs(**COMMON, transit_gateway_asn=None)), {})[1])
+    with pytest.raises(ValueError, match="private ASN"):
+        build_graph(lambda: (Gateway("pub", GatewayArgs(**COMMON, transit_gateway_asn=7224)), {})[1])
+    graph = build_graph(lambda: (Gateway("core", GatewayArgs(**COMMON, transit_gateway_asn=64600)), {})[1])
+    assert [r.type for r in graph.all] == [
+        "transit:aws:Gateway", "aws:ec2transitgateway/transitGateway:TransitGateway", "aws:ec2transitgateway/routeTable:RouteTable",
+    ]
+
+
+def test_segmentation_alone_wires_rules_to_groups_and_prefix_lists() -> None:
+    web = Endpoint("web", (IPv4Network("10.8.0.0/26"),))
+    net = Endpoint("app", (IPv4Network("10.8.0.0/24"),))
+    remote = Endpoint("partners", (IPv4Network("192.0.2.0/24"), IPv4Network("198.51.100.0/24")))
+    rules = [
+        IntentRule("web-to-app", "permit", web, net, "tcp", ((8080, 8080),)),
+        IntentRule("partners-to-web", "permit", remote, web, "tcp", ((443, 443),)),
+    ]
+    plan = compile_security(rules, [Segment("app", "eu-west-1", (IPv4Network("10.8.0.0/24"),))])
+    args = SegmentationArgs(**COMMON, region="eu-west-1", plan=plan, vpc_ids={"app": "vpc-app"})
+    graph = build_graph(lambda: (Segmentation("seg", args), {})[1])
+    assert graph.by_name["seg-pl-partners"].inputs["entries"] == [{"cidr": "192.0.2.0/24"}, {"cidr": "198.51.100.0/24"}]
+    rules_by_peer = {
+        (r.inputs["securityGroupId"], r.inputs.get("referencedSecurityGroupId"), r.inputs.get("prefixListId"), r.inputs["fromPort"])
+        for r in graph.all
+        if r.type.startswith("aws:vpc/securityGroup")
+    }
+    assert ("seg-sg-app.web-id", None, "seg-pl-partners-id", 443) in rules_by_peer
+    assert ("seg-sg-app-id", "seg-sg-app.web-id", None, 8080) in rules_by_peer
+    with pytest.raises(ValueError, match="no VPC for networks"):
+        build_graph(lambda: (Segmentation("seg", SegmentationArgs(**COMMON, region="eu-west-1", plan=plan, vpc_ids={})), {})[1])

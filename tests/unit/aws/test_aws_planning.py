@@ -1,0 +1,117 @@
+"""The pure AWS layout: addresses agree with the plan, routes follow the policy, configs validate."""
+from __future__ import annotations
+
+from ipaddress import IPv4Network
+from pathlib import Path
+
+import pytest
+
+from components.aws.agent_configs import connector_config, edge_config
+from components.aws.naming import cidr_slug, edge_subnets, split_cidr, zone_names
+from components.aws.planning import aws_section, build_aws_layout, workload_subnets
+from components.loader import load_spec
+from components.plan import build_plan
+from components.spec import validate_spec
+
+FABRICS = Path(__file__).resolve().parents[3] / "stacks" / "fabrics"
+
+
+def _load(name: str):  # type: ignore[no-untyped-def]
+    spec = load_spec(FABRICS / f"{name}.yaml")
+    return spec, build_plan(spec)
+
+
+def test_edge_component_carving_equals_the_plan() -> None:
+    spec, plan = _load("seed000_aws_azure")
+    layout = build_aws_layout(spec, plan)
+    edge = layout.edges[0]
+    public, attach = edge_subnets(edge.cidr, len(edge.zones))
+    assert [str(p) for p in public] == [s.cidr for s in plan.edges[0].subnets] == edge.public_subnets
+    assert [str(a) for a in attach] == edge.attachment_subnets == ["10.250.37.192/28", "10.250.37.208/28"]
+    assert all(IPv4Network(a).subnet_of(IPv4Network(plan.edges[0].gateway_cidr)) for a in attach)
+    assert edge.private_ips == ["10.250.37.4", "10.250.37.68"]
+
+
+def test_connector_network_layout_keeps_workloads_off_the_connector_range() -> None:
+    spec, plan = _load("seed000_aws_azure")
+    network = build_aws_layout(spec, plan).networks[0]
+    assert network.fabric_subnets == [s.cidr for s in plan.connectors[0].subnets]
+    assert network.workload_subnets == ["10.30.40.0/26", "10.30.40.64/26"]
+    assert not any(IPv4Network(w).overlaps(IPv4Network(f)) for w in network.workload_subnets for f in network.fabric_subnets)
+    assert network.destinations == ["172.18.40.0/24"] and network.edge_cidrs == ["10.250.37.0/24"]
+    with pytest.raises(ValueError, match="free quarters"):
+        workload_subnets(IPv4Network("10.0.0.0/24"), 3, [IPv4Network("10.0.0.0/25")])
+
+
+def test_routes_follow_the_policy_in_both_directions_and_only_there() -> None:
+    base = {
+        "name": "routes",
+        "edges": [{"name": "use1", "cloud": "aws", "region": "us-east-1", "cidr": "10.250.0.0/24"}],
+        "networks": [
+            {"name": "a", "cloud": "aws", "region": "us-east-1", "cidrs": ["10.1.0.0/24"], "attach": "connector"},
+            {"name": "b", "cloud": "aws", "region": "us-east-1", "cidrs": ["10.2.0.0/24"], "attach": "native"},
+            {"name": "c", "cloud": "aws", "region": "us-east-1", "cidrs": ["10.3.0.0/24"], "attach": "native"},
+        ],
+        "policy": {"rules": [{"name": "b-to-a", "from": "b", "to": "a", "proto": "tcp", "ports": [443], "action": "permit"}]},
+    }
+    section = aws_section(validate_spec(base))
+    assert section is not None
+    assert {(r.network, r.destination, r.target) for r in section.routes} == {
+        ("a", "10.2.0.0/24", "gwlb-endpoint"),
+        ("b", "10.1.0.0/24", "transit-gateway"),
+    }
+    denied = {**base, "policy": {"rules": [{"name": "nothing", "from": "b", "to": "a", "proto": "tcp", "ports": [443], "action": "deny"}]}}
+    assert aws_section(validate_spec(denied)).routes == []  # type: ignore[union-attr]
+
+
+def test_seed_004_leaves_the_circuit_destination_to_bgp() -> None:
+    spec, plan = _load("seed004_dx_er_cloud_router")
+    layout = build_aws_layout(spec, plan)
+    assert [(r.destination, r.target) for r in layout.routes] == [("10.6.0.0/16", "circuit-propagated")]
+    assert layout.networks[0].destinations == []
+    circuit = layout.circuits[0]
+    assert (circuit.vlan, circuit.customer_asn, circuit.peer_asn) == (101, 65000, 64512)
+    assert (circuit.customer_address, circuit.amazon_address) == ("10.0.0.0/31", "10.0.0.1/31")
+    assert circuit.region == "eu-central-1" and circuit.networks == ["aws-vpc"]
+
+
+def test_groups_keep_rules_far_below_the_cartesian_count() -> None:
+    nets = [
+        {"name": f"{tier}-{i}", "cloud": "aws", "region": "us-east-1", "cidrs": [f"10.{t}.{i}.0/24"], "attach": "native"}
+        for t, tier in enumerate(["web", "app"], start=1)
+        for i in range(20)
+    ]
+    spec = validate_spec(
+        {
+            "name": "tiers",
+            "edges": [{"name": "use1", "cloud": "aws", "region": "us-east-1", "cidr": "10.250.0.0/24"}],
+            "networks": nets,
+            "groups": {"web": [n["name"] for n in nets[:20]], "app": [n["name"] for n in nets[20:]]},
+            "policy": {"rules": [{"name": "web-to-app", "from": "web", "to": "app", "proto": "tcp", "ports": [8080], "action": "permit"}]},
+        }
+    )
+    section = aws_section(spec)
+    assert section is not None
+    assert section.rules_cartesian == 2 * 20 * 20
+    assert section.rules_emitted == 40
+    assert [p.name for p in section.prefix_lists] == ["app", "web"]
+
+
+def test_cloud_agent_configs_name_load_balancers_not_vms() -> None:
+    spec, plan = _load("seed000_aws_azure")
+    layout = build_aws_layout(spec, plan)
+    edge = edge_config(spec, layout, layout.edges[0], {"aws-use1": "203.0.113.7"})
+    assert [(p.name, str(p.private_addr)) for p in edge.peers] == [("connector-aws-app", "10.30.40.228")]
+    connector = connector_config(spec, layout, layout.networks[0], {"aws-use1": "203.0.113.7"})
+    peer = connector.peers[0]
+    assert (str(peer.private_addr), str(peer.public_addr), peer.tunnel_port) == ("10.250.37.4", "203.0.113.7", 8443)
+    assert [str(c) for c in peer.cidrs] == ["172.18.40.0/24"]
+    assert str(connector.listen.metrics.host) == "0.0.0.0"  # type: ignore[union-attr]
+
+
+def test_naming_helpers() -> None:
+    assert zone_names("eu-central-1", 3) == ["eu-central-1a", "eu-central-1b", "eu-central-1c"]
+    assert cidr_slug("10.30.40.0/24") == "10-30-40-0-24"
+    assert [str(s) for s in split_cidr("10.0.0.0/24", 3)] == ["10.0.0.0/26", "10.0.0.64/26", "10.0.0.128/26"]
+    with pytest.raises(ValueError):
+        split_cidr("10.0.0.0/27", 4)
