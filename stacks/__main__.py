@@ -4,6 +4,8 @@ Config (stacks/Pulumi.<env>.yaml):
   transit:fabric   path of the fabric spec, relative to stacks/ (e.g. fabrics/seed000_aws_azure.yaml)
   transit:target   `cloud` (default) or `local` (network namespaces on this machine)
   transit:<name>   one secret per `md5_secret` name the spec uses
+  transit:clouds   optional list of clouds to build (default: every cloud the spec uses)
+  transit:aws*     AWS options (awsImageId, ...): see components.aws.build.AwsOptions.from_config
 """
 from __future__ import annotations
 
@@ -12,6 +14,7 @@ from pathlib import Path
 import pulumi
 
 from components import load_spec
+from components.aws.build import AwsOptions
 from components.fabric import Fabric, FabricArgs
 
 config = pulumi.Config("transit")
@@ -24,6 +27,8 @@ fabric = Fabric(
         environment=pulumi.get_stack(),
         secrets={name: config.require_secret(name) for name in dict.fromkeys(secret_names)},
         target=config.get("target") or "cloud",
+        clouds=config.get_object("clouds"),
+        aws=AwsOptions.from_config(config),
     ),
 )
 pulumi.export("fabric", spec.name)

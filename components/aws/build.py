@@ -59,6 +59,26 @@ class AwsOptions:
     hosted_connection_ids: Mapping[str, pulumi.Input[str]] = field(default_factory=dict)
     """dxcon ids a partner allocated, by circuit name (for `connection: hosted`). Defaults to none."""
 
+    @classmethod
+    def from_config(cls, config: pulumi.Config) -> AwsOptions:
+        """Read the options from stack config (all optional): awsImageId, awsInstanceType,
+        awsTransitGatewayAsn, awsHostedConnections {circuit: dxcon id} and
+        awsExistingNetworks {network: {vpcId, workloadRouteTableIds, fabricSubnetIds, fabricRouteTableIds}}."""
+        existing = config.get_object("awsExistingNetworks") or {}
+        return cls(
+            image_id=config.get("awsImageId"),
+            instance_type=config.get("awsInstanceType") or "c6in.large",
+            transit_gateway_asn=config.get_int("awsTransitGatewayAsn") or 64512,
+            hosted_connection_ids=dict(config.get_object("awsHostedConnections") or {}),
+            existing_networks={
+                name: ExistingNetwork(
+                    vpc_id=v["vpcId"], workload_route_table_ids=list(v["workloadRouteTableIds"]),
+                    fabric_subnet_ids=list(v["fabricSubnetIds"]), fabric_route_table_ids=list(v.get("fabricRouteTableIds", [])),
+                )
+                for name, v in existing.items()
+            },
+        )
+
 
 @dataclass(frozen=True)
 class AwsBuild:
