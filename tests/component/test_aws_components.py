@@ -198,3 +198,22 @@ def test_segmentation_alone_wires_rules_to_groups_and_prefix_lists() -> None:
     assert ("seg-sg-app-id", "seg-sg-app.web-id", None, 8080) in rules_by_peer
     with pytest.raises(ValueError, match="no VPC for networks"):
         build_graph(lambda: (Segmentation("seg", SegmentationArgs(**COMMON, region="eu-west-1", plan=plan, vpc_ids={})), {})[1])
+
+
+def test_aws_options_come_from_stack_config() -> None:
+    from components.aws.build import AwsOptions
+
+    pulumi.runtime.set_config("transit:awsImageId", "ami-0cfg")
+    pulumi.runtime.set_config("transit:awsHostedConnections", '{"fra-dx": "dxcon-cfg"}')
+    pulumi.runtime.set_config(
+        "transit:awsExistingNetworks",
+        '{"aws-app": {"vpcId": "vpc-7", "workloadRouteTableIds": ["rtb-a", "rtb-b"], "fabricSubnetIds": ["s-a", "s-b"]}}',
+    )
+    try:
+        options = AwsOptions.from_config(pulumi.Config("transit"))
+    finally:
+        for key in ("awsImageId", "awsHostedConnections", "awsExistingNetworks"):
+            pulumi.runtime.config.CONFIG.get().pop(f"transit:{key}", None)
+    assert (options.image_id, options.transit_gateway_asn, dict(options.hosted_connection_ids)) == ("ami-0cfg", 64512, {"fra-dx": "dxcon-cfg"})
+    existing = options.existing_networks["aws-app"]
+    assert (existing.vpc_id, existing.fabric_subnet_ids, existing.fabric_route_table_ids) == ("vpc-7", ["s-a", "s-b"], [])
