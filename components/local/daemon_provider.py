@@ -48,6 +48,14 @@ def is_running(pid: int | None, start_time: int | None) -> bool:
     return bool(pid) and start_time is not None and proc_start_time(int(pid)) == int(start_time)
 
 
+def in_namespace(pid: int, ns: str) -> bool:
+    """True when pid runs in the network namespace named `ns` (not in a deleted one of that name)."""
+    try:
+        return os.stat(f"/proc/{pid}/ns/net").st_ino == os.stat(f"/run/netns/{ns}").st_ino
+    except (FileNotFoundError, ProcessLookupError):
+        return False
+
+
 def stop_process(pid: int, start_time: int, grace_seconds: float = 5.0) -> None:
     """TERM the process group, then KILL it after a grace period."""
     for sig in (signal.SIGTERM, signal.SIGKILL):
@@ -138,7 +146,8 @@ class DaemonProvider(LocalProvider):
         shutil.rmtree(base, ignore_errors=True)
 
     def alive(self, id_: str, outs: dict[str, Any]) -> bool:
-        return is_running(outs.get("pid"), outs.get("start_time"))
+        pid = outs.get("pid")
+        return is_running(pid, outs.get("start_time")) and in_namespace(int(pid), outs["ns"])
 
     def read(self, id_: str, props: dict[str, Any]) -> ReadResult:
         if not self.alive(id_, props):

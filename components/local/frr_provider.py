@@ -18,7 +18,7 @@ import pulumi
 from pulumi.dynamic import CreateResult, ReadResult, Resource
 
 from components.local import sh
-from components.local.daemon_provider import is_running, proc_start_time, stop_process
+from components.local.daemon_provider import in_namespace, is_running, proc_start_time, stop_process
 from components.local.frr_config import fill_secrets
 from components.local.provider_base import LocalProvider
 
@@ -105,7 +105,8 @@ class FrrRouterProvider(LocalProvider):
 
     def alive(self, id_: str, outs: dict[str, Any]) -> bool:
         pids, starts = outs.get("pids") or {}, outs.get("start_times") or {}
-        return set(pids) == set(DAEMONS) and all(is_running(pids[d], starts.get(d)) for d in DAEMONS)
+        return set(pids) == set(DAEMONS) and all(
+            is_running(pids[d], starts.get(d)) and in_namespace(pids[d], outs["ns"]) for d in DAEMONS)
 
     def read(self, id_: str, props: dict[str, Any]) -> ReadResult:
         if not self.alive(id_, props):

@@ -156,6 +156,9 @@ def test_daemon_lifecycle(prefix: str) -> None:
         assert not provider.diff(result.id, result.outs, {**props}).changes
         changed = provider.diff(result.id, result.outs, {**props, "argv": props["argv"][:-1] + ["8081"]})
         assert changed.replaces == ["argv"] and changed.delete_before_replace
+        sh.run(["ip", "netns", "del", ns])  # the process lives on in a namespace nobody can name
+        sh.run(["ip", "netns", "add", ns])
+        assert provider.read(result.id, result.outs).id == ""
         os.killpg(result.outs["pid"], 9)
         time.sleep(0.2)
         assert provider.read(result.id, result.outs).id == ""
