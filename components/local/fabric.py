@@ -7,7 +7,6 @@ from the layout (never from a pid or a kernel index).
 """
 from __future__ import annotations
 
-import json
 import sys
 from collections.abc import Mapping
 from dataclasses import dataclass, field

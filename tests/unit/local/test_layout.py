@@ -104,3 +104,12 @@ def test_name_prefix_is_short_and_distinct_per_stack() -> None:
     long_a = name_prefix("a-very-long-fabric-name", "e2e-0123456789")
     long_b = name_prefix("a-very-long-fabric-name", "e2e-9876543210")
     assert len(long_a) <= MAX_PREFIX_LEN and long_a != long_b
+
+
+def test_agent_files_live_where_the_daemon_provider_writes_them() -> None:
+    from components.local import layout as layout_module
+    from components.local.daemon_provider import RUN_ROOT
+
+    assert layout_module.RUN_ROOT == str(RUN_ROOT)
+    agent = _layout("seed000_aws_azure").agents[0]
+    assert str(agent.config.tls.key) == f"{RUN_ROOT}/{agent.name}/node.key"
