@@ -40,7 +40,7 @@ import subprocess
 from ipaddress import IPv4Address
 from typing import Any, Literal
 
-from dataplane.filter_compile import NO_MATCH, Box, CompiledPolicy, compile_policy, compiled_for
+from dataplane.filter_compile import NO_MATCH, Box, CompiledPolicy, compile_policy, compiled_for, gc_paused
 from dataplane.filter_model import DEFAULT_RULE, Action, FilterPolicy, FilterRule
 
 Hook = Literal["input", "forward", "output"]
@@ -81,6 +81,11 @@ def verdict_for(
 
 def ruleset(policy: FilterPolicy | CompiledPolicy, *, table: str, hook: Hook, priority: int = 0, mark: int | None = None) -> dict[str, Any]:
     """The nftables JSON document that atomically replaces `table` with `policy`."""
+    with gc_paused():
+        return _ruleset(policy, table=table, hook=hook, priority=priority, mark=mark)
+
+
+def _ruleset(policy: FilterPolicy | CompiledPolicy, *, table: str, hook: Hook, priority: int, mark: int | None) -> dict[str, Any]:
     compiled = policy if isinstance(policy, CompiledPolicy) else compiled_for(policy)
     rules = compiled.policy.rules
     commands: list[dict[str, Any]] = [

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import json
 import queue
+import resource
 import socket
 import threading
 import time
@@ -126,14 +127,21 @@ def test_ten_thousand_rules_apply_fast_and_still_decide(net: Routed, table: str)
     ]
     policy = _seed_policy(extra)
     assert len(policy.rules) == 10_000
-    start = time.monotonic()
+    start, cpu_start = time.monotonic(), _cpu_seconds()
     filter_table.apply(policy, table=table, hook="forward", netns=net.router.name)
-    elapsed = time.monotonic() - start
-    print(f"filter_table.apply of 10,000 rules: {elapsed:.2f} s (compile + nft transaction)")
-    assert elapsed < 4.0
+    elapsed, cpu = time.monotonic() - start, _cpu_seconds() - cpu_start
+    print(f"filter_table.apply of 10,000 rules: {elapsed:.2f} s wall, {cpu:.2f} s CPU (compile + nft transaction)")
+    # CPU time, not wall time: the machine is shared, and a busy neighbour must not fail this test.
+    assert cpu < 3.0
     assert net.connect(5432)[0] == "open"
     assert net.connect(22)[0] == "refused"
     assert net.connect(8080)[0] == "refused"
+
+
+def _cpu_seconds() -> float:
+    """CPU time of this process and its finished children (nft)."""
+    own, children = resource.getrusage(resource.RUSAGE_SELF), resource.getrusage(resource.RUSAGE_CHILDREN)
+    return own.ru_utime + own.ru_stime + children.ru_utime + children.ru_stime
 
 
 def _listing(net: Routed, table: str) -> object:

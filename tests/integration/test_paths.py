@@ -100,7 +100,6 @@ class TwoLinks:
         return time.time()
 
 
-
 @pytest.fixture()
 def links() -> Iterator[TwoLinks]:
     with Lab("pth") as lab:
