@@ -101,12 +101,19 @@ def learned_routes(router: dict[str, Any]) -> list[str]:
     return sorted(json.loads(done.stdout or "{}")) if done.returncode == 0 else []
 
 
-def wait_sessions(routers: list[dict[str, Any]], timeout: float) -> list[Session]:
-    """Sessions of every router, polled until all are Established or `timeout` seconds pass."""
+def wait_sessions(routers: list[dict[str, Any]], timeout: float, settle_polls: int = 3) -> list[Session]:
+    """Sessions of every router, polled until all are Established and have routes, or their
+    prefix counts held still for `settle_polls` polls (a peer may announce nothing), or
+    `timeout` seconds pass; routes arrive a moment after sessions come up."""
     deadline = time.monotonic() + timeout
+    history: list[list[Session]] = []
     while True:
         sessions = [s for router in routers for s in read_sessions(router)]
-        if all(s.ok for s in sessions) or time.monotonic() >= deadline:
+        history = [*history[-(settle_polls - 1):], sessions]
+        settled = len(history) == settle_polls and all(h == sessions for h in history)
+        if all(s.ok for s in sessions) and (all(s.prefixes_received for s in sessions) or settled):
+            return sessions
+        if time.monotonic() >= deadline:
             return sessions
         time.sleep(1)
 

@@ -34,3 +34,17 @@ def test_check_names_every_missing_md5_secret_before_anything_is_created() -> No
     assert any("fraErMd5" in p for p in problems) and any("dcFraMd5" in p for p in problems)
     args.secrets = {"fraDxMd5": "x", "fraErMd5": "y", "dcFraMd5": "z"}
     assert check(args, build_plan(spec)) == []
+
+
+def test_wait_sessions_waits_for_routes_not_only_for_established(monkeypatch) -> None:
+    from transit_cli import local_check
+
+    polls = iter([
+        [Session("cr", "10.0.0.1", 64512, "Active", 0, 0, "dx")],
+        [Session("cr", "10.0.0.1", 64512, "Established", 0, 1, "dx")],
+        [Session("cr", "10.0.0.1", 64512, "Established", 1, 2, "dx")],
+    ])
+    monkeypatch.setattr(local_check, "read_sessions", lambda router: next(polls))
+    monkeypatch.setattr(local_check.time, "sleep", lambda seconds: None)
+    sessions = local_check.wait_sessions([{"ns": "x", "name": "cr"}], timeout=60)
+    assert sessions[0].prefixes_received == 1
