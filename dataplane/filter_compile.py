@@ -8,13 +8,18 @@ in the resulting map is then the same as the ordered scan, whatever the number
 of rules.
 
 The cut is a decision tree over the dimensions (src, dst, proto[, dport]): at
-each level the boxes still relevant to the current region are swept along one
-dimension into elementary intervals; a region whose first relevant box covers
-all remaining dimensions becomes a leaf at once, and boxes after such a box are
-dropped because they can never decide. Identical sub-problems are built once.
-The same tree answers `lookup()` in user space with one bisection per
-dimension, so the agent's per-stream check costs the same with 10 or 10,000
-rules.
+each node the boxes still relevant to the current region are swept into
+elementary intervals along a dimension where the first (deciding) box has an
+edge; a region whose first relevant box covers it whole becomes a leaf at once,
+and boxes after such a box are dropped because they can never decide.
+Identical sub-problems are built once. The leaves are then flattened into
+boxes and touching boxes of one rule joined again, which gives about one map
+element per rule for policies of specific rules; a broad rule after many
+specific ones (a final "permit 10/8") costs a few elements per rule it
+overlaps, because its remainder really has that many corners.
+
+The same tree answers `lookup()` in user space with one bisection per level,
+so the agent's per-stream check costs the same with 10 or 10,000 rules.
 
 Two trees are built per policy: one for tcp/udp keyed with the destination port,
 one for every other protocol keyed without it (an ICMP header has no port).
