@@ -566,9 +566,9 @@ def readme_section(doc: dict[str, Any]) -> str:
         flag = t[name]["met"]
         return "not measured" if flag is None else ("met" if flag else "**missed**")
 
-    def lat(name: str) -> str:
+    def lat(name: str, sep: str = " / ") -> str:
         row = ttfb.get(name)
-        return "not measured" if not row else f"{row['p50_ms']} / {row['p99_ms']}"
+        return "not measured" if not row else f"{row['p50_ms']}{sep}{row['p99_ms']}"
 
     raw_rules = d["raw_rules"]
     rows = [
@@ -578,7 +578,7 @@ def readme_section(doc: dict[str, Any]) -> str:
         f"| 8 flows, Gbit/s | {_fmt(doc['raw_8flow_gbps'])} | {_fmt(doc['stunnel_8flow_gbps'])} | {_fmt(doc['transit_8flow_gbps'])} | | |",
         f"| new connection TTFB p50 / p99, ms | {lat('raw')} | {lat('stunnel')} | warm {lat('transit_warm')}; cold {lat('cold')} | cold p99 < 10 ms | {met('cold_ttfb_p99_ms')} |",
         f"| 1 flow with 10 / 10,000 rules, Gbit/s | {_fmt((raw_rules.get(10) or {}).get('gbps'))} / {_fmt((raw_rules.get(10000) or {}).get('gbps'))} | | {_fmt(doc['rules_10_gbps'])} / {_fmt(doc['rules_10000_gbps'])} | 10,000 within 5% of 10 | {met('rules_10000_vs_10')} ({_fmt(doc['ratios']['rules_10000_vs_10'], '×')}) |",
-        f"| TTFB p50 / p99 with 10 / 10,000 rules, ms | {_ttfb_pair(raw_rules, 'raw')} | | {lat('rules_10')} / {lat('rules_10000')} | | |",
+        f"| TTFB p50/p99 with 10 ; 10,000 rules, ms | {_ttfb_pair(raw_rules)} | | {lat('rules_10', '/')} ; {lat('rules_10000', '/')} | | |",
         f"| peak RSS per agent, {FLOWS} open flows, MB | | | {_fmt(doc['agent_rss_mb_1000_flows'])} (max of {', '.join(f'{k} {v}' for k, v in (d['flows_1000'].get('peak_rss_mb') or {}).items()) or '-'}) | < 150 MB | {met('agent_rss_mb_1000_flows')} |",
     ]
     machine = doc["machine"]
@@ -595,7 +595,7 @@ def readme_section(doc: dict[str, Any]) -> str:
     return "\n".join([START, *rows, *notes, END])
 
 
-def _ttfb_pair(raw_rules: dict[int, Any], _path: str) -> str:
+def _ttfb_pair(raw_rules: dict[int, Any]) -> str:
     parts = []
     for count in (10, 10000):
         row = (raw_rules.get(count) or {}).get("ttfb")
