@@ -16,6 +16,7 @@ Never imports Pulumi.
 """
 from __future__ import annotations
 
+from dataclasses import dataclass
 from ipaddress import IPv4Address, IPv4Network, collapse_addresses
 from typing import Literal
 
@@ -216,63 +217,82 @@ def _asg(network: str, group: str, members: list[IPv4Network], asgs: dict[str, A
     return name
 
 
-def _prefix_matches(prefix: str, address: IPv4Address, virtual_network: list[IPv4Network]) -> bool:
-    if prefix == "*":
-        return True
-    if prefix == VIRTUAL_NETWORK:
-        return any(address in net for net in virtual_network)
-    if prefix == "Internet":
-        return not address.is_private
-    if prefix == "AzureLoadBalancer":
-        return address == IPv4Address("168.63.129.16")
-    return address in IPv4Network(prefix)
+@dataclass(frozen=True)
+class _Side:
+    """One side of a rule with service tags and ASGs expanded to networks."""
+
+    anything: bool
+    internet: bool
+    nets: tuple[IPv4Network, ...]
+
+    def has(self, address: IPv4Address) -> bool:
+        return self.anything or (self.internet and not address.is_private) or any(address in net for net in self.nets)
 
 
-def _side_matches(prefixes: list[str], groups: list[str], address: IPv4Address, seg: AzureSegmentation) -> bool:
-    members = {asg.name: asg.members for asg in seg.asgs}
-    return any(_prefix_matches(p, address, seg.virtual_network) for p in prefixes) or any(
-        address in net for group in groups for net in members[group]
-    )
+@dataclass(frozen=True)
+class _Rule:
+    rule: NsgRule
+    protocol: int | None
+    source: _Side
+    destination: _Side
+    ports: tuple[tuple[int, int], ...] | None
 
-
-def _rule_matches(rule: NsgRule, seg: AzureSegmentation, src: IPv4Address, dst: IPv4Address, proto: int, port: int | None) -> bool:
-    if rule.protocol != "*" and _NUMBERS[rule.protocol] != proto:
-        return False
-    if not _side_matches(rule.source_address_prefixes, rule.source_application_security_groups, src, seg):
-        return False
-    if not _side_matches(rule.destination_address_prefixes, rule.destination_application_security_groups, dst, seg):
-        return False
-    if rule.destination_port_ranges == ["*"]:
-        return True
-    if port is None:
-        return False
-    for item in rule.destination_port_ranges:
-        lo, _, hi = item.partition("-")
-        if int(lo) <= port <= int(hi or lo):
+    def matches(self, src: IPv4Address, dst: IPv4Address, proto: int, port: int | None) -> bool:
+        if self.protocol is not None and self.protocol != proto:
+            return False
+        if not self.source.has(src) or not self.destination.has(dst):
+            return False
+        if self.ports is None:
             return True
-    return False
+        return port is not None and any(lo <= port <= hi for lo, hi in self.ports)
 
 
-def _decide(nsg: Nsg, direction: Direction, seg: AzureSegmentation, src: IPv4Address, dst: IPv4Address, proto: int, port: int | None) -> NsgRule:
-    ordered = sorted((r for r in [*nsg.rules, *DEFAULT_RULES] if r.direction == direction), key=lambda r: r.priority)
-    return next(r for r in ordered if _rule_matches(r, seg, src, dst, proto, port))
+class AzureEvaluator:
+    """Azure's decision over compiled NSGs: parsed once, then one ordered scan per NSG on the path."""
+
+    def __init__(self, seg: AzureSegmentation) -> None:
+        members = {asg.name: asg.members for asg in seg.asgs}
+        tags = {VIRTUAL_NETWORK: seg.virtual_network, "AzureLoadBalancer": [IPv4Network("168.63.129.16/32")]}
+
+        def side(prefixes: list[str], groups: list[str]) -> _Side:
+            nets = [net for p in prefixes if p not in ("*", "Internet") for net in (tags[p] if p in tags else [IPv4Network(p)])]
+            nets += [net for g in groups for net in members[g]]
+            return _Side("*" in prefixes, "Internet" in prefixes, tuple(nets))
+
+        def compiled(rule: NsgRule) -> _Rule:
+            ports = None if rule.destination_port_ranges == ["*"] else tuple(
+                (int(item.partition("-")[0]), int(item.partition("-")[2] or item.partition("-")[0])) for item in rule.destination_port_ranges
+            )
+            return _Rule(rule, None if rule.protocol == "*" else _NUMBERS[rule.protocol],
+                         side(rule.source_address_prefixes, rule.source_application_security_groups),
+                         side(rule.destination_address_prefixes, rule.destination_application_security_groups), ports)
+
+        self._nsgs = [
+            (nsg, {d: [compiled(r) for r in sorted((r for r in [*nsg.rules, *DEFAULT_RULES] if r.direction == d), key=lambda r: r.priority)]
+                   for d in ("Inbound", "Outbound")})
+            for nsg in seg.nsgs
+        ]
+
+    def __call__(self, src_ip: str, dst_ip: str, proto: int, port: int | None) -> tuple[str, str] | None:
+        """(permit|deny, deciding NSG/direction/rule), or None when no NSG is on the flow's path.
+
+        Outbound is checked at the source's NSG and inbound at the destination's,
+        as Azure does; the flow passes only when every NSG on the path allows it.
+        """
+        src, dst = IPv4Address(src_ip), IPv4Address(dst_ip)
+        on_path = [(nsg, rules["Outbound"]) for nsg, rules in self._nsgs if any(src in net for net in nsg.cidrs)]
+        on_path += [(nsg, rules["Inbound"]) for nsg, rules in self._nsgs if any(dst in net for net in nsg.cidrs)]
+        if not on_path:
+            return None
+        reasons = []
+        for nsg, rules in on_path:
+            rule = next(r.rule for r in rules if r.matches(src, dst, proto, port))
+            reasons.append(f"{nsg.name}/{rule.direction.lower()}/{rule.name}")
+            if rule.access == "Deny":
+                return "deny", reasons[-1]
+        return "permit", ", ".join(reasons)
 
 
 def evaluate(seg: AzureSegmentation, src_ip: str, dst_ip: str, proto: int, port: int | None) -> tuple[str, str] | None:
-    """What Azure does with a flow: (permit|deny, deciding NSG/rule), or None when no NSG is on its path.
-
-    Outbound is checked at the source's NSG and inbound at the destination's,
-    as Azure does; the flow passes only when every NSG on the path allows it.
-    """
-    src, dst = IPv4Address(src_ip), IPv4Address(dst_ip)
-    on_path = [(nsg, "Outbound") for nsg in seg.nsgs if any(src in net for net in nsg.cidrs)]
-    on_path += [(nsg, "Inbound") for nsg in seg.nsgs if any(dst in net for net in nsg.cidrs)]
-    if not on_path:
-        return None
-    reasons = []
-    for nsg, direction in on_path:
-        rule = _decide(nsg, direction, seg, src, dst, proto, port)  # type: ignore[arg-type]
-        reasons.append(f"{nsg.name}/{direction.lower()}/{rule.name}")
-        if rule.access == "Deny":
-            return "deny", reasons[-1]
-    return "permit", ", ".join(reasons)
+    """One-off decision; build an `AzureEvaluator` once to judge many flows."""
+    return AzureEvaluator(seg)(src_ip, dst_ip, proto, port)

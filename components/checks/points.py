@@ -16,14 +16,12 @@ from dataclasses import dataclass
 from ipaddress import IPv4Address, IPv4Network
 
 from components.aws.planning import AwsPlanSection
-from components.azure.nsg_rules import AzureSegmentation, compile_azure
-from components.azure.nsg_rules import evaluate as azure_evaluate
+from components.azure.nsg_rules import AzureEvaluator, AzureSegmentation, compile_azure
 from components.checks.nft_eval import NftTable, load_table
 from components.local.layout import build_layout, name_prefix
 from components.plan import build_plan
 from components.plan_models import Plan
-from components.gcp.firewall_rules import GcpSegmentation, compile_gcp
-from components.gcp.firewall_rules import evaluate as gcp_evaluate
+from components.gcp.firewall_rules import GcpEvaluator, GcpSegmentation, compile_gcp
 from components.policy_intent import IntentPolicy, compile_intent
 from components.policy_intent import evaluate as intent_evaluate
 from components.spec import FabricSpec
@@ -50,10 +48,9 @@ class Flow:
 
 @dataclass(frozen=True)
 class Point:
-    """An enforcement point: a name, a kind and a pure decision function."""
+    """An enforcement point: a name and a pure decision function (None: not on the flow's path)."""
 
     name: str
-    kind: str
     decide: Callable[[Flow], Decision | None]
 
 
@@ -64,7 +61,7 @@ def intent_point(intent: IntentPolicy) -> Point:
         action, rule = intent_evaluate(intent, flow.src, flow.dst, flow.proto, flow.port)
         return action, rule or "default"
 
-    return Point("intent", "intent", decide)
+    return Point("intent", decide)
 
 
 def nft_point(name: str, table: NftTable, scope: list[IPv4Network]) -> Point:
@@ -76,7 +73,7 @@ def nft_point(name: str, table: NftTable, scope: list[IPv4Network]) -> Point:
             return None
         return table.decide(flow.src, flow.dst, _proto(flow), flow.port)
 
-    return Point(name, "dataplane", decide)
+    return Point(name, decide)
 
 
 def agent_filters(spec: FabricSpec) -> dict[str, tuple[FilterPolicy, list[IPv4Network]]]:
@@ -148,17 +145,19 @@ def aws_point(section: AwsPlanSection) -> Point:
             reasons.append(reason)
         return "permit", ", ".join(reasons)
 
-    return Point("aws:security-groups", "aws", decide)
+    return Point("aws:security-groups", decide)
 
 
 def azure_point(seg: AzureSegmentation) -> Point:
     """Azure NSGs with ASGs and Azure's default rules."""
-    return Point("azure:nsgs", "azure", lambda f: azure_evaluate(seg, f.src, f.dst, proto_number(_proto(f)), f.port))
+    evaluate = AzureEvaluator(seg)
+    return Point("azure:nsgs", lambda f: evaluate(f.src, f.dst, proto_number(_proto(f)), f.port))
 
 
 def gcp_point(seg: GcpSegmentation) -> Point:
     """GCP VPC firewall rules with tags and GCP's implied rules."""
-    return Point("gcp:firewall", "gcp", lambda f: gcp_evaluate(seg, f.src, f.dst, proto_number(_proto(f)), f.port))
+    evaluate = GcpEvaluator(seg)
+    return Point("gcp:firewall", lambda f: evaluate(f.src, f.dst, proto_number(_proto(f)), f.port))
 
 
 def _proto(flow: Flow) -> str | int:

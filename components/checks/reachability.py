@@ -17,17 +17,20 @@ Never imports Pulumi.
 from __future__ import annotations
 
 import random
+from bisect import bisect_right
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from ipaddress import IPv4Address, IPv4Network
 from typing import Literal
 
 from components.checks.points import Decision, Flow, Point
-from components.dataplane_policy import resolve_rules
+from components.dataplane_policy import ResolvedRule, resolve_rules
 from components.policy_intent import resolve_endpoint
 from components.spec import FabricSpec
 
 FindingKind = Literal["test-fails", "point-disagrees", "parity-hole", "parity-block"]
+BOUNDARY_BUDGET = 6000
+"""At most this many boundary flows in all, shared between the rules, so big fabrics stay fast."""
 OTHER_PROTO = "47"
 """A protocol that is neither tcp, udp nor icmp (GRE), to exercise `any` rules."""
 
@@ -96,10 +99,11 @@ def _test_flows(spec: FabricSpec, src: str, dst: str, proto: str, port: int | No
                         yield Flow(src_ip, dst_ip, proto, port)
 
 
-def parity(spec: FabricSpec, points: list[Point], samples: int = 2000, seed: int = 0) -> tuple[Finding | None, int]:
+def parity(spec: FabricSpec, points: list[Point], samples: int = 2000, seed: int = 0,
+           boundary: int = BOUNDARY_BUDGET) -> tuple[Finding | None, int]:
     """The first flow on which a point disagrees with the intent, and how many flows were checked."""
     checked = 0
-    for flow in sample_flows(spec, samples, seed):
+    for flow in sample_flows(spec, samples, seed, boundary):
         checked += 1
         said = decisions(points, flow)
         intent = said["intent"][0]
@@ -111,12 +115,12 @@ def parity(spec: FabricSpec, points: list[Point], samples: int = 2000, seed: int
     return None, checked
 
 
-def _boundary_addresses(nets: list[IPv4Network]) -> list[str]:
+def _boundary_addresses(nets: list[IPv4Network]) -> list[int]:
     """Both ends of each CIDR, their inner neighbours, and the addresses just outside."""
-    out: list[str] = []
+    out: list[int] = []
     for net in nets:
         low, high = int(net.network_address), int(net.broadcast_address)
-        out.extend(str(IPv4Address(a)) for a in (low, low + 1, high - 1, high, low - 1, high + 1) if 0 <= a < 2**32)
+        out.extend(a for a in (low, low + 1, high - 1, high, low - 1, high + 1) if 0 <= a < 2**32)
     return list(dict.fromkeys(out))
 
 
@@ -125,33 +129,49 @@ def _boundary_ports(ports: tuple[tuple[int, int], ...]) -> list[int]:
     return [p for p in dict.fromkeys(out) if 1 <= p <= 65535]
 
 
-def sample_flows(spec: FabricSpec, samples: int, seed: int) -> Iterator[Flow]:
-    """Boundary flows of every rule, then `samples` seeded random flows between networks."""
-    space = [cidr for network in spec.networks for cidr in network.cidrs]
+class _Space:
+    """The onboarded networks as sorted integer intervals, to place an address in O(log n)."""
 
-    def inside(address: str) -> IPv4Network | None:
-        return next((net for net in space if IPv4Address(address) in net), None)
+    def __init__(self, spec: FabricSpec) -> None:
+        self.nets = sorted((int(c.network_address), int(c.broadcast_address)) for n in spec.networks for c in n.cidrs)
+        self._starts = [low for low, _ in self.nets]
 
-    for rule in resolve_rules(spec):
-        protos = [rule.proto] if rule.proto != "any" else ["tcp", "udp", "icmp", OTHER_PROTO]
-        for src in _boundary_addresses(list(rule.src)):
-            for dst in _boundary_addresses(list(rule.dst)):
-                src_net, dst_net = inside(src), inside(dst)
-                if src_net is None or dst_net is None or src_net == dst_net:
-                    continue
-                for proto in protos:
-                    for port in _boundary_ports(rule.ports) if proto in ("tcp", "udp") else [None]:
-                        yield Flow(src, dst, proto, port)
+    def network_of(self, address: int) -> int | None:
+        index = bisect_right(self._starts, address) - 1
+        return index if index >= 0 and address <= self.nets[index][1] else None
+
+
+def _rule_boundary(rule: ResolvedRule, space: _Space, budget: int, rng: random.Random) -> Iterator[Flow]:
+    """The rule's boundary flows between two different networks; a seeded sample of `budget` when there are more."""
+    protos = [rule.proto] if rule.proto != "any" else ["tcp", "udp", "icmp", OTHER_PROTO]
+    services = [(proto, port) for proto in protos for port in (_boundary_ports(rule.ports) if proto in ("tcp", "udp") else [None])]
+    srcs, dsts = _boundary_addresses(list(rule.src)), _boundary_addresses(list(rule.dst))
+    total = len(srcs) * len(dsts) * len(services)
+    picks = range(total) if total <= budget else sorted(rng.sample(range(total), budget))
+    for pick in picks:
+        pair, service = divmod(pick, len(services))
+        src, dst = divmod(pair, len(dsts))
+        src_net, dst_net = space.network_of(srcs[src]), space.network_of(dsts[dst])
+        if src_net is None or dst_net is None or src_net == dst_net:
+            continue
+        proto, port = services[service]
+        yield Flow(str(IPv4Address(srcs[src])), str(IPv4Address(dsts[dst])), proto, port)
+
+
+def sample_flows(spec: FabricSpec, samples: int, seed: int, boundary: int = BOUNDARY_BUDGET) -> Iterator[Flow]:
+    """Boundary flows of every rule (at most `boundary` in all), then `samples` seeded random flows between networks."""
     rng = random.Random(seed)
-    port_pool = sorted({p for r in resolve_rules(spec) for p in _boundary_ports(r.ports)})
-    if len(space) < 2:
+    space = _Space(spec)
+    rules = resolve_rules(spec)
+    for rule in rules:
+        yield from _rule_boundary(rule, space, max(1, boundary // max(1, len(rules))), rng)
+    if len(space.nets) < 2:
         return
+    port_pool = sorted({p for r in rules for p in _boundary_ports(r.ports)})
     for _ in range(samples):
-        src_net, dst_net = rng.sample(space, 2)
+        (src_low, src_high), (dst_low, dst_high) = rng.sample(space.nets, 2)
         proto = rng.choice(["tcp", "tcp", "udp", "icmp", OTHER_PROTO])
         port = None
         if proto in ("tcp", "udp"):
             port = rng.choice(port_pool) if port_pool and rng.random() < 0.5 else rng.randint(1, 65535)
-        src = str(IPv4Address(int(src_net.network_address) + rng.randrange(src_net.num_addresses)))
-        dst = str(IPv4Address(int(dst_net.network_address) + rng.randrange(dst_net.num_addresses)))
-        yield Flow(src, dst, proto, port)
+        yield Flow(str(IPv4Address(rng.randint(src_low, src_high))), str(IPv4Address(rng.randint(dst_low, dst_high))), proto, port)

@@ -15,6 +15,7 @@ tie-break (deny wins at equal priority). Never imports Pulumi.
 from __future__ import annotations
 
 import hashlib
+from dataclasses import dataclass
 from ipaddress import IPv4Address, IPv4Network, collapse_addresses
 from typing import Literal
 
@@ -182,51 +183,78 @@ def compile_gcp(spec: FabricSpec) -> GcpSegmentation:
     return GcpSegmentation(vpcs=vpcs, rules=rules, tags=sorted(tags.values(), key=lambda t: (t.network, t.name)))
 
 
-def _has_tag(seg: GcpSegmentation, network: str, address: IPv4Address, tags: list[str]) -> bool:
-    return any(t.network == network and t.name in tags and any(address in m for m in t.members) for t in seg.tags)
+@dataclass(frozen=True)
+class _Rule:
+    """A firewall rule with ranges parsed and tags expanded to their members' networks."""
 
+    rule: FirewallRule
+    protocol: int | None
+    ports: tuple[tuple[int, int], ...]
+    targets: tuple[IPv4Network, ...] | None
+    sources: tuple[IPv4Network, ...]
+    destinations: tuple[IPv4Network, ...]
 
-def _matches(seg: GcpSegmentation, rule: FirewallRule, src: IPv4Address, dst: IPv4Address, proto: int, port: int | None) -> bool:
-    if rule.protocol != "all" and _NUMBERS[rule.protocol] != proto:
-        return False
-    if rule.ports:
-        if port is None or not any(int(p.split("-")[0]) <= port <= int(p.split("-")[-1]) for p in rule.ports):
+    def matches(self, src: IPv4Address, dst: IPv4Address, proto: int, port: int | None) -> bool:
+        if self.protocol is not None and self.protocol != proto:
             return False
-    if rule.direction == "INGRESS":
-        local, remote = dst, src
-        if rule.target_tags and not _has_tag(seg, rule.network, local, rule.target_tags):
+        if self.ports and (port is None or not any(lo <= port <= hi for lo, hi in self.ports)):
             return False
-        if rule.destination_ranges and not any(local in IPv4Network(r) for r in rule.destination_ranges):
+        ingress = self.rule.direction == "INGRESS"
+        local = dst if ingress else src
+        if self.targets is not None and not any(local in net for net in self.targets):
             return False
-        return any(remote in IPv4Network(r) for r in rule.source_ranges) or _has_tag(seg, rule.network, remote, rule.source_tags)
-    if rule.target_tags and not _has_tag(seg, rule.network, src, rule.target_tags):
-        return False
-    if rule.source_ranges and not any(src in IPv4Network(r) for r in rule.source_ranges):
-        return False
-    return any(dst in IPv4Network(r) for r in rule.destination_ranges)
+        if ingress:
+            if self.destinations and not any(dst in net for net in self.destinations):
+                return False
+            return any(src in net for net in self.sources)
+        if self.sources and not any(src in net for net in self.sources):
+            return False
+        return any(dst in net for net in self.destinations)
 
 
-def _decide(seg: GcpSegmentation, vpc: str, direction: str, src: IPv4Address, dst: IPv4Address, proto: int, port: int | None) -> FirewallRule:
-    candidates = [r for r in [*seg.rules, *implied_rules(vpc)] if r.network == vpc and r.direction == direction]
-    candidates.sort(key=lambda r: (r.priority, r.action != "deny"))
-    return next(r for r in candidates if _matches(seg, r, src, dst, proto, port))
+class GcpEvaluator:
+    """GCP's decision over compiled firewall rules: parsed once, then one ordered scan per VPC on the path."""
+
+    def __init__(self, seg: GcpSegmentation) -> None:
+        def tagged(network: str, names: list[str]) -> list[IPv4Network]:
+            return [m for t in seg.tags if t.network == network and t.name in names for m in t.members]
+
+        def compiled(rule: FirewallRule) -> _Rule:
+            ports = tuple((int(p.split("-")[0]), int(p.split("-")[-1])) for p in rule.ports)
+            targets = tuple(tagged(rule.network, rule.target_tags)) if rule.target_tags else None
+            sources = (*(IPv4Network(r) for r in rule.source_ranges), *tagged(rule.network, rule.source_tags))
+            return _Rule(rule, None if rule.protocol == "all" else _NUMBERS[rule.protocol], ports, targets,
+                         sources, tuple(IPv4Network(r) for r in rule.destination_ranges))
+
+        self._vpcs = []
+        for vpc in seg.vpcs:
+            by_direction = {}
+            for direction in ("INGRESS", "EGRESS"):
+                rules = [r for r in [*seg.rules, *implied_rules(vpc.name)] if r.network == vpc.name and r.direction == direction]
+                rules.sort(key=lambda r: (r.priority, r.action != "deny"))  # at equal priority, deny wins
+                by_direction[direction] = [compiled(r) for r in rules]
+            self._vpcs.append((vpc, by_direction))
+
+    def __call__(self, src_ip: str, dst_ip: str, proto: int, port: int | None) -> tuple[str, str] | None:
+        """(permit|deny, deciding VPC/direction/rule), or None when no GCP VPC is on the flow's path.
+
+        Egress is checked in the source's VPC and ingress in the destination's;
+        the flow passes only when both allow.
+        """
+        src, dst = IPv4Address(src_ip), IPv4Address(dst_ip)
+        on_path = [(vpc, rules["EGRESS"]) for vpc, rules in self._vpcs if any(src in n for n in vpc.cidrs)]
+        on_path += [(vpc, rules["INGRESS"]) for vpc, rules in self._vpcs if any(dst in n for n in vpc.cidrs)]
+        if not on_path:
+            return None
+        reasons = []
+        for vpc, rules in on_path:
+            rule = next(r.rule for r in rules if r.matches(src, dst, proto, port))
+            reasons.append(f"{vpc.name}/{rule.direction.lower()}/{rule.name}")
+            if rule.action == "deny":
+                return "deny", reasons[-1]
+        return "permit", ", ".join(reasons)
 
 
 def evaluate(seg: GcpSegmentation, src_ip: str, dst_ip: str, proto: int, port: int | None) -> tuple[str, str] | None:
-    """What GCP does with a flow: (permit|deny, deciding rule), or None when no GCP VPC is on its path.
-
-    Egress is checked in the source's VPC and ingress in the destination's; the
-    flow passes only when both allow.
-    """
-    src, dst = IPv4Address(src_ip), IPv4Address(dst_ip)
-    on_path = [(v.name, "EGRESS") for v in seg.vpcs if any(src in n for n in v.cidrs)]
-    on_path += [(v.name, "INGRESS") for v in seg.vpcs if any(dst in n for n in v.cidrs)]
-    if not on_path:
-        return None
-    reasons = []
-    for vpc, direction in on_path:
-        rule = _decide(seg, vpc, direction, src, dst, proto, port)
-        reasons.append(f"{vpc}/{direction.lower()}/{rule.name}")
-        if rule.action == "deny":
-            return "deny", reasons[-1]
-    return "permit", ", ".join(reasons)
+    """One-off decision; build a `GcpEvaluator` once to judge many flows."""
+    return GcpEvaluator(seg)(src_ip, dst_ip, proto, port)
