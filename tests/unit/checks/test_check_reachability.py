@@ -125,3 +125,11 @@ def test_security_group_rules_wider_or_narrower_than_the_intent() -> None:
     narrowed = section.model_copy(update={"rules": [r for r in section.rules if r.direction != "ingress"]})
     finding, _ = parity(fabric, _replace(build_points(fabric), aws_point(narrowed)), samples=0)
     assert finding is not None and finding.kind == "parity-block" and finding.decisions["aws:security-groups"][0] == "deny"
+
+
+def test_boundary_flows_stay_within_their_budget_and_keep_the_edges() -> None:
+    fabric = spec()
+    everything = [f for f in sample_flows(fabric, 0, seed=3, boundary=100_000)]
+    capped = [f for f in sample_flows(fabric, 0, seed=3, boundary=40)]
+    assert len(capped) <= 40 < len(everything)
+    assert set(capped) <= set(everything)
