@@ -125,7 +125,9 @@ class Fabric(pulumi.ComponentResource):
         problems = _load(check_path)(args, plan)
         if problems:
             raise ValueError(f"fabric {args.spec.name}: " + "; ".join(problems))
-        super().__init__("transit:index:Fabric", name, None, opts)
+        # The spec as an input (names of secrets only, never values): the CrossGuard
+        # pack runs the spec rules on it (components/checks/crossguard.py).
+        super().__init__("transit:index:Fabric", name, {"spec": args.spec.model_dump(mode="json", by_alias=True, exclude_none=True)}, opts)
         self.resource_name = name
         self.plan = plan
         outputs = dict(_load(build_path)(self, args, plan))
