@@ -136,3 +136,31 @@ def test_rules_grow_with_groups_not_with_addresses() -> None:
     assert plan.rules_cartesian == 2 * 30 * 30 * 2
     assert plan.rules_emitted == 60 * 2
     assert [p.key for p in plan.prefix_lists] == ["app", "web"]
+
+
+@pytest.mark.parametrize("fabric", ["seed000_aws_azure", "seed004_dx_er_cloud_router", "architecture_example"])
+def test_seed_fabrics_agree_with_the_policy_intent_evaluator(fabric: str) -> None:
+    from pathlib import Path
+
+    from components.aws.planning import aws_intent
+    from components.loader import load_spec
+    from components.policy_intent import compile_intent, evaluate
+
+    spec = load_spec(Path(__file__).resolve().parents[3] / "stacks" / "fabrics" / f"{fabric}.yaml")
+    rules, segments = aws_intent(spec)
+    plan = compile_security(rules, segments)
+    intent = compile_intent(spec)
+    rng = random.Random(fabric)
+    hosts = [IPv4Address(int(c.network_address) + rng.randrange(c.num_addresses)) for n in spec.networks for c in n.cidrs for _ in range(6)]
+    hosts += [IPv4Address(int(c.network_address)) for cidrs in spec.groups.values() for c in map(IPv4Network, (m for m in cidrs if "/" in m))]
+    checked = 0
+    for _ in range(4000):
+        src, dst = str(rng.choice(hosts)), str(rng.choice(hosts))
+        proto = rng.choice(["tcp", "udp", "icmp"])
+        port = rng.choice([22, 443, 5001, 5432, 8000, 8080, 8081]) if proto != "icmp" else None
+        verdict = plan.allows(src, dst, proto, port)
+        if verdict is None:
+            continue
+        checked += 1
+        assert verdict == (evaluate(intent, src, dst, proto, port)[0] == "permit"), (src, dst, proto, port)
+    assert checked > 500
