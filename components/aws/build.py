@@ -117,8 +117,10 @@ def build_aws(
     if problems:
         raise ValueError(f"fabric {spec.name} (aws): " + "; ".join(problems))
     common = {"fabric": spec.name, "environment": environment}
+    # Default tags on each provider reach taggable resources the components do not tag themselves.
+    default_tags = {"tags": {"transit:fabric": spec.name, "transit:environment": environment}}
     providers = {
-        region: aws.Provider(f"{name}-aws-{region}", region=region, opts=pulumi.ResourceOptions(parent=parent))
+        region: aws.Provider(f"{name}-aws-{region}", region=region, default_tags=default_tags, opts=pulumi.ResourceOptions(parent=parent))
         for region in layout.regions
     }
 

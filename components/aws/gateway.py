@@ -102,7 +102,8 @@ class Gateway(pulumi.ComponentResource):
             self.vpn_gateways[vgw.key] = gateway
         self.dx_gateways: dict[str, aws.directconnect.Gateway] = {
             dx.key: aws.directconnect.Gateway(
-                f"{name}-dxgw-{dx.key}", name=f"{args.fabric}-{args.environment}-{dx.key}", amazon_side_asn=str(dx.asn), opts=child(self),
+                f"{name}-dxgw-{dx.key}", name=f"{args.fabric}-{args.environment}-{dx.key}", amazon_side_asn=str(dx.asn),
+                tags=args.tags("gateway", f"{name}-dxgw-{dx.key}"), opts=child(self),
             )
             for dx in args.dx_gateways
         }

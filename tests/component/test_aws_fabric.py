@@ -26,7 +26,7 @@ TAGGED_TYPES = {
     "aws:ec2/vpcEndpoint:VpcEndpoint", "aws:ec2/vpcEndpointService:VpcEndpointService", "aws:iam/role:Role",
     "aws:ec2transitgateway/transitGateway:TransitGateway", "aws:ec2transitgateway/vpcAttachment:VpcAttachment",
     "aws:ec2/eip:Eip", "aws:ec2/managedPrefixList:ManagedPrefixList", "aws:ec2/vpnGateway:VpnGateway",
-    "aws:directconnect/privateVirtualInterface:PrivateVirtualInterface",
+    "aws:directconnect/privateVirtualInterface:PrivateVirtualInterface", "aws:directconnect/gateway:Gateway",
 }
 MD5 = "abcdefgh"
 FABRICS = Path(__file__).resolve().parents[2] / "stacks" / "fabrics"
@@ -119,12 +119,16 @@ def test_seed_000_every_child_is_named_from_the_spec_and_parented_under_the_fabr
     assert seed_000.values["not_built"] == ["azure"]
 
 
-def test_seed_000_everything_taggable_carries_fabric_environment_and_role(seed_000: Graph) -> None:
-    tagged = [r for r in seed_000.all if r.type in TAGGED_TYPES]
+def test_seed_000_everything_taggable_carries_fabric_environment_and_role(seed_000: Graph, seed_004: Graph) -> None:
+    tagged = [r for r in [*seed_000.all, *seed_004.all] if r.type in TAGGED_TYPES]
     assert len(tagged) > 40
     for reg in tagged:
         tags = reg.inputs.get("tags") or {}
-        assert tags.get("transit:fabric") == "aws-azure-transit" and tags.get("transit:environment") == "dev" and tags.get("transit:role"), reg.name
+        assert tags.get("transit:fabric") in ("aws-azure-transit", "dx-er-cloud-router"), reg.name
+        assert tags.get("transit:environment") == "dev" and tags.get("transit:role"), reg.name
+    for provider in seed_000.of_type("pulumi:providers:aws"):
+        # Provider inputs travel JSON-encoded.
+        assert json.loads(provider.inputs["defaultTags"]) == {"tags": {"transit:fabric": "aws-azure-transit", "transit:environment": "dev"}}
     for asg in seed_000.of_type("aws:autoscaling/group:Group"):
         keys = {t["key"]: t for t in asg.inputs["tags"]}
         assert keys["transit:fabric"]["propagateAtLaunch"] is True
