@@ -1,14 +1,16 @@
 """The CrossGuard pack with the real CLI: `pulumi preview --policy-pack policies` on local fabrics.
 
 Why: unit tests call the validators directly; only the engine proves that the
-pack loads through our language host, receives the preview's resources (here
-the agents LocalFabric would start, each carrying its filter in agent.json),
-applies the per-environment levels from policies/config/<env>.json, and fails
-the preview on a mandatory violation. A preview creates nothing, so there is
-nothing on the machine to clean up beyond the scratch stack itself.
+pack loads through our language host, receives the preview's resources (the
+`transit:index:Fabric` component carrying the spec, the agents LocalFabric
+would start, each carrying its filter in agent.json), applies the
+per-environment levels from policies/config/<env>.json, and fails the preview
+on a mandatory violation. A preview creates nothing, so there is nothing on
+the machine to clean up beyond the stacks themselves.
 """
 from __future__ import annotations
 
+import shutil
 import subprocess
 from collections.abc import Iterator
 from pathlib import Path
@@ -75,3 +77,56 @@ def test_compliant_fabric_passes_in_prod(scratch) -> None:
     output = result.stdout + result.stderr
     assert result.returncode == 0, output
     assert "multicloud-transit" in output and "mandatory" not in output
+
+
+@pytest.fixture
+def repo_local_stack(tmp_path: Path, pulumi_env: dict[str, str]) -> Iterator:
+    """A copy of this project whose `local` stack deploys a given fabric document; the stack is removed afterwards."""
+    project = tmp_path / "transit"
+    env = {**pulumi_env, "PULUMI_CONFIG_PASSPHRASE": "transit-local"}  # the local stack's documented passphrase
+    made: list[bool] = []
+
+    def make(mutate) -> Path:  # type: ignore[no-untyped-def]
+        project.mkdir()
+        shutil.copy(REPO / "Pulumi.yaml", project)
+        (project / ".venv").symlink_to(REPO / ".venv")
+        shutil.copytree(REPO / "stacks", project / "stacks", symlinks=True, ignore=shutil.ignore_patterns("__pycache__"))
+        config = yaml.safe_load((project / "stacks" / "Pulumi.local.yaml").read_text())["config"]
+        fabric = project / "stacks" / config["transit:fabric"]
+        document = yaml.safe_load(fabric.read_text())
+        mutate(document)
+        fabric.write_text(yaml.safe_dump(document, sort_keys=False))
+        run(env, project, "stack", "init", "local")
+        made.append(True)
+        return project
+
+    yield make, env
+    if made:
+        run(env, project, "stack", "rm", "local", "--yes", "--force")
+
+
+def run(env: dict[str, str], cwd: Path, *args: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(["pulumi", *args, "--non-interactive", "--color=never"], cwd=cwd, env=env,
+                          capture_output=True, text=True, timeout=240)
+
+
+def test_preview_s_local_fails_on_the_fabric_spec_and_its_agents(repo_local_stack) -> None:
+    make, env = repo_local_stack
+    project = make(lambda document: document["policy"]["rules"].insert(0, {**OPEN_SSH, "to": "any"}))
+    result = run(env, project, "preview", "-s", "local", "--policy-pack", str(PACK),
+                 "--policy-pack-config", str(PACK / "config" / "prod.json"))
+    output = result.stdout + result.stderr
+    assert result.returncode != 0, output
+    assert "[mandatory]  no-open-admin-ports  (transit:index:Fabric:" in output
+    assert ".spec.policy.rules[0]: rule 'open-ssh' permits any to administrative port(s) 22" in output
+
+
+def test_preview_s_local_of_the_shipped_fabric_is_advisory_only(repo_local_stack) -> None:
+    make, env = repo_local_stack
+    project = make(lambda document: None)
+    result = run(env, project, "preview", "-s", "local", "--policy-pack", str(PACK),
+                 "--policy-pack-config", str(PACK / "config" / "local.json"))
+    output = result.stdout + result.stderr
+    assert result.returncode == 0, output
+    assert "[advisory]  encrypted-transit  (transit:index:Fabric:" in output
+    assert "[mandatory]" not in output
