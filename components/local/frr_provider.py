@@ -106,7 +106,7 @@ class FrrRouterProvider(LocalProvider):
     def alive(self, id_: str, outs: dict[str, Any]) -> bool:
         pids, starts = outs.get("pids") or {}, outs.get("start_times") or {}
         return set(pids) == set(DAEMONS) and all(
-            is_running(pids[d], starts.get(d)) and in_namespace(pids[d], outs["ns"]) for d in DAEMONS)
+            is_running(pids[d], starts.get(d)) and in_namespace(int(pids[d]), outs["ns"]) for d in DAEMONS)
 
     def read(self, id_: str, props: dict[str, Any]) -> ReadResult:
         if not self.alive(id_, props):
