@@ -18,6 +18,7 @@ Logs are `subsystem.event key=value` lines on stderr.
 from __future__ import annotations
 
 import argparse
+import ctypes
 import enum
 import logging
 import signal
@@ -36,6 +37,7 @@ from dataplane.intercept import InterceptPlan
 from dataplane.logfmt import event
 from dataplane.metrics import Sources
 from dataplane.observe import Observer
+from dataplane.parking import Parking
 from dataplane.paths import PathMonitor
 from dataplane.tls import build_contexts
 from dataplane.tunnel import TunnelPool
@@ -43,6 +45,8 @@ from dataplane.tunnel import TunnelPool
 log = logging.getLogger("dataplane.agent")
 
 THREAD_STACK = 256 * 1024  # many stream threads; each needs little stack
+MALLOC_ARENAS = 2  # glibc gives each busy thread its own arena; with a thread per stream that multiplies idle memory
+_M_ARENA_MAX = -8  # malloc.h
 
 
 class ExitCode(enum.IntEnum):
@@ -127,7 +131,8 @@ class Agent:
             timeouts=lambda: self._runtime.config.timeouts,
             warm=lambda: self._runtime.config.warm_tunnels,
         )
-        self.forwarder = Forwarder(runtime=lambda: self._runtime, pool=self.pool, on_flow=self._flow_closed)
+        self.parking = Parking()
+        self.forwarder = Forwarder(runtime=lambda: self._runtime, pool=self.pool, parking=self.parking, on_flow=self._flow_closed)
         self.observer = Observer(
             config,
             sources=Sources(
@@ -242,6 +247,7 @@ class Agent:
         while self.forwarder.active() and time.monotonic() < deadline:
             time.sleep(0.05)
         left = self.forwarder.abort_all()
+        self.parking.stop()  # wakes parked streams: they see the abort and end
         end = time.monotonic() + 2
         while self.forwarder.active() and time.monotonic() < end:
             time.sleep(0.02)
@@ -343,6 +349,7 @@ class Agent:
             "role": self.config.role,
             "identity": self.config.identity,
             "streams": self.forwarder.active(),
+            "parked_streams": self.parking.count(),
             "warm_tunnels": self.pool.warm_count(),
             "paths": self.paths.stats(),
             "active_paths": {peer.name: self.paths.active(peer.name) for peer in self.config.peers},
@@ -354,6 +361,14 @@ def _quiet(action: Callable[[], None], what: str) -> None:
         action()
     except Exception as exc:
         event(log, "teardown.failed", what=what, error=str(exc), level=logging.ERROR)
+
+
+def _limit_malloc_arenas() -> None:
+    """Cap glibc malloc arenas before the stream threads exist (a no-op on other C libraries)."""
+    try:
+        ctypes.CDLL(None).mallopt(_M_ARENA_MAX, MALLOC_ARENAS)
+    except (OSError, AttributeError):
+        pass
 
 
 def _setup_logging(level: str) -> None:
@@ -383,6 +398,7 @@ def main(argv: list[str] | None = None) -> int:
         event(log, "config.valid", node=config.name)
         return ExitCode.OK
     threading.stack_size(THREAD_STACK)
+    _limit_malloc_arenas()
     try:
         agent = Agent(args.config, config)
     except (OSError, ssl.SSLError) as exc:

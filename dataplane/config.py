@@ -102,6 +102,7 @@ class Timeouts(_Model):
     connect: float = Field(default=3.0, gt=0, description="TCP connect to a peer or to the final destination. Defaults to 3.")
     handshake: float = Field(default=3.0, gt=0, description="TLS handshake plus stream header exchange. Defaults to 3.")
     drain: float = Field(default=5.0, ge=0, description="On SIGTERM, wait this long for open streams before resetting them. Defaults to 5.")
+    park: float = Field(default=1.0, ge=0, description="A stream quiet this long gives up its thread and waits in the shared parking thread until bytes arrive (memory per idle flow); 0 disables. Defaults to 1.")
 
 
 class PathSettings(_Model):

@@ -31,6 +31,7 @@ from ipaddress import IPv4Address, IPv4Network
 from dataplane.config import AgentConfig, PeerConfig
 from dataplane.header import HEADER_FIXED_LEN, HeaderError, Status, StreamHeader, decode, encode_reply, parse_fixed
 from dataplane.logfmt import event
+from dataplane.parking import Parking
 from dataplane.relay import Outcome, Pump, PumpResult, reset
 from dataplane.tls import TlsContexts, require_identity
 from dataplane.tunnel import TunnelPool
@@ -132,10 +133,12 @@ class Forwarder:
         *,
         runtime: Callable[[], Runtime],
         pool: TunnelPool,
+        parking: Parking,
         on_flow: Callable[[FlowRecord], None],
     ) -> None:
         self._runtime = runtime
         self._pool = pool
+        self._parking = parking
         self._on_flow = on_flow
         self._lock = threading.Lock()
         self._ids = itertools.count()
@@ -173,18 +176,34 @@ class Forwarder:
             pump.abort()
         return len(doomed)
 
-    def _run(self, pump: Pump, peer: str, path: str) -> PumpResult:
+    def _run(self, pump: Pump, peer: str, path: str, done: Callable[[PumpResult], None]) -> None:
+        """Relay a stream to its end, parking it while quiet; `done` gets the result in whatever thread ends it."""
         key = next(self._ids)
         with self._lock:
             self._streams[key] = (pump, peer, path)
+        self._continue(key, pump, peer, path, done)
+
+    def _continue(self, key: int, pump: Pump, peer: str, path: str, done: Callable[[PumpResult], None]) -> None:
         try:
-            result = pump.run()
-        finally:
+            while True:
+                result = pump.run()
+                if result.outcome is not Outcome.PARKED:
+                    break
+                resume = lambda: threading.Thread(  # noqa: E731 (a thread per wake-up, none while parked)
+                    target=self._continue, args=(key, pump, peer, path, done), daemon=True
+                ).start()
+                if self._parking.park((pump.a, pump.b), pump.idle_deadline(), resume):
+                    return
+                pump.park_after = 0.0  # parking is closed (shutdown): finish in this thread
+        except BaseException:
             with self._lock:
-                del self._streams[key]
+                self._streams.pop(key, None)
+            raise
+        with self._lock:
+            self._streams.pop(key, None)
         if result.error:
             event(log, "stream.error", peer=peer, path=path, outcome=result.outcome.value, error=result.error, level=logging.DEBUG)
-        return result
+        done(result)
 
     def _emit(self, rt: Runtime, role: str, header: StreamHeader, started: float, **fields: object) -> None:
         defaults: dict[str, object] = {
@@ -238,16 +257,19 @@ class Forwarder:
             self._emit(rt, "ingress", header, started, verdict="error", rule=rule, peer=peer.name, outcome=Outcome.RESET.value)
             return
         app.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
-        pump = Pump(app, tunnel.sock, idle=rt.config.timeouts.idle, framed="b", expect_reply=True)
-        result = self._run(pump, peer.name, tunnel.path)
-        verdict_out = "deny" if result.status is Status.DENIED else ("permit" if result.status is Status.OK else "error")
-        if result.outcome is Outcome.REFUSED:
-            event(log, "flow.refused", src=f"{src}:{sport}", dst=f"{dst}:{dport}", status=result.status.name if result.status else "none", rule=result.rule or "default")
-        self._emit(
-            rt, "ingress", header, started, verdict=verdict_out, rule=result.rule if result.status is Status.DENIED else rule,
-            bytes_up=result.up, bytes_down=result.down, path=tunnel.path, peer=peer.name,
-            dst_identity=peer.identity, outcome=result.outcome.value,
-        )
+        pump = Pump(app, tunnel.sock, idle=rt.config.timeouts.idle, park_after=rt.config.timeouts.park, framed="b", expect_reply=True)
+
+        def done(result: PumpResult) -> None:
+            verdict_out = "deny" if result.status is Status.DENIED else ("permit" if result.status is Status.OK else "error")
+            if result.outcome is Outcome.REFUSED:
+                event(log, "flow.refused", src=f"{src}:{sport}", dst=f"{dst}:{dport}", status=result.status.name if result.status else "none", rule=result.rule or "default")
+            self._emit(
+                rt, "ingress", header, started, verdict=verdict_out, rule=result.rule if result.status is Status.DENIED else rule,
+                bytes_up=result.up, bytes_down=result.down, path=tunnel.path, peer=peer.name,
+                dst_identity=peer.identity, outcome=result.outcome.value,
+            )
+
+        self._run(pump, peer.name, tunnel.path, done)
 
     # ---- tunnels from peers --------------------------------------------
 
@@ -321,9 +343,11 @@ class Forwarder:
             reset(conn)
             reset(tls)
             return
-        pump = Pump(tls, conn, idle=rt.config.timeouts.idle, framed="a")
-        result = self._run(pump, from_peer.name, in_path)
-        self._emit(rt, "egress", header, started, verdict="permit", rule=rule, bytes_up=result.up, bytes_down=result.down, outcome=result.outcome.value, **common)
+        pump = Pump(tls, conn, idle=rt.config.timeouts.idle, park_after=rt.config.timeouts.park, framed="a")
+        self._run(pump, from_peer.name, in_path, lambda result: self._emit(
+            rt, "egress", header, started, verdict="permit", rule=rule, bytes_up=result.up, bytes_down=result.down,
+            outcome=result.outcome.value, **common,
+        ))
 
     def _connect(self, rt: Runtime, header: StreamHeader) -> socket.socket:
         """Connect to the destination, from the original source address when configured."""
@@ -363,10 +387,9 @@ class Forwarder:
             event(log, "tunnel.dial_failed", peer=peer.name, error=type(exc).__name__, level=logging.WARNING)
             self._emit(rt, "relay", header, started, verdict="error", outcome=Outcome.REFUSED.value, peer=peer.name)
             return
-        pump = Pump(tls, tunnel.sock, idle=rt.config.timeouts.idle)
+        pump = Pump(tls, tunnel.sock, idle=rt.config.timeouts.idle, park_after=rt.config.timeouts.park)
         # Registered under the outgoing peer and path: that is the hop a failover replaces.
-        result = self._run(pump, peer.name, tunnel.path)
-        self._emit(
+        self._run(pump, peer.name, tunnel.path, lambda result: self._emit(
             rt, "relay", header, started, verdict="permit", bytes_up=result.up, bytes_down=result.down,
             outcome=result.outcome.value, path=tunnel.path, peer=peer.name, dst_identity=peer.identity,
-        )
+        ))

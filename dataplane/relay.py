@@ -58,6 +58,7 @@ class Outcome(str, enum.Enum):
     IDLE = "idle"          # no bytes for the idle timeout
     ABORTED = "aborted"    # abort() called (failover, drain)
     REFUSED = "refused"    # the far end replied with a non-OK status
+    PARKED = "parked"      # quiet for `park_after`: sockets still open, run() again to resume
 
 
 class FrameError(ValueError):
@@ -115,9 +116,9 @@ class _Direction:
         self.src = src
         self.dst = dst
         self.mode = mode
-        self.buf = bytearray(MIN_BUFFER)
-        self.view = memoryview(self.buf)
-        self.grow = False
+        self.buf: bytearray | None = None  # allocated when bytes arrive, dropped again while idle
+        self.view = memoryview(b"")
+        self.size = MIN_BUFFER
         self.out: memoryview | None = None
         self.count = 0
         self.eof = False
@@ -148,12 +149,11 @@ class _Direction:
 
     def fill(self) -> int:
         """Read as much as is ready, up to the buffer size; returns bytes read (before deframing)."""
-        if self.grow:
-            self.buf = bytearray(min(len(self.buf) * 4, MAX_BUFFER))
+        if self.buf is None or len(self.buf) != self.size:
+            self.buf = bytearray(self.size)
             self.view = memoryview(self.buf)
-            self.grow = False
         start = FRAME_HEADER if self.mode == "encode" else 0
-        size = len(self.buf)
+        size = self.size
         total = start
         while total < size:
             want = size - total
@@ -174,7 +174,10 @@ class _Direction:
                 break
         got = total - start
         if total == size and size < MAX_BUFFER:
-            self.grow = True
+            self.size = min(size * 4, MAX_BUFFER)  # a full read: bulk transfer, read more per call
+        if not got and size == MIN_BUFFER:
+            self.buf, self.view = None, memoryview(b"")  # an idle stream holds no buffer
+            return 0
         if got:
             if self.mode == "encode":
                 struct.pack_into("!I", self.buf, 0, got)
@@ -276,10 +279,21 @@ class Pump:
     a denied or unreachable flow becomes a reset for the application.
     """
 
-    def __init__(self, a: socket.socket, b: socket.socket, *, idle: float, framed: Literal["a", "b"] | None = None, expect_reply: bool = False) -> None:
+    def __init__(
+        self,
+        a: socket.socket,
+        b: socket.socket,
+        *,
+        idle: float,
+        park_after: float = 0.0,
+        framed: Literal["a", "b"] | None = None,
+        expect_reply: bool = False,
+    ) -> None:
         self.a = a
         self.b = b
         self.idle = idle
+        self.park_after = park_after
+        self.last = time.monotonic()
         up_mode: Mode = "decode" if framed == "a" else "encode" if framed == "b" else "raw"
         down_mode: Mode = "encode" if framed == "a" else "decode" if framed == "b" else "raw"
         if expect_reply and down_mode != "decode":
@@ -297,11 +311,24 @@ class Pump:
         _shutdown(self.a, socket.SHUT_RDWR)
         _shutdown(self.b, socket.SHUT_RDWR)
 
+    def idle_deadline(self) -> float:
+        """When the stream times out if nothing moves (monotonic)."""
+        return self.last + self.idle
+
+    def _parkable(self) -> bool:
+        """Quiet with nothing in flight: both directions wait to read and TLS holds nothing buffered."""
+        return all(d.out is None and not d.eof and not d.done and not d.can_read and d.read_wants == _READ for d in (self.up, self.down))
+
     def run(self) -> PumpResult:
-        """Relay until both directions end, a side fails, the stream idles out or abort() is called."""
+        """Relay until both directions end, a side fails, the stream idles out, parks, or abort() is called.
+
+        After PARKED the sockets stay open and another call to run() resumes.
+        """
         for sock in (self.a, self.b):
             sock.setblocking(False)
         outcome = self._loop()
+        if outcome is Outcome.PARKED:
+            return PumpResult(self.up.count, self.down.count, outcome, self.status, self.rule, self.error)
         if outcome is Outcome.CLOSED:
             _close(self.a)
             _close(self.b)
@@ -345,7 +372,6 @@ class Pump:
 
     def _loop(self) -> Outcome:
         poller = select.poll()
-        last = time.monotonic()
         directions = (self.up, self.down)
         sides = (self.a.fileno(), self.b.fileno())
         while True:
@@ -364,7 +390,7 @@ class Pump:
             if self.up.done and self.down.done:
                 return Outcome.CLOSED
             if moved:
-                last = time.monotonic()
+                self.last = time.monotonic()
                 continue
             events = dict.fromkeys(sides, 0)
             for d in directions:
@@ -373,11 +399,18 @@ class Pump:
                 events[d.dst.fileno()] |= dst_ev
             for fd, mask in events.items():
                 poller.register(fd, mask | _ALWAYS)
-            timeout = max(0.0, self.idle - (time.monotonic() - last))
-            ready = dict(poller.poll(timeout * 1000))
+            quiet = time.monotonic() - self.last
+            timeout = self.idle - quiet
+            parking = self.park_after > 0 and self._parkable()
+            if parking:
+                timeout = min(timeout, self.park_after - quiet)
+            ready = dict(poller.poll(max(0.0, timeout) * 1000))
             if not ready:
-                if time.monotonic() - last >= self.idle:
+                quiet = time.monotonic() - self.last
+                if quiet >= self.idle:
                     return Outcome.IDLE
+                if parking and quiet >= self.park_after:
+                    return Outcome.PARKED
                 continue
             for d in directions:
                 if ready.get(d.src.fileno(), 0) & (d.read_wants | _ALWAYS):

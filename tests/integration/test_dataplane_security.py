@@ -116,6 +116,7 @@ def test_agent_refuses_a_far_edge_from_another_ca(seed: Seed000) -> None:
         assert not any(received), f"the impostor received stream bytes: {received!r}"
         assert seed.agents["edgea"].wait_for("tunnel.dial_failed peer=edgeb error=SSLCertVerificationError")
     finally:
+        listener.shutdown(socket.SHUT_RDWR)  # wakes the accept() so the port is really free
         listener.close()
         thread.join(timeout=5)
     seed.start_agent("edgeb")
