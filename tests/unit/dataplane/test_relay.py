@@ -143,3 +143,26 @@ def test_abort_resets_both_sides() -> None:
             assert sock.recv(10) == b""
         except ConnectionResetError:
             pass
+
+
+def test_quiet_stream_parks_and_resumes_with_its_state() -> None:
+    a1, a2 = _pair()
+    b1, b2 = _pair()
+    pump = Pump(a2, b1, idle=30, park_after=0.2)
+    a1.sendall(b"one")
+    started = time.monotonic()
+    thread, box = _run(pump)
+    assert b2.recv(3) == b"one"
+    thread.join(5)
+    assert box["result"].outcome is Outcome.PARKED
+    assert 0.15 < time.monotonic() - started < 3
+    a1.sendall(b"two")
+    b2.sendall(b"back")
+    thread, box = _run(pump)
+    assert b2.recv(3) == b"two"
+    assert a1.recv(4) == b"back"
+    a1.shutdown(socket.SHUT_WR)
+    b2.shutdown(socket.SHUT_WR)
+    thread.join(5)
+    assert box["result"].outcome is Outcome.CLOSED
+    assert (box["result"].up, box["result"].down) == (6, 4)
