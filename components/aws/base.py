@@ -52,6 +52,9 @@ class Common:
         return [{"key": k, "value": v, "propagate_at_launch": True} for k, v in self.tags(role, name).items()]
 
 
+HTTPS = 443
+"""Agents call AWS APIs (SSM) over HTTPS at boot; their groups allow it out."""
+
 SgRuleSpec = tuple[str, str, "int | None", str]
 """(direction, protocol, port or None for all ports, CIDR)."""
 
@@ -89,8 +92,16 @@ def user_data(agent_config_json: pulumi.Input[str]) -> pulumi.Output[str]:
     return pulumi.Output.from_input(agent_config_json).apply(lambda text: base64.b64encode(text.encode()).decode())
 
 
-def ssm_read_policy(fabric: str, environment: str, name: str) -> str:
-    """Least privilege for an agent VM: read its own SSM parameters (keys, certificates), nothing else."""
+def node_policy(fabric: str, environment: str, name: str, role: str) -> str:
+    """Least privilege for an agent VM, two statements and nothing else.
+
+    - read its own SSM parameters (TLS key and certificate), under
+      /transit/<fabric>/<environment>/<name>;
+    - turn off the source/destination check of instances tagged as this
+      fabric's `role` in this environment: agents deliver streams from the
+      original source address (AgentConfig.preserve_source), which EC2 drops
+      while the check is on, and a launch template cannot turn it off.
+    """
     path = f"/transit/{fabric}/{environment}/{name}"
     return json.dumps(
         {
@@ -101,7 +112,20 @@ def ssm_read_policy(fabric: str, environment: str, name: str) -> str:
                     "Effect": "Allow",
                     "Action": ["ssm:GetParameter", "ssm:GetParameters", "ssm:GetParametersByPath"],
                     "Resource": [f"arn:aws:ssm:*:*:parameter{path}", f"arn:aws:ssm:*:*:parameter{path}/*"],
-                }
+                },
+                {
+                    "Sid": "DisableSourceDestCheckOnOwnRole",
+                    "Effect": "Allow",
+                    "Action": ["ec2:ModifyInstanceAttribute"],
+                    "Resource": "arn:aws:ec2:*:*:instance/*",
+                    "Condition": {
+                        "StringEquals": {
+                            "ec2:ResourceTag/transit:fabric": fabric,
+                            "ec2:ResourceTag/transit:environment": environment,
+                            "ec2:ResourceTag/transit:role": role,
+                        }
+                    },
+                },
             ],
         }
     )

@@ -17,7 +17,7 @@ from typing import Literal
 import pulumi
 import pulumi_aws as aws
 
-from components.aws.base import ASSUME_EC2, Common, SgRuleSpec, child, inline_rules, raise_problems, ssm_read_policy, user_data
+from components.aws.base import ASSUME_EC2, HTTPS, Common, SgRuleSpec, child, inline_rules, raise_problems, node_policy, user_data
 from components.aws.naming import cidr_slug
 from components.aws.tunnel_lb import TunnelLb, tunnel_lb
 
@@ -172,6 +172,7 @@ class Connector(pulumi.ComponentResource):
         rules += [("ingress", "tcp", args.tunnel_port, c) for c in [*args.edge_cidrs, *args.connector_cidrs]]
         rules += [("ingress", "udp", args.probe_port, c) for c in args.edge_cidrs]
         rules += [("egress", "tcp", args.tunnel_port, "0.0.0.0/0"), ("egress", "udp", args.probe_port, "0.0.0.0/0")]
+        rules += [("egress", "tcp", HTTPS, "0.0.0.0/0")]  # AWS APIs (SSM) at boot
         rules += [("egress", "-1", None, c) for c in args.network_cidrs]
         self.security_group = aws.ec2.SecurityGroup(
             f"{name}-sg", vpc_id=args.vpc_id,
@@ -181,7 +182,9 @@ class Connector(pulumi.ComponentResource):
         )
 
         self.role = aws.iam.Role(f"{name}-role", assume_role_policy=ASSUME_EC2, tags=args.tags("connector", f"{name}-role"), opts=child(self))
-        aws.iam.RolePolicy(f"{name}-role-ssm", role=self.role.id, policy=ssm_read_policy(args.fabric, args.environment, name), opts=child(self.role))
+        aws.iam.RolePolicy(
+            f"{name}-role-policy", role=self.role.id, policy=node_policy(args.fabric, args.environment, name, "connector"), opts=child(self.role),
+        )
         profile = aws.iam.InstanceProfile(f"{name}-profile", role=self.role.name, tags=args.tags("connector", f"{name}-profile"), opts=child(self.role))
         assert args.agent_config_json is not None
         launch_template = aws.ec2.LaunchTemplate(

@@ -17,7 +17,7 @@ from ipaddress import IPv4Network
 import pulumi
 import pulumi_aws as aws
 
-from components.aws.base import ASSUME_EC2, Common, SgRuleSpec, child, inline_rules, raise_problems, ssm_read_policy, user_data
+from components.aws.base import ASSUME_EC2, HTTPS, Common, SgRuleSpec, child, inline_rules, raise_problems, node_policy, user_data
 from components.aws.naming import cidr_slug, edge_subnets, endpoint_ip, zone_names
 from components.aws.tunnel_lb import tunnel_lb
 
@@ -154,6 +154,7 @@ class Edge(pulumi.ComponentResource):
         rules: list[SgRuleSpec] = [("ingress", "tcp", args.tunnel_port, source) for source in sources]
         rules += [("ingress", "udp", args.probe_port, source) for source in args.tunnel_sources]
         rules += [("egress", "tcp", args.tunnel_port, "0.0.0.0/0"), ("egress", "udp", args.probe_port, "0.0.0.0/0")]
+        rules += [("egress", "tcp", HTTPS, "0.0.0.0/0")]  # AWS APIs (SSM) at boot
         rules += [("egress", "-1", None, cidr) for cidr in args.native_cidrs]
         self.security_group = aws.ec2.SecurityGroup(
             f"{name}-sg", vpc_id=vpc_id, description=f"transit edge {name}: tunnel tcp/{args.tunnel_port} and probe udp/{args.probe_port} only",
@@ -162,7 +163,9 @@ class Edge(pulumi.ComponentResource):
         )
 
         self.role = aws.iam.Role(f"{name}-role", assume_role_policy=ASSUME_EC2, tags=args.tags("edge", f"{name}-role"), opts=child(self))
-        aws.iam.RolePolicy(f"{name}-role-ssm", role=self.role.id, policy=ssm_read_policy(args.fabric, args.environment, name), opts=child(self.role))
+        aws.iam.RolePolicy(
+            f"{name}-role-policy", role=self.role.id, policy=node_policy(args.fabric, args.environment, name, "edge"), opts=child(self.role),
+        )
         self.instance_profile = aws.iam.InstanceProfile(f"{name}-profile", role=self.role.name, tags=args.tags("edge", f"{name}-profile"), opts=child(self.role))
 
         self.launch_template = aws.ec2.LaunchTemplate(

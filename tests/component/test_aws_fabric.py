@@ -176,13 +176,18 @@ def test_seed_000_edge_vms_boot_with_their_agent_config_and_least_privilege(seed
     assert str(edge_peer.public_addr) == FakeCloud.COMPUTED["aws:ec2/eip:Eip"]("aws-use1-eip-0")["publicIp"]
     assert connector.filter.evaluate("10.30.40.9", "172.18.40.10", "tcp", 443)[0] == "permit"
     assert connector.filter.evaluate("10.30.40.9", "172.18.40.10", "tcp", 22)[0] == "deny"
-    policy = json.loads(seed_000.by_name["aws-use1-role-ssm"].inputs["policy"])
-    actions = {a for s in policy["Statement"] for a in s["Action"]}
-    assert actions <= {"ssm:GetParameter", "ssm:GetParameters", "ssm:GetParametersByPath"}
-    assert all("/transit/aws-azure-transit/dev/aws-use1" in r for s in policy["Statement"] for r in s["Resource"])
+    policy = {s["Sid"]: s for s in json.loads(seed_000.by_name["aws-use1-role-policy"].inputs["policy"])["Statement"]}
+    assert set(policy) == {"ReadOwnParameters", "DisableSourceDestCheckOnOwnRole"}
+    assert set(policy["ReadOwnParameters"]["Action"]) == {"ssm:GetParameter", "ssm:GetParameters", "ssm:GetParametersByPath"}
+    assert all("/transit/aws-azure-transit/dev/aws-use1" in r for r in policy["ReadOwnParameters"]["Resource"])
+    assert policy["DisableSourceDestCheckOnOwnRole"]["Action"] == ["ec2:ModifyInstanceAttribute"]
+    assert policy["DisableSourceDestCheckOnOwnRole"]["Condition"]["StringEquals"] == {
+        "ec2:ResourceTag/transit:fabric": "aws-azure-transit", "ec2:ResourceTag/transit:environment": "dev",
+        "ec2:ResourceTag/transit:role": "edge",
+    }
     sg = seed_000.by_name["aws-use1-sg"]
     assert {(r["protocol"], r["fromPort"], r["toPort"]) for r in sg.inputs["ingress"]} == {("tcp", 8443, 8443), ("udp", 8444, 8444)}
-    assert {(r["protocol"], r["fromPort"]) for r in sg.inputs["egress"]} == {("tcp", 8443), ("udp", 8444)}
+    assert {(r["protocol"], r["fromPort"]) for r in sg.inputs["egress"]} == {("tcp", 8443), ("udp", 8444), ("tcp", 443)}
     connector_sg = seed_000.by_name["aws-app-connector-sg"]
     geneve = [r for r in connector_sg.inputs["ingress"] if r["protocol"] == "udp" and r["fromPort"] == 6081]
     assert sorted(c for r in geneve for c in r["cidrBlocks"]) == ["10.30.40.224/28", "10.30.40.240/28"]
