@@ -50,7 +50,10 @@ ATTACHMENT_POOL_PREFIX = 24
 last /24 of the backbone pool, which the plan's uplinks (one /31 per network) never reach."""
 
 MAX_PREFIX_LEN = 24
-"""Longest name prefix, so FRR socket paths stay under the 108-byte Unix limit."""
+"""Longest name prefix, so names stay readable in `ip netns list`."""
+
+MAX_FRR_NAME_LEN = 60
+"""Longest FRR pathspace name: /var/run/frr/<name>/<daemon>.vty must fit a 108-byte Unix socket path."""
 
 Role = Literal["edge", "connector", "network", "gateway", "cloud-router", "host"]
 LinkKind = Literal["backbone", "internet", "attachment", "circuit", "lan"]
@@ -175,6 +178,13 @@ def name_prefix(fabric: str, stack: str) -> str:
         return prefix
     digest = hashlib.sha1(prefix.encode()).hexdigest()[:8]
     return f"{fabric[:MAX_PREFIX_LEN - 9]}-{digest}"
+
+
+def frr_instance_name(ns: str) -> str:
+    """The FRR pathspace (`-N`) of the router in namespace `ns`: the namespace name, hashed when too long."""
+    if len(ns) <= MAX_FRR_NAME_LEN:
+        return ns
+    return f"{ns[:MAX_FRR_NAME_LEN - 9]}-{hashlib.sha1(ns.encode()).hexdigest()[:8]}"
 
 
 class _Pool:
@@ -367,7 +377,7 @@ class _Builder:
     def dc_bgp(self, network: Network, net_ns: str, c_ns: str, c_ip: IPv4Address, remote: list[str]) -> None:
         bgp = network.bgp
         self.routers.append(RouterSpec(ns=net_ns, config=RouterConfig(
-            name=net_ns, asn=bgp.peer_asn, router_id=str(bgp.peer_ip), networks=[str(c) for c in network.cidrs],
+            name=frr_instance_name(net_ns), asn=bgp.peer_asn, router_id=str(bgp.peer_ip), networks=[str(c) for c in network.cidrs],
             neighbors=[BgpNeighbor(address=str(c_ip), remote_asn=bgp.asn, description=f"connector-{network.name}",
                                    md5_secret=bgp.md5_secret)])))
         self.exabgp.append(ExaBgpSpec(
@@ -400,7 +410,7 @@ class _Builder:
             self.routers.append(RouterSpec(ns=g_ns, config=self.gateway_router(g_ns, circuit, statics)))
         if router and cr_ns:
             self.routers.append(RouterSpec(ns=cr_ns, config=RouterConfig(
-                name=cr_ns, asn=router.asn, router_id=router.neighbors[0].local_ip,
+                name=frr_instance_name(cr_ns), asn=router.asn, router_id=router.neighbors[0].local_ip,
                 neighbors=[BgpNeighbor(address=n.peer_ip, remote_asn=n.peer_asn, md5_secret=n.md5_secret,
                                        description=f"{n.circuit}-{n.role}") for n in router.neighbors])))
 
@@ -408,7 +418,7 @@ class _Builder:
     def gateway_router(ns: str, circuit: CircuitPlan, statics: list[StaticRoute]) -> RouterConfig:
         """The provider's router (VGW, ER gateway): announces the attached networks' CIDRs."""
         return RouterConfig(
-            name=ns, asn=circuit.peer_asn, router_id=circuit.sessions[0].peer_ip, static_routes=statics,
+            name=frr_instance_name(ns), asn=circuit.peer_asn, router_id=circuit.sessions[0].peer_ip, static_routes=statics,
             networks=[c for a in circuit.attaches for c in a.cidrs],
             neighbors=[BgpNeighbor(address=s.customer_ip, remote_asn=circuit.customer_asn, md5_secret=circuit.md5_secret,
                                    description=f"{circuit.name}-{s.role}") for s in circuit.sessions])

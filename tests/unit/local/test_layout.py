@@ -13,7 +13,7 @@ import pytest
 
 from components import load_spec
 from components.local import exabgp_config, frr_config
-from components.local.layout import MAX_PREFIX_LEN, Layout, build_layout, name_prefix
+from components.local.layout import MAX_FRR_NAME_LEN, MAX_PREFIX_LEN, Layout, build_layout, frr_instance_name, name_prefix
 
 ROOT = Path(__file__).resolve().parents[3]
 GOLDEN = Path(__file__).parent / "golden"
@@ -114,3 +114,11 @@ def test_agent_files_live_where_the_daemon_provider_writes_them() -> None:
     assert layout_module.RUN_ROOT == str(RUN_ROOT)
     agent = _layout("seed000_aws_azure").agents[0]
     assert str(agent.config.tls.key) == f"{RUN_ROOT}/{agent.name}/node.key"
+
+
+def test_frr_names_fit_unix_socket_paths_even_for_long_spec_names() -> None:
+    long_ns = "acme-local-g-" + "c" * 63
+    name = frr_instance_name(long_ns)
+    assert len(name) <= MAX_FRR_NAME_LEN and len(f"/var/run/frr/{name}/watchfrr.vty") < 108
+    assert name != frr_instance_name(long_ns[:-1] + "d")
+    assert frr_instance_name("acme-local-cr") == "acme-local-cr"
