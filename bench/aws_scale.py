@@ -196,7 +196,7 @@ def _write_readme(r: dict[str, Any]) -> None:
             f"| seconds with CPython's default GC (wall; CPU) | {r['seconds_default_gc']}; {r['cpu_seconds_default_gc']} | | |",
             f"| peak RSS, MB | {r['peak_rss_mb']} | < 2048 | {_verdict(r['peak_rss_mb'] < 2048)} |",
             f"| security rules emitted / Cartesian | {r['rules_emitted']} / {r['rules_cartesian']} ({ratio:.3f}) | < 0.1 | {_verdict(ratio < 0.1)} |",
-            f"| routes, security groups, prefix lists | {r['routes']}, {r['security_groups']}, {r['prefix_lists']} | | |",
+            f"| plan routes (network x destination), security groups, prefix lists | {r['routes']}, {r['security_groups']}, {r['prefix_lists']} | | |",
             "",
             f"Run {time.strftime('%Y-%m-%dT%H:%M:%SZ', time.gmtime())} on {os.cpu_count()} CPUs, 1-minute load average "
             f"{r['load_average_1m']} (other work shares the machine: CPU seconds are the steadier figure). "
