@@ -14,7 +14,7 @@ from typing import TYPE_CHECKING
 
 from pydantic import BaseModel, ConfigDict
 
-from components.aws.naming import MIN_SUBNET_PREFIX, endpoint_ip, split_cidr, zone_names
+from components.aws.naming import MIN_SUBNET_PREFIX, endpoint_ip, split_cidr
 from components.aws.routing import AwsRoute, NetworkAddresses, network_routes, reachability
 from components.aws.security_rules import Endpoint, IntentRule, Segment, SecurityPlan, compile_security, permitted_boxes
 from components.dataplane_policy import resolve_rules
@@ -259,17 +259,19 @@ def build_aws_layout(spec: FabricSpec, plan: Plan) -> AwsLayout:
         if n.cloud != "aws":
             continue
         edge = home[n.name]
-        zones = list(edge.zones) if edge.cloud == "aws" and edge.region == n.region else zone_names(n.region or "", 2)
+        same_region_edge = edge.cloud == "aws" and edge.region == n.region
         if n.attach == "connector":
+            # The plan carved the connector subnets, one per zone of the home edge.
             fabric = [s.cidr for s in connectors[n.name].subnets]
             zones = [s.zone for s in connectors[n.name].subnets]
             ips = [endpoint_ip(c) for c in fabric]
-        else:
+        elif same_region_edge:
+            # A native network's TGW attachment gets /28s from the last quarter of its first CIDR.
+            zones = list(edge.zones)
             last = split_cidr(n.cidrs[0], 4)[3]
             fabric = [str(s) for s in list(last.subnets(new_prefix=MIN_SUBNET_PREFIX))[: len(zones)]]
             ips = []
-        same_region_edge = edge.cloud == "aws" and edge.region == n.region
-        if n.attach == "native" and not same_region_edge:
+        else:
             raise ValueError(
                 f"network {n.name} attaches natively, but its edge {edge.name} is not an AWS edge in {n.region}; "
                 "a transit gateway attachment only reaches an edge in the same region"
@@ -287,10 +289,12 @@ def build_aws_layout(spec: FabricSpec, plan: Plan) -> AwsLayout:
     for c in plan.circuits:
         if c.cloud != "aws":
             continue
+        if not c.attaches:
+            raise ValueError(f"circuit {c.name} attaches no network; its VIF, DX gateway and VGW live in the attached network's region")
         session = c.sessions[0]
         circuit_layouts.append(
             AwsCircuitLayout(
-                name=c.name, region=regions_of[c.attaches[0].network] if c.attaches else "", connection=c.connection,
+                name=c.name, region=regions_of[c.attaches[0].network], connection=c.connection,
                 location=c.location, bandwidth_mbps=c.bandwidth_mbps, vlan=c.vlan, customer_asn=c.customer_asn,
                 peer_asn=c.peer_asn, customer_address=f"{session.customer_ip}/{session.prefix_length}",
                 amazon_address=f"{session.peer_ip}/{session.prefix_length}", md5_secret=c.md5_secret,
