@@ -41,6 +41,7 @@ from dataplane.parking import Parking
 from dataplane.paths import PathMonitor
 from dataplane.tls import build_contexts
 from dataplane.tunnel import TunnelPool
+from dataplane.workers import Workers
 
 log = logging.getLogger("dataplane.agent")
 
@@ -61,8 +62,11 @@ class ExitCode(enum.IntEnum):
 class Listener:
     """A listening TCP socket with an accept thread that hands each connection to a handler thread."""
 
-    def __init__(self, name: str, endpoint: Endpoint, handler: Callable[[socket.socket], None], *, transparent: bool = False) -> None:
+    def __init__(
+        self, name: str, endpoint: Endpoint, handler: Callable[[socket.socket], None], workers: Workers, *, transparent: bool = False
+    ) -> None:
         self.name = name
+        self._workers = workers
         self.endpoint = endpoint
         self.transparent = transparent
         self._handler = handler
@@ -99,7 +103,7 @@ class Listener:
                 conn, _addr = self._sock.accept()
             except OSError:
                 return
-            threading.Thread(target=self._safe, args=(conn,), daemon=True).start()
+            self._workers.submit(self._safe, conn)
 
     def _safe(self, conn: socket.socket) -> None:
         try:
@@ -120,6 +124,7 @@ class Agent:
         self._runtime = Runtime(config, build_contexts(config.tls), Router(config))
         self._reload = threading.Event()
         self._stop = threading.Event()
+        self.workers = Workers("stream")
         self._sysctl_previous: dict[str, str] = {}
         self._intercept: InterceptPlan | None = None
         self._filter_installed: str | None = None
@@ -130,9 +135,12 @@ class Agent:
             paths=self.paths,
             timeouts=lambda: self._runtime.config.timeouts,
             warm=lambda: self._runtime.config.warm_tunnels,
+            workers=self.workers,
         )
         self.parking = Parking()
-        self.forwarder = Forwarder(runtime=lambda: self._runtime, pool=self.pool, parking=self.parking, on_flow=self._flow_closed)
+        self.forwarder = Forwarder(
+            runtime=lambda: self._runtime, pool=self.pool, parking=self.parking, workers=self.workers, on_flow=self._flow_closed
+        )
         self.observer = Observer(
             config,
             sources=Sources(
@@ -158,7 +166,7 @@ class Agent:
         """Bring every part up; on failure, undo what was done and re-raise."""
         try:
             self._sysctl_previous = sysctl.apply()
-            self._tunnel_listener = Listener("tunnel", self.config.listen.tunnel, self.forwarder.handle_tunnel)
+            self._tunnel_listener = Listener("tunnel", self.config.listen.tunnel, self.forwarder.handle_tunnel, self.workers)
             self._intercept_listener = self._make_intercept_listener(self.config)
             self._install_kernel(self.config)
             self.paths.start()
@@ -175,7 +183,7 @@ class Agent:
         if not (config.local_cidrs and config.remote_cidrs()):
             return None
         endpoint = Endpoint(host="127.0.0.1", port=config.listen.intercept_port)  # type: ignore[arg-type]
-        return Listener("intercept", endpoint, self.forwarder.handle_intercepted, transparent=True)
+        return Listener("intercept", endpoint, self.forwarder.handle_intercepted, self.workers, transparent=True)
 
     def _install_kernel(self, config: AgentConfig) -> None:
         """Interception and filter table for `config` (each one nft transaction)."""
@@ -273,7 +281,7 @@ class Agent:
         try:
             tunnel_listener = self._tunnel_listener
             if new.listen.tunnel != old.listen.tunnel:
-                tunnel_listener = Listener("tunnel", new.listen.tunnel, self.forwarder.handle_tunnel)
+                tunnel_listener = Listener("tunnel", new.listen.tunnel, self.forwarder.handle_tunnel, self.workers)
             intercept_listener = self._intercept_listener
             if (new.listen.intercept_port, bool(new.local_cidrs and new.remote_cidrs())) != (
                 old.listen.intercept_port, bool(old.local_cidrs and old.remote_cidrs())

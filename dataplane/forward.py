@@ -32,6 +32,7 @@ from dataplane.config import AgentConfig, PeerConfig
 from dataplane.header import HEADER_FIXED_LEN, HeaderError, Status, StreamHeader, decode, encode_reply, parse_fixed
 from dataplane.logfmt import event
 from dataplane.parking import Parking
+from dataplane.workers import Workers
 from dataplane.relay import Outcome, Pump, PumpResult, reset
 from dataplane.tls import TlsContexts, require_identity
 from dataplane.tunnel import TunnelPool
@@ -134,11 +135,13 @@ class Forwarder:
         runtime: Callable[[], Runtime],
         pool: TunnelPool,
         parking: Parking,
+        workers: Workers,
         on_flow: Callable[[FlowRecord], None],
     ) -> None:
         self._runtime = runtime
         self._pool = pool
         self._parking = parking
+        self._workers = workers
         self._on_flow = on_flow
         self._lock = threading.Lock()
         self._ids = itertools.count()
@@ -189,9 +192,7 @@ class Forwarder:
                 result = pump.run()
                 if result.outcome is not Outcome.PARKED:
                     break
-                resume = lambda: threading.Thread(  # noqa: E731 (a thread per wake-up, none while parked)
-                    target=self._continue, args=(key, pump, peer, path, done), daemon=True
-                ).start()
+                resume = lambda: self._workers.submit(self._continue, key, pump, peer, path, done)  # noqa: E731
                 if self._parking.park((pump.a, pump.b), pump.idle_deadline(), resume):
                     return
                 pump.park_after = 0.0  # parking is closed (shutdown): finish in this thread

@@ -25,8 +25,11 @@ from typing import Protocol
 from dataplane.config import PeerConfig, Timeouts
 from dataplane.logfmt import event
 from dataplane.tls import TlsContexts, require_identity
+from dataplane.workers import Workers
 
 log = logging.getLogger("dataplane.tunnel")
+
+REFILL_DELAY = 0.005  # seconds
 
 
 class PathChooser(Protocol):
@@ -97,12 +100,14 @@ class TunnelPool:
         paths: PathChooser,
         timeouts: Callable[[], Timeouts],
         warm: Callable[[], int],
+        workers: Workers,
     ) -> None:
         self._contexts = contexts
         self._peers = peers
         self._paths = paths
         self._timeouts = timeouts
         self._warm = warm
+        self._workers = workers
         self._lock = threading.Lock()
         self._pools: dict[str, _PeerPool] = {}
 
@@ -134,9 +139,11 @@ class TunnelPool:
         if pool.refilling or self._warm() == 0:
             return
         pool.refilling = True
-        threading.Thread(target=self._refill, args=(peer_name, pool), name=f"refill-{peer_name}", daemon=True).start()
+        self._workers.submit(self._refill, peer_name, pool)
 
     def _refill(self, peer_name: str, pool: _PeerPool) -> None:
+        # Let the stream that just took a tunnel get its first bytes through before handshakes compete for the CPU.
+        time.sleep(REFILL_DELAY)
         try:
             while True:
                 with self._lock:
