@@ -26,7 +26,6 @@ from dataplane.filter_model import FilterRule
 
 Options = dict[str, Any]
 OPEN_SOURCES = frozenset({"0.0.0.0/0", "::/0", "*", "Internet", "any", "Any"})
-WORLD = IPv4Network("0.0.0.0/0")
 
 
 @dataclass(frozen=True)
