@@ -269,6 +269,10 @@ def _problems(layout: AwsLayout, secrets: Mapping[str, pulumi.Output[str]], opti
             problems.append(f"circuit {c.name}: no secret for md5 key name {c.md5_secret!r} in secrets")
         if c.connection == "hosted" and c.name not in options.hosted_connection_ids:
             problems.append(f"circuit {c.name}: a hosted connection needs its dxcon id in aws.hosted_connection_ids")
+    aws_edges = {e.name for e in layout.edges}
+    for n in layout.networks:
+        if n.attach == "connector" and n.edge not in aws_edges:
+            problems.append(f"network {n.name}: its connector is homed at {n.edge}, which is not an AWS edge; set `edge:` to an AWS edge")
     names = {n.name for n in layout.networks}
     for unknown in sorted(set(options.existing_networks) - names):
         problems.append(f"aws.existing_networks names {unknown!r}, which is not an AWS network of the spec")

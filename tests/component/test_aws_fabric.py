@@ -9,6 +9,7 @@ from typing import Any
 
 import pulumi
 import pytest
+import yaml
 from pulumi.runtime import rpc
 
 from tests.component.conftest import RECORDER, FakeCloud, Graph, build_graph
@@ -17,6 +18,7 @@ from components.aws.build import AwsOptions  # noqa: E402  (mocks are set in con
 from components.fabric import Fabric, FabricArgs
 from components.loader import load_spec
 from components.plan import build_plan
+from components.spec import validate_spec
 from dataplane.config import AgentConfig
 
 TAGGED_TYPES = {
@@ -289,3 +291,17 @@ def test_route_destinations_are_whole_remote_networks_never_a_default_route(seed
         for route in graph.of_type("aws:ec2/route:Route"):
             if "-route-" in route.name and "edge-route" not in route.name:
                 assert IPv4Network(route.inputs["destinationCidrBlock"]).prefixlen > 0
+
+
+def test_an_aws_connector_homed_at_an_azure_edge_is_refused_before_anything_exists() -> None:
+    data = yaml.safe_load(SEED_000.read_text())
+    data["networks"][0]["edge"] = "az-weu"
+    spec = validate_spec(data)
+
+    def build() -> dict[str, Any]:
+        Fabric(spec.name, FabricArgs(spec=spec, environment="dev", clouds=["aws"], aws=AwsOptions(image_id="ami-0edge")))
+        return {}
+
+    with pytest.raises(ValueError, match="homed at az-weu, which is not an AWS edge"):
+        build_graph(build)
+    assert RECORDER.registrations == []
