@@ -33,6 +33,12 @@ def _leftovers(prefix: str) -> list[str]:
             found += [f"{root}/{n}" for n in os.listdir(root) if n.startswith(prefix)]
     ps = subprocess.run(["ps", "-eo", "pid,args"], capture_output=True, text=True).stdout
     found += [f"process {line.strip()}" for line in ps.splitlines() if prefix in line and "pytest" not in line]
+    for proc in Path("/proc").glob("[0-9]*"):  # app servers name no prefix, but run in their daemon dir
+        try:
+            if os.readlink(proc / "cwd").startswith(f"/run/transit/{prefix}"):
+                found.append(f"process {proc.name} in {os.readlink(proc / 'cwd')}")
+        except OSError:
+            continue
     return found
 
 
