@@ -5,9 +5,9 @@ flow never crosses it. Each cloud point reads what its compiler emits (security
 groups and prefix lists, NSGs and ASGs with Azure's default rules, firewall
 rules and tags with GCP's implied rules); each data plane point reads the
 nftables document its agent installs. The intent is the reference they must
-all agree with. AWS is read from the plan's `aws` section, the rows the
-AWS components turn into resources. Building the points compiles everything once, so a parity run
-only pays for lookups. Never imports Pulumi.
+all agree with. AWS is read from the plan's `aws` section, the rows the AWS
+components turn into resources. Building the points compiles everything
+once, so a parity run only pays for lookups. Never imports Pulumi.
 """
 from __future__ import annotations
 
@@ -18,10 +18,10 @@ from ipaddress import IPv4Address, IPv4Network
 from components.aws.planning import AwsPlanSection
 from components.azure.nsg_rules import AzureEvaluator, AzureSegmentation, compile_azure
 from components.checks.nft_eval import NftTable, load_table
+from components.gcp.firewall_rules import GcpEvaluator, GcpSegmentation, compile_gcp
 from components.local.layout import build_layout, name_prefix
 from components.plan import build_plan
 from components.plan_models import Plan
-from components.gcp.firewall_rules import GcpEvaluator, GcpSegmentation, compile_gcp
 from components.policy_intent import IntentPolicy, compile_intent
 from components.policy_intent import evaluate as intent_evaluate
 from components.spec import FabricSpec
