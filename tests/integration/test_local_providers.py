@@ -187,3 +187,31 @@ def test_daemon_that_fails_reports_its_log(prefix: str) -> None:
     finally:
         DaemonProvider().delete(props["name"], props)
         NamespaceProvider().delete(ns, ns_out)
+
+
+def test_shaped_link_limits_throughput_to_the_circuit_bandwidth(prefix: str) -> None:
+    """A circuit of 20 Mbit/s carries TCP at about that rate, not at veth speed (~10 Gbit/s)."""
+    a, b = f"{prefix}-a", f"{prefix}-b"
+    ns_outs = [_namespace(a), _namespace(b)]
+    VethLinkProvider().create({"ns_a": a, "if_a": "ckt0", "addr_a": "10.0.0.12/30", "master_a": None,
+                               "ns_b": b, "if_b": "ckt0", "addr_b": "10.0.0.13/30", "master_b": None,
+                               "rate_mbps": 20})
+    sink = subprocess.Popen(["ip", "netns", "exec", b, "python3", "-c",
+                             "import socket\ns=socket.create_server(('10.0.0.13',5001))\nc,_=s.accept()\n"
+                             "while c.recv(1<<16): pass\n"])
+    try:
+        send = ("import socket,sys,time\n"
+                "for _ in range(50):\n"
+                " try: c=socket.create_connection(('10.0.0.13',5001)); break\n"
+                " except OSError: time.sleep(0.05)\n"
+                "buf=b'x'*65536; n=0; t=time.monotonic()\n"
+                "while n < 5_000_000: c.sendall(buf); n+=len(buf)\n"
+                "c.shutdown(socket.SHUT_WR); c.recv(1); print(n*8/(time.monotonic()-t)/1e6)\n")
+        mbps = float(sh.ns_run(a, ["python3", "-c", send], timeout=30).stdout)
+        print(f"circuit 20 Mbit/s carried {mbps:.1f} Mbit/s")
+        assert 10 < mbps < 24, f"{mbps:.1f} Mbit/s over a 20 Mbit/s circuit"
+    finally:
+        sink.kill()
+        sink.wait()
+        for outs in ns_outs:
+            NamespaceProvider().delete(outs["name"], outs)
