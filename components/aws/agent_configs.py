@@ -44,7 +44,7 @@ def edge_config(
     peers = [
         PeerConfig(
             name=f"edge-{other.name}", identity=_identity(spec, "edge", other.name), private_addr=IPv4Address(other.private_ips[0]),
-            public_addr=IPv4Address(public_ips[other.name]) if other.name in public_ips else None,
+            public_addr=IPv4Address(public_ips[other.name]) if public_ips.get(other.name) else None,
             tunnel_port=other.tunnel_port, probe_port=other.probe_port,
             cidrs=[IPv4Network(c) for n in layout.networks if homed[n.name] == other.name for c in n.cidrs],
         )
@@ -81,7 +81,7 @@ def connector_config(
     peer = PeerConfig(
         name=f"edge-{edge.name}", identity=_identity(spec, "edge", edge.name),
         private_addr=IPv4Address(edge.private_ips[0]),
-        public_addr=IPv4Address(public_ips[edge.name]) if edge.name in public_ips else None,
+        public_addr=IPv4Address(public_ips[edge.name]) if public_ips.get(edge.name) else None,
         tunnel_port=edge.tunnel_port, probe_port=edge.probe_port,
         cidrs=[IPv4Network(c) for c in network.destinations],
     )

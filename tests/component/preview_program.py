@@ -1,0 +1,48 @@
+"""Build a seed fabric under mocks in preview or update mode and print every resource's name and type.
+
+Run as a separate process by test_aws_preview.py: mocks are process-wide, and
+the preview/update mode is fixed when they are set.
+"""
+from __future__ import annotations
+
+import json
+import sys
+from pathlib import Path
+from typing import Any
+
+import pulumi
+from pulumi.runtime.mocks import MockMonitor
+
+
+class EchoMocks(pulumi.runtime.Mocks):
+    def new_resource(self, args: pulumi.runtime.MockResourceArgs) -> tuple[str, dict[str, Any]]:
+        return (f"{args.name}-id" if args.custom else "", dict(args.inputs))
+
+    def call(self, args: pulumi.runtime.MockCallArgs) -> dict[str, Any]:
+        return {}
+
+
+def main() -> None:
+    fabric_file, mode = sys.argv[1], sys.argv[2]
+    mocks = EchoMocks()
+    monitor = MockMonitor(mocks)
+    pulumi.runtime.set_mocks(mocks, project="transit", stack="preview", preview=mode == "preview", monitor=monitor)
+    from components.aws.build import AwsOptions
+    from components.fabric import Fabric, FabricArgs
+    from components.loader import load_spec
+
+    spec = load_spec(Path(fabric_file))
+    secrets = {"fraDxMd5": pulumi.Output.secret("k1"), "fraErMd5": pulumi.Output.secret("k2")}
+    options = AwsOptions(image_id="ami-1", hosted_connection_ids={"fra-dx": "dxcon-1"})
+
+    @pulumi.runtime.test
+    def program() -> Any:
+        fabric = Fabric(spec.name, FabricArgs(spec=spec, environment="dev", secrets=secrets, clouds=["aws"], aws=options))
+        return fabric.outputs["aws_rules_emitted"]
+
+    program()
+    print(json.dumps(sorted(urn.split("::")[-2].split("$")[-1] + " " + urn.split("::")[-1] for urn in monitor.resources)))
+
+
+if __name__ == "__main__":
+    main()
