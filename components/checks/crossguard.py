@@ -87,8 +87,12 @@ def _agent_violations(rule: RuleDef, resource: Resource, options: Options) -> li
     text = files[AGENT_FILE]
     if not isinstance(text, str):
         return []
-    config = AgentConfig.model_validate(json.loads(text))
-    return rule.agent(config, f"{resource.name}.files[{AGENT_FILE}]", options)
+    where = f"{resource.name}.files[{AGENT_FILE}]"
+    try:
+        config = AgentConfig.model_validate(json.loads(text))
+    except ValueError as exc:  # JSON or pydantic: the agent would refuse this config too
+        return [Violation(rule.name, where, f"not a valid AgentConfig, so its filter cannot be checked: {str(exc).splitlines()[0]}")]
+    return rule.agent(config, where, options)
 
 
 def resource_violations(rule: RuleDef, resource: Resource, options: Options) -> list[Violation]:

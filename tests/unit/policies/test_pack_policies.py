@@ -83,6 +83,11 @@ class TestNoOpenAdminPorts:
         assert violations("no-open-admin-ports", resource_args("pulumi-python:dynamic/local:Daemon", agent_files(good))) == []
 
 
+def test_unreadable_agent_config_is_reported_not_crashed_on() -> None:
+    [message] = violations("no-open-admin-ports", resource_args("x:y:Daemon", {"files": {"agent.json": "{not json"}}, "agent"))
+    assert message.startswith("agent.files[agent.json]: not a valid AgentConfig")
+
+
 class TestNoAnyToAnyPermit:
     def test_all_traffic_from_world(self) -> None:
         props = {"ingress": [{"protocol": "-1", "fromPort": 0, "toPort": 0, "cidrBlocks": ["0.0.0.0/0"]}]}
