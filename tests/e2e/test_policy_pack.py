@@ -123,6 +123,8 @@ def test_preview_s_local_fails_on_the_fabric_spec_and_its_agents(repo_local_stac
     assert result.returncode != 0, output
     assert "[mandatory]  no-open-admin-ports  (transit:index:Fabric:" in output
     assert ".spec.policy.rules[0]: rule 'open-ssh' permits any to administrative port(s) 22" in output
+    assert "[mandatory]  no-open-admin-ports  (pulumi-python:dynamic" in output  # an agent's agent.json
+    assert "rule 'open-ssh' permits every source to administrative port(s) 22" in output
 
 
 def test_preview_s_local_of_the_shipped_fabric_is_advisory_only(repo_local_stack) -> None:
