@@ -1,4 +1,4 @@
-"""AWS components: Edge, Connector, Gateway, Circuit, Segmentation (and NetworkVpc).
+"""AWS components: Edge, Connector, Gateway, Circuit, Segmentation (and NetworkVpc, TransitPeering).
 
 The pure modules (space, security_rules, routing, naming, planning) import no
 Pulumi; the components load lazily on first access, so `transit plan` can read
@@ -24,6 +24,9 @@ _LAZY = {
     "GatewayLink": "components.aws.circuit",
     "Segmentation": "components.aws.segmentation",
     "SegmentationArgs": "components.aws.segmentation",
+    "TransitPeering": "components.aws.peering",
+    "TransitPeeringArgs": "components.aws.peering",
+    "PeeringSide": "components.aws.peering",
     "NetworkVpc": "components.aws.network_vpc",
     "NetworkVpcArgs": "components.aws.network_vpc",
 }

@@ -7,7 +7,7 @@ decision was made in `planning.build_aws_layout`, so this module only wires.
 """
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
@@ -21,6 +21,7 @@ from components.aws.connector import Connector, ConnectorArgs
 from components.aws.edge import Edge, EdgeArgs
 from components.aws.gateway import DxGatewaySpec, Gateway, GatewayArgs, VpnGatewaySpec
 from components.aws.network_vpc import NetworkVpc, NetworkVpcArgs
+from components.aws.peering import PeeringSide, TransitPeering, TransitPeeringArgs
 from components.aws.planning import AwsLayout, build_aws_layout
 from components.aws.segmentation import Segmentation, SegmentationArgs
 from components.plan_models import Plan
@@ -168,6 +169,8 @@ def build_aws(
     }
     first_ips = pulumi.Output.all(**{edge: ips[0].public_ip for edge, ips in eips.items()}) if eips else pulumi.Output.from_input({})
 
+    peerings = _peer_regions(name, common, layout, gateways, providers, opts)
+
     edges: dict[str, Edge] = {}
     for e in layout.edges:
         gateway = gateways[e.region]
@@ -179,7 +182,7 @@ def build_aws(
                 instance_type=options.instance_type, instances=e.instances, tunnel_port=e.tunnel_port, probe_port=e.probe_port,
                 elastic_ips=eips[e.name],
                 transit_gateway_id=gateway.transit_gateway_id, transit_gateway_route_table_id=gateway.transit_gateway_route_table_id,
-                native_cidrs=e.native_cidrs,
+                native_cidrs=e.native_cidrs, remote_edge_cidrs=[o.cidr for o in layout.edges if o.region != e.region],
             ),
             opts=opts(e.region),
         )
@@ -252,11 +255,39 @@ def build_aws(
         "aws_connectors": {k: c.connector_details for k, c in connectors.items()},
         "aws_gateways": {k: g.gateway_details for k, g in gateways.items()},
         "aws_circuits": {k: c.circuit_details for k, c in circuits.items()},
+        "aws_tgw_peerings": {k: p.attachment_id for k, p in peerings.items()},
         "aws_security_group_ids": {k: s.security_group_ids for k, s in segmentation.items()},
         "aws_rules_emitted": layout.security.rules_emitted,
         "aws_rules_cartesian": layout.security.rules_cartesian,
     }
     return AwsBuild(layout, outputs)
+
+
+def _peer_regions(
+    name: str,
+    common: dict[str, str],
+    layout: AwsLayout,
+    gateways: dict[str, Gateway],
+    providers: dict[str, aws.Provider],
+    opts: Callable[[str], pulumi.ResourceOptions],
+) -> dict[str, TransitPeering]:
+    """Peer every pair of edge regions' TGWs (in spec order, the earlier region requests)."""
+    regions = list(dict.fromkeys(e.region for e in layout.edges))
+    cidrs = {r: [e.cidr for e in layout.edges if e.region == r] for r in regions}
+
+    def side(region: str) -> PeeringSide:
+        g = gateways[region]
+        return PeeringSide(region=region, transit_gateway_id=g.transit_gateway_id, route_table_id=g.transit_gateway_route_table_id, cidrs=cidrs[region])
+
+    return {
+        f"{a}--{b}": TransitPeering(
+            f"{name}-{a}--{b}",
+            TransitPeeringArgs(**common, requester=side(a), accepter=side(b), accepter_provider=providers[b]),
+            opts=opts(a),
+        )
+        for i, a in enumerate(regions)
+        for b in regions[i + 1:]
+    }
 
 
 def _problems(layout: AwsLayout, secrets: Mapping[str, pulumi.Output[str]], options: AwsOptions) -> list[str]:

@@ -70,6 +70,8 @@ class EdgeArgs(Common):
     """TGW route table to associate and propagate to. Required with `transit_gateway_id`."""
     native_cidrs: list[str] = field(default_factory=list)
     """CIDRs of native (TGW-attached) networks this edge delivers to. Defaults to none."""
+    remote_edge_cidrs: list[str] = field(default_factory=list)
+    """Edge CIDRs of other regions, reached over TGW peering (the private backbone). Defaults to none."""
     elastic_ips: list[aws.ec2.Eip] | None = None
     """Pre-allocated Elastic IPs, one per zone (peers' configs need them first). Defaults to allocating them here."""
 
@@ -101,9 +103,9 @@ class EdgeArgs(Common):
             out.append("transit_gateway_id and transit_gateway_route_table_id go together")
         if self.elastic_ips is not None and len(self.elastic_ips) != self.zones:
             out.append(f"elastic_ips needs one Elastic IP per zone ({self.zones})")
-        if self.native_cidrs and self.transit_gateway_id is None:
-            out.append("native_cidrs are reached over the transit gateway; give transit_gateway_id")
-        for cidr in [*self.tunnel_sources, *self.native_cidrs]:
+        if (self.native_cidrs or self.remote_edge_cidrs) and self.transit_gateway_id is None:
+            out.append("native_cidrs and remote_edge_cidrs are reached over the transit gateway; give transit_gateway_id")
+        for cidr in [*self.tunnel_sources, *self.native_cidrs, *self.remote_edge_cidrs]:
             try:
                 IPv4Network(cidr)
             except ValueError as exc:
@@ -221,7 +223,7 @@ class Edge(pulumi.ComponentResource):
                 transit_gateway_route_table_id=args.transit_gateway_route_table_id, opts=child(self.tgw_attachment),
             )
             for table_index, table in enumerate(route_tables):
-                for cidr in args.native_cidrs:
+                for cidr in [*args.native_cidrs, *args.remote_edge_cidrs]:
                     aws.ec2.Route(
                         f"{name}-rt-{table_index}-{cidr_slug(cidr)}", route_table_id=table, destination_cidr_block=cidr,
                         transit_gateway_id=args.transit_gateway_id, opts=child(self.tgw_attachment),

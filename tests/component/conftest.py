@@ -47,6 +47,7 @@ class Registration:
     parent: str
     inputs: dict[str, Any]
     custom: bool
+    provider: str
 
 
 class Recorder(MockMonitor):
@@ -61,7 +62,9 @@ class Recorder(MockMonitor):
         if request.type != "pulumi:pulumi:Stack":
             inputs = rpc.deserialize_properties(request.object)
             self.registrations.append(
-                Registration(response.urn, request.type, request.name, request.parent, inputs, bool(request.custom))
+                Registration(
+                    response.urn, request.type, request.name, request.parent, inputs, bool(request.custom), request.provider
+                )
             )
         return response
 

@@ -305,3 +305,42 @@ def test_an_aws_connector_homed_at_an_azure_edge_is_refused_before_anything_exis
     with pytest.raises(ValueError, match="homed at az-weu, which is not an AWS edge"):
         build_graph(build)
     assert RECORDER.registrations == []
+
+
+def test_edges_in_two_regions_peer_their_transit_gateways_as_the_private_backbone() -> None:
+    spec = validate_spec(
+        {
+            "name": "two-regions",
+            "edges": [
+                {"name": "use1", "cloud": "aws", "region": "us-east-1", "cidr": "10.250.1.0/24"},
+                {"name": "euw1", "cloud": "aws", "region": "eu-west-1", "cidr": "10.250.2.0/24"},
+            ],
+            "networks": [
+                {"name": "shop", "cloud": "aws", "region": "us-east-1", "cidrs": ["10.1.0.0/24"], "attach": "connector"},
+                {"name": "erp", "cloud": "aws", "region": "eu-west-1", "cidrs": ["10.2.0.0/24"], "attach": "native"},
+            ],
+            "policy": {"rules": [{"name": "shop-to-erp", "from": "shop", "to": "erp", "proto": "tcp", "ports": [443], "action": "permit"}]},
+        }
+    )
+
+    def build() -> dict[str, Any]:
+        Fabric(spec.name, FabricArgs(spec=spec, environment="dev", aws=AwsOptions(image_id="ami-0edge")))
+        return {}
+
+    graph = build_graph(build)
+    peering = graph.by_name["two-regions-us-east-1--eu-west-1-attach"]
+    assert (peering.inputs["transitGatewayId"], peering.inputs["peerTransitGatewayId"], peering.inputs["peerRegion"]) == (
+        "two-regions-us-east-1-tgw-id", "two-regions-eu-west-1-tgw-id", "eu-west-1",
+    )
+    accept = graph.by_name["two-regions-us-east-1--eu-west-1-accept"]
+    assert accept.provider.startswith(graph.by_name["two-regions-aws-eu-west-1"].urn)
+    routes = {
+        (r.inputs["transitGatewayRouteTableId"], r.inputs["destinationCidrBlock"])
+        for r in graph.of_type("aws:ec2transitgateway/route:Route")
+    }
+    assert routes == {("two-regions-us-east-1-tgw-rt-id", "10.250.2.0/24"), ("two-regions-eu-west-1-tgw-rt-id", "10.250.1.0/24")}
+    assert graph.by_name["use1-rt-0-10-250-2-0-24"].inputs["transitGatewayId"] == "two-regions-us-east-1-tgw-id"
+    config = AgentConfig.model_validate_json(base64.b64decode(graph.by_name["use1-lt"].inputs["userData"]))
+    far = config.peer("edge-euw1")
+    assert str(far.private_addr) == "10.250.2.4" and [str(c) for c in far.cidrs] == ["10.2.0.0/24"]
+    assert graph.by_name["shop-connector-route-0-10-2-0-0-24"].inputs["vpcEndpointId"] == "shop-connector-gwlbe-0-id"
