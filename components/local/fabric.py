@@ -65,11 +65,11 @@ class LocalFabric(pulumi.ComponentResource):
     namespaces: pulumi.Output[dict[str, str]]
 
     def __init__(self, name: str, args: LocalFabricArgs, opts: pulumi.ResourceOptions | None = None) -> None:
-        super().__init__("transit:local:LocalFabric", name, None, opts)
         layout = build_layout(args.spec, name_prefix(args.spec.name, args.stack), args.plan)
         missing = [k for k in required_secrets(layout) if k not in args.secrets]
         if missing:
             raise ValueError(f"set these secret config keys first (pulumi config set --secret KEY): {', '.join(missing)}")
+        super().__init__("transit:local:LocalFabric", name, None, opts)
         self.layout = layout
         child = pulumi.ResourceOptions(parent=self)
 
