@@ -42,7 +42,8 @@ class Flow:
     port: int | None
 
     def __str__(self) -> str:
-        where = f"{self.proto}/{self.port}" if self.port is not None else self.proto
+        proto = f"ip-proto {self.proto}" if self.proto.isdigit() else self.proto
+        where = f"{proto}/{self.port}" if self.port is not None else proto
         return f"{self.src} -> {self.dst} {where}"
 
 

@@ -11,7 +11,8 @@ Two questions, one answer format (a `Finding` naming a concrete flow):
   ports, a /32 inside a /24, an edge of a summarised prefix), then random flows
   from a seeded generator, and stops at the first flow on which a point and
   the intent differ (`parity-hole` when the point permits what the intent
-  denies, `parity-block` when it denies what the intent permits).
+  denies, `parity-block` when it denies what the intent permits); its path
+  is the rule that decides the flow in the intent, or `policy.default`.
 Never imports Pulumi.
 """
 from __future__ import annotations
@@ -102,16 +103,17 @@ def _test_flows(spec: FabricSpec, src: str, dst: str, proto: str, port: int | No
 def parity(spec: FabricSpec, points: list[Point], samples: int = 2000, seed: int = 0,
            boundary: int = BOUNDARY_BUDGET) -> tuple[Finding | None, int]:
     """The first flow on which a point disagrees with the intent, and how many flows were checked."""
+    positions = {r.name: f"policy.rules[{i}]" for i, r in enumerate(spec.policy.rules)}
     checked = 0
     for flow in sample_flows(spec, samples, seed, boundary):
         checked += 1
         said = decisions(points, flow)
-        intent = said["intent"][0]
+        intent, rule = said["intent"]
         for name, (verdict, _) in said.items():
             if verdict != intent:
                 kind: FindingKind = "parity-hole" if verdict == "permit" else "parity-block"
                 message = f"{name} says {verdict}, the intent says {intent}"
-                return Finding(kind, flow, message, "policy.rules", said), checked
+                return Finding(kind, flow, message, positions.get(rule, "policy.default"), said), checked
     return None, checked
 
 

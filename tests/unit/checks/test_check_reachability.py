@@ -56,7 +56,7 @@ def test_missing_explicit_deny_lets_azure_default_permit_a_parity_hole() -> None
     # Without our priority-4096 deny, Azure's AllowVnetInBound admits the whole fabric.
     broken = seg.model_copy(update={"nsgs": [nsg.model_copy(update={"rules": [r for r in nsg.rules if not r.name.startswith("default-deny")]})]})
     finding, _ = parity(fabric, _replace(build_points(fabric), azure_point(broken)), samples=200)
-    assert finding is not None and finding.kind == "parity-hole"
+    assert finding is not None and finding.kind == "parity-hole" and finding.path.startswith("policy.")
     assert finding.decisions["intent"][0] == "deny" and finding.decisions["azure:nsgs"] == ("permit", finding.decisions["azure:nsgs"][1])
     assert "AllowVnet" in finding.decisions["azure:nsgs"][1]
 
@@ -74,7 +74,7 @@ def test_filter_table_missing_an_element_is_a_parity_block() -> None:
             element["elem"] = [e for e in element["elem"] if e[1]["goto"]["target"] != f"rule_{index}"]
     point = nft_point("dataplane:connector-aws-app", load_table(broken), endpoint_cidrs(fabric, "aws-app"))
     finding, _ = parity(fabric, _replace(build_points(fabric), point), samples=0)
-    assert finding is not None and finding.kind == "parity-block"
+    assert finding is not None and finding.kind == "parity-block" and finding.path == "policy.rules[1]"
     assert finding.flow.port == 5432 and finding.decisions["dataplane:connector-aws-app"][0] == "deny"
 
 
@@ -88,6 +88,7 @@ def test_aws_closing_other_protocols_of_a_carved_any_rule_is_reported() -> None:
     finding, _ = parity(fabric, build_points(fabric), samples=0)
     assert finding is not None and finding.kind == "parity-block"
     assert finding.flow.proto == "47" and finding.decisions["aws:security-groups"][0] == "deny"
+    assert finding.path == "policy.rules[1]" and "ip-proto 47" in str(finding)
 
 
 def test_nft_evaluator_reads_the_document_not_the_policy() -> None:
