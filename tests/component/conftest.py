@@ -11,7 +11,6 @@ from dataclasses import dataclass
 from typing import Any
 
 import pulumi
-import pytest
 from pulumi.runtime import rpc
 from pulumi.runtime.mocks import MockMonitor
 
@@ -90,9 +89,6 @@ class Graph:
         parent = self.by_name[name].parent
         return self.by_urn.get(parent)
 
-    def id_of(self, name: str) -> str:
-        return f"{name}-id"
-
 
 def build_graph(build: Callable[[], dict[str, Any]]) -> Graph:
     """Run `build` in a mocked Pulumi program; return every registration and the resolved outputs it asked for."""
@@ -106,8 +102,3 @@ def build_graph(build: Callable[[], dict[str, Any]]) -> Graph:
 
     program()
     return Graph(list(RECORDER.registrations), values)
-
-
-@pytest.fixture
-def graph_of() -> Callable[[Callable[[], dict[str, Any]]], Graph]:
-    return build_graph
