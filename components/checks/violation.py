@@ -21,9 +21,27 @@ class Violation:
 
 @dataclass(frozen=True)
 class Resource:
-    """A resource as a rule sees it: its type token, name and input properties."""
+    """A resource as a rule sees it: its type, name and input properties.
+
+    `type` is the short form rules compare against (`aws:ec2/securityGroup`):
+    the engine's full token (`aws:ec2/securityGroup:SecurityGroup`) is
+    shortened on construction, while tokens whose module part names no
+    resource (`azure-native:network:NetworkSecurityGroup`,
+    `transit:index:Fabric`) stay whole.
+    """
 
     type: str
     name: str
     props: dict[str, Any]
     urn: str = ""
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "type", short_type(self.type))
+
+
+def short_type(token: str) -> str:
+    """`aws:ec2/vpc:Vpc` -> `aws:ec2/vpc`; tokens without a `module/resource` part are kept."""
+    parts = token.split(":")
+    if len(parts) == 3 and "/" in parts[1] and parts[1].rsplit("/", 1)[1].lower() == parts[2].lower():
+        return f"{parts[0]}:{parts[1]}"
+    return token

@@ -53,7 +53,7 @@ def test_every_rule_is_a_policy_with_a_requires_or_prohibits_description() -> No
 class TestNoOpenAdminPorts:
     def test_security_group_open_to_world_on_ssh(self) -> None:
         props = {"ingress": [{"protocol": "tcp", "fromPort": 22, "toPort": 22, "cidrBlocks": ["0.0.0.0/0"]}], "tags": TAGS}
-        [message] = violations("no-open-admin-ports", resource_args("aws:ec2/securityGroup", props, "edge-sg"))
+        [message] = violations("no-open-admin-ports", resource_args("aws:ec2/securityGroup:SecurityGroup", props, "edge-sg"))
         assert message.startswith("edge-sg.ingress[0]:") and "22" in message
 
     def test_nsg_rule_and_gcp_firewall_open_to_internet(self) -> None:
@@ -61,13 +61,13 @@ class TestNoOpenAdminPorts:
                                   "destinationPortRange": "3389"}]}
         assert violations("no-open-admin-ports", resource_args("azure-native:network:NetworkSecurityGroup", nsg))
         fw = {"direction": "INGRESS", "sourceRanges": ["0.0.0.0/0"], "allows": [{"protocol": "tcp", "ports": ["20-30"]}]}
-        [message] = violations("no-open-admin-ports", resource_args("gcp:compute/firewall", fw, "fw"))
+        [message] = violations("no-open-admin-ports", resource_args("gcp:compute/firewall:Firewall", fw, "fw"))
         assert "22, 23" in message
 
     def test_private_sources_and_other_ports_pass(self) -> None:
         props = {"ingress": [{"protocol": "tcp", "fromPort": 22, "toPort": 22, "cidrBlocks": ["10.0.0.0/8"]},
                              {"protocol": "tcp", "fromPort": 8443, "toPort": 8443, "cidrBlocks": ["0.0.0.0/0"]}]}
-        assert violations("no-open-admin-ports", resource_args("aws:ec2/securityGroup", props)) == []
+        assert violations("no-open-admin-ports", resource_args("aws:ec2/securityGroup:SecurityGroup", props)) == []
 
     def test_carried_spec_and_agent_filter(self) -> None:
         def open_ssh(data: dict[str, Any]) -> None:
@@ -91,13 +91,13 @@ def test_unreadable_agent_config_is_reported_not_crashed_on() -> None:
 class TestNoAnyToAnyPermit:
     def test_all_traffic_from_world(self) -> None:
         props = {"ingress": [{"protocol": "-1", "fromPort": 0, "toPort": 0, "cidrBlocks": ["0.0.0.0/0"]}]}
-        assert violations("no-any-to-any-permit", resource_args("aws:ec2/securityGroup", props))
+        assert violations("no-any-to-any-permit", resource_args("aws:ec2/securityGroup:SecurityGroup", props))
         fw = {"direction": "INGRESS", "sourceRanges": ["0.0.0.0/0"], "allows": [{"protocol": "all"}]}
-        assert violations("no-any-to-any-permit", resource_args("gcp:compute/firewall", fw))
+        assert violations("no-any-to-any-permit", resource_args("gcp:compute/firewall:Firewall", fw))
 
     def test_scoped_rules_pass(self) -> None:
         fw = {"direction": "INGRESS", "sourceRanges": ["10.30.40.0/24"], "allows": [{"protocol": "all"}]}
-        assert violations("no-any-to-any-permit", resource_args("gcp:compute/firewall", fw)) == []
+        assert violations("no-any-to-any-permit", resource_args("gcp:compute/firewall:Firewall", fw)) == []
 
     def test_agent_filter_permitting_everything(self) -> None:
         bad = FilterPolicy(rules=[FilterRule(name="all", action="permit")])
@@ -108,19 +108,19 @@ class TestNoAnyToAnyPermit:
 
 class TestNoOverlappingCidrs:
     def test_two_vpcs_sharing_space(self) -> None:
-        args = stack_args([("aws:ec2/vpc", "a", {"cidrBlock": "10.0.0.0/16"}), ("aws:ec2/vpc", "b", {"cidrBlock": "10.0.128.0/20"}),
+        args = stack_args([("aws:ec2/vpc:Vpc", "a", {"cidrBlock": "10.0.0.0/16"}), ("aws:ec2/vpc:Vpc", "b", {"cidrBlock": "10.0.128.0/20"}),
                            ("azure-native:network:VirtualNetwork", "c", {"addressSpace": {"addressPrefixes": ["172.16.0.0/16"]}})])
         [message] = violations("no-overlapping-cidrs-in-stack", args)
         assert message.startswith("b.cidrBlock:") and "10.0.0.0/16" in message
 
     def test_disjoint_networks_pass(self) -> None:
-        args = stack_args([("aws:ec2/vpc", "a", {"cidrBlock": "10.0.0.0/16"}), ("gcp:compute/subnetwork", "b", {"ipCidrRange": "10.1.0.0/24"})])
+        args = stack_args([("aws:ec2/vpc:Vpc", "a", {"cidrBlock": "10.0.0.0/16"}), ("gcp:compute/subnetwork:Subnetwork", "b", {"ipCidrRange": "10.1.0.0/24"})])
         assert violations("no-overlapping-cidrs-in-stack", args) == []
 
 
 class TestEdgesMultiAz:
     def test_one_subnet_autoscaling_group(self) -> None:
-        assert violations("edges-multi-az", resource_args("aws:autoscaling/group", {"vpcZoneIdentifiers": ["subnet-1"]}))
+        assert violations("edges-multi-az", resource_args("aws:autoscaling/group:Group", {"vpcZoneIdentifiers": ["subnet-1"]}))
 
     def test_two_zones_pass_and_carried_single_zone_edge_fails(self) -> None:
         assert violations("edges-multi-az", resource_args("azure-native:compute:VirtualMachineScaleSet", {"zones": ["1", "2"]})) == []
@@ -134,22 +134,22 @@ class TestEdgesMultiAz:
 
 class TestCircuitBgpAuth:
     def test_vif_without_key(self) -> None:
-        [message] = violations("circuit-bgp-auth", resource_args("aws:directconnect/privateVirtualInterface", {"vlan": 101}, "vif"))
+        [message] = violations("circuit-bgp-auth", resource_args("aws:directconnect/privateVirtualInterface:PrivateVirtualInterface", {"vlan": 101}, "vif"))
         assert message.startswith("vif.bgpAuthKey:")
 
     def test_vif_and_router_peer_with_key_pass(self) -> None:
-        assert violations("circuit-bgp-auth", resource_args("aws:directconnect/privateVirtualInterface", {"bgpAuthKey": "[secret]"})) == []
-        assert violations("circuit-bgp-auth", resource_args("gcp:compute/routerPeer", {"md5AuthenticationKey": {"key": "k"}})) == []
+        assert violations("circuit-bgp-auth", resource_args("aws:directconnect/privateVirtualInterface:PrivateVirtualInterface", {"bgpAuthKey": "[secret]"})) == []
+        assert violations("circuit-bgp-auth", resource_args("gcp:compute/routerPeer:RouterPeer", {"md5AuthenticationKey": {"key": "k"}})) == []
 
 
 class TestCircuitRedundancy:
     def test_one_direct_connect_connection_in_stack(self) -> None:
-        [message] = violations("circuit-redundancy-in-stack", stack_args([("aws:directconnect/connection", "dx", {})]))
+        [message] = violations("circuit-redundancy-in-stack", stack_args([("aws:directconnect/connection:Connection", "dx", {})]))
         assert "at least 2" in message
 
     def test_two_connections_and_both_expressroute_links_pass(self) -> None:
         peering = {"primaryPeerAddressPrefix": "10.0.0.12/30", "secondaryPeerAddressPrefix": "10.0.0.16/30"}
-        args = stack_args([("aws:directconnect/connection", "a", {}), ("aws:directconnect/connection", "b", {}),
+        args = stack_args([("aws:directconnect/connection:Connection", "a", {}), ("aws:directconnect/connection:Connection", "b", {}),
                            ("azure-native:network:ExpressRouteCircuitPeering", "p", peering)])
         assert violations("circuit-redundancy-in-stack", args) == []
         single = stack_args([("azure-native:network:ExpressRouteCircuitPeering", "p", {"primaryPeerAddressPrefix": "10.0.0.12/30"})])
@@ -169,27 +169,27 @@ class TestEncryptedTransit:
     def test_waived_circuit_and_tls_listener_pass(self) -> None:
         config = {"plaintext_circuits": ["fra-er"]}
         assert violations("encrypted-transit", resource_args("transit:local:LocalFabric", carried_spec(), "fab", config)) == []
-        assert violations("encrypted-transit", resource_args("aws:lb/listener", {"protocol": "TLS", "port": 8443})) == []
-        assert violations("encrypted-transit", resource_args("aws:lb/listener", {"protocol": "UDP", "port": 8443}))
+        assert violations("encrypted-transit", resource_args("aws:lb/listener:Listener", {"protocol": "TLS", "port": 8443})) == []
+        assert violations("encrypted-transit", resource_args("aws:lb/listener:Listener", {"protocol": "UDP", "port": 8443}))
 
 
 class TestRequiredTags:
     def test_untagged_vpc(self) -> None:
-        [message] = violations("required-tags", resource_args("aws:ec2/vpc", {"cidrBlock": "10.0.0.0/16"}, "vpc"))
+        [message] = violations("required-tags", resource_args("aws:ec2/vpc:Vpc", {"cidrBlock": "10.0.0.0/16"}, "vpc"))
         assert message.startswith("vpc.tags:") and "fabric, environment" in message
 
     def test_tagged_vpc_and_untaggable_rule_pass(self) -> None:
-        assert violations("required-tags", resource_args("aws:ec2/vpc", {"tags": TAGS})) == []
-        assert violations("required-tags", resource_args("aws:ec2/securityGroupRule", {})) == []
-        assert violations("required-tags", resource_args("gcp:compute/instanceTemplate", {"labels": {"fabric": "a"}}))
+        assert violations("required-tags", resource_args("aws:ec2/vpc:Vpc", {"tags": TAGS})) == []
+        assert violations("required-tags", resource_args("aws:ec2/securityGroupRule:SecurityGroupRule", {})) == []
+        assert violations("required-tags", resource_args("gcp:compute/instanceTemplate:InstanceTemplate", {"labels": {"fabric": "a"}}))
 
 
 class TestCircuitRoutePropagation:
     def test_association_without_propagation(self) -> None:
-        assert violations("circuit-route-propagation-in-stack", stack_args([("aws:directconnect/gatewayAssociation", "a", {})]))
+        assert violations("circuit-route-propagation-in-stack", stack_args([("aws:directconnect/gatewayAssociation:GatewayAssociation", "a", {})]))
 
     def test_association_with_propagation_passes(self) -> None:
-        args = stack_args([("aws:directconnect/gatewayAssociation", "a", {}), ("aws:ec2/vpnGatewayRoutePropagation", "p", {})])
+        args = stack_args([("aws:directconnect/gatewayAssociation:GatewayAssociation", "a", {}), ("aws:ec2/vpnGatewayRoutePropagation:VpnGatewayRoutePropagation", "p", {})])
         assert violations("circuit-route-propagation-in-stack", args) == []
 
     def test_carried_circuit_without_attachments(self) -> None:
@@ -202,14 +202,14 @@ class TestCircuitRoutePropagation:
 
 class TestAllowedInstanceSizes:
     def test_oversized_launch_template(self) -> None:
-        [message] = violations("allowed-instance-sizes", resource_args("aws:ec2/launchTemplate", {"instanceType": "x2iedn.32xlarge"}, "lt"))
+        [message] = violations("allowed-instance-sizes", resource_args("aws:ec2/launchTemplate:LaunchTemplate", {"instanceType": "x2iedn.32xlarge"}, "lt"))
         assert message.startswith("lt.instanceType:")
 
     def test_allowed_and_configured_sizes_pass(self) -> None:
-        assert violations("allowed-instance-sizes", resource_args("aws:ec2/launchTemplate", {"instanceType": "c6in.xlarge"})) == []
+        assert violations("allowed-instance-sizes", resource_args("aws:ec2/launchTemplate:LaunchTemplate", {"instanceType": "c6in.xlarge"})) == []
         sizes = copy.deepcopy(RULES[-1].options["sizes"])
         sizes["gcp"] = ["e2-small"]
-        args = resource_args("gcp:compute/instanceTemplate", {"machineType": "e2-small"}, config={"sizes": sizes})
+        args = resource_args("gcp:compute/instanceTemplate:InstanceTemplate", {"machineType": "e2-small"}, config={"sizes": sizes})
         assert violations("allowed-instance-sizes", args) == []
 
 
