@@ -155,3 +155,23 @@ def test_failed_up_can_be_rerun(make_stack) -> None:
     _check_flows(find_local_outputs(stack.outputs()))
     stack.pulumi("destroy", "--yes", "--skip-preview")
     assert _leftovers(prefix) == []
+
+
+def test_up_rebuilds_a_fabric_lost_to_a_reboot(make_stack) -> None:
+    """After a reboot (no namespace, process or runtime file left) a plain up rebuilds it all."""
+    import shutil
+    import signal
+
+    stack = make_stack("seed004_dx_er_cloud_router.yaml")
+    stack.pulumi("up", "--yes", "--skip-preview")
+    local = find_local_outputs(stack.outputs())
+    for ns in local["namespaces"].values():
+        for pid in subprocess.run(["ip", "netns", "pids", ns], capture_output=True, text=True).stdout.split():
+            os.kill(int(pid), signal.SIGKILL)
+        subprocess.run(["ip", "netns", "del", ns], check=True)
+    for leftover in [*Path("/run/transit").glob(f"{local['prefix']}*"), *Path("/var/run/frr").glob(f"{local['prefix']}*")]:
+        shutil.rmtree(leftover)
+    rebuilt = stack.pulumi("up", "--yes", "--skip-preview")
+    assert "replaced" in rebuilt.stdout
+    _check_flows(local)
+    assert all(s.ok for s in _wait_established(local["routers"]))
