@@ -44,12 +44,13 @@ import time
 from collections.abc import Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import contextmanager
+from functools import partial
 from pathlib import Path
 from typing import Any
 
 from dataplane import filter_table, pki
 from tests.integration.netns import Netns, in_netns
-from tests.integration.seed000 import AWS_APP, AZ_APP, CONNECTOR, DEFAULT_POLICY, EDGE_A, EDGE_B, Seed000, identity
+from tests.integration.seed000 import AZ_APP, CONNECTOR, DEFAULT_POLICY, EDGE_A, EDGE_B, Seed000, identity
 
 REPO = Path(__file__).resolve().parents[1]
 RESULT = REPO / "bench" / "results" / "dataplane.json"
@@ -434,7 +435,7 @@ def run() -> dict[str, Any]:
             # the filter table's cost on the transit path: 10 and 10,000 rules, alternated
             for _ in range(ROUNDS_RULES):
                 for count in (10, 10_000):
-                    _measure(m, errors, f"reload_{count}_rules", lambda count=count: _reload_policy(topo, count))
+                    _measure(m, errors, f"reload_{count}_rules", partial(_reload_policy, topo, count))
                     if f"reload_{count}_rules" in errors:
                         continue
                     _sampled(m, errors, f"rules_{count}_gbps", lambda: iperf(az, aws, AZ_APP))
@@ -458,7 +459,7 @@ def run() -> dict[str, Any]:
                 _measure(m, errors, "raw_ttfb", lambda: ttfb(aws, AZ_APP, TTFB_PORT))
                 for _ in range(ROUNDS_RULES):
                     for count in (10, 10_000):
-                        _measure(m, errors, f"raw_rules_{count}", lambda count=count: _raw_with_table(topo, count, m))
+                        _measure(m, errors, f"raw_rules_{count}", partial(_raw_with_table, topo, count, m))
         finally:
             server.close()
     return _document(m, errors, time.time() - started)

@@ -154,7 +154,7 @@ def _compile(policy: FilterPolicy) -> CompiledPolicy:
         ports=_Builder(PORTS_DOMAIN).build(port_entries, 0),
         noports=_Builder(NOPORTS_DOMAIN).build(noport_entries, 0),
     )
-    for tree, domain in ((compiled.ports, PORTS_DOMAIN), (compiled.noports, NOPORTS_DOMAIN)):
+    for tree in (compiled.ports, compiled.noports):
         count = _count(tree, {})
         if count > MAX_ELEMENTS:
             raise PolicyTooComplexError(f"policy needs {count} disjoint map elements (limit {MAX_ELEMENTS}); reduce overlapping rules")
@@ -285,7 +285,7 @@ def _flatten(tree: Node | int, domain: Box) -> list[tuple[Box, int]]:
         dim = node.dim
         ends = [*node.starts[1:], domain[dim][1] + 1]
         for start, end, child in zip(node.starts, ends, node.children):
-            visit(child, box[:dim] + ((start, end - 1),) + box[dim + 1:])
+            visit(child, (*box[:dim], (start, end - 1), *box[dim + 1:]))
 
     visit(tree, domain)
     return out
@@ -304,7 +304,7 @@ def _merge(elements: list[tuple[Box, int]]) -> list[tuple[Box, int]]:
     # One pass over the dimensions, last to first, is all the usual policy
     # shapes need; a missed join costs one more map element, never correctness.
     for dim in reversed(range(len(elements[0][0]))):
-        groups: dict[tuple[object, ...], list[Interval]] = {}
+        groups: dict[tuple[int, Box, Box], list[Interval]] = {}
         for box, index in elements:
             groups.setdefault((index, box[:dim], box[dim + 1:]), []).append(box[dim])
         merged: list[tuple[Box, int]] = []
@@ -315,8 +315,8 @@ def _merge(elements: list[tuple[Box, int]]) -> list[tuple[Box, int]]:
                 if next_low == high + 1:
                     high = next_high
                 else:
-                    merged.append((before + ((low, high),) + after, index))
+                    merged.append(((*before, (low, high), *after), index))
                     low, high = next_low, next_high
-            merged.append((before + ((low, high),) + after, index))
+            merged.append(((*before, (low, high), *after), index))
         elements = merged
     return elements

@@ -97,7 +97,7 @@ def _ruleset(policy: FilterPolicy | CompiledPolicy, *, table: str, hook: Hook, p
         commands.append({"add": {"counter": {"family": FAMILY, "table": table, "name": name}}})
     for name, key_type in ((PORTS_MAP, ["ipv4_addr", "ipv4_addr", "inet_proto", "inet_service"]), (NOPORTS_MAP, ["ipv4_addr", "ipv4_addr", "inet_proto"])):
         commands.append({"add": {"map": {"family": FAMILY, "table": table, "name": name, "type": key_type, "map": "verdict", "flags": ["interval"]}}})
-    for index, rule in enumerate(rules):
+    for index in range(len(rules)):
         commands.append({"add": {"chain": {"family": FAMILY, "table": table, "name": _rule_chain(index)}}})
     commands.append({"add": {"chain": {"family": FAMILY, "table": table, "name": DEFAULT_CHAIN}}})
     commands.append({"add": {"chain": {"family": FAMILY, "table": table, "name": HOOK_CHAIN, "type": "filter", "hook": hook, "prio": priority, "policy": "accept"}}})

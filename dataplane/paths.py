@@ -372,7 +372,7 @@ class PathMonitor:
                 target.health.answered(now - sent, now)
 
     def _expire_and_decide(self, now: float) -> None:
-        changes: list[tuple[str, str, str]] = []
+        changes: list[tuple[str, Path, Path]] = []
         with self._lock:
             for target in self._targets:
                 for seq in [seq for seq, sent in target.pending.items() if now - sent > self._timeout]:
