@@ -341,7 +341,7 @@ def redundancy_stack(resources: list[Resource], options: Options) -> list[Violat
     """Count the circuits a preview creates: a lone DX connection or interconnect attachment is a single point of failure."""
     need = int(options["min_circuits"])
     out = []
-    for types, kind in ((("aws:directconnect/connection", "aws:directconnect/hostedConnection"), "Direct Connect connections"),
+    for types, kind in ((("aws:directconnect/connection", "aws:directconnect/connectionConfirmation"), "Direct Connect connections"),
                         (("gcp:compute/interconnectAttachment",), "interconnect attachments")):
         found = [r for r in resources if r.type in types]
         if 0 < len(found) < need:
@@ -386,16 +386,25 @@ def encryption_resource(resource: Resource, options: Options) -> list[Violation]
 # --- required-tags ---------------------------------------------------------------------
 
 _TAG_PROP = {"aws": "tags", "azure-native": "tags", "gcp": "labels"}
-TAGGABLE_PREFIXES = ("aws:ec2/", "aws:lb/", "aws:directconnect/", "aws:ec2transitgateway/", "azure-native:network:",
-                     "azure-native:compute:", "gcp:compute/instance")
-UNTAGGABLE = frozenset({"aws:ec2/securityGroupRule", "aws:ec2/route", "aws:ec2/routeTableAssociation", "aws:ec2/vpnGatewayRoutePropagation",
-                        "aws:ec2/mainRouteTableAssociation", "aws:lb/targetGroupAttachment", "aws:directconnect/gatewayAssociation",
-                        "azure-native:network:SecurityRule", "azure-native:network:ExpressRouteCircuitPeering", "azure-native:network:Route"})
+TAGGABLE = frozenset({
+    "aws:ec2/vpc", "aws:ec2/subnet", "aws:ec2/routeTable", "aws:ec2/securityGroup", "aws:ec2/instance",
+    "aws:ec2/launchTemplate", "aws:ec2/eip", "aws:ec2/internetGateway", "aws:ec2/natGateway", "aws:ec2/vpnGateway",
+    "aws:ec2/vpcEndpoint", "aws:ec2/vpcEndpointService", "aws:ec2/managedPrefixList", "aws:lb/loadBalancer",
+    "aws:lb/targetGroup", "aws:ec2transitgateway/transitGateway", "aws:ec2transitgateway/vpcAttachment",
+    "aws:ec2transitgateway/routeTable", "aws:directconnect/connection", "aws:directconnect/privateVirtualInterface",
+    "aws:directconnect/transitVirtualInterface", "aws:iam/role",
+    "azure-native:network:VirtualNetwork", "azure-native:network:NetworkSecurityGroup",
+    "azure-native:network:ApplicationSecurityGroup", "azure-native:network:ExpressRouteCircuit",
+    "azure-native:network:VirtualNetworkGateway", "azure-native:network:PublicIPAddress", "azure-native:network:LoadBalancer",
+    "azure-native:compute:VirtualMachineScaleSet", "azure-native:compute:VirtualMachine",
+    "gcp:compute/instance", "gcp:compute/instanceTemplate", "gcp:compute/interconnectAttachment",
+})
+"""Resource types that carry tags (AWS, Azure) or labels (GCP); associations and rules do not."""
 
 
 def tags_resource(resource: Resource, options: Options) -> list[Violation]:
     """A taggable cloud resource missing one of the required tag keys."""
-    if resource.type in UNTAGGABLE or not resource.type.startswith(TAGGABLE_PREFIXES):
+    if resource.type not in TAGGABLE:
         return []
     prop = _TAG_PROP[resource.type.split(":")[0]]
     tags = resource.props.get(prop) or {}
@@ -529,7 +538,7 @@ RULES: list[RuleDef] = [
     RuleDef("encrypted-transit", "Prohibits connectors, tunnels and circuits that carry fabric traffic without encryption.",
             {"plaintext_circuits": [], "tunnel_ports": [TUNNEL_PORT]}, spec=encryption_spec, resource=encryption_resource, agent=encryption_agent),
     RuleDef("required-tags", "Requires the fabric's tags on every taggable cloud resource.",
-            {"tags": ["fabric", "environment"]}, resource=tags_resource),
+            {"tags": ["transit:fabric", "transit:environment"]}, resource=tags_resource),
     RuleDef("circuit-route-propagation", "Requires route propagation where a circuit lands.",
             spec=propagation_spec, stack=propagation_stack),
     RuleDef("allowed-instance-sizes", "Requires edge and connector VMs to use an allowed instance size.",

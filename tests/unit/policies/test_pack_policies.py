@@ -23,7 +23,7 @@ from dataplane.config import AgentConfig, PeerConfig, TlsPaths
 from dataplane.filter_model import FilterPolicy, FilterRule
 
 EXAMPLE = Path(__file__).resolve().parents[3] / "stacks" / "fabrics" / "architecture_example.yaml"
-TAGS = {"fabric": "acme", "environment": "dev"}
+TAGS = {"transit:fabric": "acme", "transit:environment": "dev"}
 
 
 def carried_spec(mutate: Any = None) -> dict[str, Any]:
@@ -146,6 +146,9 @@ class TestCircuitRedundancy:
     def test_one_direct_connect_connection_in_stack(self) -> None:
         [message] = violations("circuit-redundancy-in-stack", stack_args([("aws:directconnect/connection:Connection", "dx", {})]))
         assert "at least 2" in message
+        # a hosted connection is accepted, not created: its confirmation counts
+        accepted = stack_args([("aws:directconnect/connectionConfirmation:ConnectionConfirmation", "dx-accept", {})])
+        assert violations("circuit-redundancy-in-stack", accepted)
 
     def test_two_connections_and_both_expressroute_links_pass(self) -> None:
         peering = {"primaryPeerAddressPrefix": "10.0.0.12/30", "secondaryPeerAddressPrefix": "10.0.0.16/30"}
@@ -176,12 +179,12 @@ class TestEncryptedTransit:
 class TestRequiredTags:
     def test_untagged_vpc(self) -> None:
         [message] = violations("required-tags", resource_args("aws:ec2/vpc:Vpc", {"cidrBlock": "10.0.0.0/16"}, "vpc"))
-        assert message.startswith("vpc.tags:") and "fabric, environment" in message
+        assert message.startswith("vpc.tags:") and "transit:fabric, transit:environment" in message
 
     def test_tagged_vpc_and_untaggable_rule_pass(self) -> None:
         assert violations("required-tags", resource_args("aws:ec2/vpc:Vpc", {"tags": TAGS})) == []
         assert violations("required-tags", resource_args("aws:ec2/securityGroupRule:SecurityGroupRule", {})) == []
-        assert violations("required-tags", resource_args("gcp:compute/instanceTemplate:InstanceTemplate", {"labels": {"fabric": "a"}}))
+        assert violations("required-tags", resource_args("gcp:compute/instanceTemplate:InstanceTemplate", {"labels": {"transit:fabric": "a"}}))
 
 
 class TestCircuitRoutePropagation:
