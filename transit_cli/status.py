@@ -1,9 +1,11 @@
-"""`transit status [--metrics URL]...`: each agent's health, paths and traffic at a glance.
+"""`transit status [--metrics URL]... [--netns NS]...`: each agent's health, paths and traffic at a glance.
 
 For every agent endpoint it reads /healthz (the agent's own JSON document) and
 /metrics (Prometheus text) and prints the node, its paths per peer (active,
 up, RTT, loss) and its flow and byte totals. Exit 0 when every agent answered
-healthy, 1 otherwise, so scripts and CI can use it as a check.
+healthy, 1 otherwise, so scripts and CI can use it as a check. With --netns
+the endpoints are read from inside each named network namespace (the local
+environment's agents listen on their own namespace's loopback).
 """
 from __future__ import annotations
 
@@ -11,6 +13,7 @@ import json
 import urllib.error
 import urllib.request
 from collections import defaultdict
+from collections.abc import Callable
 from typing import Any
 
 import typer
@@ -18,6 +21,7 @@ import typer
 EXIT_OK = 0
 EXIT_UNHEALTHY = 1
 DEFAULT_URL = "http://127.0.0.1:9464"
+CLONE_NEWNET = 0x40000000
 
 
 def _base(url: str) -> str:
@@ -33,6 +37,38 @@ def _get(url: str, timeout: float) -> tuple[int, bytes]:
             return response.status, response.read()
     except urllib.error.HTTPError as exc:
         return exc.code, exc.read()
+
+
+def in_netns(name: str, action: Callable[[], Any]) -> Any:
+    """Run `action` in a thread that joined network namespace `name` (root only); return its result.
+
+    The local environment's agents bind their metrics to loopback inside their
+    own namespace, so the host reaches them only from in there.
+    """
+    import ctypes
+    import os
+    import threading
+
+    box: dict[str, Any] = {}
+
+    def target() -> None:
+        try:
+            fd = os.open(f"/run/netns/{name}", os.O_RDONLY)
+            try:
+                if ctypes.CDLL(None, use_errno=True).setns(fd, CLONE_NEWNET) != 0:
+                    raise OSError(ctypes.get_errno(), f"cannot join network namespace {name}")
+            finally:
+                os.close(fd)
+            box["value"] = action()
+        except BaseException as exc:
+            box["error"] = exc
+
+    thread = threading.Thread(target=target)
+    thread.start()
+    thread.join()
+    if "error" in box:
+        raise box["error"]
+    return box.get("value")
 
 
 def read_agent(url: str, *, timeout: float = 3.0) -> dict[str, Any]:
@@ -79,9 +115,11 @@ def _render(agent: dict[str, Any]) -> Any:
 
     health, metrics = agent["health"], agent["metrics"]
     if agent["error"] and not health:
-        return Text(f"{agent['url']}: unreachable ({agent['error']})", style="red")
+        where = f"{agent['url']}" + (f" in netns {agent['netns']}" if agent.get("netns") else "")
+        return Text(f"{where}: unreachable ({agent['error']})", style="red")
     state = Text("healthy", style="green") if agent["ok"] else Text(f"unhealthy: {agent['error']}", style="red")
-    title = Text.assemble((f"{health.get('node', '?')}", "bold"), f" ({health.get('role', '?')}) {agent['url']} ", state)
+    where = f"{agent['url']}" + (f" in netns {agent['netns']}" if agent.get("netns") else "")
+    title = Text.assemble((f"{health.get('node', '?')}", "bold"), f" ({health.get('role', '?')}) {where} ", state)
     summary = Table.grid(padding=(0, 2))
     summary.add_row("identity", str(health.get("identity", "-")))
     summary.add_row("streams open", str(health.get("streams", _sum(metrics, "transit_streams_active"))))
@@ -110,13 +148,25 @@ def _render(agent: dict[str, Any]) -> Any:
 
 def status(
     metrics: list[str] = typer.Option([DEFAULT_URL], "--metrics", "-m", help="Agent metrics endpoint (repeatable). Defaults to http://127.0.0.1:9464."),
+    netns: list[str] = typer.Option([], "--netns", "-n", help="Read the endpoints from inside this network namespace (repeatable; root), as the local environment's agents listen on their own loopback."),
     as_json: bool = typer.Option(False, "--json", help="Print the raw documents as JSON instead of tables."),
     timeout: float = typer.Option(3.0, "--timeout", min=0.1, help="Seconds to wait for each endpoint. Defaults to 3."),
 ) -> None:
     """Show health, paths and traffic of running transit agents."""
     from rich.console import Console
 
-    agents = [read_agent(url, timeout=timeout) for url in metrics]
+    agents = []
+    for space in netns or [None]:
+        for url in metrics:
+            if space is None:
+                agents.append(read_agent(url, timeout=timeout))
+                continue
+            try:
+                agent = in_netns(space, lambda url=url: read_agent(url, timeout=timeout))
+            except OSError as exc:
+                agent = {"url": _base(url), "ok": False, "health": {}, "metrics": {}, "error": str(exc)}
+            agent["netns"] = space
+            agents.append(agent)
     if as_json:
         typer.echo(json.dumps(agents, indent=2, default=str))
     else:

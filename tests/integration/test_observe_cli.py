@@ -83,6 +83,12 @@ def test_flows_and_status_show_a_permitted_flow(topo: Seed000) -> None:
     table = topo.ns("edgeb").exec(TRANSIT, "status", "-m", "127.0.0.1:9464", check=False)
     assert table.returncode == 0 and "edgeb" in table.stdout and "edgea" in table.stdout
 
+    # From the host: read every agent from inside its namespace.
+    spaces = [topo.ns(node).name for node in ("conn", "edgea", "edgeb")]
+    result = CliRunner().invoke(app, ["status", "--json", *(arg for space in spaces for arg in ("--netns", space))])
+    assert result.exit_code == 0, result.output
+    assert [agent["health"]["node"] for agent in json.loads(result.output)] == ["conn", "edgea", "edgeb"]
+
 
 def test_status_fails_when_an_agent_is_gone(topo: Seed000) -> None:
     result = topo.ns("conn").exec(TRANSIT, "status", "--json", "-m", "http://127.0.0.1:9464", "-m", "http://127.0.0.1:9", "--timeout", "1", check=False)

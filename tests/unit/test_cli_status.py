@@ -48,3 +48,10 @@ def test_status_json_and_unreachable_endpoint_fails(endpoint: str) -> None:
     agents = json.loads(result.output)
     assert agents[0]["ok"] and agents[0]["health"]["streams"] == 4
     assert agents[1]["ok"] is False and agents[1]["error"]
+
+
+def test_unknown_namespace_is_reported_not_raised() -> None:
+    result = CliRunner().invoke(app, ["status", "--json", "--netns", "no-such-namespace-xyz"])
+    assert result.exit_code == 1
+    (agent,) = json.loads(result.output)
+    assert agent["netns"] == "no-such-namespace-xyz" and not agent["ok"] and agent["error"]
