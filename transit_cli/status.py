@@ -14,6 +14,7 @@ import urllib.error
 import urllib.request
 from collections import defaultdict
 from collections.abc import Callable
+from functools import partial
 from typing import Any
 
 import typer
@@ -156,13 +157,14 @@ def status(
     from rich.console import Console
 
     agents = []
-    for space in netns or [None]:
+    spaces: list[str | None] = [*netns] or [None]
+    for space in spaces:
         for url in metrics:
             if space is None:
                 agents.append(read_agent(url, timeout=timeout))
                 continue
             try:
-                agent = in_netns(space, lambda url=url: read_agent(url, timeout=timeout))
+                agent = in_netns(space, partial(read_agent, url, timeout=timeout))
             except OSError as exc:
                 agent = {"url": _base(url), "ok": False, "health": {}, "metrics": {}, "error": str(exc)}
             agent["netns"] = space
