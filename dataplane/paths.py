@@ -186,6 +186,7 @@ class _Target:
     peer: str
     path: Path
     sock: socket.socket
+    address: tuple[str, int]
     health: PathHealth
     pending: dict[int, float] = field(default_factory=dict)  # seq -> monotonic send time
 
@@ -294,10 +295,11 @@ class PathMonitor:
             for (name, path), health in self._health.items():
                 peer = self._peers[name]
                 address = peer.private_addr if path == "private" else peer.public_addr
+                # Not connected: connect() fails without a route, and a path that is down
+                # at start must count as down, not stop the agent from starting.
                 sock = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
                 sock.setblocking(False)
-                sock.connect((address, peer.probe_port))
-                self._targets.append(_Target(name, path, sock, health))
+                self._targets.append(_Target(name, path, sock, (str(address), peer.probe_port), health))
         except OSError:
             self._close()
             raise
@@ -347,20 +349,21 @@ class PathMonitor:
     def _send_all(self, seq: int, now: float) -> None:
         for target in self._targets:
             try:
-                target.sock.send(encode_probe(KIND_REQUEST, seq, time.monotonic_ns()))
+                target.sock.sendto(encode_probe(KIND_REQUEST, seq, time.monotonic_ns()), target.address)
                 target.pending[seq] = now
             except OSError:
-                # No route or ICMP error queued: counts as a probe that will not be answered.
+                # No route: counts as a probe that will not be answered.
                 target.pending[seq] = now
 
     def _receive(self, target: _Target) -> None:
         while True:
             try:
+                # Each target has its own socket, so a reply here answers one of its
+                # probes; the source address is not checked because a multi-homed
+                # peer may answer from another of its addresses.
                 data = target.sock.recv(64)
-            except BlockingIOError:
+            except OSError:  # BlockingIOError: nothing more to read now
                 return
-            except OSError:
-                continue  # ICMP unreachable reported on the socket: the probe stays pending and expires
             probe = decode_probe(data)
             if probe is None or probe[0] != KIND_REPLY:
                 continue

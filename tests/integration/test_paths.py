@@ -152,3 +152,19 @@ def test_responder_survives_garbage(links: TwoLinks) -> None:
     links.a.exec(sys.executable, "-c", garbage)
     links.no_event(0.8)
     assert links.stats()["stats"]["b"]["private"]["up"]
+
+
+def test_monitor_starts_with_a_path_down_and_sees_it_come_up() -> None:
+    with Lab("pth") as lab:
+        topo = TwoLinks(lab)
+        topo.a.exec("ip", "link", "set", "pub", "down")  # no route to the public address at all
+        topo.start()
+        time.sleep(0.8)
+        stats = topo.stats()
+        assert stats["active"] == "private"
+        assert stats["stats"]["b"]["public"]["up"] is False and stats["stats"]["b"]["private"]["up"] is True
+        topo.a.exec("ip", "link", "set", "pub", "up")
+        deadline = time.monotonic() + 3
+        while not topo.stats()["stats"]["b"]["public"]["up"]:
+            assert time.monotonic() < deadline, "public path never came up"
+            time.sleep(0.1)
