@@ -183,6 +183,7 @@ def build_aws(
                 elastic_ips=eips[e.name],
                 transit_gateway_id=gateway.transit_gateway_id, transit_gateway_route_table_id=gateway.transit_gateway_route_table_id,
                 native_cidrs=e.native_cidrs, remote_edge_cidrs=[o.cidr for o in layout.edges if o.region != e.region],
+                ingress_cidrs=e.ingress_cidrs, health_port=e.metrics_port,
             ),
             opts=opts(e.region),
         )
@@ -301,6 +302,9 @@ def _problems(layout: AwsLayout, secrets: Mapping[str, pulumi.Output[str]], opti
         if c.connection == "hosted" and c.name not in options.hosted_connection_ids:
             problems.append(f"circuit {c.name}: a hosted connection needs its dxcon id in aws.hosted_connection_ids")
     aws_edges = {e.name for e in layout.edges}
+    regions = [e.region for e in layout.edges]
+    for region in sorted({r for r in regions if regions.count(r) > 1}):
+        problems.append(f"region {region} has more than one AWS edge; they would share one TGW route table (one edge per region)")
     for n in layout.networks:
         if n.attach == "connector" and n.edge not in aws_edges:
             problems.append(f"network {n.name}: its connector is homed at {n.edge}, which is not an AWS edge; set `edge:` to an AWS edge")

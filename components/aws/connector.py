@@ -18,10 +18,10 @@ import pulumi
 import pulumi_aws as aws
 
 from components.aws.base import ASSUME_EC2, HTTPS, Common, SgRuleSpec, child, inline_rules, raise_problems, node_policy, user_data
+from components.aws.gwlb import GENEVE_PORT, gwlb_ingress
 from components.aws.naming import cidr_slug
 from components.aws.tunnel_lb import TunnelLb, tunnel_lb
 
-GENEVE_PORT = 6081
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -154,10 +154,21 @@ class Connector(pulumi.ComponentResource):
             f"{name}-tgw-assoc", transit_gateway_attachment_id=self.tgw_attachment.id,
             transit_gateway_route_table_id=args.transit_gateway_route_table_id, opts=child(self.tgw_attachment),
         )
-        aws.ec2transitgateway.RouteTablePropagation(
-            f"{name}-tgw-prop", transit_gateway_attachment_id=self.tgw_attachment.id,
-            transit_gateway_route_table_id=args.transit_gateway_route_table_id, opts=child(self.tgw_attachment),
-        )
+        if args.mode == "native":
+            # The edge delivers to a native network: the fabric route table learns its CIDRs.
+            aws.ec2transitgateway.RouteTablePropagation(
+                f"{name}-tgw-prop", transit_gateway_attachment_id=self.tgw_attachment.id,
+                transit_gateway_route_table_id=args.transit_gateway_route_table_id, opts=child(self.tgw_attachment),
+            )
+        else:
+            # Only the connector subnets are reachable over the TGW (the private path to the edge). The
+            # application CIDRs are not propagated: replies to them must go back through the agents.
+            for cidr in args.connector_cidrs:
+                aws.ec2transitgateway.Route(
+                    f"{name}-tgw-route-{cidr_slug(cidr)}", destination_cidr_block=cidr,
+                    transit_gateway_attachment_id=self.tgw_attachment.id,
+                    transit_gateway_route_table_id=args.transit_gateway_route_table_id, opts=child(self.tgw_attachment),
+                )
         for index, table in enumerate(args.connector_route_table_ids):
             for cidr in args.edge_cidrs:
                 aws.ec2.Route(
@@ -196,21 +207,9 @@ class Connector(pulumi.ComponentResource):
             tags=args.tags("connector", f"{name}-lt"), opts=child(self),
         )
 
-        self.gwlb = aws.lb.LoadBalancer(
-            f"{name}-gwlb", load_balancer_type="gateway", subnets=args.subnet_ids, enable_cross_zone_load_balancing=True,
-            tags=args.tags("connector", f"{name}-gwlb"), opts=child(self),
-        )
-        self.target_group = aws.lb.TargetGroup(
-            f"{name}-tg", port=GENEVE_PORT, protocol="GENEVE", vpc_id=args.vpc_id, target_type="instance",
-            health_check={"protocol": "HTTP", "port": str(args.health_port), "path": "/healthz", "interval": 10,
-                          "healthy_threshold": 2, "unhealthy_threshold": 2},
-            tags=args.tags("connector", f"{name}-tg"), opts=child(self.gwlb),
-        )
-        aws.lb.Listener(
-            f"{name}-listener", load_balancer_arn=self.gwlb.arn,
-            default_actions=[{"type": "forward", "target_group_arn": self.target_group.arn}],
-            tags=args.tags("connector", f"{name}-listener"), opts=child(self.gwlb),
-        )
+        ingress = gwlb_ingress(self, name, args, "connector", args.vpc_id, args.subnet_ids, args.health_port)
+        self.gwlb, self.target_group, self.endpoint_service = ingress.gwlb, ingress.target_group, ingress.service
+        self.endpoints.extend(ingress.endpoints)
         groups = [self.target_group]
         self.tunnel_lb: TunnelLb | None = None
         if args.endpoint_ips:
@@ -227,15 +226,3 @@ class Connector(pulumi.ComponentResource):
             instance_refresh={"strategy": "Rolling", "preferences": {"min_healthy_percentage": 50}},
             tags=args.asg_tags("connector", f"{name}-vm"), opts=child(self),
         )
-        self.endpoint_service = aws.ec2.VpcEndpointService(
-            f"{name}-svc", acceptance_required=False, gateway_load_balancer_arns=[self.gwlb.arn],
-            tags=args.tags("connector", f"{name}-svc"), opts=child(self.gwlb),
-        )
-        for index, subnet in enumerate(args.subnet_ids):
-            self.endpoints.append(
-                aws.ec2.VpcEndpoint(
-                    f"{name}-gwlbe-{index}", vpc_id=args.vpc_id, service_name=self.endpoint_service.service_name,
-                    vpc_endpoint_type="GatewayLoadBalancer", subnet_ids=[subnet],
-                    tags=args.tags("connector", f"{name}-gwlbe-{index}"), opts=child(self.endpoint_service),
-                )
-            )

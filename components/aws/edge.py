@@ -8,6 +8,10 @@ tunnels over the VMs, and no VM needs the right to move addresses
 (`ec2:AssociateAddress`), which keeps the instance role least-privilege.
 A second, internal NLB holds one fixed private address per zone (the plan's
 `.4` of each edge subnet): the private path that connectors reach over the TGW.
+When native networks send traffic through the edge (`ingress_cidrs`), the TGW
+routes it to the edge's attachment, whose per-zone route tables hand it to a
+GWLB endpoint in front of the edge VMs (the inspection-VPC pattern, appliance
+mode on), so requests and replies take the same path through the agents.
 """
 from __future__ import annotations
 
@@ -18,6 +22,7 @@ import pulumi
 import pulumi_aws as aws
 
 from components.aws.base import ASSUME_EC2, HTTPS, Common, SgRuleSpec, child, inline_rules, raise_problems, node_policy, user_data
+from components.aws.gwlb import GENEVE_PORT, GwlbIngress, gwlb_ingress
 from components.aws.naming import cidr_slug, edge_subnets, endpoint_ip, zone_names
 from components.aws.tunnel_lb import tunnel_lb
 
@@ -32,10 +37,14 @@ class ExistingVpc:
     """One public subnet per zone (default route to an internet gateway), for the VMs and the NLB."""
     attachment_subnet_ids: list[pulumi.Input[str]]
     """One subnet per zone for the transit gateway attachment."""
+    cidr: str
+    """The VPC's CIDR (GWLB health checks and GENEVE come from inside it)."""
     route_table_ids: list[pulumi.Input[str]]
-    """Route tables that get routes to the networks behind the transit gateway."""
+    """Route tables of the public subnets: they get routes to the networks behind the transit gateway."""
     private_endpoint_ips: list[str]
     """One free private address per public subnet for the internal NLB (the private tunnel endpoint)."""
+    attachment_route_table_ids: list[pulumi.Input[str]] = field(default_factory=list)
+    """One route table per attachment subnet (zone); required with `ingress_cidrs`. Defaults to none."""
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -72,6 +81,11 @@ class EdgeArgs(Common):
     """CIDRs of native (TGW-attached) networks this edge delivers to. Defaults to none."""
     remote_edge_cidrs: list[str] = field(default_factory=list)
     """Edge CIDRs of other regions, reached over TGW peering (the private backbone). Defaults to none."""
+    ingress_cidrs: list[str] = field(default_factory=list)
+    """Destinations native networks reach through this edge: the TGW sends them to the edge's attachment and
+    its subnets send them into the edge's GWLB (appliance mode keeps both directions on one zone). Defaults to none."""
+    health_port: int = 8080
+    """TCP port of the agent's /healthz, checked by the edge's GWLB. Defaults to 8080."""
     elastic_ips: list[aws.ec2.Eip] | None = None
     """Pre-allocated Elastic IPs, one per zone (peers' configs need them first). Defaults to allocating them here."""
 
@@ -103,9 +117,11 @@ class EdgeArgs(Common):
             out.append("transit_gateway_id and transit_gateway_route_table_id go together")
         if self.elastic_ips is not None and len(self.elastic_ips) != self.zones:
             out.append(f"elastic_ips needs one Elastic IP per zone ({self.zones})")
-        if (self.native_cidrs or self.remote_edge_cidrs) and self.transit_gateway_id is None:
-            out.append("native_cidrs and remote_edge_cidrs are reached over the transit gateway; give transit_gateway_id")
-        for cidr in [*self.tunnel_sources, *self.native_cidrs, *self.remote_edge_cidrs]:
+        if (self.native_cidrs or self.remote_edge_cidrs or self.ingress_cidrs) and self.transit_gateway_id is None:
+            out.append("native_cidrs, remote_edge_cidrs and ingress_cidrs go over the transit gateway; give transit_gateway_id")
+        if self.ingress_cidrs and self.existing_vpc is not None and len(self.existing_vpc.attachment_route_table_ids) != self.zones:
+            out.append("ingress_cidrs in an existing VPC need existing_vpc.attachment_route_table_ids, one per zone")
+        for cidr in [*self.tunnel_sources, *self.native_cidrs, *self.remote_edge_cidrs, *self.ingress_cidrs]:
             try:
                 IPv4Network(cidr)
             except ValueError as exc:
@@ -134,27 +150,40 @@ class Edge(pulumi.ComponentResource):
             aws.ec2.Route(f"{name}-rt-default", route_table_id=route_table.id, destination_cidr_block="0.0.0.0/0", gateway_id=igw.id, opts=child(route_table))
             public: list[pulumi.Input[str]] = []
             attach: list[pulumi.Input[str]] = []
+            attach_tables: list[pulumi.Input[str]] = []
             for index, (zone, pub, att) in enumerate(zip(zones, public_cidrs, attach_cidrs)):
                 for role, cidr, bucket in (("public", pub, public), ("attach", att, attach)):
                     subnet = aws.ec2.Subnet(
                         f"{name}-{role}-{index}", vpc_id=self.vpc.id, cidr_block=str(cidr), availability_zone=zone,
                         map_public_ip_on_launch=role == "public", tags=args.tags("edge", f"{name}-{role}-{index}"), opts=child(self.vpc),
                     )
-                    aws.ec2.RouteTableAssociation(f"{name}-{role}-{index}-rta", subnet_id=subnet.id, route_table_id=route_table.id, opts=child(subnet))
+                    table = route_table
+                    if role == "attach":  # its own table per zone: where traffic from the TGW goes next
+                        table = aws.ec2.RouteTable(
+                            f"{name}-attach-rt-{index}", vpc_id=self.vpc.id, tags=args.tags("edge", f"{name}-attach-rt-{index}"),
+                            opts=child(self.vpc),
+                        )
+                        attach_tables.append(table.id)
+                    aws.ec2.RouteTableAssociation(f"{name}-{role}-{index}-rta", subnet_id=subnet.id, route_table_id=table.id, opts=child(subnet))
                     bucket.append(subnet.id)
             route_tables: list[pulumi.Input[str]] = [route_table.id]
             private_ips = [endpoint_ip(c) for c in public_cidrs]
+            vpc_cidr = args.cidr
         else:
             vpc_id = args.existing_vpc.vpc_id
             public = list(args.existing_vpc.public_subnet_ids)
             attach = list(args.existing_vpc.attachment_subnet_ids)
             route_tables = list(args.existing_vpc.route_table_ids)
+            attach_tables = list(args.existing_vpc.attachment_route_table_ids)
             private_ips = list(args.existing_vpc.private_endpoint_ips)
+            vpc_cidr = args.existing_vpc.cidr
 
         # The NLB health-checks from inside the VPC; keep that open even when tunnel_sources is narrow.
-        sources = list(dict.fromkeys([*args.tunnel_sources, *([args.cidr] if args.cidr else [])]))
+        sources = list(dict.fromkeys([*args.tunnel_sources, vpc_cidr]))
         rules: list[SgRuleSpec] = [("ingress", "tcp", args.tunnel_port, source) for source in sources]
         rules += [("ingress", "udp", args.probe_port, source) for source in args.tunnel_sources]
+        if args.ingress_cidrs:  # GENEVE and health checks from the edge's GWLB
+            rules += [("ingress", "udp", GENEVE_PORT, vpc_cidr), ("ingress", "tcp", args.health_port, vpc_cidr)]
         rules += [("egress", "tcp", args.tunnel_port, "0.0.0.0/0"), ("egress", "udp", args.probe_port, "0.0.0.0/0")]
         rules += [("egress", "tcp", HTTPS, "0.0.0.0/0")]  # AWS APIs (SSM) at boot
         rules += [("egress", "-1", None, cidr) for cidr in args.native_cidrs]
@@ -196,6 +225,10 @@ class Edge(pulumi.ComponentResource):
         )
         self.nlb = self.public_lb.load_balancer
         target_groups = self.public_lb.target_groups + self.private_lb.target_groups
+        self.ingress: GwlbIngress | None = None
+        if args.ingress_cidrs:
+            self.ingress = gwlb_ingress(self, name, args, "edge", vpc_id, public, args.health_port)
+            target_groups.append(self.ingress.target_group)
 
         self.asg = aws.autoscaling.Group(
             f"{name}-asg", vpc_zone_identifiers=public, min_size=args.instances, max_size=2 * args.instances,
@@ -212,6 +245,7 @@ class Edge(pulumi.ComponentResource):
             self.tgw_attachment = aws.ec2transitgateway.VpcAttachment(
                 f"{name}-tgw-attach", transit_gateway_id=args.transit_gateway_id, vpc_id=vpc_id, subnet_ids=attach,
                 transit_gateway_default_route_table_association=False, transit_gateway_default_route_table_propagation=False,
+                appliance_mode_support="enable" if args.ingress_cidrs else "disable",
                 tags=args.tags("edge", f"{name}-tgw-attach"), opts=child(self),
             )
             aws.ec2transitgateway.RouteTableAssociation(
@@ -228,6 +262,8 @@ class Edge(pulumi.ComponentResource):
                         f"{name}-rt-{table_index}-{cidr_slug(cidr)}", route_table_id=table, destination_cidr_block=cidr,
                         transit_gateway_id=args.transit_gateway_id, opts=child(self.tgw_attachment),
                     )
+            if self.ingress is not None:
+                self._native_ingress(name, args, self.ingress, attach_tables)
 
         self.vpc_id = pulumi.Output.from_input(vpc_id)
         self.public_subnet_ids = pulumi.Output.all(*public)
@@ -251,3 +287,17 @@ class Edge(pulumi.ComponentResource):
                 "edge_details": self.edge_details,
             }
         )
+
+    def _native_ingress(self, name: str, args: EdgeArgs, ingress: GwlbIngress, attach_tables: list[pulumi.Input[str]]) -> None:
+        """Native networks' traffic for `ingress_cidrs`: TGW -> edge attachment -> zone's GWLB endpoint -> edge VMs."""
+        assert self.tgw_attachment is not None
+        for cidr in args.ingress_cidrs:
+            aws.ec2transitgateway.Route(
+                f"{name}-tgw-route-{cidr_slug(cidr)}", destination_cidr_block=cidr, transit_gateway_attachment_id=self.tgw_attachment.id,
+                transit_gateway_route_table_id=args.transit_gateway_route_table_id, opts=child(self.tgw_attachment),
+            )
+            for index, (table, endpoint) in enumerate(zip(attach_tables, ingress.endpoints)):
+                aws.ec2.Route(
+                    f"{name}-attach-rt-{index}-{cidr_slug(cidr)}", route_table_id=table, destination_cidr_block=cidr,
+                    vpc_endpoint_id=endpoint.id, opts=child(endpoint),
+                )

@@ -9,7 +9,7 @@ Never imports Pulumi.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from ipaddress import IPv4Network
+from ipaddress import IPv4Network, collapse_addresses
 from typing import TYPE_CHECKING
 
 from pydantic import BaseModel, ConfigDict
@@ -175,6 +175,7 @@ class AwsEdgeLayout:
     probe_port: int
     metrics_port: int
     native_cidrs: list[str]
+    ingress_cidrs: list[str]
 
 
 @dataclass(frozen=True)
@@ -233,6 +234,16 @@ def workload_subnets(cidr: IPv4Network, zones: int, taken: list[IPv4Network]) ->
     return [str(q) for q in free[:zones]]
 
 
+def _ingress(spec: FabricSpec, served: list[str], region: str, routes: list[AwsRoute]) -> list[str]:
+    """What the edge's native networks send through it: their routed destinations, except the
+    region's other native networks, which the TGW reaches directly in both directions."""
+    native = [n for n in spec.networks if n.cloud == "aws" and n.attach == "native" and n.region == region]
+    direct = [c for n in native for c in n.cidrs]
+    names = {n.name for n in native if n.name in served}
+    wanted = [IPv4Network(r.destination) for r in routes if r.network in names and r.target == "transit-gateway"]
+    return [str(c) for c in collapse_addresses(c for c in wanted if not any(c.subnet_of(d) for d in direct))]
+
+
 def build_aws_layout(spec: FabricSpec, plan: Plan) -> AwsLayout:
     """Decide every AWS address and relation from the spec and its plan."""
     rules, segments = aws_intent(spec)
@@ -250,7 +261,7 @@ def build_aws_layout(spec: FabricSpec, plan: Plan) -> AwsLayout:
                 name=e.name, region=e.region, cidr=e.cidr, zones=list(e.zones), instances=e.instances,
                 public_subnets=[s.cidr for s in e.subnets], attachment_subnets=[str(a) for a in attach],
                 private_ips=[endpoint_ip(s.cidr) for s in e.subnets], tunnel_port=e.tunnel_port, probe_port=e.probe_port,
-                metrics_port=e.metrics_port, native_cidrs=native,
+                metrics_port=e.metrics_port, native_cidrs=native, ingress_cidrs=_ingress(spec, e.networks, e.region, routes),
             )
         )
     home = {name: edge for edge in plan.edges for name in edge.networks}

@@ -139,16 +139,28 @@ def test_edge_in_an_existing_vpc_creates_no_vpc() -> None:
     args = EdgeArgs(
         **COMMON, region="eu-west-1", image_id="ami-1", agent_config_json="{}",
         existing_vpc=ExistingVpc(
-            vpc_id="vpc-9", public_subnet_ids=["s-a", "s-b"], attachment_subnet_ids=["t-a", "t-b"],
-            route_table_ids=["rtb-9"], private_endpoint_ips=["10.9.0.4", "10.9.0.68"],
+            vpc_id="vpc-9", cidr="10.9.0.0/24", public_subnet_ids=["s-a", "s-b"], attachment_subnet_ids=["t-a", "t-b"],
+            route_table_ids=["rtb-9"], private_endpoint_ips=["10.9.0.4", "10.9.0.68"], attachment_route_table_ids=["rtb-ta", "rtb-tb"],
         ),
         transit_gateway_id="tgw-1", transit_gateway_route_table_id="tgw-rtb-1", native_cidrs=["10.20.0.0/16"],
+        ingress_cidrs=["172.18.0.0/16"], health_port=9108,
     )
     graph = build_graph(lambda: (Edge("hub", args), {})[1])
     assert not graph.of_type("aws:ec2/vpc:Vpc") and not graph.of_type("aws:ec2/subnet:Subnet")
     assert graph.by_name["hub-tgw-attach"].inputs["subnetIds"] == ["t-a", "t-b"]
     assert graph.by_name["hub-rt-0-10-20-0-0-16"].inputs["transitGatewayId"] == "tgw-1"
     assert [m["subnetId"] for m in graph.by_name["hub-nlb"].inputs["subnetMappings"]] == ["s-a", "s-b"]
+    # Native networks' traffic to 172.18.0.0/16: TGW -> the edge's attachment -> the zone's GWLB endpoint.
+    assert graph.by_name["hub-tgw-attach"].inputs["applianceModeSupport"] == "enable"
+    tgw_route = graph.by_name["hub-tgw-route-172-18-0-0-16"]
+    assert (tgw_route.inputs["transitGatewayAttachmentId"], tgw_route.inputs["transitGatewayRouteTableId"]) == ("hub-tgw-attach-id", "tgw-rtb-1")
+    assert {(r.inputs["routeTableId"], r.inputs["vpcEndpointId"]) for r in graph.of_type("aws:ec2/route:Route") if "attach-rt" in r.name} == {
+        ("rtb-ta", "hub-gwlbe-0-id"), ("rtb-tb", "hub-gwlbe-1-id"),
+    }
+    assert graph.by_name["hub-tg"].inputs["healthCheck"]["port"] == "9108"
+    assert "hub-tg" in " ".join(graph.by_name["hub-asg"].inputs["targetGroupArns"])
+    geneve = [r for r in graph.by_name["hub-sg"].inputs["ingress"] if r["protocol"] == "udp" and r["fromPort"] == 6081]
+    assert [r["cidrBlocks"] for r in geneve] == [["10.9.0.0/24"]]
     egress = graph.by_name["hub-sg"].inputs["egress"]
     assert {"protocol": "-1", "fromPort": 0, "toPort": 0, "cidrBlocks": ["10.20.0.0/16"]}.items() <= next(
         e for e in egress if e["protocol"] == "-1"
@@ -158,7 +170,7 @@ def test_edge_in_an_existing_vpc_creates_no_vpc() -> None:
 def test_edge_refuses_a_cidr_and_an_existing_vpc_together() -> None:
     args = EdgeArgs(
         **COMMON, region="eu-west-1", image_id="ami-1", agent_config_json="{}", cidr="10.9.0.0/24",
-        existing_vpc=ExistingVpc(vpc_id="v", public_subnet_ids=["a", "b"], attachment_subnet_ids=["c", "d"],
+        existing_vpc=ExistingVpc(vpc_id="v", cidr="10.9.0.0/24", public_subnet_ids=["a", "b"], attachment_subnet_ids=["c", "d"],
                                  route_table_ids=[], private_endpoint_ips=["10.9.0.4", "10.9.0.68"]),
     )
     with pytest.raises(ValueError, match="exactly one of cidr"):

@@ -337,6 +337,7 @@ def test_edges_in_two_regions_peer_their_transit_gateways_as_the_private_backbon
     routes = {
         (r.inputs["transitGatewayRouteTableId"], r.inputs["destinationCidrBlock"])
         for r in graph.of_type("aws:ec2transitgateway/route:Route")
+        if r.name.startswith("two-regions-us-east-1--eu-west-1-")
     }
     assert routes == {("two-regions-us-east-1-tgw-rt-id", "10.250.2.0/24"), ("two-regions-eu-west-1-tgw-rt-id", "10.250.1.0/24")}
     assert graph.by_name["use1-rt-0-10-250-2-0-24"].inputs["transitGatewayId"] == "two-regions-us-east-1-tgw-id"
@@ -344,3 +345,11 @@ def test_edges_in_two_regions_peer_their_transit_gateways_as_the_private_backbon
     far = config.peer("edge-euw1")
     assert str(far.private_addr) == "10.250.2.4" and [str(c) for c in far.cidrs] == ["10.2.0.0/24"]
     assert graph.by_name["shop-connector-route-0-10-2-0-0-24"].inputs["vpcEndpointId"] == "shop-connector-gwlbe-0-id"
+    # erp (native, eu-west-1) reaches shop through its edge: TGW -> euw1's attachment -> its GWLB; replies come back the same way.
+    assert graph.by_name["euw1-tgw-route-10-1-0-0-24"].inputs["transitGatewayAttachmentId"] == "euw1-tgw-attach-id"
+    assert graph.by_name["euw1-attach-rt-0-10-1-0-0-24"].inputs["vpcEndpointId"] == "euw1-gwlbe-0-id"
+    assert "use1-gwlb" not in graph.by_name  # use1 serves no native network
+    # shop's application CIDR is not propagated into the TGW; only its connector subnets are routed there.
+    shop_routes = [r for r in graph.of_type("aws:ec2transitgateway/route:Route") if r.name.startswith("shop-connector-tgw-route-")]
+    assert sorted(r.inputs["destinationCidrBlock"] for r in shop_routes) == ["10.1.0.224/28", "10.1.0.240/28"]
+    assert "shop-connector-tgw-prop" not in graph.by_name and "erp-attach-tgw-prop" in graph.by_name
