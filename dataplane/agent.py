@@ -48,6 +48,7 @@ log = logging.getLogger("dataplane.agent")
 THREAD_STACK = 256 * 1024  # many stream threads; each needs little stack
 MALLOC_ARENAS = 2  # glibc gives each busy thread its own arena; with a thread per stream that multiplies idle memory
 _M_ARENA_MAX = -8  # malloc.h
+_LIBC = ctypes.CDLL(None)
 
 
 class ExitCode(enum.IntEnum):
@@ -233,6 +234,7 @@ class Agent:
                 self._reload.clear()
                 self.reload()
             self.pool.reap()
+            _trim_malloc()
             self._stop.wait(1.0)
         self.drain()
         return ExitCode.OK
@@ -371,11 +373,23 @@ def _quiet(action: Callable[[], None], what: str) -> None:
         event(log, "teardown.failed", what=what, error=str(exc), level=logging.ERROR)
 
 
+def _trim_malloc() -> None:
+    """Give freed heap pages back to the system.
+
+    TLS handshakes allocate and free a lot of short-lived memory between the
+    long-lived per-stream TLS state; the holes stay resident until trimmed.
+    """
+    try:
+        _LIBC.malloc_trim(0)
+    except AttributeError:
+        pass
+
+
 def _limit_malloc_arenas() -> None:
     """Cap glibc malloc arenas before the stream threads exist (a no-op on other C libraries)."""
     try:
-        ctypes.CDLL(None).mallopt(_M_ARENA_MAX, MALLOC_ARENAS)
-    except (OSError, AttributeError):
+        _LIBC.mallopt(_M_ARENA_MAX, MALLOC_ARENAS)
+    except AttributeError:
         pass
 
 

@@ -5,8 +5,8 @@ thread per direction: an OpenSSL connection must not be read and written from
 two threads at once. One thread owns both sockets; OpenSSL and the socket calls
 release the GIL, so different streams (and the hops of one stream, which live
 in different agents) use both cores. Reads go into one buffer per direction
-that starts small (an idle stream costs little memory) and grows to
-`MAX_BUFFER` for bulk transfers (few system calls, few Python round trips).
+that starts small and grows to `MAX_BUFFER` for bulk transfers (few system
+calls, few Python round trips); a parked stream drops its buffers.
 
 Framing, end to end between the ingress and the delivering agent: inside the
 tunnel the application bytes travel as frames `length u32 | payload`, and a
@@ -175,9 +175,6 @@ class _Direction:
         got = total - start
         if total == size and size < MAX_BUFFER:
             self.size = min(size * 4, MAX_BUFFER)  # a full read: bulk transfer, read more per call
-        if not got and size == MIN_BUFFER:
-            self.buf, self.view = None, memoryview(b"")  # an idle stream holds no buffer
-            return 0
         if got:
             if self.mode == "encode":
                 struct.pack_into("!I", self.buf, 0, got)
@@ -227,6 +224,11 @@ class _Direction:
             src += take
             self.frame_left -= take
         return dst
+
+    def release(self) -> None:
+        """Drop the buffer while the stream is parked (the next read allocates a small one)."""
+        if self.out is None:
+            self.buf, self.view, self.size = None, memoryview(b""), MIN_BUFFER
 
     def write(self) -> bool:
         """Write pending bytes as far as the destination takes them; True if any were written."""
@@ -328,6 +330,8 @@ class Pump:
             sock.setblocking(False)
         outcome = self._loop()
         if outcome is Outcome.PARKED:
+            self.up.release()
+            self.down.release()
             return PumpResult(self.up.count, self.down.count, outcome, self.status, self.rule, self.error)
         if outcome is Outcome.CLOSED:
             _close(self.a)
