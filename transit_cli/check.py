@@ -46,6 +46,7 @@ def check(
 ) -> None:
     """Check a fabric's policy: rules, reachability assertions and enforcement-point parity."""
     from components.checks.config import PolicyConfigError, load_config
+    from components.checks.rules import REACHABILITY_RULE
     from components.checks.run import run_check
     from components.loader import load_spec
     from components.spec_types import SpecError
@@ -67,7 +68,7 @@ def check(
         for item in report.violations:
             typer.echo(f"{item.level}: {item.violation}")
         for finding in report.findings:
-            typer.echo(f"error: {finding}")
+            typer.echo(f"{report.findings_level}: {finding} [{REACHABILITY_RULE}]")
         verdict = "FAILED" if report.failed else "passed"
         typer.echo(
             f"{file}: {verdict} ({env}): {len(report.violations)} violation(s), {report.tests} test(s) at "

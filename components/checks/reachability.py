@@ -46,9 +46,13 @@ class Finding:
     path: str
     decisions: dict[str, Decision] = field(default_factory=dict)
 
-    def __str__(self) -> str:
+    def describe(self) -> str:
+        """What failed and the flow, with every point's answer (no path)."""
         said = "; ".join(f"{name} {verdict} ({why})" for name, (verdict, why) in self.decisions.items())
-        return f"{self.path}: {self.kind}: {self.message} [flow {self.flow}: {said}]"
+        return f"{self.kind}: {self.message} [flow {self.flow}: {said}]"
+
+    def __str__(self) -> str:
+        return f"{self.path}: {self.describe()}"
 
 
 def hosts(network: IPv4Network) -> list[str]:
@@ -98,6 +102,13 @@ def _test_flows(spec: FabricSpec, src: str, dst: str, proto: str, port: int | No
                 for dst_ip in hosts(dst_net):
                     if src_ip != dst_ip:
                         yield Flow(src_ip, dst_ip, proto, port)
+
+
+def prove(spec: FabricSpec, points: list[Point], samples: int, seed: int) -> tuple[list[Finding], int]:
+    """Assertions, then parity: every finding, and how many flows parity compared."""
+    findings = prove_tests(spec, points)
+    disagreement, checked = parity(spec, points, samples, seed)
+    return findings + ([disagreement] if disagreement is not None else []), checked
 
 
 def parity(spec: FabricSpec, points: list[Point], samples: int = 2000, seed: int = 0,

@@ -16,6 +16,8 @@ from dataclasses import dataclass, field
 from ipaddress import IPv4Network, collapse_addresses
 from typing import Any
 
+from components.checks.points import build_points
+from components.checks.reachability import prove
 from components.checks.violation import Resource, Violation
 from components.dataplane_policy import ANY, endpoint_cidrs, resolve_rules
 from components.plan import TUNNEL_PORT
@@ -520,6 +522,17 @@ def encryption_agent(config: AgentConfig, where: str, options: Options) -> list[
     ]
 
 
+# --- policy-tests-hold -------------------------------------------------------------------
+
+REACHABILITY_RULE = "policy-tests-hold"
+
+
+def policy_tests_spec(ctx: Context, options: Options) -> list[Violation]:
+    """Every assertion at every enforcement point, then parity over sampled flows."""
+    findings, _ = prove(ctx.spec, build_points(ctx.spec, ctx.plan), int(options["samples"]), int(options["seed"]))
+    return [Violation(REACHABILITY_RULE, f.path, f.describe()) for f in findings]
+
+
 RULES: list[RuleDef] = [
     RuleDef("no-open-admin-ports",
             "Prohibits permitting any source or 0.0.0.0/0 to administrative ports (SSH, RDP, WinRM, Telnet).",
@@ -541,6 +554,9 @@ RULES: list[RuleDef] = [
             {"tags": ["transit:fabric", "transit:environment"]}, resource=tags_resource),
     RuleDef("circuit-route-propagation", "Requires route propagation where a circuit lands.",
             spec=propagation_spec, stack=propagation_stack),
+    RuleDef(REACHABILITY_RULE,
+            "Requires every policy.tests assertion to hold at every enforcement point, and every point to agree with the intent.",
+            {"samples": 500, "seed": 0}, spec=policy_tests_spec),
     RuleDef("allowed-instance-sizes", "Requires edge and connector VMs to use an allowed instance size.",
             {"sizes": {"aws": ["c6in.large", "c6in.xlarge", "c6in.2xlarge", "c6in.4xlarge", "c5n.large", "c5n.xlarge", "c5n.2xlarge"],
                        "azure": ["Standard_D2s_v5", "Standard_D4s_v5", "Standard_D8s_v5", "Standard_F4s_v2", "Standard_F8s_v2"],

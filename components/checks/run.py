@@ -12,8 +12,8 @@ from typing import Any
 
 from components.checks.config import RuleSettings
 from components.checks.points import Point, build_points
-from components.checks.reachability import Finding, parity, prove_tests
-from components.checks.rules import RULES, Context
+from components.checks.reachability import Finding, prove
+from components.checks.rules import REACHABILITY_RULE, RULES, Context
 from components.checks.violation import Level, Violation
 from components.plan import build_plan
 from components.spec import FabricSpec
@@ -29,10 +29,15 @@ class LeveledViolation:
 
 @dataclass
 class Report:
-    """Everything one check found, and how long it took."""
+    """Everything one check found, and how long it took.
+
+    Findings (failed assertions, disagreeing points) carry the level of the
+    `policy-tests-hold` rule: mandatory in every shipped config.
+    """
 
     violations: list[LeveledViolation] = field(default_factory=list)
     findings: list[Finding] = field(default_factory=list)
+    findings_level: Level = "mandatory"
     points: list[str] = field(default_factory=list)
     tests: int = 0
     flows_sampled: int = 0
@@ -40,8 +45,8 @@ class Report:
 
     @property
     def failed(self) -> bool:
-        """True when CI must stop: a mandatory violation or any reachability finding."""
-        return bool(self.findings) or any(v.level == "mandatory" for v in self.violations)
+        """True when CI must stop: a mandatory violation or a mandatory reachability finding."""
+        return (bool(self.findings) and self.findings_level == "mandatory") or any(v.level == "mandatory" for v in self.violations)
 
     def as_json(self) -> dict[str, Any]:
         """The report for machines (`transit check --json`)."""
@@ -52,7 +57,7 @@ class Report:
                 for v in self.violations
             ],
             "findings": [
-                {"kind": f.kind, "path": f.path, "message": f.message,
+                {"rule": REACHABILITY_RULE, "kind": f.kind, "path": f.path, "message": f.message, "level": self.findings_level,
                  "flow": {"src": f.flow.src, "dst": f.flow.dst, "proto": f.flow.proto, "port": f.flow.port},
                  "points": {name: {"verdict": d[0], "by": d[1]} for name, d in f.decisions.items()}}
                 for f in self.findings
@@ -64,12 +69,12 @@ class Report:
         }
 
 
-def run_rules(ctx: Context, settings: dict[str, RuleSettings]) -> list[LeveledViolation]:
-    """Every enabled spec rule, with its level."""
+def run_rules(ctx: Context, settings: dict[str, RuleSettings], skip: frozenset[str] = frozenset()) -> list[LeveledViolation]:
+    """Every enabled spec rule but `skip`, with its level."""
     out: list[LeveledViolation] = []
     for rule in RULES:
         setting = settings[rule.name]
-        if rule.spec is None or setting.level == "disabled":
+        if rule.spec is None or setting.level == "disabled" or rule.name in skip:
             continue
         out.extend(LeveledViolation(v, setting.level) for v in rule.spec(ctx, setting.options))
     return out
@@ -84,17 +89,20 @@ def run_check(
     seed: int = 0,
     points: list[Point] | None = None,
 ) -> Report:
-    """Rules, assertions and parity for one spec; `points` overrides the compiled points (tests)."""
+    """Rules, assertions and parity for one spec; `points` overrides the compiled points (tests).
+
+    The reachability rule runs here with the CLI's `samples` and `seed` and its
+    findings keep their flows, instead of running as a plain rule.
+    """
     started = time.perf_counter()
     report = Report()
     plan = build_plan(spec)
-    report.violations = run_rules(Context(spec, plan, stack_config), settings)
+    report.violations = run_rules(Context(spec, plan, stack_config), settings, skip=frozenset({REACHABILITY_RULE}))
     points = build_points(spec, plan) if points is None else points
     report.points = [p.name for p in points]
     report.tests = len(spec.policy.tests)
-    report.findings = prove_tests(spec, points)
-    disagreement, report.flows_sampled = parity(spec, points, samples, seed)
-    if disagreement is not None:
-        report.findings.append(disagreement)
+    report.findings_level = settings[REACHABILITY_RULE].level
+    if report.findings_level != "disabled":
+        report.findings, report.flows_sampled = prove(spec, points, samples, seed)
     report.seconds = time.perf_counter() - started
     return report

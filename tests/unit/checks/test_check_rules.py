@@ -155,6 +155,17 @@ class TestLevels:
         assert {(v.violation.rule, v.level) for v in report.violations if v.violation.path.startswith("edges")} == {("edges-multi-az", "advisory")}
         assert not report.failed
 
+    def test_failing_assertion_fails_dev_too_unless_relaxed(self) -> None:
+        data = raw()
+        data["policy"]["tests"] = [{"from": "aws-app", "to": "db", "proto": "tcp", "port": 5433, "expect": "permit"}]
+        fabric = validate_spec(data)
+        dev = run_check(fabric, load_config("dev"), samples=20)
+        assert dev.failed and dev.findings_level == "mandatory" and [f.kind for f in dev.findings] == ["test-fails"]
+        relaxed = run_check(fabric, parse_config({"all": "advisory"}), samples=20)
+        assert relaxed.findings and not relaxed.failed
+        off = run_check(fabric, parse_config({"policy-tests-hold": "disabled"}), samples=20)
+        assert off.findings == [] and off.flows_sampled == 0
+
     def test_unknown_rule_or_level_is_refused(self) -> None:
         import pytest
 

@@ -203,6 +203,19 @@ class TestCircuitRoutePropagation:
         assert violations("circuit-route-propagation", resource_args("transit:local:LocalFabric", carried_spec())) == []
 
 
+class TestPolicyTestsHold:
+    def test_carried_spec_whose_assertion_fails(self) -> None:
+        def wrong_expectation(data: dict[str, Any]) -> None:
+            data["policy"]["tests"][0]["port"] = 5433
+
+        [message] = violations("policy-tests-hold", resource_args("transit:index:Fabric", carried_spec(wrong_expectation), "fab"))
+        assert message.startswith("fab.spec.policy.tests[0]: test-fails: expects permit, the policy gives deny")
+        assert "5433" in message
+
+    def test_carried_spec_whose_assertions_hold_everywhere(self) -> None:
+        assert violations("policy-tests-hold", resource_args("transit:index:Fabric", carried_spec(), "fab", {"samples": 50})) == []
+
+
 class TestAllowedInstanceSizes:
     def test_oversized_launch_template(self) -> None:
         [message] = violations("allowed-instance-sizes", resource_args("aws:ec2/launchTemplate:LaunchTemplate", {"instanceType": "x2iedn.32xlarge"}, "lt"))
