@@ -19,6 +19,7 @@ from components.aws.routing import AwsRoute, NetworkAddresses, network_routes, r
 from components.aws.security_rules import Endpoint, IntentRule, Segment, SecurityPlan, compile_security, permitted_boxes
 from components.dataplane_policy import resolve_rules
 from components.spec import FabricSpec
+from components.spec_checks import home_edge
 
 if TYPE_CHECKING:
     from components.plan_models import Plan
@@ -29,7 +30,7 @@ class _Section(BaseModel):
 
 
 class AwsRouteRow(_Section):
-    """A route in an onboarded AWS network's workload route tables."""
+    """A route: in an onboarded AWS network's workload route tables, or (`tgw <region>`) in the fabric's TGW route table."""
 
     network: str
     destination: str
@@ -139,8 +140,16 @@ def aws_section(spec: FabricSpec) -> AwsPlanSection | None:
     if not segments:
         return None
     security = compile_security(rules, segments)
+    routes = aws_routes(spec, rules)
+    homes = {n.name: home.name for n in spec.networks if (home := home_edge(spec, n)) is not None}
+    tgw_rows = [
+        AwsRouteRow(network=f"tgw {edge.region}", destination=cidr, target=f"edge {edge.name}")
+        for edge in spec.edges
+        if edge.cloud == "aws"
+        for cidr in _ingress(spec, [n for n, h in homes.items() if h == edge.name], edge.region, routes)
+    ]
     return AwsPlanSection(
-        routes=[AwsRouteRow(network=r.network, destination=r.destination, target=r.target) for r in aws_routes(spec, rules)],
+        routes=[AwsRouteRow(network=r.network, destination=r.destination, target=r.target) for r in routes] + tgw_rows,
         security_groups=[
             AwsSecurityGroupRow(name=m.key, network=m.network, region=m.region, cidrs=list(m.cidrs)) for m in security.members
         ],

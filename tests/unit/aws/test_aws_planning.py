@@ -59,6 +59,7 @@ def test_routes_follow_the_policy_in_both_directions_and_only_there() -> None:
     assert {(r.network, r.destination, r.target) for r in section.routes} == {
         ("a", "10.2.0.0/24", "gwlb-endpoint"),
         ("b", "10.1.0.0/24", "transit-gateway"),
+        ("tgw us-east-1", "10.1.0.0/24", "edge use1"),
     }
     denied = {**base, "policy": {"rules": [{"name": "nothing", "from": "b", "to": "a", "proto": "tcp", "ports": [443], "action": "deny"}]}}
     assert aws_section(validate_spec(denied)).routes == []  # type: ignore[union-attr]
@@ -115,3 +116,28 @@ def test_naming_helpers() -> None:
     assert [str(s) for s in split_cidr("10.0.0.0/24", 3)] == ["10.0.0.0/26", "10.0.0.64/26", "10.0.0.128/26"]
     with pytest.raises(ValueError):
         split_cidr("10.0.0.0/27", 4)
+
+
+def test_the_tgw_sends_what_native_networks_reach_to_their_edge() -> None:
+    spec = validate_spec(
+        {
+            "name": "t",
+            "edges": [
+                {"name": "use1", "cloud": "aws", "region": "us-east-1", "cidr": "10.250.1.0/24"},
+                {"name": "euw1", "cloud": "aws", "region": "eu-west-1", "cidr": "10.250.2.0/24"},
+            ],
+            "networks": [
+                {"name": "shop", "cloud": "aws", "region": "us-east-1", "cidrs": ["10.1.0.0/24"], "attach": "connector"},
+                {"name": "erp", "cloud": "aws", "region": "eu-west-1", "cidrs": ["10.2.0.0/24"], "attach": "native"},
+                {"name": "crm", "cloud": "aws", "region": "eu-west-1", "cidrs": ["10.3.0.0/24"], "attach": "native"},
+            ],
+            "policy": {"rules": [{"name": "all", "from": "any", "to": "any", "proto": "tcp", "ports": [443], "action": "permit"}]},
+        }
+    )
+    section = aws_section(spec)
+    assert section is not None
+    tgw = [(r.network, r.destination, r.target) for r in section.routes if r.network.startswith("tgw ")]
+    # erp and crm reach shop through euw1; they reach each other directly over the TGW, so that is not routed to the edge.
+    assert tgw == [("tgw eu-west-1", "10.1.0.0/24", "edge euw1")]
+    layout = build_aws_layout(spec, build_plan(spec))
+    assert {e.name: e.ingress_cidrs for e in layout.edges} == {"use1": [], "euw1": ["10.1.0.0/24"]}
