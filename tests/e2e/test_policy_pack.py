@@ -163,3 +163,17 @@ def test_policy_tests_proved_before_deploy_hold_with_real_traffic(scratch, fabri
             assert observed.observed == flow["expect"], (flow, observed)
             sent += 1
     assert sent == sum(1 for t in spec.policy.tests if t.proto == "tcp")
+
+
+def test_preview_s_local_fails_when_the_fabrics_own_tests_fail(repo_local_stack) -> None:
+    def expect_the_wrong_thing(document: dict) -> None:
+        document["policy"]["tests"][0]["expect"] = "deny" if document["policy"]["tests"][0]["expect"] == "permit" else "permit"
+
+    make, env = repo_local_stack
+    project = make(expect_the_wrong_thing)
+    result = run(env, project, "preview", "-s", "local", "--policy-pack", str(PACK),
+                 "--policy-pack-config", str(PACK / "config" / "local.json"))
+    output = result.stdout + result.stderr
+    assert result.returncode != 0, output
+    assert "[mandatory]  policy-tests-hold  (transit:index:Fabric:" in output
+    assert ".spec.policy.tests[0]: test-fails" in output
