@@ -2,8 +2,8 @@
 
 Each rule reads the spec and its plan (what `transit check` sees before any
 deploy), the resources of a preview (what the CrossGuard pack sees) and/or an
-agent's config (the filter the data plane will enforce),
-and returns `Violation`s naming the rule, the field path and what must hold.
+agent's config (the filter the data plane will enforce), and returns
+`Violation`s naming the rule, the field path and what must hold.
 The registry at the bottom gives each rule its kebab-case name, a description
 starting "Requires" or "Prohibits", and its options with their defaults;
 `components.checks.config` sets how strictly each is enforced per environment.
@@ -19,7 +19,7 @@ from typing import Any
 from components.checks.points import build_points
 from components.checks.reachability import prove
 from components.checks.violation import Resource, Violation
-from components.dataplane_policy import ANY, endpoint_cidrs, resolve_rules
+from components.dataplane_policy import ANY, ResolvedRule, endpoint_cidrs, resolve_rules
 from components.plan import TUNNEL_PORT
 from components.plan_models import Plan
 from components.spec import FabricSpec
@@ -85,7 +85,7 @@ def admin_ports_spec(ctx: Context, options: Options) -> list[Violation]:
     return out
 
 
-def _shadowed(earlier: list[Any], rule: Any, port: int) -> bool:
+def _shadowed(earlier: list[ResolvedRule], rule: ResolvedRule, port: int) -> bool:
     """True when an earlier deny covers every flow of `rule` on `port`."""
     for deny in earlier:
         if deny.action != "deny" or deny.proto not in ("any", rule.proto) or not _covers_port(deny.ports, port):
