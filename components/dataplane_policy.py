@@ -15,7 +15,10 @@ A rule it drops has both ends outside the scope, so it can never match a
 flow the point sees: the first-match result is the same for every flow in
 scope, and the compiled tables stay small. `any` means every onboarded network
 (spec_types.RESERVED_NAMES), never 0.0.0.0/0, so no compiled rule opens a
-point to addresses outside the fabric. Never imports Pulumi.
+point to addresses outside the fabric. The compilers (data plane, AWS, Azure,
+GCP) all start from `resolve_rules`; `components.policy_intent`, the
+reference, resolves the same names on its own, and `transit check` compares
+the two on every flow it samples. Never imports Pulumi.
 """
 from __future__ import annotations
 
