@@ -10,7 +10,7 @@ import pytest
 
 from dataplane import pki
 from dataplane.config import TlsPaths
-from dataplane.tls import PeerIdentityError, TlsContexts, build_contexts, require_identity
+from dataplane.tls import PeerIdentityError, TlsContexts, build_contexts, enable_read_ahead, prefer_aes128, require_identity
 
 
 def _contexts(tmp_path: Path, ca: pki.KeyPair, identity: str, stem: str) -> TlsContexts:
@@ -68,6 +68,7 @@ def test_members_connect_and_see_each_others_identity(fabric: dict[str, TlsConte
         tls = fabric["a"].server.wrap_socket(left, server_side=True)
         box["id"] = require_identity(tls, {"spiffe://acme/edge-b"})
         box["version"] = tls.version()
+        box["cipher"] = tls.cipher()[0]
         tls.sendall(b"ok")
         tls.close()
 
@@ -78,7 +79,12 @@ def test_members_connect_and_see_each_others_identity(fabric: dict[str, TlsConte
     assert client.recv(2) == b"ok"
     thread.join()
     client.close()
-    assert box == {"id": "spiffe://acme/edge-b", "version": "TLSv1.3"}
+    assert box == {"id": "spiffe://acme/edge-b", "version": "TLSv1.3", "cipher": "TLS_AES_128_GCM_SHA256"}
+
+
+def test_contexts_are_tuned_through_the_verified_pointer() -> None:
+    ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+    assert enable_read_ahead(ctx) and prefer_aes128(ctx)
 
 
 def test_client_from_another_ca_is_refused(fabric: dict[str, TlsContexts]) -> None:
