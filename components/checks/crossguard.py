@@ -10,7 +10,10 @@ and options for `transit check` and for the pack alike. A policy looks at:
   (the spec rules then run on it, with its plan);
 - any resource whose `files` carry an `agent.json` (the local environment's
   agents): the rules run on the filter that agent will enforce.
-Rules with a whole-stack view (counting circuits) are stack policies.
+
+Rules that also count resources across the stack (circuits, VPC ranges) get a
+second, stack policy named `<rule>-in-stack`: a stack policy sees outputs,
+not inputs, so the carried spec is read by the resource policy.
 """
 from __future__ import annotations
 
