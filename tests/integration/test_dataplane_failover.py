@@ -9,7 +9,6 @@ path is alive) and new streams go back to the private path after the hold time.
 """
 from __future__ import annotations
 
-import socket
 import threading
 import time
 from collections.abc import Iterator
