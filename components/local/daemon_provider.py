@@ -138,8 +138,9 @@ class DaemonProvider(LocalProvider):
     @staticmethod
     def _cleanup(base: Path) -> None:
         pid_file = base / "pid"
-        if pid_file.exists():  # an interrupted run left a process behind
-            pid = int(pid_file.read_text())
+        text = pid_file.read_text().strip() if pid_file.is_file() else ""
+        if text.isdigit():  # an interrupted run left a process behind
+            pid = int(text)
             start = proc_start_time(pid)
             if start is not None:
                 stop_process(pid, start)

@@ -31,6 +31,9 @@ BIN = Path(sys.executable).parent
 
 CURL = "curl -s --max-time 3"
 
+AGENT_READY_TIMEOUT = 30.0
+"""Seconds an agent may take to listen: about one normally, far more on a loaded 2-core machine."""
+
 
 @dataclass(frozen=True)
 class LocalFabricArgs:
@@ -127,6 +130,7 @@ class LocalFabric(pulumi.ComponentResource):
                    files={"agent.json": agent.config.model_dump_json(indent=2), "ca.pem": self.ca.cert_pem,
                           "node.pem": cert.cert_pem},
                    secret_files={"node.key": cert.key_pem}, ready_port=agent.config.listen.tunnel.port,
+                   ready_timeout=AGENT_READY_TIMEOUT,
                    opts=pulumi.ResourceOptions(parent=self, depends_on=list(ready_of[agent.ns])))
 
         for host in layout.hosts:

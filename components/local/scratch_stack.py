@@ -15,6 +15,7 @@ import uuid
 from pathlib import Path
 
 from components.loader import load_spec
+from components.local.layout import name_prefix
 
 REPO = Path(__file__).resolve().parents[2]
 PULUMI = REPO / ".tools" / "bin" / "pulumi"
@@ -55,6 +56,7 @@ class ScratchStack:
         self.root, self.env = root, env
         self.name = name or f"s{uuid.uuid4().hex[:6]}"
         self.secrets: dict[str, str] = {}
+        self.prefix = ""
 
     def pulumi(self, *args: str, check: bool = True, timeout: float = 240) -> subprocess.CompletedProcess[str]:
         """Run one CLI command on this stack; raise with its output if it fails and `check`."""
@@ -74,6 +76,7 @@ class ScratchStack:
         self.pulumi("stack", "init")
         self.pulumi("config", "set", "transit:fabric", str(fabric_file))
         spec = load_spec(fabric_file)
+        self.prefix = name_prefix(spec.name, self.name)
         keys = [n.bgp.md5_secret for n in spec.networks if n.bgp] + [c.bgp.md5_secret for c in spec.circuits]
         self.secrets = {k: f"md5-{uuid.uuid4().hex[:12]}" for k in dict.fromkeys(keys)}
         for key, value in self.secrets.items():
@@ -82,7 +85,31 @@ class ScratchStack:
     def outputs(self) -> dict:
         return json.loads(self.pulumi("stack", "output", "--json").stdout)
 
-    def remove(self) -> None:
-        """Destroy everything and forget the stack; safe after a failed up."""
+    def remove(self) -> list[str]:
+        """Destroy everything and forget the stack; safe after a failed up. Then sweep anything
+        still carrying the stack's prefix (a crashed CLI can leave objects it never recorded)
+        and return what had to be swept, so callers can insist it is nothing."""
         self.pulumi("destroy", "--yes", "--skip-preview", check=False)
         self.pulumi("stack", "rm", "--yes", "--force", check=False)
+        return sweep(self.prefix) if self.prefix else []
+
+
+def sweep(prefix: str) -> list[str]:
+    """Stop and remove every daemon, FRR instance and namespace whose name starts with `prefix`."""
+    from components.local.daemon_provider import RUN_ROOT, DaemonProvider
+    from components.local.frr_provider import ETC_ROOT
+    from components.local.frr_provider import RUN_ROOT as FRR_RUN_ROOT
+    from components.local.frr_provider import stop_router
+    from components.local.netns_provider import delete_namespace
+
+    swept = []
+    for path in sorted(RUN_ROOT.glob(f"{prefix}-*")):
+        swept.append(str(path))
+        DaemonProvider._cleanup(path)
+    for path in sorted({*FRR_RUN_ROOT.glob(f"{prefix}-*"), *ETC_ROOT.glob(f"{prefix}-*")}):
+        swept.append(str(path))
+        stop_router(path.name)
+    for path in sorted(Path("/run/netns").glob(f"{prefix}-*")):
+        swept.append(f"netns {path.name}")
+        delete_namespace(path.name)
+    return swept

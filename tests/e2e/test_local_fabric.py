@@ -54,8 +54,8 @@ def make_stack(tmp_path: Path, pulumi_env: dict[str, str]) -> Iterator:
         return stack
 
     yield make
-    for stack in created:
-        stack.remove()
+    swept = [path for stack in created for path in stack.remove()]
+    assert swept == [], f"destroy left these behind (now removed): {swept}"
 
 
 def _wait_established(routers: list[dict], timeout: float = 40) -> list:
