@@ -104,8 +104,10 @@ def _base(purpose: int, paths: TlsPaths) -> ssl.SSLContext:
 def build_contexts(paths: TlsPaths) -> TlsContexts:
     """Load the CA, certificate and key into a server and a client context (TLS 1.3 only, mutual)."""
     server = _base(ssl.PROTOCOL_TLS_SERVER, paths)
-    # Peers never resume (warm tunnels replace resumption), so tickets only cost a round of writes.
-    server.num_tickets = 0
+    # One ticket per handshake: dialers resume with it, skipping certificate parsing and
+    # verification (the costly part of an OpenSSL 3.0 handshake). Resumption keeps (EC)DHE
+    # (psk_dhe_ke), and the ticket carries the peer certificate, so identity checks still apply.
+    server.num_tickets = 1
     client = _base(ssl.PROTOCOL_TLS_CLIENT, paths)
     client.check_hostname = False  # identity is checked on the URI SAN below
     return TlsContexts(server=server, client=client)

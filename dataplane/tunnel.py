@@ -30,6 +30,7 @@ from dataplane.workers import Workers
 log = logging.getLogger("dataplane.tunnel")
 
 REFILL_DELAY = 0.005  # seconds
+TICKET_WAIT = 0.05  # the first tunnel to a peer waits this long for a session ticket to resume later ones
 
 
 class PathChooser(Protocol):
@@ -48,12 +49,8 @@ class Tunnel:
     created: float = field(default_factory=time.monotonic)
 
     def alive(self) -> bool:
-        """A warm tunnel must be silent: readable means the peer closed or reset it."""
-        try:
-            readable, _, _ = select.select([self.sock], [], [], 0)
-        except (OSError, ValueError):
-            return False
-        return not readable
+        """A warm tunnel is silent until used: the only thing it may receive is a session ticket."""
+        return _drain_tickets(self.sock, wait=0.0)
 
 
 def peer_address(peer: PeerConfig, path: str) -> str:
@@ -63,14 +60,42 @@ def peer_address(peer: PeerConfig, path: str) -> str:
     return str(peer.private_addr)
 
 
-def dial(contexts: TlsContexts, peer: PeerConfig, path: str, timeouts: Timeouts) -> Tunnel:
-    """Connect, handshake TLS 1.3 and verify the peer's identity; raises OSError or ssl.SSLError."""
+def _drain_tickets(sock: ssl.SSLSocket, *, wait: float) -> bool:
+    """Process what a tunnel received before its stream started (TLS 1.3 session tickets).
+
+    Returns False when the peer closed the tunnel or sent application bytes
+    (both mean the tunnel is unusable). Waits up to `wait` seconds for input.
+    """
+    try:
+        readable, _, _ = select.select([sock], [], [], wait)
+    except (OSError, ValueError):
+        return False
+    if not readable:
+        return True
+    timeout = sock.gettimeout()
+    sock.setblocking(False)
+    try:
+        sock.recv(1)  # b"" (closed) or application bytes: either way unusable
+        return False
+    except ssl.SSLWantReadError:
+        return True  # only TLS messages (a ticket) were there
+    except (OSError, ssl.SSLError):
+        return False
+    finally:
+        sock.settimeout(timeout)
+
+
+def dial(contexts: TlsContexts, peer: PeerConfig, path: str, timeouts: Timeouts, session: ssl.SSLSession | None = None) -> Tunnel:
+    """Connect, handshake TLS 1.3 (resuming `session` if given) and verify the peer's identity.
+
+    Raises OSError or ssl.SSLError.
+    """
     address = peer_address(peer, path)
     raw = socket.create_connection((address, peer.tunnel_port), timeout=timeouts.connect)
     try:
         raw.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
         raw.settimeout(timeouts.handshake)
-        tls = contexts.client.wrap_socket(raw, server_side=False)
+        tls = contexts.client.wrap_socket(raw, server_side=False, session=session)
     except BaseException:
         raw.close()
         raise
@@ -110,6 +135,8 @@ class TunnelPool:
         self._workers = workers
         self._lock = threading.Lock()
         self._pools: dict[str, _PeerPool] = {}
+        # (peer, path) -> (client context, session): resumption skips certificate work in the handshake.
+        self._sessions: dict[tuple[str, str], tuple[ssl.SSLContext, ssl.SSLSession]] = {}
 
     def set_paths(self, paths: PathChooser) -> None:
         """Follow a new path monitor (after a reload restarted it)."""
@@ -126,13 +153,30 @@ class TunnelPool:
             while pool.ready:
                 tunnel = pool.ready.popleft()
                 if tunnel.path == path and time.monotonic() - tunnel.created < max_age and tunnel.alive():
+                    self._keep_session(tunnel)
                     self._refill_later(peer_name, pool)
                     return tunnel
                 tunnel.sock.close()
             self._refill_later(peer_name, pool)
-        tunnel = dial(self._contexts(), peer, path, self._timeouts())
-        event(log, "tunnel.open", peer=peer_name, path=path, warm=False)
+        tunnel = self._dial(peer, path)
+        event(log, "tunnel.open", peer=peer_name, path=path, warm=False, resumed=tunnel.sock.session_reused)
         return tunnel
+
+    def _dial(self, peer: PeerConfig, path: str) -> Tunnel:
+        """Dial with a cached session when there is one for this peer, path and context."""
+        contexts = self._contexts()
+        cached = self._sessions.get((peer.name, path))
+        session = cached[1] if cached and cached[0] is contexts.client else None
+        tunnel = dial(contexts, peer, path, self._timeouts(), session)
+        if session is None and _drain_tickets(tunnel.sock, wait=TICKET_WAIT):
+            self._keep_session(tunnel)
+        return tunnel
+
+    def _keep_session(self, tunnel: Tunnel) -> None:
+        """Remember the tunnel's session once it holds a ticket."""
+        session = tunnel.sock.session
+        if session is not None and session.has_ticket:
+            self._sessions[(tunnel.peer, tunnel.path)] = (tunnel.sock.context, session)
 
     def _refill_later(self, peer_name: str, pool: _PeerPool) -> None:
         """Start one background refill for the peer unless one is running (lock held)."""
@@ -154,7 +198,7 @@ class TunnelPool:
                     return
                 path = self._paths.active(peer_name)
                 try:
-                    tunnel = dial(self._contexts(), peer, path, self._timeouts())
+                    tunnel = self._dial(peer, path)
                 except (OSError, ssl.SSLError) as exc:
                     event(log, "tunnel.warm_failed", peer=peer_name, path=path, error=type(exc).__name__, level=logging.WARNING)
                     return
@@ -173,6 +217,8 @@ class TunnelPool:
         with self._lock:
             names = list(self._pools) if peer_name is None else [peer_name]
             doomed = [self._pools.pop(name) for name in names if name in self._pools]
+            for key in [key for key in self._sessions if key[0] in names]:
+                del self._sessions[key]
         closed = 0
         for pool in doomed:
             while pool.ready:

@@ -125,3 +125,32 @@ def test_client_without_certificate_is_refused(fabric: dict[str, TlsContexts]) -
     server, client = _handshake(fabric["a"].server, anonymous)
     assert isinstance(server, ssl.SSLError)
     assert isinstance(client, (ssl.SSLError, OSError))
+
+
+def test_resumed_sessions_still_carry_both_identities(fabric: dict[str, TlsContexts]) -> None:
+    """Resumption skips certificate work, never the identity check: the ticket carries the certificates."""
+    with socket.create_server(("127.0.0.1", 0)) as listener:
+        seen: list[tuple[str, bool]] = []
+
+        def serve(count: int) -> None:
+            for _ in range(count):
+                conn, _ = listener.accept()
+                tls = fabric["a"].server.wrap_socket(conn, server_side=True)
+                seen.append((require_identity(tls, {"spiffe://acme/edge-b"}), tls.session_reused))
+                tls.sendall(b"k")
+                tls.close()
+
+        thread = threading.Thread(target=serve, args=(2,))
+        thread.start()
+        session = None
+        reused = []
+        for _ in range(2):
+            client = fabric["b"].client.wrap_socket(socket.create_connection(listener.getsockname()), session=session)
+            assert client.recv(1) == b"k"  # also processes the ticket
+            assert require_identity(client, {"spiffe://acme/edge-a"}) == "spiffe://acme/edge-a"
+            reused.append(client.session_reused)
+            session = client.session
+            client.close()
+        thread.join(5)
+    assert reused == [False, True]
+    assert seen == [("spiffe://acme/edge-b", False), ("spiffe://acme/edge-b", True)]
