@@ -526,7 +526,7 @@ def _document(m: dict[str, Any], errors: dict[str, str], seconds: float) -> dict
     }
     doc["details"] = {
         "ttfb_ms": {name: m.get(f"{name}_ttfb") for name in ("cold", "transit_warm", "raw", "stunnel", "rules_10", "rules_10000")},
-        "raw_rules": {count: m.get(f"raw_rules_{count}") for count in (10, 10_000)},
+        "raw_rules": {str(count): m.get(f"raw_rules_{count}") for count in (10, 10_000)},  # str keys: JSON object keys
         "flows_1000": flows,
         "throughput_samples_gbps": m.get("samples", {}),
         "settings": {"iperf_seconds": DURATION, "rounds": {"single": ROUNDS, "8flow": ROUNDS_8FLOW, "rules": ROUNDS_RULES}, "ttfb_connections": TTFB_CONNECTIONS, "flows": FLOWS,
@@ -582,7 +582,7 @@ def readme_section(doc: dict[str, Any]) -> str:
         f"| 1 flow, Gbit/s | {_fmt(doc['raw_single_gbps'])} | {_fmt(doc['stunnel_single_gbps'])} | {_fmt(doc['transit_single_gbps'])} | transit ≥ 2× stunnel and ≥ 0.5× raw | {met('transit_vs_stunnel_single')} ({_fmt(doc['ratios']['transit_vs_stunnel_single'], '×')} stunnel), {met('transit_vs_raw_single')} ({_fmt(doc['ratios']['transit_vs_raw_single'], '×')} raw) |",
         f"| 8 flows, Gbit/s | {_fmt(doc['raw_8flow_gbps'])} | {_fmt(doc['stunnel_8flow_gbps'])} | {_fmt(doc['transit_8flow_gbps'])} | | |",
         f"| new connection TTFB p50 / p99, ms | {lat('raw')} | {lat('stunnel')} | warm {lat('transit_warm')}; cold {lat('cold')} | cold p99 < 10 ms | {met('cold_ttfb_p99_ms')} |",
-        f"| 1 flow with 10 / 10,000 rules, Gbit/s | {_fmt((raw_rules.get(10) or {}).get('gbps'))} / {_fmt((raw_rules.get(10000) or {}).get('gbps'))} | | {_fmt(doc['rules_10_gbps'])} / {_fmt(doc['rules_10000_gbps'])} | 10,000 within 5% of 10 | {met('rules_10000_vs_10')} ({_fmt(doc['ratios']['rules_10000_vs_10'], '×')}) |",
+        f"| 1 flow with 10 / 10,000 rules, Gbit/s | {_fmt((raw_rules.get('10') or {}).get('gbps'))} / {_fmt((raw_rules.get('10000') or {}).get('gbps'))} | | {_fmt(doc['rules_10_gbps'])} / {_fmt(doc['rules_10000_gbps'])} | 10,000 within 5% of 10 | {met('rules_10000_vs_10')} ({_fmt(doc['ratios']['rules_10000_vs_10'], '×')}) |",
         f"| TTFB p50/p99 with 10 ; 10,000 rules, ms | {_ttfb_pair(raw_rules)} | | {lat('rules_10', '/')} ; {lat('rules_10000', '/')} | | |",
         f"| peak RSS per agent, {FLOWS} open flows, MB | | | {_fmt(doc['agent_rss_mb_1000_flows'])} (max of {', '.join(f'{k} {v}' for k, v in (d['flows_1000'].get('peak_rss_mb') or {}).items()) or '-'}) | < 150 MB | {met('agent_rss_mb_1000_flows')} |",
     ]
@@ -600,9 +600,9 @@ def readme_section(doc: dict[str, Any]) -> str:
     return "\n".join([START, *rows, *notes, END])
 
 
-def _ttfb_pair(raw_rules: dict[int, Any]) -> str:
+def _ttfb_pair(raw_rules: dict[str, Any]) -> str:
     parts = []
-    for count in (10, 10000):
+    for count in ("10", "10000"):
         row = (raw_rules.get(count) or {}).get("ttfb")
         parts.append("not measured" if not row else f"{row['p50_ms']}/{row['p99_ms']}")
     return " ; ".join(parts)

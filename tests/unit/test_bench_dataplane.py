@@ -64,3 +64,16 @@ def test_readme_section_is_replaced_and_other_sections_kept(tmp_path: Path, monk
     bench.write_readme(bench._document(changed, {}, 1.0))
     second = readme.read_text()
     assert "keep me" in second and second.count(bench.START) == 1 and "| 11.0 |" in second and "| 10.0 |" not in second
+
+
+def test_readme_from_the_results_file_shows_the_raw_rule_figures() -> None:
+    import json
+
+    measured = _measured()
+    ttfb = {"p50_ms": 0.07, "p99_ms": 0.2, "max_ms": 0.3, "failures": 0}
+    measured["raw_rules_10"] = {"apply_s": 0.02, "gbps": 9.5, "samples": [9.5], "ttfb": ttfb}
+    measured["raw_rules_10000"] = {"apply_s": 1.9, "gbps": 9.4, "samples": [9.4], "ttfb": ttfb}
+    doc = json.loads(json.dumps(bench._document(measured, {}, 1.0)))
+    section = bench.readme_section(doc)
+    assert "| 9.5 / 9.4 |" in section and "0.07/0.2 ; 0.07/0.2" in section
+    assert doc["ratios"]["raw_rules_10000_vs_10"] == 0.989
