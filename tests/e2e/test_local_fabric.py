@@ -73,6 +73,20 @@ def _check_flows(local: dict) -> None:
     assert [(r.test, r.observed) for r in results] == [(r.test, r.expect) for r in results]
 
 
+def _check_dc_traffic_reaches_its_connector(local: dict) -> None:
+    """A DC host's flow follows the route the DC router learned from ExaBGP to the connector,
+    whose agent refuses it (no rule permits dc-fra) and logs it: the BGP route carries traffic."""
+    dc_host = next(h for h in local["hosts"] if h["network"] == "dc-fra")
+    flow = {"test": "dc", "src_ns": dc_host["ns"], "src": dc_host["address"], "dst": "172.18.40.10",
+            "port": 5432, "expect": "deny"}
+    assert send_flow(flow).observed == "deny"
+    log = Path("/run/transit") / f"{local['prefix']}-agent-connector-dc-fra" / "flows.jsonl"
+    deadline = time.monotonic() + 5
+    while time.monotonic() < deadline and dc_host["address"] not in (log.read_text() if log.exists() else ""):
+        time.sleep(0.2)
+    assert f'"src":"{dc_host["address"]}"' in log.read_text().replace(" ", "")
+
+
 def _assert_no_secrets(stack: ScratchStack, secrets: dict[str, str]) -> None:
     exported = stack.pulumi("stack", "export").stdout
     outputs = stack.pulumi("stack", "output", "--json").stdout
@@ -108,6 +122,9 @@ def test_local_fabric_lifecycle(make_stack, fabric_file: str, learns: dict[str, 
     routers = {r["name"].removeprefix(f"{prefix}-"): r for r in local["routers"]}
     for router, prefix_learned in learns.items():
         assert prefix_learned in learned_routes(routers[router])
+
+    if "n-dc-fra" in routers:
+        _check_dc_traffic_reaches_its_connector(local)
 
     # the backbone and the internet are separate links: cutting the private path keeps flows going
     backbone = next(link for link in local["links"] if link["kind"] == "backbone" and "-e-" in link["ns_b"]
