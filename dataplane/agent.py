@@ -20,7 +20,9 @@ from __future__ import annotations
 import argparse
 import ctypes
 import enum
+import errno
 import logging
+import resource
 import signal
 import socket
 import ssl
@@ -45,6 +47,8 @@ from dataplane.workers import Workers
 
 log = logging.getLogger("dataplane.agent")
 
+# accept() errors that say "not now" rather than "this socket is gone".
+_TRANSIENT_ACCEPT = {errno.EMFILE, errno.ENFILE, errno.ENOBUFS, errno.ENOMEM, errno.ECONNABORTED, errno.EPROTO, errno.EPERM}
 THREAD_STACK = 256 * 1024  # many stream threads; each needs little stack
 MALLOC_ARENAS = 2  # glibc gives each busy thread its own arena; with a thread per stream that multiplies idle memory
 _M_ARENA_MAX = -8  # malloc.h
@@ -81,6 +85,7 @@ class Listener:
         except OSError:
             self._sock.close()
             raise
+        self._stopped = False
         self._thread = threading.Thread(target=self._accept, name=f"accept-{name}", daemon=True)
 
     def start(self) -> None:
@@ -90,6 +95,7 @@ class Listener:
 
     def stop(self) -> None:
         """Stop accepting; connections already handed over keep running."""
+        self._stopped = True
         try:
             self._sock.shutdown(socket.SHUT_RDWR)
         except OSError:
@@ -99,11 +105,16 @@ class Listener:
             self._thread.join(timeout=2)
 
     def _accept(self) -> None:
-        while True:
+        while not self._stopped:
             try:
                 conn, _addr = self._sock.accept()
-            except OSError:
-                return
+            except OSError as exc:
+                if self._stopped or exc.errno not in _TRANSIENT_ACCEPT:
+                    return
+                # Out of descriptors or memory: keep the listener, shed load for a moment.
+                event(log, "listener.accept_failed", listener=self.name, error=exc.strerror, level=logging.WARNING)
+                time.sleep(0.05)
+                continue
             self._workers.submit(self._safe, conn)
 
     def _safe(self, conn: socket.socket) -> None:
@@ -385,6 +396,13 @@ def _trim_malloc() -> None:
         pass
 
 
+def _raise_file_limit() -> None:
+    """Each stream holds two sockets (three at a relay counting warm tunnels): use the hard limit."""
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    if soft < hard:
+        resource.setrlimit(resource.RLIMIT_NOFILE, (hard, hard))
+
+
 def _limit_malloc_arenas() -> None:
     """Cap glibc malloc arenas before the stream threads exist (a no-op on other C libraries)."""
     try:
@@ -421,6 +439,7 @@ def main(argv: list[str] | None = None) -> int:
         return ExitCode.OK
     threading.stack_size(THREAD_STACK)
     _limit_malloc_arenas()
+    _raise_file_limit()
     try:
         agent = Agent(args.config, config)
     except (OSError, ssl.SSLError) as exc:
