@@ -13,11 +13,44 @@ from collections.abc import Mapping
 from ipaddress import IPv4Address, IPv4Network
 
 from components.aws.planning import AwsEdgeLayout, AwsLayout, AwsNetworkLayout
-from components.dataplane_policy import connector_filter, edge_filter
+from components.dataplane_policy import ResolvedRule, edge_scope, endpoint_cidrs, resolve_rules
 from components.spec import FabricSpec
 from dataplane.config import AgentConfig, Endpoint, ListenConfig, PeerConfig, TlsPaths
+from dataplane.filter_model import FilterPolicy, FilterRule
 
 TLS_DIR = "/etc/transit/tls"
+
+
+class ScopedFilters:
+    """Each agent's FilterPolicy, with the policy resolved once per fabric instead of once per agent.
+
+    Same meaning as dataplane_policy.connector_filter and edge_filter (the tests
+    hold them equal): a point keeps, in order, the rules whose source or
+    destination can overlap its scope.
+    """
+
+    def __init__(self, spec: FabricSpec) -> None:
+        self.spec = spec
+        self.rules: list[ResolvedRule] = resolve_rules(spec)
+
+    def scoped(self, scope: list[IPv4Network]) -> FilterPolicy:
+        def overlaps(nets: tuple[IPv4Network, ...]) -> bool:
+            return any(net.overlaps(other) for net in nets for other in scope)
+
+        kept = [r for r in self.rules if overlaps(r.src) or overlaps(r.dst)]
+        return FilterPolicy(
+            default=self.spec.policy.default,
+            rules=[
+                FilterRule(name=r.name, action=r.action, src=list(r.src), dst=list(r.dst), proto=r.proto, ports=list(r.ports))  # type: ignore[arg-type]
+                for r in kept
+            ],
+        )
+
+    def connector(self, network: str) -> FilterPolicy:
+        return self.scoped(endpoint_cidrs(self.spec, network))
+
+    def edge(self, edge: str) -> FilterPolicy:
+        return self.scoped(edge_scope(self.spec, edge))
 
 
 def _tls() -> TlsPaths:
@@ -37,7 +70,7 @@ def _identity(spec: FabricSpec, role: str, node: str) -> str:
 
 
 def edge_config(
-    spec: FabricSpec, layout: AwsLayout, edge: AwsEdgeLayout, public_ips: Mapping[str, str]
+    spec: FabricSpec, layout: AwsLayout, edge: AwsEdgeLayout, public_ips: Mapping[str, str], filters: ScopedFilters | None = None
 ) -> AgentConfig:
     """An AWS edge: delivers to its native networks, relays to the other AWS edges and its connectors."""
     homed = {n.name: n.edge for n in layout.networks}
@@ -63,12 +96,12 @@ def edge_config(
         name=f"edge-{edge.name}", role="edge", identity=_identity(spec, "edge", edge.name),
         listen=_listen(edge.tunnel_port, edge.probe_port, edge.metrics_port),
         local_cidrs=[IPv4Network(c) for c in edge.native_cidrs], peers=peers,
-        filter=edge_filter(spec, edge.name), tls=_tls(),
+        filter=(filters or ScopedFilters(spec)).edge(edge.name), tls=_tls(),
     )
 
 
 def connector_config(
-    spec: FabricSpec, layout: AwsLayout, network: AwsNetworkLayout, public_ips: Mapping[str, str]
+    spec: FabricSpec, layout: AwsLayout, network: AwsNetworkLayout, public_ips: Mapping[str, str], filters: ScopedFilters | None = None
 ) -> AgentConfig:
     """A connector: intercepts its network's traffic to the destinations it routes and relays it to its edge."""
     edges = {e.name: e for e in layout.edges}
@@ -89,5 +122,5 @@ def connector_config(
         name=f"connector-{network.name}", role="connector", identity=_identity(spec, "connector", network.name),
         listen=_listen(edge.tunnel_port, edge.probe_port, edge.metrics_port),
         local_cidrs=[IPv4Network(c) for c in network.cidrs], peers=[peer],
-        filter=connector_filter(spec, network.name), tls=_tls(),
+        filter=(filters or ScopedFilters(spec)).connector(network.name), tls=_tls(),
     )

@@ -13,6 +13,7 @@ captures an address outside the fabric). Nothing here imports Pulumi.
 from __future__ import annotations
 
 from dataclasses import dataclass
+from functools import lru_cache
 from ipaddress import IPv4Network, collapse_addresses
 from typing import Literal
 
@@ -89,5 +90,11 @@ def network_routes(
         (TARGET_BY_ATTACH[attach], [o for o in reachable if o.name not in via_circuit]),
         ("circuit-propagated", [o for o in reachable if o.name in via_circuit]),
     ):
-        out += [AwsRoute(network.name, str(cidr), target) for cidr in collapse_addresses(c for o in group for c in o.cidrs)]  # type: ignore[arg-type]
+        out += [AwsRoute(network.name, cidr, target) for cidr in _collapsed(tuple(c for o in group for c in o.cidrs))]  # type: ignore[arg-type]
     return out
+
+
+@lru_cache(maxsize=4096)
+def _collapsed(cidrs: tuple[IPv4Network, ...]) -> tuple[str, ...]:
+    """Exact merge of a destination set; networks of one tier share theirs, so it is computed once."""
+    return tuple(str(c) for c in collapse_addresses(cidrs))

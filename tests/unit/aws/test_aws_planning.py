@@ -141,3 +141,16 @@ def test_the_tgw_sends_what_native_networks_reach_to_their_edge() -> None:
     assert tgw == [("tgw eu-west-1", "10.1.0.0/24", "edge euw1")]
     layout = build_aws_layout(spec, build_plan(spec))
     assert {e.name: e.ingress_cidrs for e in layout.edges} == {"use1": [], "euw1": ["10.1.0.0/24"]}
+
+
+@pytest.mark.parametrize("fabric", ["seed000_aws_azure", "seed004_dx_er_cloud_router", "architecture_example"])
+def test_scoped_filters_equal_the_shared_policy_compiler(fabric: str) -> None:
+    from components.aws.agent_configs import ScopedFilters
+    from components.dataplane_policy import connector_filter, edge_filter
+
+    spec, _ = _load(fabric)
+    filters = ScopedFilters(spec)
+    for network in spec.networks:
+        assert filters.connector(network.name) == connector_filter(spec, network.name)
+    for edge in spec.edges:
+        assert filters.edge(edge.name) == edge_filter(spec, edge.name)
