@@ -34,6 +34,7 @@ from pathlib import Path
 
 from dataplane import filter_table, intercept, sysctl
 from dataplane.config import AgentConfig, ConfigError, Endpoint, load_config
+from dataplane.filter_compile import CompiledPolicy, PolicyTooComplexError, compile_policy
 from dataplane.forward import IP_TRANSPARENT, FlowRecord, Forwarder, Router, Runtime
 from dataplane.intercept import InterceptPlan
 from dataplane.logfmt import event
@@ -133,7 +134,7 @@ class Agent:
 
     def __init__(self, config_path: Path, config: AgentConfig) -> None:
         self.config_path = config_path
-        self._runtime = Runtime(config, build_contexts(config.tls), Router(config))
+        self._runtime = Runtime(config, build_contexts(config.tls), Router(config), compile_policy(config.filter))
         self._reload = threading.Event()
         self._stop = threading.Event()
         self.workers = Workers("stream")
@@ -180,7 +181,7 @@ class Agent:
             self._sysctl_previous = sysctl.apply()
             self._tunnel_listener = Listener("tunnel", self.config.listen.tunnel, self.forwarder.handle_tunnel, self.workers)
             self._intercept_listener = self._make_intercept_listener(self.config)
-            self._install_kernel(self.config)
+            self._install_kernel(self.config, self._runtime.policy)
             self.paths.start()
             self.observer.start(health=self.health)
             self._tunnel_listener.start()
@@ -197,7 +198,7 @@ class Agent:
         endpoint = Endpoint(host="127.0.0.1", port=config.listen.intercept_port)  # type: ignore[arg-type]
         return Listener("intercept", endpoint, self.forwarder.handle_intercepted, self.workers, transparent=True)
 
-    def _install_kernel(self, config: AgentConfig) -> None:
+    def _install_kernel(self, config: AgentConfig, policy: CompiledPolicy) -> None:
         """Interception and filter table for `config` (each one nft transaction)."""
         plan = InterceptPlan.from_config(config)
         if self._intercept and self._intercept != plan and (
@@ -216,7 +217,7 @@ class Agent:
             self._filter_installed = None
         if self._intercept:
             # Ingress enforcement in the kernel: judged on the original 5-tuple at input, intercepted packets only.
-            filter_table.apply(config.filter, table=config.filter_table, hook="input", mark=plan.fwmark)
+            filter_table.apply(policy, table=config.filter_table, hook="input", mark=plan.fwmark)
             self._filter_installed = config.filter_table
 
     def teardown(self) -> None:
@@ -282,6 +283,7 @@ class Agent:
         try:
             new = load_config(self.config_path)
             contexts = build_contexts(new.tls)
+            policy = compile_policy(new.filter)
         except ConfigError as exc:
             for problem in exc.problems:
                 event(log, "config.invalid", problem=problem, level=logging.ERROR)
@@ -290,7 +292,10 @@ class Agent:
         except (OSError, ssl.SSLError) as exc:
             event(log, "agent.reload_refused", reason="tls", error=str(exc), level=logging.ERROR)
             return False
-        old = self.config
+        except PolicyTooComplexError as exc:
+            event(log, "agent.reload_refused", reason="policy", error=str(exc), level=logging.ERROR)
+            return False
+        old, old_policy = self.config, self._runtime.policy
         try:
             tunnel_listener = self._tunnel_listener
             if new.listen.tunnel != old.listen.tunnel:
@@ -304,12 +309,15 @@ class Agent:
             event(log, "agent.reload_refused", reason="listen", error=str(exc), level=logging.ERROR)
             return False
         try:
-            self._install_kernel(new)
+            self._install_kernel(new, policy)
         except (intercept.KernelError, filter_table.FilterTableError) as exc:
             event(log, "agent.reload_refused", reason="kernel", error=str(exc), level=logging.ERROR)
-            self._install_kernel(old)
+            for listener, current in ((tunnel_listener, self._tunnel_listener), (intercept_listener, self._intercept_listener)):
+                if listener is not None and listener is not current:
+                    listener.stop()
+            self._install_kernel(old, old_policy)
             return False
-        self._runtime = Runtime(new, contexts, Router(new))
+        self._runtime = Runtime(new, contexts, Router(new), policy)
         for listener, current in ((tunnel_listener, self._tunnel_listener), (intercept_listener, self._intercept_listener)):
             if listener is not current:
                 if current:
@@ -444,6 +452,9 @@ def main(argv: list[str] | None = None) -> int:
         agent = Agent(args.config, config)
     except (OSError, ssl.SSLError) as exc:
         event(log, "config.invalid", problem=f"tls: {exc}", level=logging.ERROR)
+        return ExitCode.CONFIG_INVALID
+    except PolicyTooComplexError as exc:
+        event(log, "config.invalid", problem=f"filter: {exc}", level=logging.ERROR)
         return ExitCode.CONFIG_INVALID
     signal.signal(signal.SIGHUP, lambda *_: agent.request_reload())
     signal.signal(signal.SIGTERM, lambda *_: agent.request_stop())

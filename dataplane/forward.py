@@ -29,6 +29,8 @@ from dataclasses import asdict, dataclass
 from ipaddress import IPv4Address, IPv4Network
 
 from dataplane.config import AgentConfig, PeerConfig
+from dataplane.filter_compile import CompiledPolicy
+from dataplane.filter_table import verdict_for
 from dataplane.header import HEADER_FIXED_LEN, HeaderError, Status, StreamHeader, decode, encode_reply, parse_fixed
 from dataplane.logfmt import event
 from dataplane.parking import Parking
@@ -99,6 +101,7 @@ class Runtime:
     config: AgentConfig
     contexts: TlsContexts
     router: Router
+    policy: CompiledPolicy  # config.filter compiled once: a few bisections per check, whatever the rule count
 
 
 def _recv_exact(sock: ssl.SSLSocket, size: int) -> bytes:
@@ -236,7 +239,7 @@ class Forwarder:
             app.close()
             return
         header = StreamHeader(IPv4Address(src), IPv4Address(dst), sport, dport, rt.config.identity, secrets.randbits(64))
-        verdict, rule = rt.config.filter.evaluate(header.src, header.dst, "tcp", dport)
+        verdict, rule = verdict_for(rt.policy, header.src, header.dst, "tcp", dport)
         if verdict == "deny":
             reset(app)
             event(log, "flow.deny", stage="ingress", src=f"{src}:{sport}", dst=f"{dst}:{dport}", rule=rule or "default")
@@ -326,7 +329,7 @@ class Forwarder:
 
     def _deliver(self, rt: Runtime, tls: ssl.SSLSocket, header: StreamHeader, from_peer: PeerConfig, in_path: str) -> None:
         started = time.monotonic()
-        verdict, rule = rt.config.filter.evaluate(header.src, header.dst, "tcp", header.dport)
+        verdict, rule = verdict_for(rt.policy, header.src, header.dst, "tcp", header.dport)
         common = {"path": in_path, "peer": from_peer.name, "dst_identity": rt.config.identity}
         if verdict == "deny":
             self._refuse(tls, Status.DENIED, rule)
