@@ -85,7 +85,7 @@ def fabric_spec(networks: int) -> dict[str, Any]:
 
 def existing_networks(spec: Any) -> dict[str, Any]:
     """Onboarding finds the VPCs already there: their ids, as a real stack would read them from config."""
-    from components.aws.build import ExistingNetwork
+    from components.aws.options import ExistingNetwork
 
     return {
         n.name: ExistingNetwork(
@@ -100,7 +100,7 @@ def run(networks: int) -> dict[str, Any]:
     """Build the fabric once under mocks and measure it."""
     mocks = CountingMocks()
     pulumi.runtime.set_mocks(mocks, project="transit", stack="bench", preview=False, monitor=MockMonitor(mocks))
-    from components.aws.build import AwsOptions  # imported after set_mocks, as Pulumi's mock pattern requires
+    from components.aws.options import AwsOptions  # imported after set_mocks, as Pulumi's mock pattern requires
     from components.fabric import Fabric, FabricArgs
     from components.spec import validate_spec
 

@@ -14,6 +14,7 @@ from typing import Any, Literal
 
 import pulumi
 
+from components.aws.options import AwsOptions
 from components.plan import build_plan
 from components.plan_models import Plan
 from components.spec import FabricSpec
@@ -51,8 +52,8 @@ class FabricArgs:
     """Where the fabric runs. Valid values: cloud, local. Defaults to cloud."""
     clouds: list[str] | None = None
     """Clouds to build (target cloud). Defaults to every cloud the spec uses."""
-    aws: Any = None
-    """components.aws.build.AwsOptions (image id, TGW ASN, existing VPCs, hosted dxcon ids). Defaults to AwsOptions()."""
+    aws: AwsOptions | None = None
+    """AWS options (image id, TGW ASN, existing VPCs, hosted dxcon ids). Defaults to AwsOptions()."""
 
 
 def spec_clouds(spec: FabricSpec) -> list[str]:

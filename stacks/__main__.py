@@ -5,7 +5,7 @@ Config (stacks/Pulumi.<env>.yaml):
   transit:target   `cloud` (default) or `local` (network namespaces on this machine)
   transit:<name>   one secret per `md5_secret` name the spec uses
   transit:clouds   optional list of clouds to build (default: every cloud the spec uses)
-  transit:aws*     AWS options (awsImageId, ...): see components.aws.build.AwsOptions.from_config
+  transit:aws*     AWS options (awsImageId, ...): see components.aws.options.AwsOptions.from_config
 """
 from __future__ import annotations
 
@@ -14,7 +14,7 @@ from pathlib import Path
 import pulumi
 
 from components import load_spec
-from components.aws.build import AwsOptions
+from components.aws.options import AwsOptions
 from components.fabric import Fabric, FabricArgs
 
 config = pulumi.Config("transit")

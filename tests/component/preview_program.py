@@ -27,7 +27,7 @@ def main() -> None:
     mocks = EchoMocks()
     monitor = MockMonitor(mocks)
     pulumi.runtime.set_mocks(mocks, project="transit", stack="preview", preview=mode == "preview", monitor=monitor)
-    from components.aws.build import AwsOptions
+    from components.aws.options import AwsOptions
     from components.fabric import Fabric, FabricArgs
     from components.loader import load_spec
 

@@ -213,7 +213,7 @@ def test_segmentation_alone_wires_rules_to_groups_and_prefix_lists() -> None:
 
 
 def test_aws_options_come_from_stack_config() -> None:
-    from components.aws.build import AwsOptions
+    from components.aws.options import AwsOptions
 
     pulumi.runtime.set_config("transit:awsImageId", "ami-0cfg")
     pulumi.runtime.set_config("transit:awsHostedConnections", '{"fra-dx": "dxcon-cfg"}')

@@ -14,7 +14,7 @@ from pulumi.runtime import rpc
 
 from tests.component.conftest import RECORDER, FakeCloud, Graph, build_graph
 
-from components.aws.build import AwsOptions  # noqa: E402  (mocks are set in conftest first)
+from components.aws.options import AwsOptions  # noqa: E402  (mocks are set in conftest first)
 from components.fabric import Fabric, FabricArgs
 from components.loader import load_spec
 from components.plan import build_plan
