@@ -229,3 +229,17 @@ def test_aws_options_come_from_stack_config() -> None:
     assert (options.image_id, options.transit_gateway_asn, dict(options.hosted_connection_ids)) == ("ami-0cfg", 64512, {"fra-dx": "dxcon-cfg"})
     existing = options.existing_networks["aws-app"]
     assert (existing.vpc_id, existing.fabric_subnet_ids, existing.fabric_route_table_ids) == ("vpc-7", ["s-a", "s-b"], [])
+
+
+def test_transit_peering_refuses_one_region_before_creating_anything() -> None:
+    from components.aws import PeeringSide, TransitPeering, TransitPeeringArgs
+
+    def build() -> dict[str, Any]:
+        provider = pulumi.ProviderResource("aws", "euw1", {"region": "eu-west-1"})
+        side = PeeringSide(region="eu-west-1", transit_gateway_id="tgw-1", route_table_id="rtb-1")
+        TransitPeering("loop", TransitPeeringArgs(**COMMON, requester=side, accepter=side, accepter_provider=provider))
+        return {}
+
+    with pytest.raises(ValueError, match="in one region"):
+        build_graph(build)
+    assert [r.type for r in RECORDER.registrations] == ["pulumi:providers:aws"]
