@@ -22,6 +22,7 @@ from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
+from components.firewall_path import decide_on_path
 from components.dataplane_policy import ResolvedRule, onboarded_space, resolve_rules
 from components.spec import FabricSpec
 
@@ -279,18 +280,8 @@ class AzureEvaluator:
         Outbound is checked at the source's NSG and inbound at the destination's,
         as Azure does; the flow passes only when every NSG on the path allows it.
         """
-        src, dst = IPv4Address(src_ip), IPv4Address(dst_ip)
-        on_path = [(nsg, rules["Outbound"]) for nsg, rules in self._nsgs if any(src in net for net in nsg.cidrs)]
-        on_path += [(nsg, rules["Inbound"]) for nsg, rules in self._nsgs if any(dst in net for net in nsg.cidrs)]
-        if not on_path:
-            return None
-        reasons = []
-        for nsg, rules in on_path:
-            rule = next(r.rule for r in rules if r.matches(src, dst, proto, port))
-            reasons.append(f"{nsg.name}/{rule.direction.lower()}/{rule.name}")
-            if rule.access == "Deny":
-                return "deny", reasons[-1]
-        return "permit", ", ".join(reasons)
+        return decide_on_path(self._nsgs, src_ip, dst_ip, proto, port,
+                              outbound="Outbound", inbound="Inbound", denies=lambda rule: rule.access == "Deny")
 
 
 def evaluate(seg: AzureSegmentation, src_ip: str, dst_ip: str, proto: int, port: int | None) -> tuple[str, str] | None:

@@ -21,6 +21,7 @@ from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
+from components.firewall_path import decide_on_path
 from components.dataplane_policy import ResolvedRule, onboarded_space, resolve_rules
 from components.spec import FabricSpec
 
@@ -241,18 +242,8 @@ class GcpEvaluator:
         Egress is checked in the source's VPC and ingress in the destination's;
         the flow passes only when both allow.
         """
-        src, dst = IPv4Address(src_ip), IPv4Address(dst_ip)
-        on_path = [(vpc, rules["EGRESS"]) for vpc, rules in self._vpcs if any(src in n for n in vpc.cidrs)]
-        on_path += [(vpc, rules["INGRESS"]) for vpc, rules in self._vpcs if any(dst in n for n in vpc.cidrs)]
-        if not on_path:
-            return None
-        reasons = []
-        for vpc, rules in on_path:
-            rule = next(r.rule for r in rules if r.matches(src, dst, proto, port))
-            reasons.append(f"{vpc.name}/{rule.direction.lower()}/{rule.name}")
-            if rule.action == "deny":
-                return "deny", reasons[-1]
-        return "permit", ", ".join(reasons)
+        return decide_on_path(self._vpcs, src_ip, dst_ip, proto, port,
+                              outbound="EGRESS", inbound="INGRESS", denies=lambda rule: rule.action == "deny")
 
 
 def evaluate(seg: GcpSegmentation, src_ip: str, dst_ip: str, proto: int, port: int | None) -> tuple[str, str] | None:
