@@ -66,8 +66,10 @@ def _drain_tickets(sock: ssl.SSLSocket, *, wait: float) -> bool:
     Returns False when the peer closed the tunnel or sent application bytes
     (both mean the tunnel is unusable). Waits up to `wait` seconds for input.
     """
+    poller = select.poll()  # not select.select: descriptors past 1024 are normal with many streams
     try:
-        readable, _, _ = select.select([sock], [], [], wait)
+        poller.register(sock, select.POLLIN)
+        readable = poller.poll(wait * 1000)
     except (OSError, ValueError):
         return False
     if not readable:
