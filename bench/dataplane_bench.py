@@ -30,6 +30,7 @@ the ratios within one run are the comparison that holds.
 from __future__ import annotations
 
 import json
+import math
 import os
 import platform
 import resource
@@ -180,7 +181,7 @@ def ttfb(client: Netns, address: str, port: int, count: int = TTFB_CONNECTIONS) 
     samples.sort()
     return {
         "p50_ms": round(statistics.median(samples), 3),
-        "p99_ms": round(samples[min(len(samples) - 1, int(len(samples) * 0.99))], 3),
+        "p99_ms": round(samples[math.ceil(len(samples) * 0.99) - 1], 3),  # nearest-rank percentile
         "max_ms": round(samples[-1], 3),
         "failures": failures,
     }
