@@ -159,7 +159,7 @@ class ByteServer:
         self._selector.close()
 
 
-def ttfb(client: Netns, address: str, port: int, count: int = TTFB_CONNECTIONS) -> dict[str, float]:
+def ttfb(client: Netns, address: str, port: int, count: int = TTFB_CONNECTIONS) -> dict[str, Any]:
     """p50/p99/max milliseconds from connect() to the server's first byte, over `count` new connections."""
     sockets = in_netns(client.name, lambda: [socket.socket() for _ in range(count)])
     samples: list[float] = []
@@ -176,13 +176,18 @@ def ttfb(client: Netns, address: str, port: int, count: int = TTFB_CONNECTIONS) 
                 failures += 1
                 continue
             samples.append((time.perf_counter() - start) * 1000)
+    return latency_summary(samples, failures)
+
+
+def latency_summary(samples: list[float], failures: int = 0) -> dict[str, Any]:
+    """p50, p99 (nearest rank), max in ms and the failure count; None figures when nothing succeeded."""
     if not samples:
-        return {"p50_ms": float("nan"), "p99_ms": float("nan"), "max_ms": float("nan"), "failures": failures}
-    samples.sort()
+        return {"p50_ms": None, "p99_ms": None, "max_ms": None, "failures": failures}
+    ordered = sorted(samples)
     return {
-        "p50_ms": round(statistics.median(samples), 3),
-        "p99_ms": round(samples[math.ceil(len(samples) * 0.99) - 1], 3),  # nearest-rank percentile
-        "max_ms": round(samples[-1], 3),
+        "p50_ms": round(statistics.median(ordered), 3),
+        "p99_ms": round(ordered[math.ceil(len(ordered) * 0.99) - 1], 3),
+        "max_ms": round(ordered[-1], 3),
         "failures": failures,
     }
 

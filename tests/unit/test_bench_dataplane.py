@@ -77,3 +77,9 @@ def test_readme_from_the_results_file_shows_the_raw_rule_figures() -> None:
     section = bench.readme_section(doc)
     assert "| 9.5 / 9.4 |" in section and "0.07/0.2 ; 0.07/0.2" in section
     assert doc["ratios"]["raw_rules_10000_vs_10"] == 0.989
+
+
+def test_latency_summary_uses_nearest_rank_and_never_invents_figures() -> None:
+    samples = [float(value) for value in range(200, 0, -1)]  # 1..200 ms, unsorted
+    assert bench.latency_summary(samples, 3) == {"p50_ms": 100.5, "p99_ms": 198.0, "max_ms": 200.0, "failures": 3}
+    assert bench.latency_summary([], 200) == {"p50_ms": None, "p99_ms": None, "max_ms": None, "failures": 200}
