@@ -31,13 +31,14 @@ from ipaddress import IPv4Address, IPv4Network
 from dataplane.config import AgentConfig, PeerConfig
 from dataplane.filter_compile import CompiledPolicy
 from dataplane.filter_table import verdict_for
-from dataplane.header import HEADER_FIXED_LEN, HeaderError, Status, StreamHeader, decode, encode_reply, parse_fixed
+from dataplane.header import FLAG_END_TO_END, HEADER_FIXED_LEN, HeaderError, Status, StreamHeader, decode, encode_reply, parse_fixed
 from dataplane.logfmt import event
 from dataplane.parking import Parking
 from dataplane.workers import Workers
 from dataplane.relay import Outcome, Pump, PumpResult, reset
-from dataplane.tls import TlsContexts, require_identity
-from dataplane.tunnel import TunnelPool
+from dataplane.splice import SplicePump
+from dataplane.tls import TlsContexts, peer_identities
+from dataplane.tunnel import TunnelPool, peer_address
 
 log = logging.getLogger("dataplane.forward")
 
@@ -88,8 +89,20 @@ class Router:
 
     def peer_for(self, dst: IPv4Address) -> PeerConfig | None:
         """The peer to relay `dst` to, or None."""
+        route = self.route_for(dst)
+        return route[1] if route else None
+
+    def route_for(self, dst: IPv4Address) -> tuple[IPv4Network, PeerConfig] | None:
+        """The most specific (cidr, peer) holding `dst`, or None."""
         for cidr, peer in self.routes:
             if dst in cidr:
+                return cidr, peer
+        return None
+
+    def peer_at(self, address: str) -> PeerConfig | None:
+        """The peer that owns `address` on either path (how a relayed end-to-end stream is attributed)."""
+        for peer in self.by_identity.values():
+            if address in (str(peer.private_addr), str(peer.public_addr)):
                 return peer
         return None
 
@@ -122,6 +135,19 @@ def read_header(sock: ssl.SSLSocket) -> tuple[StreamHeader, bytes]:
     return decode(raw), raw
 
 
+def _unwrap(tls: ssl.SSLSocket) -> socket.socket:
+    """End TLS on a connection (close_notify both ways) and keep the TCP connection as a plain socket.
+
+    Safe with read-ahead: neither side sends anything after its close_notify
+    until it has received the other's, so no plain byte can be read into TLS.
+    """
+    tls.unwrap()
+    timeout = tls.gettimeout()
+    plain = socket.socket(socket.AF_INET, socket.SOCK_STREAM, fileno=socket.socket.detach(tls))
+    plain.settimeout(timeout)
+    return plain
+
+
 def _path_of(peer: PeerConfig, address: str) -> str:
     """Which of a peer's paths a connection from `address` came over."""
     if peer.public_addr is not None and address == str(peer.public_addr) and address != str(peer.private_addr):
@@ -148,7 +174,7 @@ class Forwarder:
         self._on_flow = on_flow
         self._lock = threading.Lock()
         self._ids = itertools.count()
-        self._streams: dict[int, tuple[Pump, str, str]] = {}
+        self._streams: dict[int, tuple[Pump | SplicePump, str, str]] = {}
 
     # ---- registry -------------------------------------------------------
 
@@ -182,14 +208,14 @@ class Forwarder:
             pump.abort()
         return len(doomed)
 
-    def _run(self, pump: Pump, peer: str, path: str, done: Callable[[PumpResult], None]) -> None:
+    def _run(self, pump: Pump | SplicePump, peer: str, path: str, done: Callable[[PumpResult], None]) -> None:
         """Relay a stream to its end, parking it while quiet; `done` gets the result in whatever thread ends it."""
         key = next(self._ids)
         with self._lock:
             self._streams[key] = (pump, peer, path)
         self._continue(key, pump, peer, path, done)
 
-    def _continue(self, key: int, pump: Pump, peer: str, path: str, done: Callable[[PumpResult], None]) -> None:
+    def _continue(self, key: int, pump: Pump | SplicePump, peer: str, path: str, done: Callable[[PumpResult], None]) -> None:
         try:
             while True:
                 result = pump.run()
@@ -238,7 +264,8 @@ class Forwarder:
         except OSError:
             app.close()
             return
-        header = StreamHeader(IPv4Address(src), IPv4Address(dst), sport, dport, rt.config.identity, secrets.randbits(64))
+        flags = FLAG_END_TO_END if rt.config.end_to_end else 0
+        header = StreamHeader(IPv4Address(src), IPv4Address(dst), sport, dport, rt.config.identity, secrets.randbits(64), flags=flags)
         verdict, rule = verdict_for(rt.policy, header.src, header.dst, "tcp", dport)
         if verdict == "deny":
             reset(app)
@@ -251,17 +278,21 @@ class Forwarder:
             event(log, "flow.no_route", dst=dst, level=logging.WARNING)
             self._emit(rt, "ingress", header, started, verdict="error", rule=rule, outcome=Outcome.REFUSED.value)
             return
+        far_identity = peer.identity
         try:
             tunnel = self._pool.take(peer.name)
             tunnel.sock.settimeout(rt.config.timeouts.handshake)
             tunnel.sock.sendall(header.encode())
+            stream = tunnel.sock
+            if header.end_to_end:
+                stream, far_identity = self._open_end_to_end(rt, tunnel.sock, header, peer)
         except (OSError, ssl.SSLError) as exc:
             reset(app)
             event(log, "tunnel.dial_failed", peer=peer.name, error=type(exc).__name__, level=logging.WARNING)
             self._emit(rt, "ingress", header, started, verdict="error", rule=rule, peer=peer.name, outcome=Outcome.RESET.value)
             return
         app.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
-        pump = Pump(app, tunnel.sock, idle=rt.config.timeouts.idle, park_after=rt.config.timeouts.park, framed="b", expect_reply=True)
+        pump = Pump(app, stream, idle=rt.config.timeouts.idle, park_after=rt.config.timeouts.park, framed="b", expect_reply=True)
 
         def done(result: PumpResult) -> None:
             verdict_out = "deny" if result.status is Status.DENIED else ("permit" if result.status is Status.OK else "error")
@@ -270,10 +301,29 @@ class Forwarder:
             self._emit(
                 rt, "ingress", header, started, verdict=verdict_out, rule=result.rule if result.status is Status.DENIED else rule,
                 bytes_up=result.up, bytes_down=result.down, path=tunnel.path, peer=peer.name,
-                dst_identity=peer.identity, outcome=result.outcome.value,
+                dst_identity=far_identity, outcome=result.outcome.value,
             )
 
         self._run(pump, peer.name, tunnel.path, done)
+
+    def _open_end_to_end(self, rt: Runtime, outer: ssl.SSLSocket, header: StreamHeader, peer: PeerConfig) -> tuple[ssl.SSLSocket, str]:
+        """Leave the edge's TLS (close_notify both ways) and run TLS with the delivering agent through it.
+
+        The edge has authenticated this agent and read the header; from here it
+        splices. The inner session must chain to the fabric CA; its identity is
+        whichever fabric node delivers the destination.
+        """
+        plain = _unwrap(outer)
+        try:
+            route = rt.router.route_for(header.dst)
+            key = (peer.name, str(route[0]) if route else str(header.dst))
+            inner = self._pool.open_inner(plain, key, timeout=rt.config.timeouts.handshake)
+        except BaseException:
+            plain.close()
+            raise
+        identities = peer_identities(inner)
+        inner.sendall(header.encode())
+        return inner, identities[0] if identities else ""
 
     # ---- tunnels from peers --------------------------------------------
 
@@ -293,22 +343,34 @@ class Forwarder:
             raw.close()
             event(log, "tunnel.reject", peer=peer_ip, reason=type(exc).__name__, level=logging.WARNING)
             return
+        identities = peer_identities(tls)
+        known = next((identity for identity in identities if identity in rt.router.by_identity), None)
         try:
-            identity = require_identity(tls, rt.router.by_identity)
-            # A warm tunnel waits here until a stream needs it.
-            tls.settimeout(rt.config.timeouts.idle)
+            # A warm tunnel from a peer waits here until a stream needs it; anyone else gets the handshake timeout.
+            tls.settimeout(rt.config.timeouts.idle if known else rt.config.timeouts.handshake)
             header, _raw = read_header(tls)
         except (OSError, ssl.SSLError, HeaderError) as exc:
-            reason = str(exc) if isinstance(exc, HeaderError) else type(exc).__name__
-            if isinstance(exc, HeaderError):
+            reason = "PeerIdentityError" if known is None else str(exc) if isinstance(exc, HeaderError) else type(exc).__name__
+            if isinstance(exc, HeaderError) and known:
                 self._reply(tls, Status.BAD_HEADER)
             reset(tls)
             event(log, "tunnel.reject", peer=peer_ip, reason=reason, level=logging.WARNING)
             return
-        from_peer = rt.router.by_identity[identity]
+        if known is None:
+            # Not a peer: only an end-to-end stream of its own, to a destination delivered here.
+            if not (header.end_to_end and header.identity in identities and rt.router.is_local(header.dst)):
+                reset(tls)
+                event(log, "tunnel.reject", peer=peer_ip, reason="PeerIdentityError", identity=",".join(identities) or "none", level=logging.WARNING)
+                return
+            relayed_by = rt.router.peer_at(peer_ip)
+            self._deliver(rt, tls, header, relayed_by.name if relayed_by else "direct", _path_of(relayed_by, peer_ip) if relayed_by else "private")
+            return
+        from_peer = rt.router.by_identity[known]
         in_path = _path_of(from_peer, peer_ip)
         if rt.router.is_local(header.dst):
-            self._deliver(rt, tls, header, from_peer, in_path)
+            self._deliver(rt, tls, header, from_peer.name, in_path)
+        elif header.end_to_end:
+            self._splice(rt, tls, header, from_peer, in_path)
         else:
             self._relay(rt, tls, header, from_peer, in_path)
 
@@ -327,10 +389,10 @@ class Forwarder:
         except OSError:
             pass
 
-    def _deliver(self, rt: Runtime, tls: ssl.SSLSocket, header: StreamHeader, from_peer: PeerConfig, in_path: str) -> None:
+    def _deliver(self, rt: Runtime, tls: ssl.SSLSocket, header: StreamHeader, from_peer: str, in_path: str) -> None:
         started = time.monotonic()
         verdict, rule = verdict_for(rt.policy, header.src, header.dst, "tcp", header.dport)
-        common = {"path": in_path, "peer": from_peer.name, "dst_identity": rt.config.identity}
+        common = {"path": in_path, "peer": from_peer, "dst_identity": rt.config.identity}
         if verdict == "deny":
             self._refuse(tls, Status.DENIED, rule)
             event(log, "flow.deny", stage="egress", src=f"{header.src}:{header.sport}", dst=f"{header.dst}:{header.dport}", rule=rule or "default", identity=header.identity)
@@ -348,7 +410,7 @@ class Forwarder:
             reset(tls)
             return
         pump = Pump(tls, conn, idle=rt.config.timeouts.idle, park_after=rt.config.timeouts.park, framed="a")
-        self._run(pump, from_peer.name, in_path, lambda result: self._emit(
+        self._run(pump, from_peer, in_path, lambda result: self._emit(
             rt, "egress", header, started, verdict="permit", rule=rule, bytes_up=result.up, bytes_down=result.down,
             outcome=result.outcome.value, **common,
         ))
@@ -367,6 +429,38 @@ class Forwarder:
             sock.close()
             raise
         return sock
+
+    def _splice(self, rt: Runtime, tls: ssl.SSLSocket, header: StreamHeader, from_peer: PeerConfig, in_path: str) -> None:
+        """An end-to-end stream: leave the ingress's TLS, connect to the next agent, splice in the kernel."""
+        started = time.monotonic()
+        peer = rt.router.peer_for(header.dst)
+        if peer is None or peer.name == from_peer.name:
+            self._refuse(tls, Status.NO_ROUTE)
+            event(log, "flow.no_route", dst=str(header.dst), via=from_peer.name, level=logging.WARNING)
+            self._emit(rt, "relay", header, started, verdict="error", outcome=Outcome.REFUSED.value, peer=from_peer.name)
+            return
+        path = self._pool.path_for(peer.name)
+        try:
+            onward = socket.create_connection((peer_address(peer, path), peer.tunnel_port), timeout=rt.config.timeouts.connect)
+        except OSError as exc:
+            self._refuse(tls, Status.UNREACHABLE)
+            event(log, "tunnel.dial_failed", peer=peer.name, error=type(exc).__name__, level=logging.WARNING)
+            self._emit(rt, "relay", header, started, verdict="error", outcome=Outcome.REFUSED.value, peer=peer.name)
+            return
+        try:
+            tls.settimeout(rt.config.timeouts.handshake)
+            plain = _unwrap(tls)
+        except (OSError, ssl.SSLError) as exc:
+            onward.close()
+            reset(tls)
+            event(log, "tunnel.reject", peer=from_peer.name, reason=f"unwrap {type(exc).__name__}", level=logging.WARNING)
+            return
+        onward.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+        pump = SplicePump(plain, onward, idle=rt.config.timeouts.idle, park_after=rt.config.timeouts.park)
+        self._run(pump, peer.name, path, lambda result: self._emit(
+            rt, "relay", header, started, verdict="permit", bytes_up=result.up, bytes_down=result.down,
+            outcome=result.outcome.value, path=path, peer=peer.name, dst_identity="",
+        ))
 
     def _relay(self, rt: Runtime, tls: ssl.SSLSocket, header: StreamHeader, from_peer: PeerConfig, in_path: str) -> None:
         started = time.monotonic()

@@ -9,7 +9,7 @@ or unreachable flow becomes a reset at the ingress.
 
 Wire format, network byte order (docs/dataplane.md has the table):
 
-    header: magic "MCT" | version u8 = 1 | proto u8 | hops u8 | flags u8 = 0
+    header: magic "MCT" | version u8 = 1 | proto u8 | hops u8 | flags u8
             | src ip 4 | dst ip 4 | src port u16 | dst port u16
             | flow id u64 | identity length u16 | identity (UTF-8)
     reply:  status u8 | rule length u8 | rule name (ASCII)
@@ -27,6 +27,8 @@ MAGIC = b"MCT"
 VERSION = 1
 MAX_HOPS = 4
 MAX_IDENTITY = 255
+FLAG_END_TO_END = 0x01  # the stream's TLS session runs from the ingress to the delivering agent; relays splice
+KNOWN_FLAGS = FLAG_END_TO_END
 _FIXED = struct.Struct("!3sBBBB4s4sHHQH")
 HEADER_FIXED_LEN = _FIXED.size  # 28 bytes before the identity
 
@@ -58,6 +60,12 @@ class StreamHeader:
     flow_id: int
     proto: int = 6
     hops: int = MAX_HOPS
+    flags: int = 0
+
+    @property
+    def end_to_end(self) -> bool:
+        """True when relays splice this stream instead of decrypting it."""
+        return bool(self.flags & FLAG_END_TO_END)
 
     def encode(self) -> bytes:
         """Serialise; raises HeaderError if a field cannot be represented."""
@@ -69,7 +77,7 @@ class StreamHeader:
         if not 0 <= self.hops <= MAX_HOPS:
             raise HeaderError(f"hops must be 0-{MAX_HOPS}")
         return _FIXED.pack(
-            MAGIC, VERSION, self.proto, self.hops, 0, self.src.packed, self.dst.packed,
+            MAGIC, VERSION, self.proto, self.hops, self.flags, self.src.packed, self.dst.packed,
             self.sport, self.dport, self.flow_id & 0xFFFFFFFFFFFFFFFF, len(ident),
         ) + ident
 
@@ -77,7 +85,7 @@ class StreamHeader:
         """The header a relay forwards: one hop fewer (HeaderError when none are left)."""
         if self.hops <= 1:
             raise HeaderError("hop limit reached")
-        return StreamHeader(self.src, self.dst, self.sport, self.dport, self.identity, self.flow_id, self.proto, self.hops - 1)
+        return StreamHeader(self.src, self.dst, self.sport, self.dport, self.identity, self.flow_id, self.proto, self.hops - 1, self.flags)
 
     def five_tuple(self) -> tuple[str, int, str, int, int]:
         """(src, sport, dst, dport, proto) for logs and policy checks."""
@@ -93,7 +101,7 @@ def parse_fixed(data: bytes) -> int:
         raise HeaderError("bad magic")
     if version != VERSION:
         raise HeaderError(f"unsupported version {version}")
-    if flags != 0:
+    if flags & ~KNOWN_FLAGS:
         raise HeaderError("unknown flags")
     if not 1 <= hops <= MAX_HOPS:
         raise HeaderError(f"hops {hops} out of range 1-{MAX_HOPS}")
@@ -107,7 +115,7 @@ def decode(data: bytes) -> StreamHeader:
     ident_len = parse_fixed(data[:HEADER_FIXED_LEN])
     if len(data) != HEADER_FIXED_LEN + ident_len:
         raise HeaderError("header length does not match its identity length")
-    _magic, _version, proto, hops, _flags, src, dst, sport, dport, flow, _ = _FIXED.unpack(data[:HEADER_FIXED_LEN])
+    _magic, _version, proto, hops, flags, src, dst, sport, dport, flow, _ = _FIXED.unpack(data[:HEADER_FIXED_LEN])
     if proto != 6:
         raise HeaderError(f"only TCP streams are carried, not protocol {proto}")
     try:
@@ -116,7 +124,7 @@ def decode(data: bytes) -> StreamHeader:
         raise HeaderError("identity is not UTF-8") from None
     if not identity.startswith("spiffe://"):
         raise HeaderError("identity is not a spiffe URI")
-    return StreamHeader(IPv4Address(src), IPv4Address(dst), sport, dport, identity, flow, proto, hops)
+    return StreamHeader(IPv4Address(src), IPv4Address(dst), sport, dport, identity, flow, proto, hops, flags)
 
 
 def encode_reply(status: Status, rule: str | None = None) -> bytes:

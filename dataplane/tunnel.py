@@ -164,6 +164,30 @@ class TunnelPool:
         event(log, "tunnel.open", peer=peer_name, path=path, warm=False, resumed=tunnel.sock.session_reused)
         return tunnel
 
+    def path_for(self, peer_name: str) -> str:
+        """The path new traffic to `peer_name` takes now."""
+        return self._paths.active(peer_name)
+
+    def open_inner(self, plain: socket.socket, key: tuple[str, str], *, timeout: float) -> ssl.SSLSocket:
+        """TLS with the delivering agent over a connection a relay splices (end-to-end streams).
+
+        Any identity of the fabric CA is accepted: the relay has already routed
+        the stream, and whichever node delivers the destination answers. The
+        session is cached under `key` (peer, destination route) for resumption.
+        """
+        contexts = self._contexts()
+        cached = self._sessions.get(key)
+        session = cached[1] if cached and cached[0] is contexts.client else None
+        plain.settimeout(timeout)
+        inner = contexts.client.wrap_socket(plain, server_side=False, session=session)
+        if session is None and not _drain_tickets(inner, wait=TICKET_WAIT):
+            inner.close()
+            raise ConnectionResetError("the delivering agent closed the end-to-end session")
+        fresh = inner.session
+        if fresh is not None and fresh.has_ticket:
+            self._sessions[key] = (contexts.client, fresh)
+        return inner
+
     def _dial(self, peer: PeerConfig, path: str) -> Tunnel:
         """Dial with a cached session when there is one for this peer, path and context."""
         contexts = self._contexts()

@@ -14,7 +14,7 @@ from ipaddress import IPv4Address
 import pytest
 
 from dataplane.config import TlsPaths
-from dataplane.header import StreamHeader
+from dataplane.header import FLAG_END_TO_END, StreamHeader
 from dataplane.tls import build_contexts
 from tests.integration.conftest import AppServer, echo
 from tests.integration.seed000 import AWS_APP, AZ_APP, CONNECTOR, EDGE_A, EDGE_B, Seed000, identity
@@ -151,6 +151,7 @@ def test_malformed_headers_and_frames_from_trusted_members(seed: Seed000) -> Non
     as_conn = _member(seed, "conn")
     as_edgea = _member(seed, "edgea")
     good = StreamHeader(IPv4Address(AWS_APP), IPv4Address(AZ_APP), 40000, 5432, identity("conn"), 7)
+    e2e = StreamHeader(IPv4Address(AWS_APP), IPv4Address(AZ_APP), 40000, 5432, identity("conn"), 8, flags=FLAG_END_TO_END)
     blobs = [
         os.urandom(200),                                      # not a header
         good.encode()[:10],                                   # a header cut short
@@ -159,6 +160,8 @@ def test_malformed_headers_and_frames_from_trusted_members(seed: Seed000) -> Non
         good.encode() + struct.pack("!I", 0xFFFFFFFF) + b"x",  # a frame longer than allowed
         good.encode() + struct.pack("!I", 100) + b"short",    # a frame cut short by the close
         good.encode() + bytes(4) + b"after the end frame",    # bytes after the end frame
+        e2e.encode() + os.urandom(300),                       # end-to-end: garbage where close_notify belongs
+        e2e.encode(),                                         # end-to-end: then silence until the timeout
     ]
     calls: list[Callable[[], None]] = []
     for blob in blobs:

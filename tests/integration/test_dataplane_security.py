@@ -5,23 +5,27 @@ import signal
 import socket
 import ssl
 import threading
+import time
 from collections.abc import Iterator
+from ipaddress import IPv4Address
 from pathlib import Path
 
 import pytest
 
 from dataplane import pki
 from dataplane.config import TlsPaths
+from dataplane.header import FLAG_END_TO_END, StreamHeader
 from dataplane.tls import build_contexts
 from tests.integration.conftest import AppServer, echo
-from tests.integration.seed000 import AZ_APP, EDGE_A, EDGE_B, FABRIC, Seed000, identity
+from tests.integration.seed000 import AWS_APP, AZ_APP, EDGE_A, EDGE_B, FABRIC, Seed000, identity
 
 pytestmark = pytest.mark.integration
 
 
-@pytest.fixture(scope="module")
-def seed() -> Iterator[Seed000]:
-    with Seed000(tag="sec") as topology:
+@pytest.fixture(scope="module", params=[True, False], ids=["end-to-end", "hop-by-hop"])
+def seed(request: pytest.FixtureRequest) -> Iterator[Seed000]:
+    overrides = {node: {"end_to_end": request.param} for node in ("conn", "edgea", "edgeb")}
+    with Seed000(tag="sec", overrides=overrides) as topology:
         server = AppServer(topology.ns("azapp"), 5432, echo)
         yield topology
         server.close()
@@ -114,11 +118,43 @@ def test_agent_refuses_a_far_edge_from_another_ca(seed: Seed000) -> None:
     try:
         assert not _works(seed)
         assert not any(received), f"the impostor received stream bytes: {received!r}"
-        assert seed.agents["edgea"].wait_for("tunnel.dial_failed peer=edgeb error=SSLCertVerificationError")
+        if seed.read_config("conn")["end_to_end"]:
+            # Edge A splices; the connector's own session with the far end is what fails.
+            assert seed.agents["conn"].wait_for("tunnel.dial_failed peer=edgea error=SSLCertVerificationError")
+        else:
+            assert seed.agents["edgea"].wait_for("tunnel.dial_failed peer=edgeb error=SSLCertVerificationError")
     finally:
         listener.shutdown(socket.SHUT_RDWR)  # wakes the accept() so the port is really free
         listener.close()
         thread.join(timeout=5)
     seed.start_agent("edgeb")
     seed.wait_ready("edgeb")
+    assert _works(seed)
+
+
+def test_end_to_end_streams_from_non_peers_are_limited(seed: Seed000) -> None:
+    """A fabric member that is no peer may only open an end-to-end stream of its own to a destination delivered here."""
+    stranger = _contexts(seed.workdir / "stranger-e2e", seed.ca, identity("stranger"))
+    forged = StreamHeader(IPv4Address(AWS_APP), IPv4Address(AZ_APP), 40000, 5432, identity("conn"), 1, flags=FLAG_END_TO_END)
+    relayed = StreamHeader(IPv4Address(AWS_APP), IPv4Address(AZ_APP), 40000, 5432, identity("stranger"), 2, flags=FLAG_END_TO_END)
+    before_b = seed.agents["edgeb"].log().count("reason=PeerIdentityError")
+    before_a = seed.agents["edgea"].log().count("reason=PeerIdentityError")
+    for address, ns, header in ((EDGE_B["private"], "edgea", forged), (EDGE_A["conn"], "conn", relayed)):
+        sock = seed.ns(ns).socket()
+        sock.settimeout(5)
+        with sock:
+            sock.connect((address, 7443))
+            tls = stranger.wrap_socket(sock, server_side=False)
+            tls.sendall(header.encode())
+            with pytest.raises((ConnectionResetError, ssl.SSLError)):
+                if tls.recv(10) == b"":
+                    raise ConnectionResetError("closed")
+    deadline = time.monotonic() + 3
+    while time.monotonic() < deadline and not (
+        seed.agents["edgeb"].log().count("reason=PeerIdentityError") > before_b
+        and seed.agents["edgea"].log().count("reason=PeerIdentityError") > before_a
+    ):
+        time.sleep(0.02)
+    assert seed.agents["edgeb"].log().count("reason=PeerIdentityError") > before_b  # forged identity in the header
+    assert seed.agents["edgea"].log().count("reason=PeerIdentityError") > before_a  # a non-peer cannot use a relay
     assert _works(seed)

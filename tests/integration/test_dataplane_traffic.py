@@ -22,9 +22,11 @@ EDGE_B_POLICY = {
 }
 
 
-@pytest.fixture(scope="module")
-def seed() -> Iterator[Seed000]:
-    with Seed000(overrides={"edgeb": {"filter": EDGE_B_POLICY}}, tag="trf") as topology:
+@pytest.fixture(scope="module", params=[True, False], ids=["end-to-end", "hop-by-hop"])
+def seed(request: pytest.FixtureRequest) -> Iterator[Seed000]:
+    overrides = {node: {"end_to_end": request.param} for node in ("conn", "edgea", "edgeb")}
+    overrides["edgeb"]["filter"] = EDGE_B_POLICY
+    with Seed000(overrides=overrides, tag="trf") as topology:
         yield topology
 
 

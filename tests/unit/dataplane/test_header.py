@@ -7,7 +7,7 @@ from ipaddress import IPv4Address
 import pytest
 
 from dataplane.header import (
-    HEADER_FIXED_LEN, HeaderError, Status, StreamHeader, decode, decode_reply, encode_reply, parse_fixed, reply_length,
+    FLAG_END_TO_END, HEADER_FIXED_LEN, HeaderError, Status, StreamHeader, decode, decode_reply, encode_reply, parse_fixed, reply_length,
 )
 
 HEADER = StreamHeader(IPv4Address("10.30.40.10"), IPv4Address("172.18.40.10"), 40000, 5432, "spiffe://acme/conn", 0x1234)
@@ -30,7 +30,7 @@ def test_next_hop_counts_down_to_refusal() -> None:
         header.next_hop()
 
 
-@pytest.mark.parametrize("offset,value", [(0, ord("X")), (3, 9), (5, 0), (5, 9), (6, 1)])
+@pytest.mark.parametrize("offset,value", [(0, ord("X")), (3, 9), (5, 0), (5, 9), (6, 2), (6, 0x81)])
 def test_bad_fixed_fields_refused(offset: int, value: int) -> None:
     raw = bytearray(HEADER.encode())
     raw[offset] = value
@@ -70,3 +70,10 @@ def test_reply_round_trip_and_errors() -> None:
         decode_reply(b"\x63\x00")
     with pytest.raises(HeaderError):
         decode_reply(b"\x00\x05ab")
+
+
+def test_end_to_end_flag_survives_hops() -> None:
+    header = StreamHeader(HEADER.src, HEADER.dst, 1, 2, "spiffe://acme/conn", 9, flags=FLAG_END_TO_END)
+    decoded = decode(header.next_hop().encode())
+    assert decoded.end_to_end and decoded.hops == header.hops - 1
+    assert not HEADER.end_to_end
