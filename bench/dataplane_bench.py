@@ -579,7 +579,7 @@ def readme_section(doc: dict[str, Any]) -> str:
 
     def lat(name: str, sep: str = " / ") -> str:
         row = ttfb.get(name)
-        return "not measured" if not row else f"{row['p50_ms']}{sep}{row['p99_ms']}"
+        return "not measured" if not row or row["p50_ms"] is None else f"{row['p50_ms']}{sep}{row['p99_ms']}"
 
     raw_rules = d["raw_rules"]
     rows = [
@@ -610,7 +610,7 @@ def _ttfb_pair(raw_rules: dict[str, Any]) -> str:
     parts = []
     for count in ("10", "10000"):
         row = (raw_rules.get(count) or {}).get("ttfb")
-        parts.append("not measured" if not row else f"{row['p50_ms']}/{row['p99_ms']}")
+        parts.append("not measured" if not row or row["p50_ms"] is None else f"{row['p50_ms']}/{row['p99_ms']}")
     return " ; ".join(parts)
 
 
