@@ -122,7 +122,7 @@ def apply(policy: FilterPolicy | CompiledPolicy, *, table: str, hook: Hook, netn
     _run_nft(ruleset(policy, table=table, hook=hook, priority=priority, mark=mark), netns=netns)
 
 
-def remove(table: str, *, netns: str | None = None) -> None:
+def remove(table: str, netns: str | None = None) -> None:
     """Delete `table` if it exists (add-then-delete keeps this one idempotent transaction)."""
     _run_nft({"nftables": [
         {"add": {"table": {"family": FAMILY, "name": table}}},
@@ -130,7 +130,7 @@ def remove(table: str, *, netns: str | None = None) -> None:
     ]}, netns=netns)
 
 
-def read_counters(table: str, *, netns: str | None = None) -> dict[str, tuple[int, int]]:
+def read_counters(table: str, netns: str | None = None) -> dict[str, tuple[int, int]]:
     """{rule name: (packets, bytes)}, with the default verdict under "default"."""
     output = _nft(["-j", "list", "counters", "table", FAMILY, table], netns=netns)
     counters: dict[str, tuple[int, int]] = {}
