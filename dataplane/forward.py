@@ -3,9 +3,13 @@
 - Ingress (an intercepted application connection): check the policy on the
   original 5-tuple (ingress enforcement), pick the peer whose CIDRs hold the
   destination, take a tunnel, send the stream header, relay, and turn the far
-  end's refusal into a reset for the application.
-- Relay (a tunnel whose destination is not local): forward the header one hop
-  fewer to the peer for the destination and relay; the reply passes through.
+  end's refusal into a reset for the application. End-to-end streams (the
+  default) then leave the edge's TLS session and open one with the delivering
+  agent through it, sending the header again inside.
+- Relay (a tunnel whose destination is not local): for an end-to-end stream,
+  leave the TLS session and splice the TCP connection to the next agent in the
+  kernel (`dataplane.splice`); otherwise forward the header one hop fewer over
+  its own tunnel and relay decrypted bytes. The reply passes through either way.
 - Delivery (a tunnel whose destination is in `local_cidrs`): check the policy on
   the header's 5-tuple (egress enforcement, the only place that sees the real
   flow inside TLS), connect to the destination (from the original source
