@@ -445,19 +445,19 @@ class Forwarder:
             return
         path = self._pool.path_for(peer.name)
         try:
-            onward = socket.create_connection((peer_address(peer, path), peer.tunnel_port), timeout=rt.config.timeouts.connect)
-        except OSError as exc:
-            self._refuse(tls, Status.UNREACHABLE)
-            event(log, "tunnel.dial_failed", peer=peer.name, error=type(exc).__name__, level=logging.WARNING)
-            self._emit(rt, "relay", header, started, verdict="error", outcome=Outcome.REFUSED.value, peer=peer.name)
-            return
-        try:
+            # Unwrap first: the ingress starts its handshake with the far end while we connect to it.
             tls.settimeout(rt.config.timeouts.handshake)
             plain = _unwrap(tls)
         except (OSError, ssl.SSLError) as exc:
-            onward.close()
             reset(tls)
             event(log, "tunnel.reject", peer=from_peer.name, reason=f"unwrap {type(exc).__name__}", level=logging.WARNING)
+            return
+        try:
+            onward = socket.create_connection((peer_address(peer, path), peer.tunnel_port), timeout=rt.config.timeouts.connect)
+        except OSError as exc:
+            reset(plain)  # no TLS left to reply in: the ingress sees its handshake reset
+            event(log, "tunnel.dial_failed", peer=peer.name, error=type(exc).__name__, level=logging.WARNING)
+            self._emit(rt, "relay", header, started, verdict="error", outcome=Outcome.RESET.value, peer=peer.name)
             return
         onward.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
         pump = SplicePump(plain, onward, idle=rt.config.timeouts.idle, park_after=rt.config.timeouts.park)
