@@ -5,6 +5,7 @@ namespace changes only its namespace.
 """
 from __future__ import annotations
 
+import subprocess
 from pathlib import Path
 
 # name -> (value, why)
@@ -22,28 +23,40 @@ def _file(name: str, root: Path) -> Path:
     return root / name.replace(".", "/")
 
 
-def read(name: str, *, root: Path = Path("/proc/sys")) -> str:
-    """The current value, whitespace normalised."""
+def _in_netns(netns: str, *args: str) -> str:
+    done = subprocess.run(["ip", "netns", "exec", netns, "sysctl", *args], capture_output=True, text=True, check=False)
+    if done.returncode != 0:
+        raise OSError(f"sysctl {' '.join(args)} in {netns}: {done.stderr.strip()}")
+    return done.stdout
+
+
+def read(name: str, *, root: Path = Path("/proc/sys"), netns: str | None = None) -> str:
+    """The current value, whitespace normalised (in namespace `netns`, or this process's)."""
+    if netns:
+        return " ".join(_in_netns(netns, "-n", name).split())
     return " ".join(_file(name, root).read_text().split())
 
 
-def write(name: str, value: str, *, root: Path = Path("/proc/sys")) -> None:
+def write(name: str, value: str, *, root: Path = Path("/proc/sys"), netns: str | None = None) -> None:
     """Set one value."""
+    if netns:
+        _in_netns(netns, "-qw", f"{name}={value}")
+        return
     _file(name, root).write_text(value + "\n")
 
 
-def apply(settings: dict[str, tuple[str, str]] = REQUIRED, *, root: Path = Path("/proc/sys")) -> dict[str, str]:
-    """Set every required value in this process's namespace; returns the previous values for restore()."""
+def apply(settings: dict[str, tuple[str, str]] = REQUIRED, *, root: Path = Path("/proc/sys"), netns: str | None = None) -> dict[str, str]:
+    """Set every required value; returns the previous values for restore()."""
     previous: dict[str, str] = {}
     for name, (value, _why) in settings.items():
-        old = read(name, root=root)
+        old = read(name, root=root, netns=netns)
         if old != value:
-            write(name, value, root=root)
+            write(name, value, root=root, netns=netns)
             previous[name] = old
     return previous
 
 
-def restore(previous: dict[str, str], *, root: Path = Path("/proc/sys")) -> None:
+def restore(previous: dict[str, str], *, root: Path = Path("/proc/sys"), netns: str | None = None) -> None:
     """Put back what apply() changed."""
     for name, value in previous.items():
-        write(name, value, root=root)
+        write(name, value, root=root, netns=netns)

@@ -116,3 +116,19 @@ def test_sigterm_waits_for_streams_to_finish(seed: Seed000) -> None:
         assert "agent.stop node=conn reset_streams=0" in conn.log()
     finally:
         server.close()
+
+
+def test_sysctls_apply_and_restore_in_a_named_namespace() -> None:
+    from dataplane import sysctl
+    from tests.integration.netns import Lab
+
+    with Lab("sys") as lab:
+        space = lab.ns("a")
+        before = sysctl.read("net.ipv4.tcp_slow_start_after_idle", netns=space.name)
+        own = sysctl.read("net.ipv4.tcp_slow_start_after_idle")
+        wanted = "0" if before != "0" else "1"
+        previous = sysctl.apply({"net.ipv4.tcp_slow_start_after_idle": (wanted, "test")}, netns=space.name)
+        assert sysctl.read("net.ipv4.tcp_slow_start_after_idle", netns=space.name) == wanted
+        assert sysctl.read("net.ipv4.tcp_slow_start_after_idle") == own  # the test's own namespace is untouched
+        sysctl.restore(previous, netns=space.name)
+        assert sysctl.read("net.ipv4.tcp_slow_start_after_idle", netns=space.name) == before
