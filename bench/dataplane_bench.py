@@ -11,7 +11,9 @@ and CPUs:
   (b) stunnel4 chained over the same hops (connector -> edge A -> edge B,
       TLS 1.3 with mutual certificates from the fabric CA, plaintext only on
       the application links; edge A decrypts and re-encrypts like our edge),
-  (c) transit-agent (transparent interception, mutual TLS 1.3 per hop);
+  (c) transit-agent (transparent interception, mutual TLS 1.3; by default
+      end to end from connector to edge B with edge A splicing, and once
+      more in hop-by-hop mode, where edge A re-encrypts like stunnel);
 - time to first byte over `TTFB_CONNECTIONS` new connections, one after the
   other: through transit with warm tunnels (the default), through a cold
   tunnel (warm_tunnels=0: every connection dials and handshakes both TLS
@@ -438,6 +440,15 @@ def run() -> dict[str, Any]:
                 _measure(m, errors, "transit_warm_ttfb", lambda: ttfb(aws, AZ_APP, TTFB_PORT))
                 _measure(m, errors, "stunnel_ttfb", lambda: ttfb(aws, *dial[TTFB_PORT]))
 
+            # transit in hop-by-hop mode (end_to_end=false): edge A decrypts and
+            # re-encrypts like the stunnel chain, instead of splicing the ingress's session
+            _measure(m, errors, "reload_hop_by_hop", lambda: reload_agents(topo, lambda _n, c: c.update(end_to_end=False)))
+            if "reload_hop_by_hop" not in errors:
+                for _ in range(ROUNDS):
+                    _sampled(m, errors, "transit_hop_by_hop_single_gbps", lambda: iperf(az, aws, AZ_APP))
+                _measure(m, errors, "transit_hop_by_hop_ttfb", lambda: ttfb(aws, AZ_APP, TTFB_PORT))
+                _measure(m, errors, "reload_end_to_end", lambda: reload_agents(topo, lambda _n, c: c.update(end_to_end=True)))
+
             # the filter table's cost on the transit path: 10 and 10,000 rules, alternated
             for _ in range(ROUNDS_RULES):
                 for count in (10, 10_000):
@@ -508,10 +519,12 @@ def _document(m: dict[str, Any], errors: dict[str, str], seconds: float) -> dict
         "agent_rss_mb_1000_flows": max(flows["peak_rss_mb"].values()) if flows.get("peak_rss_mb") else None,
         "raw_8flow_gbps": m.get("raw_8flow_gbps"),
         "stunnel_8flow_gbps": m.get("stunnel_8flow_gbps"),
+        "transit_hop_by_hop_single_gbps": m.get("transit_hop_by_hop_single_gbps"),
     }
     doc["ratios"] = {
         "transit_vs_stunnel_single": _ratio(doc["transit_single_gbps"], doc["stunnel_single_gbps"]),
         "transit_vs_raw_single": _ratio(doc["transit_single_gbps"], doc["raw_single_gbps"]),
+        "transit_hop_by_hop_vs_stunnel_single": _ratio(doc["transit_hop_by_hop_single_gbps"], doc["stunnel_single_gbps"]),
         "transit_8flow_vs_single": _ratio(doc["transit_8flow_gbps"], doc["transit_single_gbps"]),
         "stunnel_vs_raw_single": _ratio(doc["stunnel_single_gbps"], doc["raw_single_gbps"]),
         "rules_10000_vs_10": _ratio(doc["rules_10000_gbps"], doc["rules_10_gbps"]),
@@ -531,7 +544,7 @@ def _document(m: dict[str, Any], errors: dict[str, str], seconds: float) -> dict
         for name, (value, op) in checks.items()
     }
     doc["details"] = {
-        "ttfb_ms": {name: m.get(f"{name}_ttfb") for name in ("cold", "transit_warm", "raw", "stunnel", "rules_10", "rules_10000")},
+        "ttfb_ms": {name: m.get(f"{name}_ttfb") for name in ("cold", "transit_warm", "transit_hop_by_hop", "raw", "stunnel", "rules_10", "rules_10000")},
         "raw_rules": {str(count): m.get(f"raw_rules_{count}") for count in (10, 10_000)},  # str keys: JSON object keys
         "flows_1000": flows,
         "throughput_samples_gbps": m.get("samples", {}),
@@ -586,6 +599,7 @@ def readme_section(doc: dict[str, Any]) -> str:
         "| measure | raw routing | stunnel chain | transit-agent | target | result |",
         "|---|---|---|---|---|---|",
         f"| 1 flow, Gbit/s | {_fmt(doc['raw_single_gbps'])} | {_fmt(doc['stunnel_single_gbps'])} | {_fmt(doc['transit_single_gbps'])} | transit ≥ 2× stunnel and ≥ 0.5× raw | {met('transit_vs_stunnel_single')} ({_fmt(doc['ratios']['transit_vs_stunnel_single'], '×')} stunnel), {met('transit_vs_raw_single')} ({_fmt(doc['ratios']['transit_vs_raw_single'], '×')} raw) |",
+        f"| 1 flow, transit hop-by-hop (`end_to_end: false`, edge A re-encrypts like stunnel), Gbit/s | | | {_fmt(doc.get('transit_hop_by_hop_single_gbps'))} ({_fmt(doc['ratios']['transit_hop_by_hop_vs_stunnel_single'], '×')} stunnel) | | |",
         f"| 8 flows, Gbit/s | {_fmt(doc['raw_8flow_gbps'])} | {_fmt(doc['stunnel_8flow_gbps'])} | {_fmt(doc['transit_8flow_gbps'])} | | |",
         f"| new connection TTFB p50 / p99, ms | {lat('raw')} | {lat('stunnel')} | warm {lat('transit_warm')}; cold {lat('cold')} | cold p99 < 10 ms | {met('cold_ttfb_p99_ms')} |",
         f"| 1 flow with 10 / 10,000 rules, Gbit/s | {_fmt((raw_rules.get('10') or {}).get('gbps'))} / {_fmt((raw_rules.get('10000') or {}).get('gbps'))} | | {_fmt(doc['rules_10_gbps'])} / {_fmt(doc['rules_10000_gbps'])} | 10,000 within 5% of 10 | {met('rules_10000_vs_10')} ({_fmt(doc['ratios']['rules_10000_vs_10'], '×')}) |",
