@@ -25,6 +25,8 @@ from typing import Any
 import pulumi
 from pulumi.runtime.mocks import MockMonitor
 
+from components.fabric import GC_THRESHOLD
+
 RESULTS = Path(__file__).parent / "results" / "aws-scale.json"
 README = Path(__file__).parent / "README.md"
 START, END = "<!-- aws-scale:start -->", "<!-- aws-scale:end -->"
@@ -138,12 +140,6 @@ def run(networks: int) -> dict[str, Any]:
     }
 
 
-GC_THRESHOLD = (50_000, 20, 20)
-"""A large Pulumi program allocates millions of small objects (Outputs, futures);
-CPython's default gen-0 threshold (700) then spends most of the run in the
-cyclic collector. A program of this size should raise it in its __main__."""
-
-
 def _one(networks: int, tuned_gc: bool) -> dict[str, Any]:
     """Measure in a fresh process, so runs never share Pulumi state or memory."""
     cmd = [sys.executable, "-m", "bench.aws_scale", "--networks", str(networks), "--child"] + (["--tuned-gc"] if tuned_gc else [])
@@ -200,7 +196,7 @@ def _write_readme(r: dict[str, Any]) -> None:
             "",
             f"Run {time.strftime('%Y-%m-%dT%H:%M:%SZ', time.gmtime())} on {os.cpu_count()} CPUs, 1-minute load average "
             f"{r['load_average_1m']} (other work shares the machine: CPU seconds are the steadier figure). "
-            f"GC threshold {tuple(r['gc_threshold'])} as a large program's `__main__` should set it; the default-GC run is shown next to it.",
+            f"GC threshold {tuple(r['gc_threshold'])} (`components.fabric.GC_THRESHOLD`, which `stacks/__main__.py` sets); the default-GC run is shown next to it.",
             END,
         ]
     )

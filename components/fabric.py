@@ -20,6 +20,15 @@ from components.plan_models import Plan
 from components.spec import FabricSpec
 from components.spec_providers import PROVIDER_CLOUD
 
+GC_THRESHOLD = (50_000, 20, 20)
+"""Garbage-collector thresholds for a program that builds a large fabric.
+
+A fabric of hundreds of networks allocates millions of small, long-lived
+objects (Outputs, futures); with CPython's default gen-0 threshold (700) the
+run spends about half its time in the cyclic collector (bench/aws_scale.py
+measures both). Stack programs set it with `gc.set_threshold(*GC_THRESHOLD)`.
+"""
+
 CLOUD_BUILDERS: dict[str, str] = {
     "aws": "components.aws.build",
 }

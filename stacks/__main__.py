@@ -9,13 +9,16 @@ Config (stacks/Pulumi.<env>.yaml):
 """
 from __future__ import annotations
 
+import gc
 from pathlib import Path
 
 import pulumi
 
 from components import load_spec
 from components.aws.options import AwsOptions
-from components.fabric import Fabric, FabricArgs
+from components.fabric import GC_THRESHOLD, Fabric, FabricArgs
+
+gc.set_threshold(*GC_THRESHOLD)
 
 config = pulumi.Config("transit")
 spec = load_spec(Path(__file__).parent / config.require("fabric"))
