@@ -371,12 +371,37 @@ class Forwarder:
             return
         from_peer = rt.router.by_identity[known]
         in_path = _path_of(from_peer, peer_ip)
-        if rt.router.is_local(header.dst):
+        if rt.router.is_local(header.dst) and header.end_to_end:
+            # The ingress is our direct peer: its end-to-end session runs on this same connection.
+            inner = self._accept_inner(rt, tls, header, peer_ip)
+            if inner is not None:
+                self._deliver(rt, inner, header, from_peer.name, in_path)
+        elif rt.router.is_local(header.dst):
             self._deliver(rt, tls, header, from_peer.name, in_path)
         elif header.end_to_end:
             self._splice(rt, tls, header, from_peer, in_path)
         else:
             self._relay(rt, tls, header, from_peer, in_path)
+
+    def _accept_inner(self, rt: Runtime, tls: ssl.SSLSocket, header: StreamHeader, peer_ip: str) -> ssl.SSLSocket | None:
+        """Leave a direct peer's tunnel TLS and accept its end-to-end session on the same connection.
+
+        The inner session must carry the header's identity and repeat the header
+        (the ingress sends it again inside, as it does through a splicing relay).
+        """
+        try:
+            plain = _unwrap(tls)
+            inner = rt.contexts.server.wrap_socket(plain, server_side=True)
+            again, _raw = read_header(inner)
+        except (OSError, ssl.SSLError, ValueError, HeaderError) as exc:
+            reset(tls)
+            event(log, "tunnel.reject", peer=peer_ip, reason=f"inner {type(exc).__name__}", level=logging.WARNING)
+            return None
+        if header.identity not in peer_identities(inner) or again != header:
+            reset(inner)
+            event(log, "tunnel.reject", peer=peer_ip, reason="inner session does not match its header", level=logging.WARNING)
+            return None
+        return inner
 
     def _reply(self, tls: ssl.SSLSocket, status: Status, rule: str | None = None) -> bool:
         try:
