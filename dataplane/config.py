@@ -18,15 +18,35 @@ import os
 import re
 from ipaddress import IPv4Address, IPv4Network
 from pathlib import Path
-from typing import Literal
+from typing import Annotated, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field, ValidationError, model_validator
 
 from dataplane.filter_model import FilterPolicy
 
 # spiffe://<fabric>/<node>: the identity carried in certificate URI SANs.
 _IDENTITY_RE = re.compile(r"^spiffe://[a-z0-9][a-z0-9.-]{0,62}/[A-Za-z0-9][A-Za-z0-9._/-]{0,190}$")
 _NAME_RE = re.compile(r"^[a-z0-9][a-z0-9-]{0,62}$")
+
+
+def check_identity(value: str) -> str:
+    """Validate a spiffe://<fabric>/<node> identity."""
+    if not _IDENTITY_RE.match(value):
+        raise ValueError("must look like spiffe://<fabric>/<node> (lowercase fabric name, no query or fragment)")
+    return value
+
+
+def _check_name(value: str) -> str:
+    if not _NAME_RE.match(value):
+        raise ValueError("must be lowercase letters, digits and '-' (at most 63 characters)")
+    return value
+
+
+NodeName = Annotated[str, AfterValidator(_check_name)]
+"""A node name: the `<node>` of an identity, also used in file and interface names."""
+Identity = Annotated[str, AfterValidator(check_identity)]
+"""A spiffe://<fabric>/<node> URI, as certificates carry it."""
+
 
 # Environment variables that override the file (ExaBGP style): name -> dotted field path.
 ENV_OVERRIDES: dict[str, str] = {
@@ -66,25 +86,13 @@ class ListenConfig(_Model):
 class PeerConfig(_Model):
     """Another agent this one opens tunnels to and accepts tunnels from."""
 
-    name: str = Field(description="Peer node name, unique in the config. Valid values: lowercase letters, digits, '-'.")
-    identity: str = Field(description="URI SAN the peer's certificate must carry, e.g. spiffe://acme/edge-aws-use1.")
+    name: NodeName = Field(description="Peer node name, unique in the config. Valid values: lowercase letters, digits, '-'.")
+    identity: Identity = Field(description="URI SAN the peer's certificate must carry, e.g. spiffe://acme/edge-aws-use1.")
     private_addr: IPv4Address = Field(description="Peer address on the private path (backbone, circuit). Preferred.")
     public_addr: IPv4Address | None = Field(default=None, description="Peer address on the public path (internet); used when the private path fails. Defaults to none (private only).")
     tunnel_port: int = Field(default=7443, ge=1, le=65535, description="Peer's tunnel listener port. Defaults to 7443.")
     probe_port: int = Field(default=7444, ge=1, le=65535, description="Peer's UDP probe responder port. Defaults to 7444.")
     cidrs: list[IPv4Network] = Field(default_factory=list, description="Destinations reached through this peer (relayed or delivered by it). Defaults to [] (accept tunnels from it only).")
-
-    @field_validator("name")
-    @classmethod
-    def _check_name(cls, value: str) -> str:
-        if not _NAME_RE.match(value):
-            raise ValueError("must be lowercase letters, digits and '-' (at most 63 characters)")
-        return value
-
-    @field_validator("identity")
-    @classmethod
-    def _check_identity(cls, value: str) -> str:
-        return check_identity(value)
 
 
 class TlsPaths(_Model):
@@ -125,9 +133,9 @@ class InterceptSettings(_Model):
 class AgentConfig(_Model):
     """Everything one `transit-agent` needs; one document per connector or edge VM."""
 
-    name: str = Field(description="This node's name (the `<node>` of its identity). Valid values: lowercase letters, digits, '-'.")
+    name: NodeName = Field(description="This node's name (the `<node>` of its identity). Valid values: lowercase letters, digits, '-'.")
     role: Literal["connector", "edge"] = Field(description="What the node is. Valid values: connector, edge.")
-    identity: str = Field(description="This node's URI identity, spiffe://<fabric>/<node>; must equal the certificate's URI SAN.")
+    identity: Identity = Field(description="This node's URI identity, spiffe://<fabric>/<node>; must equal the certificate's URI SAN.")
     listen: ListenConfig = Field(default=ListenConfig(), description="Listening endpoints. Defaults to the ListenConfig defaults.")
     local_cidrs: list[IPv4Network] = Field(default_factory=list, description="Application networks this node delivers to and intercepts from. Defaults to [].")
     peers: list[PeerConfig] = Field(default_factory=list, description="Agents this one talks to. Defaults to [].")
@@ -142,18 +150,6 @@ class AgentConfig(_Model):
     warm_tunnels: int = Field(default=2, ge=0, le=64, description="Ready TLS connections kept per peer while it is in use, so new streams skip the handshake. Defaults to 2.")
     flow_log: Path | None = Field(default=None, description="JSON-lines flow log file, one line per closed stream. Defaults to none.")
     log_level: Literal["debug", "info", "warning", "error"] = Field(default="info", description="Log level. Valid values: debug, info, warning, error. Defaults to info.")
-
-    @field_validator("name")
-    @classmethod
-    def _check_name(cls, value: str) -> str:
-        if not _NAME_RE.match(value):
-            raise ValueError("must be lowercase letters, digits and '-' (at most 63 characters)")
-        return value
-
-    @field_validator("identity")
-    @classmethod
-    def _check_identity(cls, value: str) -> str:
-        return check_identity(value)
 
     @model_validator(mode="after")
     def _check_peers(self) -> AgentConfig:
@@ -187,11 +183,6 @@ class AgentConfig(_Model):
         return [cidr for peer in self.peers for cidr in peer.cidrs]
 
 
-def check_identity(value: str) -> str:
-    """Validate a spiffe://<fabric>/<node> identity."""
-    if not _IDENTITY_RE.match(value):
-        raise ValueError("must look like spiffe://<fabric>/<node> (lowercase fabric name, no query or fragment)")
-    return value
 
 
 def _path(loc: tuple[object, ...]) -> str:
