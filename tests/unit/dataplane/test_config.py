@@ -111,3 +111,10 @@ def test_every_field_is_documented() -> None:
                 if isinstance(candidate, type) and hasattr(candidate, "model_fields") and candidate.__module__ == "dataplane.config":
                     walk(candidate)
     walk(AgentConfig)
+
+
+def test_bad_node_names_and_peer_identity_name_their_fields() -> None:
+    doc = _doc(name="Edge_A")
+    doc["peers"][0].update(name="edge b", identity="edge-b")
+    paths = {p.split(":")[0] for p in _problems(doc)}
+    assert {"name", "peers[0].name", "peers[0].identity"} <= paths
