@@ -212,3 +212,15 @@ class Seed000:
     def read_config(self, node: str) -> dict[str, Any]:
         """The agent's current config document."""
         return json.loads(self.agents[node].config_path.read_text())
+
+    def round_trip(self, payload: bytes, port: int = 5432) -> bool:
+        """Does a fresh connection from the AWS app to the Azure app's echo server carry `payload` both ways?"""
+        sock = self.ns("awsapp").socket()
+        sock.settimeout(5)
+        try:
+            with sock:
+                sock.connect((AZ_APP, port))
+                sock.sendall(payload)
+                return sock.recv(len(payload)) == payload
+        except OSError:
+            return False

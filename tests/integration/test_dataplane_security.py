@@ -36,18 +36,6 @@ def _contexts(folder: Path, ca: pki.KeyPair, node_identity: str) -> ssl.SSLConte
     return build_contexts(TlsPaths(ca=ca_path, cert=cert, key=key)).client
 
 
-def _works(seed: Seed000) -> bool:
-    sock = seed.ns("awsapp").socket()
-    sock.settimeout(5)
-    try:
-        with sock:
-            sock.connect((AZ_APP, 5432))
-            sock.sendall(b"still ok")
-            return sock.recv(8) == b"still ok"
-    except OSError:
-        return False
-
-
 def _dial(seed: Seed000, ns: str, ctx: ssl.SSLContext, address: str) -> Exception | None:
     """Handshake with an agent's tunnel port and try one exchange; the error, or None if it let us in."""
     sock = seed.ns(ns).socket()
@@ -70,7 +58,7 @@ def test_peer_with_certificate_from_another_ca_is_refused(seed: Seed000) -> None
     error = _dial(seed, "conn", rogue, EDGE_A["conn"])
     assert isinstance(error, (ssl.SSLError, ConnectionError, OSError))
     assert seed.agents["edgea"].wait_for("tunnel.reject")
-    assert _works(seed)
+    assert seed.round_trip(b"still ok")
 
 
 def test_fabric_member_with_unexpected_identity_is_refused(seed: Seed000) -> None:
@@ -78,7 +66,7 @@ def test_fabric_member_with_unexpected_identity_is_refused(seed: Seed000) -> Non
     error = _dial(seed, "conn", stranger, EDGE_A["conn"])
     assert error is not None
     assert seed.agents["edgea"].wait_for("reason=PeerIdentityError")
-    assert _works(seed)
+    assert seed.round_trip(b"still ok")
 
 
 def test_agent_refuses_a_far_edge_from_another_ca(seed: Seed000) -> None:
@@ -116,7 +104,7 @@ def test_agent_refuses_a_far_edge_from_another_ca(seed: Seed000) -> None:
     thread = threading.Thread(target=impostor, daemon=True)
     thread.start()
     try:
-        assert not _works(seed)
+        assert not seed.round_trip(b"still ok")
         assert not any(received), f"the impostor received stream bytes: {received!r}"
         if seed.read_config("conn")["end_to_end"]:
             # Edge A splices; the connector's own session with the far end is what fails.
@@ -129,7 +117,7 @@ def test_agent_refuses_a_far_edge_from_another_ca(seed: Seed000) -> None:
         thread.join(timeout=5)
     seed.start_agent("edgeb")
     seed.wait_ready("edgeb")
-    assert _works(seed)
+    assert seed.round_trip(b"still ok")
 
 
 def test_end_to_end_streams_from_non_peers_are_limited(seed: Seed000) -> None:
@@ -157,4 +145,4 @@ def test_end_to_end_streams_from_non_peers_are_limited(seed: Seed000) -> None:
         time.sleep(0.02)
     assert seed.agents["edgeb"].log().count("reason=PeerIdentityError") > before_b  # forged identity in the header
     assert seed.agents["edgea"].log().count("reason=PeerIdentityError") > before_a  # a non-peer cannot use a relay
-    assert _works(seed)
+    assert seed.round_trip(b"still ok")
