@@ -86,6 +86,33 @@ def reset(sock: socket.socket) -> None:
     _close(sock)
 
 
+def wait_ready(
+    poller: select.poll, events: dict[int, int], *, last: float, idle: float, park_after: float, parking: bool
+) -> dict[int, int] | Outcome | None:
+    """One wait of a pump: poll `events` until a descriptor is ready or the stream goes quiet.
+
+    Returns the ready descriptors; `Outcome.IDLE` once nothing has moved for
+    `idle` seconds since `last`; `Outcome.PARKED` after `park_after` when
+    `parking` (the pump hands quiet streams to the shared parking thread);
+    None when the poll woke early and the caller should simply wait again.
+    """
+    for fd, mask in events.items():
+        poller.register(fd, mask | _ALWAYS)
+    quiet = time.monotonic() - last
+    timeout = idle - quiet
+    if parking:
+        timeout = min(timeout, park_after - quiet)
+    ready = dict(poller.poll(max(0.0, timeout) * 1000))
+    if ready:
+        return ready
+    quiet = time.monotonic() - last
+    if quiet >= idle:
+        return Outcome.IDLE
+    if parking and quiet >= park_after:
+        return Outcome.PARKED
+    return None
+
+
 def _close(sock: socket.socket) -> None:
     try:
         socket.socket.close(sock)
@@ -401,20 +428,11 @@ class Pump:
                 src_ev, dst_ev = d.wants()
                 events[d.src.fileno()] |= src_ev
                 events[d.dst.fileno()] |= dst_ev
-            for fd, mask in events.items():
-                poller.register(fd, mask | _ALWAYS)
-            quiet = time.monotonic() - self.last
-            timeout = self.idle - quiet
             parking = self.park_after > 0 and self._parkable()
-            if parking:
-                timeout = min(timeout, self.park_after - quiet)
-            ready = dict(poller.poll(max(0.0, timeout) * 1000))
-            if not ready:
-                quiet = time.monotonic() - self.last
-                if quiet >= self.idle:
-                    return Outcome.IDLE
-                if parking and quiet >= self.park_after:
-                    return Outcome.PARKED
+            ready = wait_ready(poller, events, last=self.last, idle=self.idle, park_after=self.park_after, parking=parking)
+            if isinstance(ready, Outcome):
+                return ready
+            if ready is None:
                 continue
             for d in directions:
                 if ready.get(d.src.fileno(), 0) & (d.read_wants | _ALWAYS):

@@ -15,7 +15,7 @@ import socket
 import threading
 import time
 
-from dataplane.relay import Outcome, PumpResult, reset
+from dataplane.relay import Outcome, PumpResult, reset, wait_ready
 
 CHUNK = 1 << 20
 PIPE_SIZE = 1 << 20
@@ -149,20 +149,11 @@ class SplicePump:
                     events[leg.dst.fileno()] |= select.POLLOUT
                 elif not leg.eof:
                     events[leg.src.fileno()] |= _READ
-            for fd, mask in events.items():
-                poller.register(fd, mask | _ALWAYS)
-            quiet = time.monotonic() - self.last
-            timeout = self.idle - quiet
             parking = self.park_after > 0 and not any(leg.in_pipe for leg in legs) and not any(leg.eof for leg in legs)
-            if parking:
-                timeout = min(timeout, self.park_after - quiet)
-            ready = dict(poller.poll(max(0.0, timeout) * 1000))
-            if not ready:
-                quiet = time.monotonic() - self.last
-                if quiet >= self.idle:
-                    return Outcome.IDLE
-                if parking and quiet >= self.park_after:
-                    return Outcome.PARKED
+            ready = wait_ready(poller, events, last=self.last, idle=self.idle, park_after=self.park_after, parking=parking)
+            if isinstance(ready, Outcome):
+                return ready
+            if ready is None:
                 continue
             for leg in legs:
                 if ready.get(leg.src.fileno(), 0) & (_READ | _ALWAYS):
