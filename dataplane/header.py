@@ -14,6 +14,10 @@ Wire format, network byte order (docs/dataplane.md has the table):
             | flow id u64 | identity length u16 | identity (UTF-8)
     reply:  status u8 | rule length u8 | rule name (ASCII)
 
+Protocols: 6 (TCP: the stream carries the application's bytes), 17 (UDP) and
+1 (ICMP echo): the stream carries datagrams (`dataplane.datagram`). For ICMP
+the source port is the echo identifier and the destination port is 0.
+
 Parsing is pure and strict: anything malformed raises HeaderError.
 """
 from __future__ import annotations
@@ -29,6 +33,9 @@ MAX_HOPS = 4
 MAX_IDENTITY = 255
 FLAG_END_TO_END = 0x01  # the stream's TLS session runs from the ingress to the delivering agent; relays splice
 KNOWN_FLAGS = FLAG_END_TO_END
+TCP, UDP, ICMP = 6, 17, 1
+PROTOCOLS = {TCP: "tcp", UDP: "udp", ICMP: "icmp"}
+"""IP protocols a stream can carry, by number, with the name policies use."""
 _FIXED = struct.Struct("!3sBBBB4s4sHHQH")
 HEADER_FIXED_LEN = _FIXED.size  # 28 bytes before the identity
 
@@ -76,6 +83,8 @@ class StreamHeader:
             raise HeaderError("ports must be 0-65535")
         if not 0 <= self.hops <= MAX_HOPS:
             raise HeaderError(f"hops must be 0-{MAX_HOPS}")
+        if self.proto not in PROTOCOLS:
+            raise HeaderError(f"protocol {self.proto} is not carried")
         return _FIXED.pack(
             MAGIC, VERSION, self.proto, self.hops, self.flags, self.src.packed, self.dst.packed,
             self.sport, self.dport, self.flow_id & 0xFFFFFFFFFFFFFFFF, len(ident),
@@ -86,6 +95,16 @@ class StreamHeader:
         if self.hops <= 1:
             raise HeaderError("hop limit reached")
         return StreamHeader(self.src, self.dst, self.sport, self.dport, self.identity, self.flow_id, self.proto, self.hops - 1, self.flags)
+
+    @property
+    def proto_name(self) -> str:
+        """"tcp", "udp" or "icmp": the name the filter policy and the flow log use."""
+        return PROTOCOLS[self.proto]
+
+    @property
+    def policy_port(self) -> int | None:
+        """The destination port a policy judges (None for ICMP, which has none)."""
+        return self.dport if self.proto in (TCP, UDP) else None
 
     def five_tuple(self) -> tuple[str, int, str, int, int]:
         """(src, sport, dst, dport, proto) for logs and policy checks."""
@@ -116,8 +135,10 @@ def decode(data: bytes) -> StreamHeader:
     if len(data) != HEADER_FIXED_LEN + ident_len:
         raise HeaderError("header length does not match its identity length")
     _magic, _version, proto, hops, flags, src, dst, sport, dport, flow, _ = _FIXED.unpack(data[:HEADER_FIXED_LEN])
-    if proto != 6:
-        raise HeaderError(f"only TCP streams are carried, not protocol {proto}")
+    if proto not in PROTOCOLS:
+        raise HeaderError(f"only TCP, UDP and ICMP streams are carried, not protocol {proto}")
+    if proto == ICMP and dport != 0:
+        raise HeaderError("an ICMP stream has destination port 0")
     try:
         identity = data[HEADER_FIXED_LEN:].decode()
     except UnicodeDecodeError:

@@ -38,14 +38,33 @@ def test_bad_fixed_fields_refused(offset: int, value: int) -> None:
         decode(bytes(raw))
 
 
-def test_identity_length_mismatch_and_non_tcp_refused() -> None:
+def test_identity_length_mismatch_and_unknown_protocol_refused() -> None:
     raw = HEADER.encode()
     with pytest.raises(HeaderError):
         decode(raw[:-1])
-    udp = bytearray(raw)
-    udp[4] = 17
+    gre = bytearray(raw)
+    gre[4] = 47
     with pytest.raises(HeaderError):
-        decode(bytes(udp))
+        decode(bytes(gre))
+    with pytest.raises(HeaderError):
+        StreamHeader(HEADER.src, HEADER.dst, 1, 2, HEADER.identity, 1, proto=47).encode()
+
+
+def test_udp_and_icmp_headers_round_trip() -> None:
+    udp = StreamHeader(HEADER.src, HEADER.dst, 40000, 5001, HEADER.identity, 7, proto=17)
+    assert decode(udp.encode()) == udp
+    assert (udp.proto_name, udp.policy_port) == ("udp", 5001)
+    icmp = StreamHeader(HEADER.src, HEADER.dst, 0x1234, 0, HEADER.identity, 8, proto=1)
+    assert decode(icmp.encode()) == icmp
+    assert (icmp.proto_name, icmp.policy_port) == ("icmp", None)
+    assert HEADER.proto_name == "tcp"
+
+
+def test_icmp_header_with_a_destination_port_refused() -> None:
+    raw = bytearray(StreamHeader(HEADER.src, HEADER.dst, 0x1234, 0, HEADER.identity, 8, proto=1).encode())
+    raw[18] = 9  # low byte of the destination port
+    with pytest.raises(HeaderError):
+        decode(bytes(raw))
 
 
 def test_random_bytes_only_ever_raise_header_error() -> None:
