@@ -33,6 +33,7 @@ from collections.abc import Callable
 from pathlib import Path
 
 from dataplane import filter_table, intercept, sysctl
+from dataplane.datagram_intercept import IcmpInterceptor, IcmpPlan, UdpInterceptor
 from dataplane.config import AgentConfig, ConfigError, Endpoint, load_config
 from dataplane.filter_compile import CompiledPolicy, PolicyTooComplexError, compile_policy
 from dataplane.forward import IP_TRANSPARENT, FlowRecord, Forwarder, Router, Runtime
@@ -129,6 +130,24 @@ class Listener:
                 pass
 
 
+class InterceptListeners:
+    """The transparent TCP listener and the transparent UDP socket, which share the intercept port."""
+
+    def __init__(self, tcp: Listener, udp: UdpInterceptor) -> None:
+        self.tcp = tcp
+        self.udp = udp
+
+    def start(self) -> None:
+        """Begin accepting connections and datagrams."""
+        self.tcp.start()
+        self.udp.start()
+
+    def stop(self) -> None:
+        """Stop taking new flows; running ones keep going."""
+        self.tcp.stop()
+        self.udp.stop()
+
+
 class Agent:
     """The running agent: owns every listener, kernel object and helper it starts."""
 
@@ -141,6 +160,7 @@ class Agent:
         self._sysctl_previous: dict[str, str] = {}
         self._intercept: InterceptPlan | None = None
         self._filter_installed: str | None = None
+        self._icmp: IcmpInterceptor | None = None
         self.paths = PathMonitor.from_config(config, on_change=self._path_changed)
         self.pool = TunnelPool(
             contexts=lambda: self._runtime.contexts,
@@ -166,7 +186,7 @@ class Agent:
             rtt=self._rtt,
         )
         self._tunnel_listener: Listener | None = None
-        self._intercept_listener: Listener | None = None
+        self._intercept_listener: InterceptListeners | None = None
 
     @property
     def config(self) -> AgentConfig:
@@ -192,14 +212,47 @@ class Agent:
             raise
         event(log, "agent.start", node=self.config.name, role=self.config.role, peers=len(self.config.peers))
 
-    def _make_intercept_listener(self, config: AgentConfig) -> Listener | None:
+    def _make_intercept_listener(self, config: AgentConfig) -> InterceptListeners | None:
         if not (config.local_cidrs and config.remote_cidrs()):
             return None
         endpoint = Endpoint(host="127.0.0.1", port=config.listen.intercept_port)  # type: ignore[arg-type]
-        return Listener("intercept", endpoint, self.forwarder.handle_intercepted, self.workers, transparent=True)
+        tcp = Listener("intercept", endpoint, self.forwarder.handle_intercepted, self.workers, transparent=True)
+        try:
+            udp = UdpInterceptor(config.listen.intercept_port, self.forwarder.handle_datagrams, self.workers)
+        except OSError:
+            tcp.stop()
+            raise
+        return InterceptListeners(tcp, udp)
+
+    def _install_icmp(self, config: AgentConfig) -> None:
+        """The ICMP TUN, its route and rules: created, updated or removed to match `config`."""
+        settings = config.intercept
+        wanted = IcmpPlan(settings.icmp_tun, settings.icmp_route_table, settings.icmp_rule_priority,
+                          tuple(config.local_cidrs), tuple(config.remote_cidrs()))
+        current = self._icmp
+        if current and (current.plan.tun, current.plan.route_table, current.plan.rule_priority) != (
+            wanted.tun, wanted.route_table, wanted.rule_priority
+        ):
+            current.stop()
+            self._icmp = current = None
+        if not (wanted.local and wanted.remote):
+            if current:
+                current.stop()
+                self._icmp = None
+            return
+        if current:
+            current.update(wanted)
+            return
+        icmp = IcmpInterceptor(wanted, self.forwarder.handle_datagrams, self.workers)
+        try:
+            icmp.start()
+        except OSError as exc:
+            raise intercept.KernelError(f"ICMP interception: {exc}") from exc
+        self._icmp = icmp
 
     def _install_kernel(self, config: AgentConfig, policy: CompiledPolicy) -> None:
-        """Interception and filter table for `config` (each one nft transaction)."""
+        """Interception (TCP, UDP, ICMP) and filter table for `config` (each nft change one transaction)."""
+        self._install_icmp(config)
         plan = InterceptPlan.from_config(config)
         if self._intercept and self._intercept != plan and (
             self._intercept.table != plan.table or self._intercept.fwmark != plan.fwmark or self._intercept.route_table != plan.route_table
@@ -207,7 +260,7 @@ class Agent:
             intercept.remove(self._intercept)
             self._intercept = None
         if plan.local and plan.remote:
-            intercept.apply(plan)
+            intercept.apply(plan, forward_drop=bool(self._icmp and self._icmp.forwarding_enabled))
             self._intercept = plan
         elif self._intercept:
             intercept.remove(self._intercept)
@@ -235,6 +288,10 @@ class Agent:
             table = self._filter_installed
             _quiet(lambda: filter_table.remove(table), "filter")
             self._filter_installed = None
+        if self._icmp:
+            icmp = self._icmp
+            _quiet(icmp.stop, "icmp")
+            self._icmp = None
         self.observer.stop()
         sysctl.restore(self._sysctl_previous)
         self._sysctl_previous = {}

@@ -111,6 +111,7 @@ class Timeouts(_Model):
     handshake: float = Field(default=3.0, gt=0, description="TLS handshake plus stream header exchange. Defaults to 3.")
     drain: float = Field(default=5.0, ge=0, description="On SIGTERM, wait this long for open streams before resetting them. Defaults to 5.")
     park: float = Field(default=1.0, ge=0, description="A stream quiet this long gives up its thread and waits in the shared parking thread until bytes arrive (memory per idle flow); 0 disables. Defaults to 1.")
+    datagram_idle: float = Field(default=30.0, gt=0, le=3600, description="End a UDP or ICMP echo flow (its session and tunnel stream) after this long without a datagram either way; the next datagram opens a new one. Valid values: more than 0, at most 3600. Defaults to 30.")
 
 
 class PathSettings(_Model):
@@ -128,6 +129,15 @@ class InterceptSettings(_Model):
     route_table: int = Field(default=4643, ge=1, le=0xFFFFFFF0, description="Policy routing table holding `local 0.0.0.0/0 dev lo`. Defaults to 4643.")
     rule_priority: int = Field(default=4643, ge=1, le=32765, description="`ip rule` priority of the fwmark rule. Defaults to 4643.")
     nft_table: str = Field(default="transit_intercept", pattern=r"^[a-z][a-z0-9_]{0,30}$", description="nftables table (family ip) the agent owns for interception. Defaults to transit_intercept.")
+    icmp_tun: str = Field(default="transit-icmp", pattern=r"^[a-z][a-z0-9-]{0,14}$", description="TUN device the agent creates to take intercepted ICMP echo requests (at most 15 characters). Defaults to transit-icmp.")
+    icmp_route_table: int = Field(default=4644, ge=1, le=0xFFFFFFF0, description="Policy routing table whose default route is the ICMP TUN. Defaults to 4644.")
+    icmp_rule_priority: int = Field(default=4644, ge=1, le=32765, description="`ip rule` priority of the rules sending ICMP from local to remote CIDRs into that table. Defaults to 4644.")
+
+    @model_validator(mode="after")
+    def _check_tables(self) -> InterceptSettings:
+        if self.icmp_route_table == self.route_table:
+            raise ValueError("icmp_route_table must differ from route_table")
+        return self
 
 
 class AgentConfig(_Model):

@@ -15,6 +15,12 @@
   flow inside TLS), connect to the destination (from the original source
   address when `preserve_source`), reply, relay.
 
+UDP and ICMP echo flows (`dataplane.datagram`) take the same path with the
+same header, reply, TLS, splicing and registry: only the application side
+(an `Endpoint` the interception hands over, or a UDP socket / raw ICMP
+socket at delivery) and the pump (`DatagramPump`, length-prefixed datagrams)
+differ.
+
 Every stream is registered with the peer and path it uses so a path change can
 reset the streams stuck on the dead path, and every closed stream produces one
 FlowRecord for the flow log and metrics.
@@ -35,14 +41,15 @@ from ipaddress import IPv4Address, IPv4Network
 from dataplane.config import AgentConfig, PeerConfig
 from dataplane.filter_compile import CompiledPolicy
 from dataplane.filter_table import verdict_for
-from dataplane.header import FLAG_END_TO_END, HEADER_FIXED_LEN, HeaderError, Status, StreamHeader, decode, encode_reply, parse_fixed
+from dataplane.datagram import DatagramPump, Endpoint, IcmpOrigin, udp_destination
+from dataplane.header import FLAG_END_TO_END, HEADER_FIXED_LEN, ICMP, TCP, UDP, HeaderError, Status, StreamHeader, decode, encode_reply, parse_fixed
 from dataplane.logfmt import event
 from dataplane.parking import Parking
 from dataplane.workers import Workers
 from dataplane.relay import Outcome, Pump, PumpResult, reset
 from dataplane.splice import SplicePump
 from dataplane.tls import TlsContexts, peer_identities
-from dataplane.tunnel import TunnelPool, peer_address
+from dataplane.tunnel import Tunnel, TunnelPool, peer_address
 
 log = logging.getLogger("dataplane.forward")
 
@@ -178,7 +185,7 @@ class Forwarder:
         self._on_flow = on_flow
         self._lock = threading.Lock()
         self._ids = itertools.count()
-        self._streams: dict[int, tuple[Pump | SplicePump, str, str]] = {}
+        self._streams: dict[int, tuple[Pump | SplicePump | DatagramPump, str, str]] = {}
 
     # ---- registry -------------------------------------------------------
 
@@ -212,14 +219,14 @@ class Forwarder:
             pump.abort()
         return len(doomed)
 
-    def _run(self, pump: Pump | SplicePump, peer: str, path: str, done: Callable[[PumpResult], None]) -> None:
+    def _run(self, pump: Pump | SplicePump | DatagramPump, peer: str, path: str, done: Callable[[PumpResult], None]) -> None:
         """Relay a stream to its end, parking it while quiet; `done` gets the result in whatever thread ends it."""
         key = next(self._ids)
         with self._lock:
             self._streams[key] = (pump, peer, path)
         self._continue(key, pump, peer, path, done)
 
-    def _continue(self, key: int, pump: Pump | SplicePump, peer: str, path: str, done: Callable[[PumpResult], None]) -> None:
+    def _continue(self, key: int, pump: Pump | SplicePump | DatagramPump, peer: str, path: str, done: Callable[[PumpResult], None]) -> None:
         try:
             while True:
                 result = pump.run()
@@ -247,7 +254,7 @@ class Forwarder:
         defaults.update(fields)
         record = FlowRecord(
             ts=time.time(), node=rt.config.name, role=role, src=str(header.src), sport=header.sport,
-            dst=str(header.dst), dport=header.dport, proto="tcp", src_identity=header.identity,
+            dst=str(header.dst), dport=header.dport, proto=header.proto_name, src_identity=header.identity,
             duration_s=round(time.monotonic() - started, 6), flow_id=f"{header.flow_id:016x}",
             **defaults,  # type: ignore[arg-type]
         )
@@ -282,14 +289,8 @@ class Forwarder:
             event(log, "flow.no_route", dst=dst, level=logging.WARNING)
             self._emit(rt, "ingress", header, started, verdict="error", rule=rule, outcome=Outcome.REFUSED.value)
             return
-        far_identity = peer.identity
         try:
-            tunnel = self._pool.take(peer.name)
-            tunnel.sock.settimeout(rt.config.timeouts.handshake)
-            tunnel.sock.sendall(header.encode())
-            stream = tunnel.sock
-            if header.end_to_end:
-                stream, far_identity = self._open_end_to_end(rt, tunnel.sock, header, peer)
+            tunnel, stream, far_identity = self._open_stream(rt, header, peer)
         except (OSError, ssl.SSLError) as exc:
             reset(app)
             event(log, "tunnel.dial_failed", peer=peer.name, error=type(exc).__name__, level=logging.WARNING)
@@ -302,6 +303,64 @@ class Forwarder:
             verdict_out = "deny" if result.status is Status.DENIED else ("permit" if result.status is Status.OK else "error")
             if result.outcome is Outcome.REFUSED:
                 event(log, "flow.refused", src=f"{src}:{sport}", dst=f"{dst}:{dport}", status=result.status.name if result.status else "none", rule=result.rule or "default")
+            self._emit(
+                rt, "ingress", header, started, verdict=verdict_out, rule=result.rule if result.status is Status.DENIED else rule,
+                bytes_up=result.up, bytes_down=result.down, path=tunnel.path, peer=peer.name,
+                dst_identity=far_identity, outcome=result.outcome.value,
+            )
+
+        self._run(pump, peer.name, tunnel.path, done)
+
+    def _open_stream(self, rt: Runtime, header: StreamHeader, peer: PeerConfig) -> tuple[Tunnel, ssl.SSLSocket, str]:
+        """Take a tunnel to `peer`, send the header and, end to end, open the session with the delivering agent.
+
+        Returns the tunnel (for its path), the stream to relay on and the far identity.
+        """
+        tunnel = self._pool.take(peer.name)
+        tunnel.sock.settimeout(rt.config.timeouts.handshake)
+        tunnel.sock.sendall(header.encode())
+        if header.end_to_end:
+            stream, far_identity = self._open_end_to_end(rt, tunnel.sock, header, peer)
+            return tunnel, stream, far_identity
+        return tunnel, tunnel.sock, peer.identity
+
+    def handle_datagrams(self, endpoint: Endpoint, src: IPv4Address, sport: int, dst: IPv4Address, dport: int, proto: int, first: list[bytes]) -> None:
+        """An intercepted UDP flow or ICMP echo flow (sport = echo identifier, dport = 0): one stream until idle.
+
+        Same checks and path as a TCP connection: the policy on the original
+        5-tuple, the peer owning the destination, a tunnel stream with the
+        header; `first` holds the datagrams that opened the flow.
+        """
+        started = time.monotonic()
+        rt = self._runtime()
+        flags = FLAG_END_TO_END if rt.config.end_to_end else 0
+        header = StreamHeader(src, dst, sport, dport, rt.config.identity, secrets.randbits(64), proto=proto, flags=flags)
+        verdict, rule = verdict_for(rt.policy, src, dst, header.proto_name, header.policy_port)
+        if verdict == "deny":
+            endpoint.refuse()
+            endpoint.close()
+            event(log, "flow.deny", stage="ingress", proto=header.proto_name, src=f"{src}:{sport}", dst=f"{dst}:{dport}", rule=rule or "default")
+            self._emit(rt, "ingress", header, started, verdict="deny", rule=rule, outcome=Outcome.REFUSED.value)
+            return
+        peer = rt.router.peer_for(dst)
+        if peer is None:
+            endpoint.close()
+            event(log, "flow.no_route", dst=str(dst), level=logging.WARNING)
+            self._emit(rt, "ingress", header, started, verdict="error", rule=rule, outcome=Outcome.REFUSED.value)
+            return
+        try:
+            tunnel, stream, far_identity = self._open_stream(rt, header, peer)
+        except (OSError, ssl.SSLError) as exc:
+            endpoint.close()
+            event(log, "tunnel.dial_failed", peer=peer.name, error=type(exc).__name__, level=logging.WARNING)
+            self._emit(rt, "ingress", header, started, verdict="error", rule=rule, peer=peer.name, outcome=Outcome.RESET.value)
+            return
+        pump = DatagramPump(endpoint, stream, proto=proto, idle=rt.config.timeouts.datagram_idle, expect_reply=True, first=first)
+
+        def done(result: PumpResult) -> None:
+            verdict_out = "deny" if result.status is Status.DENIED else ("permit" if result.status is Status.OK else "error")
+            if result.outcome is Outcome.REFUSED:
+                event(log, "flow.refused", proto=header.proto_name, src=f"{src}:{sport}", dst=f"{dst}:{dport}", status=result.status.name if result.status else "none", rule=result.rule or "default")
             self._emit(
                 rt, "ingress", header, started, verdict=verdict_out, rule=result.rule if result.status is Status.DENIED else rule,
                 bytes_up=result.up, bytes_down=result.down, path=tunnel.path, peer=peer.name,
@@ -420,25 +479,29 @@ class Forwarder:
 
     def _deliver(self, rt: Runtime, tls: ssl.SSLSocket, header: StreamHeader, from_peer: str, in_path: str) -> None:
         started = time.monotonic()
-        verdict, rule = verdict_for(rt.policy, header.src, header.dst, "tcp", header.dport)
+        verdict, rule = verdict_for(rt.policy, header.src, header.dst, header.proto_name, header.policy_port)
         common = {"path": in_path, "peer": from_peer, "dst_identity": rt.config.identity}
         if verdict == "deny":
             self._refuse(tls, Status.DENIED, rule)
-            event(log, "flow.deny", stage="egress", src=f"{header.src}:{header.sport}", dst=f"{header.dst}:{header.dport}", rule=rule or "default", identity=header.identity)
+            event(log, "flow.deny", stage="egress", proto=header.proto_name, src=f"{header.src}:{header.sport}", dst=f"{header.dst}:{header.dport}", rule=rule or "default", identity=header.identity)
             self._emit(rt, "egress", header, started, verdict="deny", rule=rule, outcome=Outcome.REFUSED.value, **common)
             return
         try:
-            conn = self._connect(rt, header)
+            conn = self._connect(rt, header) if header.proto == TCP else self._destination(rt, header)
         except OSError as exc:
             self._refuse(tls, Status.UNREACHABLE)
             event(log, "flow.unreachable", dst=f"{header.dst}:{header.dport}", error=type(exc).__name__, level=logging.WARNING)
             self._emit(rt, "egress", header, started, verdict="error", rule=rule, outcome=Outcome.REFUSED.value, **common)
             return
         if not self._reply(tls, Status.OK):
-            reset(conn)
+            conn.close() if isinstance(conn, Endpoint) else reset(conn)
             reset(tls)
             return
-        pump = Pump(tls, conn, idle=rt.config.timeouts.idle, park_after=rt.config.timeouts.park, framed="a")
+        pump: Pump | DatagramPump
+        if isinstance(conn, Endpoint):
+            pump = DatagramPump(conn, tls, proto=header.proto, idle=rt.config.timeouts.datagram_idle)
+        else:
+            pump = Pump(tls, conn, idle=rt.config.timeouts.idle, park_after=rt.config.timeouts.park, framed="a")
         self._run(pump, from_peer, in_path, lambda result: self._emit(
             rt, "egress", header, started, verdict="permit", rule=rule, bytes_up=result.up, bytes_down=result.down,
             outcome=result.outcome.value, **common,
@@ -458,6 +521,14 @@ class Forwarder:
             sock.close()
             raise
         return sock
+
+    def _destination(self, rt: Runtime, header: StreamHeader) -> Endpoint:
+        """The delivering side of a datagram flow: a UDP socket (original source kept when configured), or
+        echoes re-originated from this agent's own address."""
+        if header.proto == UDP:
+            return udp_destination(header.src, header.dst, header.dport, preserve_source=rt.config.preserve_source)
+        assert header.proto == ICMP
+        return IcmpOrigin(header.dst).endpoint()
 
     def _splice(self, rt: Runtime, tls: ssl.SSLSocket, header: StreamHeader, from_peer: PeerConfig, in_path: str) -> None:
         """An end-to-end stream: leave the ingress's TLS, connect to the next agent, splice in the kernel."""

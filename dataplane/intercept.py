@@ -1,13 +1,21 @@
-"""Transparent interception: TCP from local networks to remote fabric CIDRs lands on the agent.
+"""Transparent interception: TCP and UDP from local networks to remote fabric CIDRs land on the agent.
 
 Three kernel objects, all owned by the agent and removed when it stops:
 
 - an nftables table (family ip, one transaction) whose prerouting chain at
-  priority mangle (a) marks packets of connections that already have a
-  transparent socket (the fast path for intercepted streams, and the way
-  replies reach sockets that deliver with the original source address) and
-  (b) TPROXYs new TCP from `local` to `remote` to 127.0.0.1:<port>, keeping the
-  original destination (the listener reads it with getsockname());
+  priority mangle (a) marks TCP and UDP packets that already have a
+  transparent socket (the fast path for intercepted streams and UDP sessions,
+  and the way replies reach sockets that deliver with the original source
+  address) and (b) TPROXYs new TCP and UDP from `local` to `remote` to
+  127.0.0.1:<port> (one port number, both protocols), keeping the original
+  destination (the TCP listener reads it with getsockname(), the UDP socket
+  with IP_RECVORIGDSTADDR). With ICMP interception (`tun` set, see
+  `datagram_intercept.IcmpInterceptor`, which owns the TUN and its routing)
+  a forward chain lets only echo requests from `local` to `remote` be routed
+  into the TUN and the agent's replies out of it, and drops anything else
+  routed from `local` to `remote`, so nothing the fabric carries can bypass
+  it as plain routing (and, when the agent had to switch forwarding on,
+  everything else routed too);
 - `ip rule fwmark <mark> lookup <table>`;
 - `local 0.0.0.0/0 dev lo table <table>`, so marked packets are delivered locally.
 """
@@ -39,6 +47,7 @@ class InterceptPlan:
     fwmark: int
     route_table: int
     rule_priority: int
+    tun: str | None = None
 
     @classmethod
     def from_config(cls, config: AgentConfig) -> InterceptPlan:
@@ -51,6 +60,7 @@ class InterceptPlan:
             fwmark=config.intercept.fwmark,
             route_table=config.intercept.route_table,
             rule_priority=config.intercept.rule_priority,
+            tun=config.intercept.icmp_tun,
         )
 
 
@@ -59,9 +69,26 @@ def _elements(networks: Iterable[IPv4Network]) -> str:
     return f" elements = {{ {items} }};" if items else ""
 
 
-def render_nft(plan: InterceptPlan) -> str:
-    """The nft script that atomically (re)creates the interception table."""
+def render_nft(plan: InterceptPlan, *, forward_drop: bool = False) -> str:
+    """The nft script that atomically (re)creates the interception table.
+
+    `forward_drop`: the agent switched forwarding on for the ICMP TUN, so the
+    forward chain drops everything that does not go into or come out of it.
+    """
     mark = f"0x{plan.fwmark:x}"
+    forward: list[str] = []
+    if plan.tun:
+        forward = [
+            "  chain forward {",
+            "    type filter hook forward priority filter; policy accept;",
+            f'    iifname "{plan.tun}" ip saddr @remote ip daddr @local accept',
+            f'    oifname "{plan.tun}" ip saddr @local ip daddr @remote icmp type echo-request accept',
+            f'    iifname "{plan.tun}" drop',
+            f'    oifname "{plan.tun}" drop',
+            "    ip saddr @local ip daddr @remote drop",
+            *(["    drop"] if forward_drop else []),
+            "  }",
+        ]
     return "\n".join([
         f"table ip {plan.table} {{}}",
         f"delete table ip {plan.table}",
@@ -70,9 +97,11 @@ def render_nft(plan: InterceptPlan) -> str:
         f"  set remote {{ type ipv4_addr; flags interval; auto-merge;{_elements(plan.remote)} }}",
         "  chain prerouting {",
         "    type filter hook prerouting priority mangle; policy accept;",
-        f"    meta l4proto tcp socket transparent 1 meta mark set {mark} accept",
+        f"    meta l4proto {{ tcp, udp }} socket transparent 1 meta mark set {mark} accept",
         f"    ip saddr @local ip daddr @remote meta l4proto tcp tproxy to 127.0.0.1:{plan.port} meta mark set {mark} accept",
+        f"    ip saddr @local ip daddr @remote meta l4proto udp tproxy to 127.0.0.1:{plan.port} meta mark set {mark} accept",
         "  }",
+        *forward,
         "}",
         "",
     ])
@@ -108,9 +137,9 @@ def _has_route(ipr: IPRoute, plan: InterceptPlan) -> bool:
     return bool(ipr.get_routes(family=2, table=plan.route_table, type="local", dst_len=0))
 
 
-def apply(plan: InterceptPlan, *, netns: str | None = None) -> None:
+def apply(plan: InterceptPlan, *, netns: str | None = None, forward_drop: bool = False) -> None:
     """Create or update the interception objects (idempotent)."""
-    run_nft(render_nft(plan), netns=netns)
+    run_nft(render_nft(plan, forward_drop=forward_drop), netns=netns)
     with _iproute(netns) as ipr:
         lo = ipr.link_lookup(ifname="lo")[0]
         if not _has_route(ipr, plan):

@@ -144,7 +144,7 @@ def test_malformed_headers_and_frames_from_trusted_members(seed: Seed000) -> Non
         os.urandom(200),                                      # not a header
         good.encode()[:10],                                   # a header cut short
         b"MCT\x01\x06\x04\x00\x00" + os.urandom(40),          # right magic, garbage after
-        b"MCT\x01\x11\x04\x00\x00" + good.encode()[8:],       # UDP is not carried
+        b"MCT\x01\x2f\x04\x00\x00" + good.encode()[8:],       # GRE is not carried
         good.encode() + struct.pack("!I", 0xFFFFFFFF) + b"x",  # a frame longer than allowed
         good.encode() + struct.pack("!I", 100) + b"short",    # a frame cut short by the close
         good.encode() + bytes(4) + b"after the end frame",    # bytes after the end frame

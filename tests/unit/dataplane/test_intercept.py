@@ -22,8 +22,17 @@ table ip transit_intercept {
   set remote { type ipv4_addr; flags interval; auto-merge; elements = { 172.18.40.0/24, 192.168.0.0/16 }; }
   chain prerouting {
     type filter hook prerouting priority mangle; policy accept;
-    meta l4proto tcp socket transparent 1 meta mark set 0x4d43 accept
+    meta l4proto { tcp, udp } socket transparent 1 meta mark set 0x4d43 accept
     ip saddr @local ip daddr @remote meta l4proto tcp tproxy to 127.0.0.1:7440 meta mark set 0x4d43 accept
+    ip saddr @local ip daddr @remote meta l4proto udp tproxy to 127.0.0.1:7440 meta mark set 0x4d43 accept
+  }
+  chain forward {
+    type filter hook forward priority filter; policy accept;
+    iifname "transit-icmp" ip saddr @remote ip daddr @local accept
+    oifname "transit-icmp" ip saddr @local ip daddr @remote icmp type echo-request accept
+    iifname "transit-icmp" drop
+    oifname "transit-icmp" drop
+    ip saddr @local ip daddr @remote drop
   }
 }
 """
@@ -43,3 +52,9 @@ def test_script_replaces_the_table_in_one_transaction() -> None:
 def test_empty_sets_have_no_elements_clause() -> None:
     plan = InterceptPlan.from_config(parse_config({**CONFIG, "local_cidrs": []}))
     assert "set local { type ipv4_addr; flags interval; auto-merge; }" in render_nft(plan)
+
+
+def test_forward_chain_drops_the_rest_when_the_agent_enabled_forwarding() -> None:
+    plan = InterceptPlan.from_config(parse_config(CONFIG))
+    assert "    ip saddr @local ip daddr @remote drop\n    drop\n  }" in render_nft(plan, forward_drop=True)
+    assert "chain forward" not in render_nft(InterceptPlan(**{**plan.__dict__, "tun": None}))

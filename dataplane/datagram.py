@@ -1,0 +1,486 @@
+"""Datagram flows (UDP, ICMP echo) over a tunnel stream: framing, packets, endpoints, the pump.
+
+A datagram flow rides one tunnel stream exactly like a TCP stream (same TLS,
+header, reply, end-to-end splicing, path registration and flow record); only
+what follows the header and the reply differs. Instead of the TCP byte frames
+of `dataplane.relay`, each datagram travels as one frame
+
+    length u16 | payload
+
+both ways, end to end between the ingress and the delivering agent (relays
+pass the bytes through without parsing them). The stream ends when either end
+closes it (idle timeout, shutdown); there is no end frame, a datagram flow has
+no half-close. Parsing is strict: a payload longer than the protocol allows
+(`MAX_UDP` for UDP; for ICMP at least the 2-byte sequence number and at most
+`MAX_ICMP_DATA` after it) or a tunnel that ends inside a frame resets the
+stream; nothing a peer sends can do more than that.
+
+ICMP echo frames carry `sequence u16 | data`: the identifier is the header's
+source port at the ingress and a fresh one at the delivering agent, which
+re-originates the echo from its own address (see `IcmpOrigin`).
+
+`DatagramPump` moves datagrams between an application-side `Endpoint` and the
+tunnel stream in one thread, with the interface `Forwarder` expects of a
+pump (`a`, `b`, `run`, `abort`, `idle_deadline`). It never parks: a datagram
+session holds its thread until it is idle for `timeouts.datagram_idle`.
+"""
+from __future__ import annotations
+
+import errno
+import secrets
+import select
+import socket
+import ssl
+import struct
+import threading
+import time
+from collections.abc import Callable, Iterable
+from ipaddress import IPv4Address
+
+from dataplane.header import ICMP, UDP, HeaderError, Status, decode_reply, reply_length
+from dataplane.relay import Outcome, PumpResult, reset
+
+FRAME_HEADER = 2
+MAX_UDP = 65507  # largest UDP payload in IPv4
+MAX_ICMP_DATA = 65507 - 8  # echo data after the 8-byte ICMP header
+MAX_PENDING = 1 << 20  # bytes queued towards the tunnel before new datagrams are dropped (UDP semantics)
+RECV_BATCH = 64  # datagrams read from one endpoint socket per turn
+IP_TRANSPARENT = 19
+SOL_RAW = 255
+ICMP_FILTER = 1
+ICMP_ECHO_REPLY, ICMP_DEST_UNREACH, ICMP_ECHO_REQUEST = 0, 3, 8
+CODE_ADMIN_PROHIBITED = 13
+_READ = select.POLLIN | select.POLLPRI
+
+
+class FrameError(ValueError):
+    """A datagram frame that breaks the rules (the stream is reset)."""
+
+
+# ---- framing --------------------------------------------------------------
+
+
+def max_payload(proto: int) -> int:
+    """Largest frame payload for a protocol (ICMP: 2-byte sequence plus the echo data)."""
+    return MAX_UDP if proto == UDP else 2 + MAX_ICMP_DATA
+
+
+def check_payload(proto: int, payload: bytes) -> None:
+    """FrameError unless `payload` is a valid datagram of `proto`."""
+    if len(payload) > max_payload(proto):
+        raise FrameError(f"datagram of {len(payload)} bytes exceeds {max_payload(proto)}")
+    if proto == ICMP and len(payload) < 2:
+        raise FrameError("an ICMP echo frame needs its 2-byte sequence number")
+
+
+def encode_frame(proto: int, payload: bytes) -> bytes:
+    """One frame: length u16 | payload."""
+    check_payload(proto, payload)
+    return struct.pack("!H", len(payload)) + payload
+
+
+class FrameDecoder:
+    """Turns tunnel bytes back into datagrams, holding partial frames between reads."""
+
+    def __init__(self, proto: int) -> None:
+        self.proto = proto
+        self._buf = bytearray()
+
+    def feed(self, data: bytes) -> list[bytes]:
+        """The complete datagrams `data` finishes (FrameError on a bad one)."""
+        self._buf += data
+        out: list[bytes] = []
+        pos = 0
+        buf = self._buf
+        while len(buf) - pos >= FRAME_HEADER:
+            length = (buf[pos] << 8) | buf[pos + 1]
+            if length > max_payload(self.proto):
+                raise FrameError(f"frame of {length} bytes exceeds {max_payload(self.proto)}")
+            if len(buf) - pos - FRAME_HEADER < length:
+                break
+            payload = bytes(buf[pos + FRAME_HEADER:pos + FRAME_HEADER + length])
+            check_payload(self.proto, payload)
+            out.append(payload)
+            pos += FRAME_HEADER + length
+        del buf[:pos]
+        return out
+
+    @property
+    def partial(self) -> bool:
+        """True while a frame is incomplete (the tunnel must not end here)."""
+        return bool(self._buf)
+
+
+# ---- ICMP and IPv4 packets -------------------------------------------------
+
+
+def checksum(data: bytes) -> int:
+    """The Internet checksum (RFC 1071)."""
+    if len(data) % 2:
+        data += b"\0"
+    total = sum(struct.unpack(f"!{len(data) // 2}H", data))
+    while total >> 16:
+        total = (total & 0xFFFF) + (total >> 16)
+    return ~total & 0xFFFF
+
+
+def icmp_message(kind: int, code: int, rest: bytes, body: bytes) -> bytes:
+    """An ICMP message with its checksum: type, code, checksum, 4 bytes `rest`, body."""
+    head = struct.pack("!BBH", kind, code, 0) + rest
+    csum = checksum(head + body)
+    return struct.pack("!BBH", kind, code, csum) + rest + body
+
+
+def echo(kind: int, ident: int, seq: int, data: bytes) -> bytes:
+    """An echo request (8) or reply (0)."""
+    return icmp_message(kind, 0, struct.pack("!HH", ident, seq), data)
+
+
+def ipv4_packet(src: IPv4Address, dst: IPv4Address, proto: int, payload: bytes, ttl: int = 64) -> bytes:
+    """An IPv4 packet (no options) with its header checksum."""
+    total = 20 + len(payload)
+    ident = secrets.randbits(16)
+    head = struct.pack("!BBHHHBBH4s4s", 0x45, 0, total, ident, 0, ttl, proto, 0, src.packed, dst.packed)
+    return head[:10] + struct.pack("!H", checksum(head)) + head[12:] + payload
+
+
+def parse_echo_request(packet: bytes) -> tuple[IPv4Address, IPv4Address, int, int, bytes] | None:
+    """(src, dst, identifier, sequence, data) of an IPv4 ICMP echo request, or None for anything else.
+
+    Strict: version 4, a consistent header and total length, no fragment,
+    ICMP type 8 code 0 with a valid checksum.
+    """
+    if len(packet) < 28 or packet[0] >> 4 != 4:
+        return None
+    ihl = (packet[0] & 0x0F) * 4
+    total = struct.unpack_from("!H", packet, 2)[0]
+    if ihl < 20 or total > len(packet) or total < ihl + 8 or packet[9] != ICMP:
+        return None
+    if struct.unpack_from("!H", packet, 6)[0] & 0x3FFF:  # more fragments or an offset
+        return None
+    icmp = packet[ihl:total]
+    if icmp[0] != ICMP_ECHO_REQUEST or icmp[1] != 0 or checksum(icmp) != 0:
+        return None
+    ident, seq = struct.unpack_from("!HH", icmp, 4)
+    return IPv4Address(packet[12:16]), IPv4Address(packet[16:20]), ident, seq, bytes(icmp[8:])
+
+
+def parse_echo_reply(packet: bytes) -> tuple[int, int, bytes] | None:
+    """(identifier, sequence, data) of an IPv4 echo reply as a raw socket reads it, or None."""
+    if len(packet) < 28 or packet[0] >> 4 != 4:
+        return None
+    ihl = (packet[0] & 0x0F) * 4
+    icmp = packet[ihl:]
+    if len(icmp) < 8 or icmp[0] != ICMP_ECHO_REPLY or icmp[1] != 0 or checksum(icmp) != 0:
+        return None
+    ident, seq = struct.unpack_from("!HH", icmp, 4)
+    return ident, seq, bytes(icmp[8:])
+
+
+def admin_prohibited(original: bytes) -> bytes:
+    """ICMP destination unreachable, communication administratively prohibited (3/13), quoting `original`.
+
+    Sent from the original destination back to the original source, as a
+    filtering router would.
+    """
+    src, dst = IPv4Address(original[12:16]), IPv4Address(original[16:20])
+    ihl = (original[0] & 0x0F) * 4
+    quoted = original[:ihl + 8]
+    return ipv4_packet(dst, src, ICMP, icmp_message(ICMP_DEST_UNREACH, CODE_ADMIN_PROHIBITED, bytes(4), quoted))
+
+
+# ---- endpoints -------------------------------------------------------------
+
+
+class Endpoint:
+    """The application side of a datagram flow: sockets to read datagrams from, and a way to send them back.
+
+    `socks` are read without blocking (a connected UDP socket, an inbox that
+    an interception thread feeds, a raw ICMP socket); `decode` turns what one
+    of them read into a frame payload (None: not for this flow); `send` gives
+    a payload back to the application; `refuse` tells the application the far
+    end refused the flow. Sending never blocks: a datagram that does not fit
+    is dropped, as the network would.
+    """
+
+    def __init__(
+        self,
+        socks: Iterable[socket.socket],
+        send: Callable[[bytes], None],
+        *,
+        decode: Callable[[bytes], bytes | None] | None = None,
+        refuse: Callable[[], None] | None = None,
+        on_close: Callable[[], None] | None = None,
+    ) -> None:
+        self.socks = list(socks)
+        for sock in self.socks:
+            sock.setblocking(False)
+        self._send = send
+        self._decode = decode
+        self._refuse = refuse
+        self._on_close = on_close
+        self._closed = False
+
+    def fileno(self) -> int:
+        """The first socket's descriptor (what a parking thread would watch)."""
+        return self.socks[0].fileno()
+
+    def receive(self) -> list[bytes]:
+        """Datagrams ready now (a bounded batch per socket)."""
+        out: list[bytes] = []
+        for sock in self.socks:
+            for _ in range(RECV_BATCH):
+                try:
+                    data = sock.recv(65535)
+                except (BlockingIOError, InterruptedError):
+                    break
+                except ConnectionRefusedError:
+                    continue  # an ICMP port unreachable for an earlier datagram: UDP ignores it
+                except OSError as exc:
+                    if exc.errno in (errno.EHOSTUNREACH, errno.ENETUNREACH, errno.EMSGSIZE):
+                        continue
+                    raise
+                if self._decode is not None:
+                    data = self._decode(data)
+                    if data is None:
+                        continue
+                out.append(data)
+        return out
+
+    def send(self, payload: bytes) -> None:
+        """Give one datagram to the application (dropped if it cannot be taken now)."""
+        try:
+            self._send(payload)
+        except (BlockingIOError, InterruptedError, ConnectionRefusedError):
+            pass
+        except OSError as exc:
+            if exc.errno not in (errno.EHOSTUNREACH, errno.ENETUNREACH, errno.EMSGSIZE, errno.ENOBUFS, errno.EPERM, errno.EACCES):
+                raise
+
+    def refuse(self) -> None:
+        """The far end refused the flow: tell the application if this kind of endpoint can."""
+        if self._refuse is not None:
+            try:
+                self._refuse()
+            except OSError:
+                pass
+
+    def close(self) -> None:
+        """Close every socket (idempotent)."""
+        if self._closed:
+            return
+        self._closed = True
+        for sock in self.socks:
+            try:
+                sock.close()
+            except OSError:
+                pass
+        if self._on_close is not None:
+            self._on_close()
+
+
+def inbox() -> tuple[socket.socket, socket.socket]:
+    """(reader, writer): a datagram queue an interception thread feeds and a pump drains."""
+    reader, writer = socket.socketpair(socket.AF_UNIX, socket.SOCK_DGRAM)
+    writer.setblocking(False)
+    return reader, writer
+
+
+def udp_destination(src: IPv4Address, dst: IPv4Address, dport: int, *, preserve_source: bool) -> Endpoint:
+    """The delivering side of a UDP flow: a socket connected to the destination.
+
+    With `preserve_source` it is bound to the original client address
+    (IP_TRANSPARENT, like TCP delivery), so the server sees the real client.
+    """
+    sock = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+    try:
+        if preserve_source:
+            sock.setsockopt(socket.SOL_IP, IP_TRANSPARENT, 1)
+            sock.bind((str(src), 0))
+        sock.connect((str(dst), dport))
+    except BaseException:
+        sock.close()
+        raise
+    return Endpoint([sock], sock.send)
+
+
+class IcmpOrigin:
+    """The delivering side of an ICMP echo flow: echoes re-originated from this agent's own address.
+
+    A raw ICMP socket connected to the destination (the kernel then hands it
+    only packets from there), filtered to echo replies, with an identifier of
+    its own; replies with another identifier belong to another flow and are
+    skipped. The application's sequence numbers and data pass unchanged.
+    """
+
+    def __init__(self, dst: IPv4Address) -> None:
+        self.ident = secrets.randbits(16)
+        self.sock = socket.socket(socket.AF_INET, socket.SOCK_RAW, socket.IPPROTO_ICMP)
+        try:
+            self.sock.setsockopt(SOL_RAW, ICMP_FILTER, struct.pack("I", ~(1 << ICMP_ECHO_REPLY) & 0xFFFFFFFF))
+            self.sock.connect((str(dst), 0))
+        except BaseException:
+            self.sock.close()
+            raise
+
+    def _send(self, payload: bytes) -> None:
+        seq = struct.unpack_from("!H", payload)[0]
+        self.sock.send(echo(ICMP_ECHO_REQUEST, self.ident, seq, payload[2:]))
+
+    def _decode(self, packet: bytes) -> bytes | None:
+        parsed = parse_echo_reply(packet)
+        if parsed is None or parsed[0] != self.ident:
+            return None
+        return struct.pack("!H", parsed[1]) + parsed[2]
+
+    def endpoint(self) -> Endpoint:
+        """The Endpoint a pump drives."""
+        return Endpoint([self.sock], self._send, decode=self._decode)
+
+
+# ---- the pump ---------------------------------------------------------------
+
+
+class DatagramPump:
+    """Moves datagrams between an Endpoint (side a) and a tunnel stream (side b) until idle or closed.
+
+    `expect_reply` (ingress): the far end's reply (header.Status) comes first
+    on the tunnel; a non-OK reply ends the flow as REFUSED and the endpoint is
+    told (`Endpoint.refuse`). Datagrams from the application are framed and
+    sent at once, before the reply, as TCP bytes are. On the way out the
+    tunnel is closed cleanly when the flow idles out or the far end closed it,
+    and reset otherwise.
+    """
+
+    def __init__(
+        self,
+        endpoint: Endpoint,
+        tunnel: socket.socket,
+        *,
+        proto: int,
+        idle: float,
+        expect_reply: bool = False,
+        first: Iterable[bytes] = (),
+    ) -> None:
+        self.a = endpoint
+        self.b = tunnel
+        self.proto = proto
+        self.idle = idle
+        self.park_after = 0.0
+        self.last = time.monotonic()
+        self.expect_reply = expect_reply
+        self._reply = bytearray()
+        self._decoder = FrameDecoder(proto)
+        self._out = bytearray()
+        self._aborted = threading.Event()
+        self.up = 0
+        self.down = 0
+        self.status: Status | None = None
+        self.rule: str | None = None
+        self.error: str | None = None
+        for payload in first:
+            self._queue(payload)
+
+    def abort(self) -> None:
+        """Reset the flow from any thread; the pump thread returns ABORTED."""
+        self._aborted.set()
+        try:
+            socket.socket.shutdown(self.b, socket.SHUT_RDWR)
+        except OSError:
+            pass
+
+    def idle_deadline(self) -> float:
+        """When the flow ends if nothing moves (monotonic)."""
+        return self.last + self.idle
+
+    def _queue(self, payload: bytes) -> bool:
+        if len(self._out) > MAX_PENDING:
+            return False  # the tunnel is not keeping up: drop, as a congested link would
+        try:
+            self._out += encode_frame(self.proto, payload)
+        except FrameError:
+            return False  # an oversized datagram from the application is dropped, never sent
+        self.up += len(payload)
+        return True
+
+    def run(self) -> PumpResult:
+        """Relay until the flow idles out, either side closes or fails, the far end refuses, or abort()."""
+        self.b.setblocking(False)
+        try:
+            outcome = self._loop()
+        except (OSError, ssl.SSLError, ValueError, HeaderError) as exc:
+            self.error = f"{type(exc).__name__}: {exc}"
+            outcome = Outcome.ABORTED if self._aborted.is_set() else Outcome.RESET
+        if outcome is Outcome.REFUSED and self.status is not Status.OK:
+            self.a.refuse()
+        self.a.close()
+        if outcome in (Outcome.CLOSED, Outcome.IDLE):
+            try:
+                socket.socket.close(self.b)
+            except OSError:
+                pass
+        else:
+            reset(self.b)
+        return PumpResult(self.up, self.down, outcome, self.status, self.rule, self.error)
+
+    def _read_tunnel(self) -> Outcome | None:
+        """Read what the tunnel holds (TLS may buffer records poll cannot see); an outcome if the flow ends."""
+        while True:
+            try:
+                data = self.b.recv(65536)
+            except (ssl.SSLWantReadError, BlockingIOError, InterruptedError):
+                return None
+            except ssl.SSLWantWriteError:
+                return None
+            if not data:
+                if self._decoder.partial or (self.expect_reply and self.status is None and self._reply):
+                    raise FrameError("tunnel closed inside a frame")
+                if self.expect_reply and self.status is None:
+                    raise FrameError("tunnel closed before the reply")
+                return Outcome.CLOSED
+            self.last = time.monotonic()
+            if self.expect_reply and self.status is None:
+                self._reply += data
+                total = reply_length(bytes(self._reply[:2]))
+                if total is None or len(self._reply) < total:
+                    continue
+                self.status, self.rule = decode_reply(bytes(self._reply[:total]))
+                data = bytes(self._reply[total:])
+                self._reply = bytearray()
+                if self.status is not Status.OK:
+                    return Outcome.REFUSED
+            for payload in self._decoder.feed(data):
+                self.down += len(payload)
+                self.a.send(payload)
+
+    def _flush(self) -> bool:
+        """Write queued frames until the tunnel would block; True when everything is written."""
+        while self._out:
+            try:
+                sent = self.b.send(self._out[:65536])
+            except (ssl.SSLWantWriteError, ssl.SSLWantReadError, BlockingIOError, InterruptedError):
+                return False
+            del self._out[:sent]
+        return True
+
+    def _loop(self) -> Outcome:
+        poller = select.poll()
+        tunnel_fd = self.b.fileno()
+        app_fds = [sock.fileno() for sock in self.a.socks]
+        for fd in app_fds:
+            poller.register(fd, _READ)
+        while True:
+            if self._aborted.is_set():
+                return Outcome.ABORTED
+            ended = self._read_tunnel()
+            if ended is not None:
+                return ended
+            for payload in self.a.receive():
+                if self._queue(payload):
+                    self.last = time.monotonic()
+            drained = self._flush()
+            poller.register(tunnel_fd, _READ | (0 if drained else select.POLLOUT))
+            timeout = self.idle - (time.monotonic() - self.last)
+            if timeout <= 0:
+                return Outcome.IDLE
+            poller.poll(min(timeout, 1.0) * 1000)  # whatever woke it, the next turn reads every side

@@ -1,0 +1,370 @@
+"""Interception of UDP and ICMP echo: where datagram flows enter the fabric.
+
+UDP (`UdpInterceptor`): nftables TPROXYs UDP from `local` to `remote` to a
+transparent UDP socket on 127.0.0.1:<intercept_port> (the TCP listener's
+port number, in UDP). IP_RECVORIGDSTADDR gives each datagram's original
+destination. A session table keyed by the 5-tuple turns the first datagram
+of a flow into a session: a transparent socket bound to the original
+destination and connected to the client (replies leave from the address the
+application sent to; later datagrams of the flow reach that socket directly
+through the `socket transparent` rule) plus an inbox for datagrams that were
+already queued on the shared socket. The Forwarder carries the session in a
+tunnel stream until it is idle for `timeouts.datagram_idle`.
+
+ICMP echo (`IcmpInterceptor`): TPROXY cannot take ICMP, so the agent owns a
+TUN device and policy routing sends ICMP from each local CIDR to each remote
+CIDR into it (`ip rule from L to R ipproto icmp lookup <icmp_route_table>`,
+whose default route is the TUN; forwarding is switched on for that while the
+agent runs, and the interception table's forward chain lets nothing else be
+routed from local to remote, see `intercept.render_nft`). The reader thread
+takes echo requests, keys a session by (source, destination, identifier)
+and hands it to the Forwarder; replies come back as echo replies written
+into the TUN from the original destination to the original source, with
+correct checksums. Anything else read from the TUN is dropped. Because the
+request is routed into the TUN and never delivered locally, the kernel never
+answers an echo for a remote address.
+
+Sessions are bounded (`MAX_SESSIONS`); past that, new flows are dropped and
+logged.
+"""
+from __future__ import annotations
+
+import fcntl
+import logging
+import os
+import select
+import socket
+import struct
+import subprocess
+import threading
+from collections.abc import Callable
+from dataclasses import dataclass
+from ipaddress import IPv4Address, IPv4Network
+
+from dataplane import sysctl
+from dataplane.datagram import IP_TRANSPARENT, Endpoint, admin_prohibited, echo, inbox, ipv4_packet, parse_echo_request
+from dataplane.header import ICMP, UDP
+from dataplane.intercept import KernelError
+from dataplane.logfmt import event
+from dataplane.workers import Workers
+
+log = logging.getLogger("dataplane.datagram")
+
+IP_RECVORIGDSTADDR = 20  # linux/in.h (also IP_ORIGDSTADDR, the control message type)
+TUNSETIFF = 0x400454CA
+IFF_TUN = 0x0001
+IFF_NO_PI = 0x1000
+MAX_SESSIONS = 4096
+POLL_SECONDS = 0.5  # how often the reader threads look at their stop flag
+READ_BATCH = 256
+
+# (endpoint, src, sport, dst, dport, proto, first datagrams)
+Handler = Callable[[Endpoint, IPv4Address, int, IPv4Address, int, int, list[bytes]], None]
+
+
+def orig_dst(ancillary: list[tuple[int, int, bytes]]) -> tuple[str, int] | None:
+    """The original destination from IP_ORIGDSTADDR ancillary data (a sockaddr_in), or None."""
+    for level, kind, data in ancillary:
+        if level == socket.SOL_IP and kind == IP_RECVORIGDSTADDR and len(data) >= 8:
+            port = struct.unpack_from("!H", data, 2)[0]
+            return socket.inet_ntoa(data[4:8]), port
+    return None
+
+
+class _Sessions:
+    """Key -> inbox writer of the live sessions, shared by a reader thread and the pump threads."""
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._map: dict[tuple[object, ...], socket.socket] = {}
+
+    def get(self, key: tuple[object, ...]) -> socket.socket | None:
+        with self._lock:
+            return self._map.get(key)
+
+    def add(self, key: tuple[object, ...], writer: socket.socket) -> bool:
+        with self._lock:
+            if len(self._map) >= MAX_SESSIONS:
+                return False
+            self._map[key] = writer
+            return True
+
+    def forget(self, key: tuple[object, ...], writer: socket.socket) -> None:
+        with self._lock:
+            if self._map.get(key) is writer:
+                del self._map[key]
+        writer.close()
+
+    def __len__(self) -> int:
+        with self._lock:
+            return len(self._map)
+
+
+def _offer(writer: socket.socket, data: bytes) -> None:
+    """Queue a datagram for a running session (dropped if its inbox is full, as a busy link would)."""
+    try:
+        writer.send(data)
+    except OSError:
+        pass
+
+
+class _Reader:
+    """A thread that waits on one descriptor, with a stop flag it checks at least every POLL_SECONDS."""
+
+    def __init__(self, name: str, fd: int, on_ready: Callable[[], None]) -> None:
+        self._fd = fd
+        self._on_ready = on_ready
+        self._stopped = threading.Event()
+        self._thread = threading.Thread(target=self._loop, name=name, daemon=True)
+
+    def start(self) -> None:
+        self._thread.start()
+
+    def stop(self) -> None:
+        self._stopped.set()
+        if self._thread.is_alive() and self._thread is not threading.current_thread():
+            self._thread.join(timeout=2 * POLL_SECONDS + 1)
+
+    def _loop(self) -> None:
+        poller = select.poll()
+        poller.register(self._fd, select.POLLIN)
+        while not self._stopped.is_set():
+            try:
+                if poller.poll(POLL_SECONDS * 1000):
+                    self._on_ready()
+            except Exception as exc:  # one bad datagram must never stop interception
+                event(log, "datagram.reader_error", error=repr(exc), level=logging.ERROR)
+
+
+class UdpInterceptor:
+    """The transparent UDP socket TPROXY sends intercepted datagrams to, and its session table."""
+
+    def __init__(self, port: int, handler: Handler, workers: Workers) -> None:
+        self.port = port
+        self._handler = handler
+        self._workers = workers
+        self.sessions = _Sessions()
+        self._sock = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+        try:
+            self._sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+            self._sock.setsockopt(socket.SOL_IP, IP_TRANSPARENT, 1)
+            self._sock.setsockopt(socket.SOL_IP, IP_RECVORIGDSTADDR, 1)
+            self._sock.bind(("127.0.0.1", port))
+            self._sock.setblocking(False)
+        except OSError:
+            self._sock.close()
+            raise
+        self._reader = _Reader("udp-intercept", self._sock.fileno(), self._drain)
+
+    def start(self) -> None:
+        """Begin taking datagrams."""
+        self._reader.start()
+        event(log, "listener.start", listener="udp-intercept", addr=f"127.0.0.1:{self.port}")
+
+    def stop(self) -> None:
+        """Stop taking new flows; running sessions end with their streams."""
+        self._reader.stop()
+        self._sock.close()
+
+    def _drain(self) -> None:
+        for _ in range(READ_BATCH):
+            try:
+                data, ancillary, _flags, (src, sport) = self._sock.recvmsg(65535, socket.CMSG_SPACE(16))
+            except (BlockingIOError, InterruptedError):
+                return
+            except OSError:
+                continue  # an error queued on the socket (ICMP for an earlier send): nothing to read
+            original = orig_dst(ancillary)
+            if original is None:
+                continue
+            dst, dport = original
+            key = (src, sport, dst, dport)
+            writer = self.sessions.get(key)
+            if writer is not None:
+                _offer(writer, data)
+            else:
+                self._open(key, data)
+
+    def _open(self, key: tuple[str, int, str, int], data: bytes) -> None:
+        src, sport, dst, dport = key
+        try:
+            reply = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+        except OSError as exc:
+            event(log, "datagram.session_failed", proto="udp", error=exc.strerror, level=logging.WARNING)
+            return
+        try:
+            reply.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+            reply.setsockopt(socket.SOL_IP, IP_TRANSPARENT, 1)
+            reply.bind((dst, dport))
+            reply.connect((src, sport))
+        except OSError as exc:
+            reply.close()
+            event(log, "datagram.session_failed", proto="udp", dst=f"{dst}:{dport}", error=exc.strerror, level=logging.WARNING)
+            return
+        reader, writer = inbox()
+        if not self.sessions.add(key, writer):
+            for sock in (reply, reader, writer):
+                sock.close()
+            event(log, "datagram.session_limit", proto="udp", limit=MAX_SESSIONS, level=logging.WARNING)
+            return
+        endpoint = Endpoint([reply, reader], reply.send, on_close=lambda: self.sessions.forget(key, writer))
+        self._workers.submit(_safe, self._handler, endpoint, IPv4Address(src), sport, IPv4Address(dst), dport, UDP, [data])
+
+
+def _safe(handler: Handler, endpoint: Endpoint, *args: object) -> None:
+    try:
+        handler(endpoint, *args)  # type: ignore[arg-type]
+    except Exception as exc:
+        event(log, "stream.crash", listener="datagram", error=repr(exc), level=logging.ERROR)
+        endpoint.close()
+
+
+@dataclass(frozen=True)
+class IcmpPlan:
+    """The kernel objects of ICMP interception: the desired state."""
+
+    tun: str
+    route_table: int
+    rule_priority: int
+    local: tuple[IPv4Network, ...]
+    remote: tuple[IPv4Network, ...]
+
+    def rules(self) -> list[str]:
+        """`ip rule` selectors, one per (local, remote) pair."""
+        return [f"from {src} to {dst} ipproto icmp" for src in self.local for dst in self.remote]
+
+
+def _ip_batch(commands: list[str], *, force: bool = False) -> None:
+    if not commands:
+        return
+    args = ["ip", "-force", "-batch", "-"] if force else ["ip", "-batch", "-"]
+    done = subprocess.run(args, input="\n".join(commands) + "\n", capture_output=True, text=True, check=False)
+    if done.returncode != 0 and not force:
+        raise KernelError(f"ip refused the change: {done.stderr.strip()}")
+
+
+def _rule_commands(verb: str, plan: IcmpPlan) -> list[str]:
+    return [f"rule {verb} {selector} lookup {plan.route_table} priority {plan.rule_priority}" for selector in plan.rules()]
+
+
+def remove_rules(plan: IcmpPlan) -> None:
+    """Remove the plan's policy rules and route (missing ones are fine)."""
+    _ip_batch([*_rule_commands("del", plan), f"route flush table {plan.route_table}"], force=True)
+
+
+class IcmpInterceptor:
+    """The agent's TUN device, the policy routing into it, and the thread that reads echo requests from it."""
+
+    def __init__(self, plan: IcmpPlan, handler: Handler, workers: Workers) -> None:
+        self.plan = plan
+        self._handler = handler
+        self._workers = workers
+        self.sessions = _Sessions()
+        self._forwarding_previous: dict[str, str] = {}
+        self._fd = -1
+        self._reader: _Reader | None = None
+        self._write_lock = threading.Lock()
+
+    def start(self) -> None:
+        """Create the TUN, switch forwarding on, install the route and rules, start reading; undone on failure."""
+        try:
+            self._forwarding_previous = sysctl.apply({"net.ipv4.ip_forward": ("1", "route intercepted ICMP into the TUN")})
+            self._fd = os.open("/dev/net/tun", os.O_RDWR | os.O_CLOEXEC)
+            fcntl.ioctl(self._fd, TUNSETIFF, struct.pack("16sH", self.plan.tun.encode(), IFF_TUN | IFF_NO_PI))
+            os.set_blocking(self._fd, False)
+            remove_rules(self.plan)  # whatever a killed agent left under the same table and priority
+            _ip_batch([
+                f"link set dev {self.plan.tun} up",
+                f"route replace default dev {self.plan.tun} table {self.plan.route_table}",
+                *_rule_commands("add", self.plan),
+            ])
+        except BaseException:
+            self.stop()
+            raise
+        self._reader = _Reader("icmp-intercept", self._fd, self._drain)
+        self._reader.start()
+        event(log, "listener.start", listener="icmp-intercept", tun=self.plan.tun)
+
+    @property
+    def forwarding_enabled(self) -> bool:
+        """True when the agent switched forwarding on (it was off): the forward chain then drops the rest."""
+        return "net.ipv4.ip_forward" in self._forwarding_previous
+
+    def update(self, plan: IcmpPlan) -> None:
+        """Move to a new set of rules (same TUN and table); KernelError leaves the old rules in place."""
+        if plan == self.plan:
+            return
+        if (plan.tun, plan.route_table) != (self.plan.tun, self.plan.route_table):
+            raise KernelError("the ICMP TUN or route table changed: restart interception")
+        old = self.plan
+        _ip_batch(_rule_commands("del", old), force=True)
+        try:
+            _ip_batch(_rule_commands("add", plan))
+        except KernelError:
+            _ip_batch(_rule_commands("del", plan), force=True)
+            _ip_batch(_rule_commands("add", old), force=True)
+            raise
+        self.plan = plan
+
+    def stop(self) -> None:
+        """Stop reading, remove rules and route, close the TUN (the kernel removes the device), restore forwarding."""
+        if self._reader is not None:
+            self._reader.stop()
+            self._reader = None
+        remove_rules(self.plan)
+        if self._fd >= 0:
+            with self._write_lock:
+                os.close(self._fd)
+                self._fd = -1
+        sysctl.restore(self._forwarding_previous)
+        self._forwarding_previous = {}
+
+    def _write(self, packet: bytes) -> None:
+        with self._write_lock:
+            if self._fd < 0:
+                return
+            try:
+                os.write(self._fd, packet)
+            except OSError:
+                pass  # the TUN is going away, or the kernel refused the packet: an echo reply lost
+
+    def _drain(self) -> None:
+        for _ in range(READ_BATCH):
+            try:
+                packet = os.read(self._fd, 65535)
+            except (BlockingIOError, InterruptedError):
+                return
+            except OSError:
+                return
+            parsed = parse_echo_request(packet)
+            if parsed is None:
+                continue  # not an echo request: nothing else is carried, and nothing else is routed
+            src, dst, ident, seq, data = parsed
+            if not any(src in net for net in self.plan.local) or not any(dst in net for net in self.plan.remote):
+                continue
+            payload = struct.pack("!H", seq) + data
+            key = (src, dst, ident)
+            writer = self.sessions.get(key)
+            if writer is not None:
+                _offer(writer, payload)
+            else:
+                self._open(key, payload, packet)
+
+    def _open(self, key: tuple[IPv4Address, IPv4Address, int], payload: bytes, packet: bytes) -> None:
+        src, dst, ident = key
+        reader, writer = inbox()
+        if not self.sessions.add(key, writer):
+            reader.close()
+            writer.close()
+            event(log, "datagram.session_limit", proto="icmp", limit=MAX_SESSIONS, level=logging.WARNING)
+            return
+
+        def reply(frame: bytes) -> None:
+            seq = struct.unpack_from("!H", frame)[0]
+            self._write(ipv4_packet(dst, src, ICMP, echo(0, ident, seq, frame[2:])))
+
+        endpoint = Endpoint(
+            [reader], reply, refuse=lambda: self._write(admin_prohibited(packet)),
+            on_close=lambda: self.sessions.forget(key, writer),
+        )
+        self._workers.submit(_safe, self._handler, endpoint, src, ident, dst, 0, ICMP, [payload])

@@ -1,0 +1,261 @@
+"""UDP and ICMP echo through seed 000's fabric: connector -> edge A -> edge B, in mutual TLS like TCP.
+
+Permitted UDP exchanges and pings pass and are answered by the real hosts;
+denied ones get no answer (ICMP: an admin-prohibited error); a capture on the
+links between the connector and the far edge never shows a UDP payload in
+clear; the flow logs hold the flows with proto udp/icmp; malformed datagram
+frames from a trusted peer do not stop the agent; with the connector's agent
+stopped the same ping and datagram get no answer (the fabric carries them,
+not plain routing).
+"""
+from __future__ import annotations
+
+import json
+import os
+import select
+import socket
+import ssl
+import struct
+import subprocess
+import sys
+import threading
+import time
+from collections.abc import Iterator
+from ipaddress import IPv4Address
+from pathlib import Path
+
+import pytest
+
+from dataplane.config import TlsPaths
+from dataplane.header import ICMP, UDP, Status, StreamHeader, decode_reply
+from dataplane.tls import build_contexts
+from tests.integration.netns import Netns
+from transit_cli.local_check import PING_PROBE
+from tests.integration.seed000 import AWS_APP, AZ_APP, DEFAULT_POLICY, EDGE_B, TUNNEL_LINKS, Seed000, identity
+
+pytestmark = pytest.mark.integration
+
+DATAGRAM_RULES = [
+    {"name": "app-udp", "action": "permit", "src": ["10.30.40.0/24"], "dst": ["172.18.40.0/24"], "proto": "udp", "ports": [[5001, 5003]]},
+    {"name": "app-ping", "action": "permit", "src": ["10.30.40.0/24"], "dst": ["172.18.40.0/24"], "proto": "icmp"},
+]
+POLICY = {"default": "deny", "rules": [*DEFAULT_POLICY["rules"], *DATAGRAM_RULES]}
+# Edge B alone denies UDP 5003: only the egress check can stop it.
+EDGE_B_POLICY = {"default": "deny", "rules": [{"name": "egress-udp-deny", "action": "deny", "proto": "udp", "ports": [5003]}, *POLICY["rules"]]}
+
+
+class UdpEcho:
+    """A UDP echo server inside a namespace that records who sent what."""
+
+    def __init__(self, ns: Netns, port: int) -> None:
+        self.peers: list[tuple[str, int]] = []
+        self._sock = ns.socket(socket.SOCK_DGRAM)
+        self._sock.bind(("0.0.0.0", port))
+        self._sock.settimeout(0.2)
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._serve, daemon=True)
+        self._thread.start()
+
+    def _serve(self) -> None:
+        while not self._stop.is_set():
+            try:
+                data, peer = self._sock.recvfrom(65535)
+            except TimeoutError:
+                continue
+            except OSError:
+                return
+            self.peers.append(peer)
+            self._sock.sendto(data, peer)
+
+    def close(self) -> None:
+        self._stop.set()
+        self._thread.join(timeout=2)
+        self._sock.close()
+
+
+@pytest.fixture(scope="module")
+def seed() -> Iterator[Seed000]:
+    # A short datagram idle so finished flows reach the flow logs within the test.
+    timeouts = {"idle": 30, "connect": 2, "handshake": 2, "drain": 2, "datagram_idle": 2}
+    overrides: dict[str, dict[str, object]] = {node: {"timeouts": timeouts} for node in ("conn", "edgea", "edgeb")}
+    overrides["edgeb"]["filter"] = EDGE_B_POLICY
+    with Seed000(policy=json.loads(json.dumps(POLICY)), overrides=overrides, tag="dgm") as topology:
+        yield topology
+
+
+@pytest.fixture(scope="module")
+def echoes(seed: Seed000) -> Iterator[dict[int, UdpEcho]]:
+    made = {port: UdpEcho(seed.ns("azapp"), port) for port in (5001, 5003, 5004)}
+    yield made
+    for server in made.values():
+        server.close()
+
+
+def _udp_exchange(seed: Seed000, payloads: list[bytes], port: int = 5001, timeout: float = 3.0) -> list[bytes]:
+    """Send each payload from aws-app to az-app:port on one socket; return the answers that came back."""
+    sock = seed.ns("awsapp").socket(socket.SOCK_DGRAM)
+    sock.settimeout(timeout)
+    answers = []
+    with sock:
+        sock.connect((AZ_APP, port))
+        for payload in payloads:
+            sock.send(payload)
+            try:
+                answers.append(sock.recv(65535))
+            except (TimeoutError, ConnectionRefusedError):
+                pass
+    return answers
+
+
+def _ping(seed: Seed000, ns: str, dst: str, count: int = 1) -> subprocess.CompletedProcess[str]:
+    """Echo requests from a raw socket in `ns` (exit 0: all answered by `dst`; 4: refused; 1: no answer)."""
+    return seed.ns(ns).exec(sys.executable, "-c", PING_PROBE, dst, str(count), "2", check=False, timeout=30)
+
+
+def _flows(seed: Seed000, node: str) -> list[dict[str, object]]:
+    path = seed.workdir / node / "flows.jsonl"
+    return [json.loads(line) for line in path.read_text().splitlines()] if path.exists() else []
+
+
+def _wait_flow(seed: Seed000, node: str, timeout: float = 5.0, **match: object) -> dict[str, object] | None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        for flow in _flows(seed, node):
+            if all(flow.get(k) == v for k, v in match.items()):
+                return flow
+        time.sleep(0.1)
+    return None
+
+
+def test_udp_exchange_passes_with_the_client_address(seed: Seed000, echoes: dict[int, UdpEcho]) -> None:
+    payloads = [os.urandom(n) for n in (1, 100, 1400, 9000, 60000)]
+    assert _udp_exchange(seed, payloads) == payloads
+    assert echoes[5001].peers and echoes[5001].peers[-1][0] == AWS_APP  # the source address is kept
+
+
+def test_ping_passes_and_is_answered_by_the_real_host(seed: Seed000) -> None:
+    done = _ping(seed, "awsapp", AZ_APP, count=3)
+    assert done.returncode == 0, done.stdout + done.stderr
+    assert "3 received" in done.stdout  # each reply came from the destination address, with our id and data
+
+
+def test_denied_udp_gets_no_answer(seed: Seed000, echoes: dict[int, UdpEcho]) -> None:
+    before = list(echoes[5004].peers)
+    assert _udp_exchange(seed, [b"denied at ingress"], port=5004, timeout=1.0) == []  # no rule: default deny
+    assert echoes[5004].peers == before
+
+
+def test_udp_denied_at_egress_never_reaches_the_host(seed: Seed000, echoes: dict[int, UdpEcho]) -> None:
+    assert _udp_exchange(seed, [b"denied at egress"], port=5003, timeout=1.0) == []
+    assert echoes[5003].peers == []
+    assert seed.agents["edgeb"].wait_for("rule=egress-udp-deny")
+    assert _wait_flow(seed, "conn", proto="udp", dport=5003, verdict="deny", rule="egress-udp-deny")
+
+
+def test_denied_ping_is_refused_as_admin_prohibited(seed: Seed000) -> None:
+    done = _ping(seed, "azapp", AWS_APP)  # no rule lets az-app ping aws-app: edge B's ingress refuses it
+    assert done.returncode == 4, done.stdout  # destination unreachable quoting our echo: refused at once
+    assert _wait_flow(seed, "edgeb", proto="icmp", role="ingress", verdict="deny", rule=None)
+
+
+def test_flows_are_logged_with_their_protocol(seed: Seed000, echoes: dict[int, UdpEcho]) -> None:
+    assert _udp_exchange(seed, [b"logged"]) == [b"logged"]
+    assert _ping(seed, "awsapp", AZ_APP).returncode == 0
+    # A datagram flow is logged when it ends: after timeouts.datagram_idle (2 s here).
+    for node, role in (("conn", "ingress"), ("edgeb", "egress")):
+        for proto, rule in (("udp", "app-udp"), ("icmp", "app-ping")):
+            flow = _wait_flow(seed, node, timeout=10, proto=proto, role=role, verdict="permit", rule=rule)
+            assert flow is not None, f"{node} logged no {proto} flow: {_flows(seed, node)}"
+            assert flow["src"] == AWS_APP and flow["dst"] == AZ_APP
+            assert flow["bytes_up"] > 0 and flow["bytes_down"] > 0
+
+
+def _capture_all(ns: Netns, ifname: str, path: Path) -> subprocess.Popen[bytes]:
+    """tcpdump of every packet on a link (UDP included), written as it arrives."""
+    proc = ns.spawn("tcpdump", "--immediate-mode", "-i", ifname, "-U", "-s", "0", "-w", str(path),
+                    stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    assert proc.stderr is not None
+    ready, _, _ = select.select([proc.stderr], [], [], 10)
+    assert ready and b"listening on" in proc.stderr.readline()
+    return proc
+
+
+def test_no_udp_plaintext_between_connector_and_far_edge(seed: Seed000, echoes: dict[int, UdpEcho], tmp_path: Path) -> None:
+    marker = b"UDP-PLAINTEXT-" + os.urandom(4).hex().encode()
+    links = [*TUNNEL_LINKS, ("awsapp", "eth0")]
+    captures = {link: tmp_path / f"{link[0]}-{link[1]}.pcap" for link in links}
+    procs = [_capture_all(seed.ns(ns), ifname, path) for (ns, ifname), path in captures.items()]
+    try:
+        payloads = [marker * 20 for _ in range(3)]
+        assert _udp_exchange(seed, payloads) == payloads
+        time.sleep(0.5)
+    finally:
+        for proc in procs:
+            proc.terminate()
+            proc.wait(timeout=5)
+    assert marker in captures[("awsapp", "eth0")].read_bytes(), "control capture must see the plaintext"
+    for link in TUNNEL_LINKS:
+        assert marker not in captures[link].read_bytes(), f"UDP plaintext on {link}"
+    assert captures[("edgea", "a-priv")].stat().st_size > len(marker) * 20
+
+
+def _as_peer(seed: Seed000, node: str) -> ssl.SSLContext:
+    folder = seed.workdir / node
+    return build_contexts(TlsPaths(ca=folder / "ca.pem", cert=folder / "node.pem", key=folder / "node.key")).client
+
+
+def _malformed(seed: Seed000, proto: int, blob: bytes) -> None:
+    """Open a hop-by-hop datagram stream to edge B as edge A, then send `blob` where frames belong."""
+    header = StreamHeader(IPv4Address(AWS_APP), IPv4Address(AZ_APP), 41000, 5001 if proto == UDP else 0, identity("conn"), 9, proto=proto)
+    sock = seed.ns("edgea").socket()
+    sock.settimeout(3)
+    try:
+        sock.connect((EDGE_B["private"], 7443))
+        tls = _as_peer(seed, "edgea").wrap_socket(sock, server_side=False)
+        tls.sendall(header.encode())
+        reply = tls.recv(2)
+        assert decode_reply(reply)[0] is Status.OK
+        tls.sendall(blob)
+        try:
+            while tls.recv(65536):
+                pass
+        except (OSError, ssl.SSLError):
+            pass
+    finally:
+        sock.close()
+
+
+def test_malformed_datagram_frames_do_not_stop_the_agent(seed: Seed000, echoes: dict[int, UdpEcho]) -> None:
+    blobs = [
+        (UDP, struct.pack("!H", 65535) + os.urandom(100)),   # longer than any UDP datagram
+        (UDP, struct.pack("!H", 500) + b"cut short"),        # a frame cut short by the close
+        (UDP, os.urandom(3000)),                             # random bytes
+        (ICMP, struct.pack("!H", 1) + b"x"),                 # an echo frame without its sequence number
+        (ICMP, os.urandom(2000)),
+    ]
+    for proto, blob in blobs:
+        _malformed(seed, proto, blob)
+    for node in ("conn", "edgea", "edgeb"):
+        proc = seed.agents[node].proc
+        assert proc is not None and proc.poll() is None, seed.agents[node].log()[-3000:]
+    assert _udp_exchange(seed, [b"still works"]) == [b"still works"]
+    assert _ping(seed, "awsapp", AZ_APP).returncode == 0
+
+
+def test_without_the_agent_nothing_passes(seed: Seed000, echoes: dict[int, UdpEcho]) -> None:
+    """The permits above come from the agents, not from plain routing: stop the connector's and they stop."""
+    conn = seed.agents["conn"]
+    conn.signal(15)
+    assert conn.proc is not None
+    conn.proc.wait(timeout=15)
+    try:
+        assert "transit-icmp" not in seed.ns("conn").exec("ip", "link").stdout
+        assert seed.ns("conn").nft_tables() == []
+        assert "ipproto icmp" not in seed.ns("conn").ip_rules()
+        assert _ping(seed, "awsapp", AZ_APP).returncode != 0
+        assert _udp_exchange(seed, [b"nobody carries this"], timeout=1.0) == []
+    finally:
+        seed.start_agent("conn")
+        seed.wait_ready("conn")
+    assert _udp_exchange(seed, [b"back"]) == [b"back"]
+    assert _ping(seed, "awsapp", AZ_APP).returncode == 0
