@@ -118,3 +118,13 @@ def test_bad_node_names_and_peer_identity_name_their_fields() -> None:
     doc["peers"][0].update(name="edge b", identity="edge-b")
     paths = {p.split(":")[0] for p in _problems(doc)}
     assert {"name", "peers[0].name", "peers[0].identity"} <= paths
+
+
+def test_datagram_idle_and_icmp_interception_settings_are_validated() -> None:
+    config = parse_config(_doc())
+    assert config.timeouts.datagram_idle == 30.0
+    assert (config.intercept.icmp_tun, config.intercept.icmp_route_table) == ("transit-icmp", 4644)
+    assert _problems(_doc(timeouts={"datagram_idle": 0}))[0].startswith("timeouts.datagram_idle:")
+    assert _problems(_doc(timeouts={"datagram_idle": 7200}))[0].startswith("timeouts.datagram_idle:")
+    assert _problems(_doc(intercept={"icmp_tun": "a-name-longer-than-15"}))[0].startswith("intercept.icmp_tun:")
+    assert "icmp_route_table must differ from route_table" in _problems(_doc(intercept={"icmp_route_table": 4643}))[0]

@@ -1,0 +1,171 @@
+"""Datagram frames, ICMP/IPv4 packets and the datagram pump, without a kernel change."""
+from __future__ import annotations
+
+import random
+import socket
+import struct
+import threading
+from ipaddress import IPv4Address
+
+import pytest
+
+from dataplane.datagram import (
+    MAX_UDP,
+    DatagramPump,
+    Endpoint,
+    FrameDecoder,
+    FrameError,
+    admin_prohibited,
+    checksum,
+    echo,
+    encode_frame,
+    ipv4_packet,
+    parse_echo_reply,
+    parse_echo_request,
+)
+from dataplane.datagram_intercept import orig_dst
+from dataplane.header import ICMP, UDP, Status, encode_reply
+from dataplane.relay import Outcome
+
+SRC, DST = IPv4Address("10.30.40.10"), IPv4Address("172.18.40.10")
+
+
+def test_frames_round_trip_in_any_split() -> None:
+    payloads = [b"", b"a", bytes(1400), bytes(range(256)) * 40, bytes(MAX_UDP)]
+    wire = b"".join(encode_frame(UDP, p) for p in payloads)
+    rng = random.Random(5)
+    decoder = FrameDecoder(UDP)
+    out: list[bytes] = []
+    pos = 0
+    while pos < len(wire):
+        step = rng.randint(1, 5000)
+        out += decoder.feed(wire[pos:pos + step])
+        pos += step
+    assert out == payloads
+    assert not decoder.partial
+
+
+def test_oversized_and_short_frames_are_refused() -> None:
+    with pytest.raises(FrameError):
+        encode_frame(UDP, bytes(MAX_UDP + 1))
+    with pytest.raises(FrameError):
+        FrameDecoder(UDP).feed(struct.pack("!H", MAX_UDP + 1))
+    with pytest.raises(FrameError):
+        FrameDecoder(ICMP).feed(struct.pack("!H", 1) + b"x")  # an echo frame needs its sequence number
+    decoder = FrameDecoder(UDP)
+    assert decoder.feed(struct.pack("!H", 10) + b"abc") == []
+    assert decoder.partial
+
+
+def test_random_bytes_only_ever_raise_frame_error() -> None:
+    rng = random.Random(11)
+    for _ in range(2000):
+        decoder = FrameDecoder(rng.choice((UDP, ICMP)))
+        try:
+            decoder.feed(bytes(rng.getrandbits(8) for _ in range(rng.randint(0, 64))))
+        except FrameError:
+            pass
+
+
+def test_checksum_matches_rfc1071_example() -> None:
+    # RFC 1071's example words sum to 0xddf2; the checksum is its complement.
+    assert checksum(bytes.fromhex("0001f203f4f5f6f7")) == 0xFFFF - 0xDDF2
+    assert checksum(echo(8, 1, 2, b"odd")) == 0  # a message with its checksum sums to zero
+
+
+def test_echo_request_in_an_ipv4_packet_parses_back() -> None:
+    packet = ipv4_packet(SRC, DST, ICMP, echo(8, 0x1234, 7, b"payload"))
+    assert checksum(packet[:20]) == 0
+    assert parse_echo_request(packet) == (SRC, DST, 0x1234, 7, b"payload")
+    assert parse_echo_reply(ipv4_packet(DST, SRC, ICMP, echo(0, 0x1234, 7, b"payload"))) == (0x1234, 7, b"payload")
+
+
+@pytest.mark.parametrize("mutate", [
+    lambda p: p[:27],                                        # too short
+    lambda p: bytes([0x65]) + p[1:],                         # IPv6 version nibble
+    lambda p: p[:9] + bytes([17]) + p[10:],                  # UDP, not ICMP
+    lambda p: p[:20] + bytes([0]) + p[21:],                  # an echo reply, not a request
+    lambda p: p[:-1] + bytes([p[-1] ^ 1]),                   # bad ICMP checksum
+    lambda p: p[:6] + b"\x20\x00" + p[8:],                   # more fragments
+])
+def test_anything_but_a_clean_echo_request_is_ignored(mutate) -> None:
+    packet = ipv4_packet(SRC, DST, ICMP, echo(8, 1, 1, b"data"))
+    assert parse_echo_request(mutate(packet)) is None
+
+
+def test_admin_prohibited_goes_back_from_the_destination_quoting_the_echo() -> None:
+    request = ipv4_packet(SRC, DST, ICMP, echo(8, 9, 1, b"data-data"))
+    error = admin_prohibited(request)
+    assert (IPv4Address(error[12:16]), IPv4Address(error[16:20])) == (DST, SRC)
+    icmp = error[20:]
+    assert (icmp[0], icmp[1], checksum(icmp)) == (3, 13, 0)
+    assert icmp[8:] == request[:28]
+
+
+def test_orig_dst_reads_the_sockaddr() -> None:
+    sockaddr = struct.pack("=H", socket.AF_INET) + struct.pack("!H", 5001) + socket.inet_aton("172.18.40.10") + bytes(8)
+    assert orig_dst([(socket.SOL_IP, 20, sockaddr)]) == ("172.18.40.10", 5001)
+    assert orig_dst([(socket.SOL_IP, 7, sockaddr)]) is None
+
+
+def _pump_pair(expect_reply: bool, first: list[bytes] = ()) -> tuple[DatagramPump, socket.socket, socket.socket, threading.Thread, dict]:
+    """A pump between a datagram socketpair (the app) and a stream socketpair (the tunnel), run in a thread."""
+    app_near, app_far = socket.socketpair(socket.AF_UNIX, socket.SOCK_DGRAM)
+    tun_near, tun_far = socket.socketpair(socket.AF_UNIX, socket.SOCK_STREAM)
+    endpoint = Endpoint([app_near], app_near.send)
+    pump = DatagramPump(endpoint, tun_near, proto=UDP, idle=5, expect_reply=expect_reply, first=first)
+    box: dict = {}
+    thread = threading.Thread(target=lambda: box.setdefault("result", pump.run()))
+    thread.start()
+    return pump, app_far, tun_far, thread, box
+
+
+def _recv_exact(sock: socket.socket, n: int) -> bytes:
+    data = b""
+    while len(data) < n:
+        chunk = sock.recv(n - len(data))
+        assert chunk
+        data += chunk
+    return data
+
+
+def test_pump_frames_both_ways_and_closes_when_the_far_end_does() -> None:
+    pump, app, tunnel, thread, box = _pump_pair(expect_reply=True, first=[b"first"])
+    app.settimeout(5)
+    tunnel.settimeout(5)
+    assert _recv_exact(tunnel, 7) == encode_frame(UDP, b"first")
+    app.send(b"second")
+    assert _recv_exact(tunnel, 8) == encode_frame(UDP, b"second")
+    tunnel.sendall(encode_reply(Status.OK) + encode_frame(UDP, b"back") + encode_frame(UDP, b""))
+    assert app.recv(100) == b"back"
+    assert app.recv(100) == b""
+    tunnel.close()
+    thread.join(5)
+    result = box["result"]
+    assert (result.outcome, result.status, result.up, result.down) == (Outcome.CLOSED, Status.OK, 11, 4)
+
+
+def test_pump_refused_by_the_far_end() -> None:
+    _pump, _app, tunnel, thread, box = _pump_pair(expect_reply=True, first=[b"x"])
+    tunnel.sendall(encode_reply(Status.DENIED, "no-udp"))
+    thread.join(5)
+    assert (box["result"].outcome, box["result"].status, box["result"].rule) == (Outcome.REFUSED, Status.DENIED, "no-udp")
+
+
+def test_pump_resets_on_a_malformed_frame_and_on_a_truncated_one() -> None:
+    _pump, _app, tunnel, thread, box = _pump_pair(expect_reply=False)
+    tunnel.sendall(struct.pack("!H", 65535))
+    thread.join(5)
+    assert box["result"].outcome is Outcome.RESET
+    _pump, _app, tunnel, thread, box = _pump_pair(expect_reply=False)
+    tunnel.sendall(struct.pack("!H", 100) + b"cut")
+    tunnel.close()
+    thread.join(5)
+    assert box["result"].outcome is Outcome.RESET
+
+
+def test_pump_abort_ends_it_from_another_thread() -> None:
+    pump, _app, _tunnel, thread, box = _pump_pair(expect_reply=False)
+    pump.abort()
+    thread.join(5)
+    assert box["result"].outcome is Outcome.ABORTED
