@@ -272,6 +272,9 @@ class Agent:
             # Ingress enforcement in the kernel: judged on the original 5-tuple at input, intercepted packets only.
             filter_table.apply(policy, table=config.filter_table, hook="input", mark=plan.fwmark)
             self._filter_installed = config.filter_table
+        elif self._filter_installed:
+            filter_table.remove(self._filter_installed)  # nothing is intercepted any more
+            self._filter_installed = None
 
     def teardown(self) -> None:
         """Remove everything this agent made; safe to call more than once."""

@@ -242,6 +242,41 @@ def test_malformed_datagram_frames_do_not_stop_the_agent(seed: Seed000, echoes: 
     assert _ping(seed, "awsapp", AZ_APP).returncode == 0
 
 
+def _reload(seed: Seed000, node: str, config: dict[str, object]) -> None:
+    agent = seed.agents[node]
+    before = agent.log().count("agent.reloaded")
+    seed.write_config(node, config)
+    agent.signal(1)
+    deadline = time.monotonic() + 10
+    while agent.log().count("agent.reloaded") == before:
+        assert time.monotonic() < deadline, agent.log()[-2000:]
+        assert "agent.reload_refused" not in agent.current_log(), agent.log()[-2000:]
+        time.sleep(0.05)
+
+
+def test_reload_replaces_and_removes_the_icmp_objects(seed: Seed000, echoes: dict[int, UdpEcho]) -> None:
+    conn = seed.ns("conn")
+    original = seed.read_config("conn")
+    wider = json.loads(json.dumps(original))
+    wider["peers"][0]["cidrs"].append("192.0.2.0/24")
+    _reload(seed, "conn", wider)
+    assert "from 10.30.40.0/24 to 192.0.2.0/24 ipproto icmp lookup 4644" in conn.ip_rules()
+    assert _ping(seed, "awsapp", AZ_APP).returncode == 0
+    # No remote CIDRs left: the connector intercepts nothing, and every object it made for that is gone.
+    alone = json.loads(json.dumps(original))
+    alone["peers"][0]["cidrs"] = []
+    _reload(seed, "conn", alone)
+    assert "ipproto icmp" not in conn.ip_rules()
+    assert "transit-icmp" not in conn.exec("ip", "link").stdout
+    assert conn.exec("ip", "route", "show", "table", "4644", check=False).stdout.strip() == ""
+    assert conn.nft_tables() == []
+    _reload(seed, "conn", original)
+    assert "from 10.30.40.0/24 to 172.18.40.0/24 ipproto icmp lookup 4644" in conn.ip_rules()
+    assert "192.0.2.0/24" not in conn.ip_rules()
+    assert _ping(seed, "awsapp", AZ_APP).returncode == 0
+    assert _udp_exchange(seed, [b"after reloads"]) == [b"after reloads"]
+
+
 def test_without_the_agent_nothing_passes(seed: Seed000, echoes: dict[int, UdpEcho]) -> None:
     """The permits above come from the agents, not from plain routing: stop the connector's and they stop."""
     conn = seed.agents["conn"]
