@@ -25,6 +25,58 @@ _PROBE = (
     "s.sendall(b'GET / HTTP/1.0\\r\\n\\r\\n')\n"
     "sys.exit(0 if s.recv(64).startswith(b'HTTP/1.0 200') else 3)\n"
 )
+# UDP: one datagram to the host's UDP echo server; the same bytes back means permit.
+UDP_PROBE = (
+    "import os, socket, sys\n"
+    "s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)\n"
+    "s.settimeout(float(sys.argv[3]))\n"
+    "s.connect((sys.argv[1], int(sys.argv[2])))\n"
+    "data = b'transit-udp-' + os.urandom(8).hex().encode()\n"
+    "s.send(data)\n"
+    "try:\n"
+    "    sys.exit(0 if s.recv(65535) == data else 3)\n"
+    "except (TimeoutError, ConnectionRefusedError):\n"
+    "    sys.exit(1)\n"
+)
+# ICMP: echo requests from a raw socket (no ping binary needed). Exit 0 when every one is answered
+# by the destination itself, 4 when refused (destination unreachable quoting our echo), 1 otherwise.
+PING_PROBE = (
+    "import os, socket, struct, sys, time\n"
+    "dst, count, wait = sys.argv[1], int(sys.argv[2]), float(sys.argv[3])\n"
+    "def csum(b):\n"
+    "    b += bytes(len(b) % 2)\n"
+    "    t = sum(struct.unpack('!%dH' % (len(b) // 2), b))\n"
+    "    while t >> 16:\n"
+    "        t = (t & 0xffff) + (t >> 16)\n"
+    "    return ~t & 0xffff\n"
+    "s = socket.socket(socket.AF_INET, socket.SOCK_RAW, socket.IPPROTO_ICMP)\n"
+    "ident, got, filtered = os.getpid() & 0xffff, 0, 0\n"
+    "for seq in range(1, count + 1):\n"
+    "    data = b'transit-ping-' + os.urandom(8).hex().encode()\n"
+    "    head = struct.pack('!BBHHH', 8, 0, 0, ident, seq)\n"
+    "    s.sendto(struct.pack('!BBHHH', 8, 0, csum(head + data), ident, seq) + data, (dst, 0))\n"
+    "    end = time.monotonic() + wait\n"
+    "    while end - time.monotonic() > 0:\n"
+    "        s.settimeout(end - time.monotonic())\n"
+    "        try:\n"
+    "            pkt, (src, _) = s.recvfrom(65535)\n"
+    "        except (TimeoutError, OSError):\n"
+    "            break\n"
+    "        icmp = pkt[(pkt[0] & 15) * 4:]\n"
+    "        if icmp[0] == 0 and src == dst and icmp[4:8] == struct.pack('!HH', ident, seq) and icmp[8:] == data:\n"
+    "            got += 1\n"
+    "            break\n"
+    "        inner = icmp[8:]\n"
+    "        if icmp[0] == 3 and len(inner) >= 28 and socket.inet_ntoa(inner[16:20]) == dst:\n"
+    "            quoted = inner[(inner[0] & 15) * 4:]\n"
+    "            if quoted[:1] == b'\\x08' and quoted[4:8] == struct.pack('!HH', ident, seq):\n"
+    "                filtered += 1\n"
+    "                break\n"
+    "    if seq < count:\n"
+    "        time.sleep(0.2)\n"
+    "print(f'{count} sent, {got} received, {filtered} filtered')\n"
+    "sys.exit(0 if got == count else 4 if filtered else 1)\n"
+)
 
 
 @dataclass(frozen=True)
@@ -34,7 +86,8 @@ class FlowResult:
     test: str
     src: str
     dst: str
-    port: int
+    port: int | None
+    proto: str
     expect: str
     observed: str
 
@@ -72,12 +125,25 @@ def find_local_outputs(outputs: Any) -> dict[str, Any] | None:
     return None
 
 
+def probe_argv(flow: dict[str, Any], timeout: float = CONNECT_TIMEOUT) -> list[str]:
+    """The command that sends one flow from its host namespace (tcp, udp or icmp)."""
+    script, args = {
+        "tcp": (_PROBE, [flow["dst"], str(flow["port"]), str(timeout)]),
+        "udp": (UDP_PROBE, [flow["dst"], str(flow["port"]), str(timeout)]),
+        "icmp": (PING_PROBE, [flow["dst"], "1", str(timeout)]),
+    }[flow.get("proto", "tcp")]
+    return ["ip", "netns", "exec", flow["src_ns"], "python3", "-c", script, *args]
+
+
 def send_flow(flow: dict[str, Any], timeout: float = CONNECT_TIMEOUT) -> FlowResult:
-    """Open a TCP connection from the flow's host namespace; an HTTP answer means permit."""
-    argv = ["ip", "netns", "exec", flow["src_ns"], "python3", "-c", _PROBE, flow["dst"], str(flow["port"]), str(timeout)]
-    done = subprocess.run(argv, capture_output=True, timeout=timeout + 5, check=False)
+    """Send one flow from its host namespace: permit means the destination answered.
+
+    tcp: an HTTP answer from the app server; udp: the datagram echoed by the
+    host's UDP echo server; icmp: an echo reply from the destination itself.
+    """
+    done = subprocess.run(probe_argv(flow, timeout), capture_output=True, timeout=timeout + 5, check=False)
     observed = "permit" if done.returncode == 0 else "deny"
-    return FlowResult(flow["test"], flow["src"], flow["dst"], int(flow["port"]), flow["expect"], observed)
+    return FlowResult(flow["test"], flow["src"], flow["dst"], flow.get("port"), flow.get("proto", "tcp"), flow["expect"], observed)
 
 
 def read_sessions(router: dict[str, Any]) -> list[Session]:
@@ -146,17 +212,14 @@ def local_check(
         console.print(f"[red]stack {stack} has no local fabric outputs (flows, routers); run `pulumi up -s {stack}`[/red]")
         raise typer.Exit(EXIT_FAILED)
 
-    flows = [send_flow(f) for f in local["flows"] if f["proto"] == "tcp"]
-    skipped = [f for f in local["flows"] if f["proto"] != "tcp"]
+    flows = [send_flow(f) for f in local["flows"]]
     table = Table(title=f"Flows (policy.tests, sent for real on {local['prefix']})")
     for column in ("test", "from", "to", "expect", "observed", ""):
         table.add_column(column)
     for f in flows:
         mark = "[green]ok[/green]" if f.ok else "[red]MISMATCH[/red]"
-        table.add_row(f.test.removeprefix("policy."), f.src, f"{f.dst}:{f.port}", f.expect, f.observed, mark)
-    for f in skipped:  # the agents carry TCP only (issue 3); say so instead of hiding the test
-        to = f"{f['dst']}:{f['port']}/{f['proto']}" if f["port"] else f"{f['dst']}/{f['proto']}"
-        table.add_row(f["test"].removeprefix("policy."), f["src"], to, f["expect"], "not sent", "[yellow]tcp only[/yellow]")
+        to = f"{f.dst}:{f.port}/{f.proto}" if f.port else f"{f.dst}/{f.proto}"
+        table.add_row(f.test.removeprefix("policy."), f.src, to, f.expect, f.observed, mark)
     console.print(table)
 
     sessions = wait_sessions(local["routers"], wait)

@@ -56,8 +56,16 @@ def required_secrets(layout: Layout) -> list[str]:
     return list(dict.fromkeys(keys))
 
 
+UDP_SEND = ("python3 -c \"import socket; s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM); s.settimeout(3); "
+            "s.sendto(b'hello', ('{dst}', {port})); print(s.recv(100))\"")
+
+
 def flow_command(flow: Any) -> str:
-    """A command a user can paste to send one policy test's flow."""
+    """A command a user can paste to send one policy test's flow (tcp: curl; udp: one datagram echoed; icmp: ping)."""
+    if flow.proto == "udp":
+        return f"ip netns exec {flow.src_ns} " + UDP_SEND.format(dst=flow.dst, port=flow.port)
+    if flow.proto == "icmp":
+        return f"ip netns exec {flow.src_ns} ping -c 1 -W 1 {flow.dst}"
     return f"ip netns exec {flow.src_ns} {CURL} http://{flow.dst}:{flow.port}/"
 
 
@@ -134,13 +142,17 @@ class LocalFabric(pulumi.ComponentResource):
                    opts=pulumi.ResourceOptions(parent=self, depends_on=list(ready_of[agent.ns])))
 
         for host in layout.hosts:
-            if not host.ports:
+            if not host.ports and not host.udp_ports:
                 continue
             argv = [str(BIN / "python"), "-m", "components.local.app_server", "--bind", host.address]
             for port in host.ports:
                 argv += ["--port", str(port)]
+            for port in host.udp_ports:
+                argv += ["--udp-port", str(port)]
+            # Ready once its first TCP port listens (UDP ports are bound before it); UDP-only hosts are ready at start.
             Daemon(f"{name}-app-{short(host.ns)}", name=f"{host.ns}-app", ns=host.ns, argv=argv,
-                   ready_port=host.ports[0], opts=pulumi.ResourceOptions(parent=self, depends_on=list(ready_of[host.ns])))
+                   ready_port=host.ports[0] if host.ports else None,
+                   opts=pulumi.ResourceOptions(parent=self, depends_on=list(ready_of[host.ns])))
 
         self.namespaces = pulumi.Output.from_input({short(ns.name): ns.name for ns in layout.namespaces})
         self.outputs = {
@@ -149,8 +161,7 @@ class LocalFabric(pulumi.ComponentResource):
             "hosts": [h.model_dump() for h in layout.hosts],
             "links": [link.model_dump(exclude_none=True) for link in layout.links],
             "routers": [{"ns": r.ns, "name": r.config.name, "asn": r.config.asn} for r in layout.routers],
-            "flows": [{**f.model_dump(), "command": flow_command(f) if f.proto == "tcp" else None}
-                      for f in layout.flows],
+            "flows": [{**f.model_dump(), "command": flow_command(f)} for f in layout.flows],
             "bgp_commands": [f"ip netns exec {r.ns} vtysh -N {r.config.name} -c 'show bgp summary'"
                              for r in layout.routers],
             "ca_cert_pem": self.ca.cert_pem,

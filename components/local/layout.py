@@ -106,13 +106,14 @@ class RouteTable(_Model):
 
 
 class HostSpec(_Model):
-    """An app host: one address in a network and the TCP ports it serves."""
+    """An app host: one address in a network, the TCP ports it serves and the UDP ports it echoes on."""
 
     ns: str
     network: str
     address: str
     gateway: str
     ports: list[int]
+    udp_ports: list[int] = Field(default_factory=list)
 
 
 class AgentSpec(_Model):
@@ -331,7 +332,8 @@ class _Builder:
                 addr_a=f"{address}/{hsub.prefixlen}", ns_b=net_ns, if_b=f"h{h}", master_b="br0"))
             self.add_route(host_ns, "0.0.0.0/0", str(gw))
             self.hosts.append(HostSpec(ns=host_ns, network=network.name, address=str(address),
-                                       gateway=str(gw), ports=self.ports_at(address)))
+                                       gateway=str(gw), ports=self.ports_at(address),
+                                       udp_ports=self.ports_at(address, "udp")))
         edge = home_edge(self.spec, network)
         remote = [str(c) for c in self.remote_cidrs(network)]
         if network.attach == "native":
@@ -456,9 +458,10 @@ class _Builder:
     def remote_cidrs(self, network: Network) -> list[IPv4Network]:
         return [c for n in self.spec.networks if n.name != network.name for c in n.cidrs]
 
-    def ports_at(self, address: IPv4Address) -> list[int]:
+    def ports_at(self, address: IPv4Address, proto: str = "tcp") -> list[int]:
+        """The `proto` ports the policy tests aim at `address` (what its app server must serve)."""
         return sorted({t.port for t in self.spec.policy.tests
-                       if t.proto == "tcp" and t.port and self.target_address(t.to) == address})
+                       if t.proto == proto and t.port and self.target_address(t.to) == address})
 
     def flows(self) -> list[FlowSpec]:
         by_address = {h.address: h for h in self.hosts}

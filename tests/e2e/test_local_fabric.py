@@ -1,9 +1,11 @@
 """`pulumi up` of the local target with the real CLI, on seed 000's and seed 004's fabrics.
 
-One test per fabric walks the whole lifecycle on a fresh stack: up; the policy
-tests' flows give the policy's verdicts with real traffic; BGP sessions come up
-and each side of the cloud router learns the other's prefixes; a second up
-changes nothing; refresh notices a killed agent and up brings it back; the MD5
+One test per fabric walks the whole lifecycle on a fresh stack: up; every
+policy test's flow (tcp, udp and icmp) gives the policy's verdict with real
+traffic; BGP sessions come up and each side of the cloud router learns the
+other's prefixes; a second up changes nothing; with an edge agent stopped
+no permitted flow gets an answer (the agents carry them, not plain routing);
+refresh notices the dead agent and up brings it back; the MD5
 keys and private keys never appear in state or outputs; destroy leaves no
 namespace, process, FRR or daemon file behind.
 """
@@ -68,9 +70,18 @@ def _wait_established(routers: list[dict], timeout: float = 40) -> list:
 
 
 def _check_flows(local: dict) -> None:
-    results = [send_flow(flow) for flow in local["flows"] if flow["proto"] == "tcp"]
-    assert results, "the fabric has no TCP policy tests to send"
-    assert [(r.test, r.observed) for r in results] == [(r.test, r.expect) for r in results]
+    """Every policy test of the fabric, whatever its protocol, sent for real: the verdict the policy says."""
+    results = [send_flow(flow) for flow in local["flows"]]
+    assert len(results) == len(local["flows"]) > 0
+    assert [(r.test, r.proto, r.observed) for r in results] == [(r.test, r.proto, r.expect) for r in results]
+
+
+def _check_nothing_passes_without(local: dict) -> None:
+    """With an agent on every path stopped, no permitted flow is answered: permits come from the agents."""
+    permitted = [flow for flow in local["flows"] if flow["expect"] == "permit"]
+    assert permitted
+    results = [send_flow(flow, timeout=1.5) for flow in permitted]
+    assert [(r.test, r.proto, r.observed) for r in results] == [(r.test, r.proto, "deny") for r in results]
 
 
 def _check_dc_traffic_reaches_its_connector(local: dict) -> None:
@@ -139,8 +150,15 @@ def test_local_fabric_lifecycle(make_stack, fabric_file: str, learns: dict[str, 
     again = stack.pulumi("up", "--yes", "--skip-preview", "--expect-no-changes")
     assert "unchanged" in again.stdout
 
+    # Every flow of these fabrics crosses both edges: stop one edge's agent (it removes its kernel state)
+    # and nothing permitted gets through, by any protocol.
     agent_dir = next(Path("/run/transit").glob(f"{prefix}-agent-edge-*"))
-    os.killpg(int((agent_dir / "pid").read_text()), 9)
+    pid = int((agent_dir / "pid").read_text())
+    os.killpg(pid, 15)
+    deadline = time.monotonic() + 15
+    while Path(f"/proc/{pid}").exists() and time.monotonic() < deadline:
+        time.sleep(0.1)
+    _check_nothing_passes_without(local)
     refreshed = stack.pulumi("refresh", "--yes", "--skip-preview")
     assert "deleted" in refreshed.stdout
     stack.pulumi("up", "--yes", "--skip-preview")

@@ -20,8 +20,8 @@ def test_finds_the_local_hand_off_wherever_the_stack_exports_it() -> None:
 
 
 def test_flow_and_session_verdicts() -> None:
-    assert FlowResult("t", "a", "b", 22, "deny", "deny").ok
-    assert not FlowResult("t", "a", "b", 22, "deny", "permit").ok
+    assert FlowResult("t", "a", "b", 22, "tcp", "deny", "deny").ok
+    assert not FlowResult("t", "a", "b", 22, "tcp", "deny", "permit").ok
     assert Session("cr", "10.0.0.1", 64512, "Established", 1, 2, "dx").ok
     assert not Session("cr", "10.0.0.1", 64512, "Active", 0, 0, "dx").ok
 
