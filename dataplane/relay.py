@@ -17,8 +17,9 @@ TCP FIN alone would let anyone on the path truncate a stream unnoticed. With
 frames, a half-close is explicit and authenticated, and a tunnel that ends
 without the end frame is a truncation: the application gets a reset. Relays do
 not parse frames; they pass bytes and FINs through. The payload of a frame is
-read straight into the buffer behind a reserved 4-byte header, so framing adds
-no copy on the sending side and at most a compaction on the receiving side.
+read straight into the buffer behind a reserved 4-byte header, and on the
+receiving side the payload spans between frame headers are written with one
+sendmsg (scatter-gather), so framing adds no copy on either side.
 
 A reset or a TLS error on either side resets both. `abort()` (path failover,
 shutdown) resets both from any thread.
@@ -40,6 +41,7 @@ from dataplane.header import HeaderError, Status, decode_reply, reply_length
 MIN_BUFFER = 16 * 1024
 MAX_BUFFER = 512 * 1024
 FRAME_HEADER = 4
+IOV_MAX = 1024  # most iovecs one sendmsg takes (Linux UIO_MAXIOV)
 MAX_FRAME = MAX_BUFFER
 END_FRAME = bytes(FRAME_HEADER)
 _READ = select.POLLIN | select.POLLPRI
@@ -146,7 +148,7 @@ class _Direction:
         self.buf: bytearray | None = None  # allocated when bytes arrive, dropped again while idle
         self.view = memoryview(b"")
         self.size = MIN_BUFFER
-        self.out: memoryview | None = None
+        self.out: list[memoryview] | None = None  # what is read and not yet written: one span, or a frame's payload spans
         self.count = 0
         self.eof = False
         self.done = False
@@ -205,21 +207,22 @@ class _Direction:
         if got:
             if self.mode == "encode":
                 struct.pack_into("!I", self.buf, 0, got)
-                self.out = self.view[:total]
+                self.out = [self.view[:total]]
                 self.count += got
             elif self.mode == "decode":
-                kept = self._deframe(got)
-                self.out = self.view[:kept] if kept else None
-                self.count += kept
+                spans = self._deframe(got)
+                self.out = spans or None
+                self.count += sum(len(span) for span in spans)
             else:
-                self.out = self.view[:total]
+                self.out = [self.view[:total]]
                 self.count += got
         return got
 
-    def _deframe(self, n: int) -> int:
-        """Strip frame headers (and the reply) from view[:n] in place; returns payload bytes kept."""
+    def _deframe(self, n: int) -> list[memoryview]:
+        """The payload spans of view[:n], frame headers (and the reply) left out; nothing is moved."""
         view = self.view
-        src = dst = 0
+        spans: list[memoryview] = []
+        src = 0
         while src < n:
             if self.expect_reply and not self.reply_ready:
                 self.reply += view[src:src + 1]
@@ -245,12 +248,10 @@ class _Direction:
                         self.frame_left = length
                 continue
             take = min(self.frame_left, n - src)
-            if dst != src:
-                view[dst:dst + take] = view[src:src + take]
-            dst += take
+            spans.append(view[src:src + take])
             src += take
             self.frame_left -= take
-        return dst
+        return spans
 
     def release(self) -> None:
         """Drop the buffer while the stream is parked (the next read allocates a small one)."""
@@ -262,18 +263,24 @@ class _Direction:
         out = self.out
         assert out is not None
         try:
-            sent = self.dst.send(out)
+            # Several spans only come from deframing, whose destination is a plain socket.
+            sent = self.dst.send(out[0]) if len(out) == 1 else self.dst.sendmsg(out[:IOV_MAX])
         except (ssl.SSLWantWriteError, BlockingIOError, InterruptedError):
             self.can_write, self.write_wants = False, _WRITE
             return False
         except ssl.SSLWantReadError:
             self.can_write, self.write_wants = False, _READ
             return False
-        if sent >= len(out):
-            self.out = None
-        else:
-            self.out = out[sent:]
-            self.can_write = False
+        left, done = sent, 0
+        while done < len(out) and left >= len(out[done]):
+            left -= len(out[done])
+            done += 1
+        rest = out[done:]
+        if rest and left:
+            rest[0] = rest[0][left:]
+        self.out = rest or None
+        if rest and sent < sum(len(span) for span in out[:IOV_MAX]):
+            self.can_write = False  # a short write: the socket buffer is full, poll says when it drains
         return sent > 0
 
     def finish_if_drained(self) -> None:
@@ -286,7 +293,7 @@ class _Direction:
         if self.closing:
             self.done = True
         elif self.mode == "encode" and self.eof:
-            self.out = memoryview(END_FRAME)
+            self.out = [memoryview(END_FRAME)]
             self.closing = True
         elif self.mode == "decode" and self.end_seen:
             _shutdown(self.dst, socket.SHUT_WR)

@@ -93,6 +93,29 @@ def test_truncated_tunnel_resets_the_application() -> None:
         server_side.recv(100)
 
 
+def test_many_small_frames_arrive_whole_through_a_slow_destination() -> None:
+    """Thousands of frames in one read become more payload spans than one sendmsg takes, and a
+    small send buffer forces short writes that end inside a span: every byte arrives, in order."""
+    sizes = [1 + (i * 7919) % 300 for i in range(6000)]
+    payloads = [os.urandom(size) for size in sizes]
+    blob = b"".join(struct.pack("!I", len(p)) + p for p in payloads) + END_FRAME
+    server_side, app = _pair()
+    app.setsockopt(socket.SOL_SOCKET, socket.SO_SNDBUF, 4096)
+    tunnel, far = _pair()
+    thread, box = _run(Pump(tunnel, app, idle=10, framed="a"))
+    far.sendall(blob)
+    far.shutdown(socket.SHUT_WR)
+    received = bytearray()
+    while chunk := server_side.recv(1500):
+        received += chunk
+        time.sleep(0.0005 if len(received) % 7 == 0 else 0)
+    server_side.close()
+    far.close()
+    thread.join(5)
+    assert bytes(received) == b"".join(payloads)
+    assert box["result"].up == sum(sizes)
+
+
 @pytest.mark.parametrize("blob", [struct.pack("!I", 0xFFFFFFF0) + b"x", END_FRAME + b"extra"])
 def test_malformed_frames_reset(blob: bytes) -> None:
     server_side, app = _pair()
