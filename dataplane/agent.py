@@ -30,6 +30,7 @@ import sys
 import threading
 import time
 from collections.abc import Callable
+from ipaddress import IPv4Address
 from pathlib import Path
 
 from dataplane import filter_table, intercept, sysctl
@@ -218,11 +219,17 @@ class Agent:
         endpoint = Endpoint(host="127.0.0.1", port=config.listen.intercept_port)  # type: ignore[arg-type]
         tcp = Listener("intercept", endpoint, self.forwarder.handle_intercepted, self.workers, transparent=True)
         try:
-            udp = UdpInterceptor(config.listen.intercept_port, self.forwarder.handle_datagrams, self.workers)
+            udp = UdpInterceptor(config.listen.intercept_port, self.forwarder.handle_datagrams, self.workers, wanted=self._intercepts)
         except OSError:
             tcp.stop()
             raise
         return InterceptListeners(tcp, udp)
+
+    def _intercepts(self, src: str, dst: str) -> bool:
+        """Is (src, dst) a flow interception takes under the config in force: local source, remote destination?"""
+        rt = self._runtime
+        source, destination = IPv4Address(src), IPv4Address(dst)
+        return any(source in cidr for cidr in rt.config.local_cidrs) and rt.router.peer_for(destination) is not None
 
     def _install_icmp(self, config: AgentConfig) -> None:
         """The ICMP TUN, its route and rules: created, updated or removed to match `config`."""

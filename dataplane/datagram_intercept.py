@@ -139,8 +139,9 @@ class _Reader:
 class UdpInterceptor:
     """The transparent UDP socket TPROXY sends intercepted datagrams to, and its session table."""
 
-    def __init__(self, port: int, handler: Handler, workers: Workers) -> None:
+    def __init__(self, port: int, handler: Handler, workers: Workers, *, wanted: Callable[[str, str], bool]) -> None:
         self.port = port
+        self._wanted = wanted  # (src, dst): is this a flow interception should take (local to remote)?
         self._handler = handler
         self._workers = workers
         self.sessions = _Sessions()
@@ -178,6 +179,8 @@ class UdpInterceptor:
             if original is None:
                 continue
             dst, dport = original
+            if not self._wanted(src, dst):
+                continue  # sent to the socket itself, not intercepted: nothing to carry
             key = (src, sport, dst, dport)
             writer = self.sessions.get(key)
             if writer is not None:
