@@ -400,14 +400,32 @@ def _measure(results: dict[str, Any], errors: dict[str, str], key: str, action: 
     return value
 
 
+def _cpu_jiffies() -> tuple[int, int]:
+    """(busy, total) jiffies of the whole machine from /proc/stat (idle and iowait are not busy)."""
+    with open("/proc/stat") as stat:
+        fields = [int(x) for x in stat.readline().split()[1:]]
+    return sum(fields) - fields[3] - fields[4], sum(fields)
+
+
 def _sampled(m: dict[str, Any], errors: dict[str, str], key: str, action: Callable[[], float]) -> None:
-    """One more sample of a throughput figure; the figure is the median of its samples."""
+    """One more sample of a throughput figure; the figure is the median of its samples.
+
+    Each sample also records how many cores the whole machine kept busy while it
+    ran: with every hop on the same CPUs, busy cores per Gbit/s is the path's
+    cost, and a path at `nproc` busy cores is bound by CPU rather than by itself.
+    """
+    busy0, total0 = _cpu_jiffies()
     value = _measure({}, errors, key, action)
+    busy1, total1 = _cpu_jiffies()
     if value is None:
         return
     samples = m.setdefault("samples", {}).setdefault(key, [])
     samples.append(value)
     m[key] = round(statistics.median(samples), 3)
+    cores = (busy1 - busy0) / max(1, total1 - total0) * (os.cpu_count() or 1)
+    busy = m.setdefault("busy_cores", {}).setdefault(key, [])
+    busy.append(cores)
+    m.setdefault("core_s_per_gb", {})[key] = round(statistics.median(c / (g / 8) for c, g in zip(busy, samples) if g), 3)
 
 
 def _reload_policy(topo: Seed000, rule_count: int, warm_tunnels: int = 2) -> None:
@@ -499,6 +517,10 @@ def _raw_with_table(topo: Seed000, count: int, m: dict[str, Any]) -> dict[str, A
     return {"apply_s": apply_s, "gbps": round(statistics.median(samples), 3), "samples": samples, "ttfb": latency}
 
 
+def _median(values: list[float] | None) -> float | None:
+    return round(statistics.median(values), 2) if values else None
+
+
 def _ratio(a: float | None, b: float | None) -> float | None:
     return round(a / b, 3) if a is not None and b else None
 
@@ -520,6 +542,9 @@ def _document(m: dict[str, Any], errors: dict[str, str], seconds: float) -> dict
         "raw_8flow_gbps": m.get("raw_8flow_gbps"),
         "stunnel_8flow_gbps": m.get("stunnel_8flow_gbps"),
         "transit_hop_by_hop_single_gbps": m.get("transit_hop_by_hop_single_gbps"),
+        # machine-wide CPU per GB moved by one flow: what each path costs when every hop shares the same cores
+        "core_s_per_gb": {path: m.get("core_s_per_gb", {}).get(f"{path}_single_gbps") for path in ("raw", "stunnel", "transit", "transit_hop_by_hop")},
+        "busy_cores_single": {path: _median(m.get("busy_cores", {}).get(f"{path}_single_gbps")) for path in ("raw", "stunnel", "transit", "transit_hop_by_hop")},
     }
     doc["ratios"] = {
         "transit_vs_stunnel_single": _ratio(doc["transit_single_gbps"], doc["stunnel_single_gbps"]),
@@ -548,6 +573,7 @@ def _document(m: dict[str, Any], errors: dict[str, str], seconds: float) -> dict
         "raw_rules": {str(count): m.get(f"raw_rules_{count}") for count in (10, 10_000)},  # str keys: JSON object keys
         "flows_1000": flows,
         "throughput_samples_gbps": m.get("samples", {}),
+        "busy_cores_samples": {key: [round(c, 2) for c in values] for key, values in m.get("busy_cores", {}).items()},
         "settings": {"iperf_seconds": DURATION, "rounds": {"single": ROUNDS, "8flow": ROUNDS_8FLOW, "rules": ROUNDS_RULES}, "ttfb_connections": TTFB_CONNECTIONS, "flows": FLOWS,
                      "iperf_port": IPERF_PORT, "policy": "seed 000 rules + non-matching app pairs before the permit",
                      "filter_enforcement": "transit: connector input hook (TPROXY'd packets) + user-space egress check; raw: connector forward hook"},
@@ -604,6 +630,7 @@ def readme_section(doc: dict[str, Any]) -> str:
         f"| new connection TTFB p50 / p99, ms | {lat('raw')} | {lat('stunnel')} | warm {lat('transit_warm')}; cold {lat('cold')} | cold p99 < 10 ms | {met('cold_ttfb_p99_ms')} |",
         f"| 1 flow with 10 / 10,000 rules, Gbit/s | {_fmt((raw_rules.get('10') or {}).get('gbps'))} / {_fmt((raw_rules.get('10000') or {}).get('gbps'))} | | {_fmt(doc['rules_10_gbps'])} / {_fmt(doc['rules_10000_gbps'])} | 10,000 within 5% of 10 | {met('rules_10000_vs_10')} ({_fmt(doc['ratios']['rules_10000_vs_10'], '×')}) |",
         f"| TTFB p50/p99 with 10 ; 10,000 rules, ms | {_ttfb_pair(raw_rules)} | | {lat('rules_10', '/')} ; {lat('rules_10000', '/')} | | |",
+        f"| 1 flow: busy cores of {doc['machine']['nproc']} ; core-seconds per GB | {_cost(doc, 'raw')} | {_cost(doc, 'stunnel')} | {_cost(doc, 'transit')} (hop-by-hop {_cost(doc, 'transit_hop_by_hop')}) | | |",
         f"| peak RSS per agent, {FLOWS} open flows, MB | | | {_fmt(doc['agent_rss_mb_1000_flows'])} (max of {', '.join(f'{k} {v}' for k, v in (d['flows_1000'].get('peak_rss_mb') or {}).items()) or '-'}) | < 150 MB | {met('agent_rss_mb_1000_flows')} |",
     ]
     machine = doc["machine"]
@@ -618,6 +645,11 @@ def readme_section(doc: dict[str, Any]) -> str:
         notes.append("")
         notes.append("Measurements that failed in this run: " + "; ".join(f"`{k}`: {v}" for k, v in doc["errors"].items()))
     return "\n".join([START, *rows, *notes, END])
+
+
+def _cost(doc: dict[str, Any], path: str) -> str:
+    busy, cost = doc["busy_cores_single"].get(path), doc["core_s_per_gb"].get(path)
+    return "not measured" if busy is None or cost is None else f"{busy} ; {cost}"
 
 
 def _ttfb_pair(raw_rules: dict[str, Any]) -> str:

@@ -83,3 +83,20 @@ def test_latency_summary_uses_nearest_rank_and_never_invents_figures() -> None:
     samples = [float(value) for value in range(200, 0, -1)]  # 1..200 ms, unsorted
     assert bench.latency_summary(samples, 3) == {"p50_ms": 100.5, "p99_ms": 198.0, "max_ms": 200.0, "failures": 3}
     assert bench.latency_summary([], 200) == {"p50_ms": None, "p99_ms": None, "max_ms": None, "failures": 200}
+
+
+def test_each_sample_records_the_machine_cpu_it_cost(monkeypatch: pytest.MonkeyPatch) -> None:
+    """150 of 200 jiffies busy on 2 CPUs is 1.5 cores; at 6 Gbit/s (0.75 GB/s) that is 2 core-seconds per GB."""
+    readings = iter([(1000, 4000), (1150, 4200), (2000, 5000), (2100, 5200)])
+    monkeypatch.setattr(bench, "_cpu_jiffies", lambda: next(readings))
+    monkeypatch.setattr(bench.os, "cpu_count", lambda: 2)
+    m: dict = {}
+    bench._sampled(m, {}, "transit_single_gbps", lambda: 6.0)
+    assert m["busy_cores"]["transit_single_gbps"] == [1.5]
+    assert m["core_s_per_gb"]["transit_single_gbps"] == 2.0
+    bench._sampled(m, {}, "transit_single_gbps", lambda: 4.0)  # 1.0 core at 0.5 GB/s: 2.0 again
+    assert m["core_s_per_gb"]["transit_single_gbps"] == 2.0
+    doc = bench._document({**_measured(), **m}, {}, 1.0)
+    assert doc["core_s_per_gb"]["transit"] == 2.0 and doc["busy_cores_single"]["transit"] == 1.25
+    assert doc["core_s_per_gb"]["raw"] is None
+    assert "1.25 ; 2.0" in bench.readme_section(doc)
