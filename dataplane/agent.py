@@ -173,7 +173,8 @@ class Agent:
         )
         self.parking = Parking()
         self.forwarder = Forwarder(
-            runtime=lambda: self._runtime, pool=self.pool, parking=self.parking, workers=self.workers, on_flow=self._flow_closed
+            runtime=lambda: self._runtime, pool=self.pool, parking=self.parking, workers=self.workers, on_flow=self._flow_closed,
+            icmp_delivery=lambda src, dst, ident: self._icmp.delivery(src, dst, ident) if self._icmp else None,
         )
         self.observer = Observer(
             config,

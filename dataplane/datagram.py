@@ -15,9 +15,11 @@ no half-close. Parsing is strict: a payload longer than the protocol allows
 `MAX_ICMP_DATA` after it) or a tunnel that ends inside a frame resets the
 stream; nothing a peer sends can do more than that.
 
-ICMP echo frames carry `sequence u16 | data`: the identifier is the header's
-source port at the ingress and a fresh one at the delivering agent, which
-re-originates the echo from its own address (see `IcmpOrigin`).
+ICMP echo frames carry `sequence u16 | data`; the identifier is the header's
+source port. The delivering agent re-originates the echo from the original
+source through its own ICMP TUN when it has one covering the flow
+(`datagram_intercept.IcmpInterceptor.delivery`), otherwise from its own
+address with a fresh identifier (`IcmpOrigin`).
 
 `DatagramPump` moves datagrams between an application-side `Endpoint` and the
 tunnel stream in one thread, with the interface `Forwarder` expects of a
@@ -150,6 +152,17 @@ def parse_echo_request(packet: bytes) -> tuple[IPv4Address, IPv4Address, int, in
     Strict: version 4, a consistent header and total length, no fragment,
     ICMP type 8 code 0 with a valid checksum.
     """
+    parsed = parse_echo(packet)
+    if parsed is None or parsed[0] != ICMP_ECHO_REQUEST:
+        return None
+    return parsed[1:]
+
+
+def parse_echo(packet: bytes) -> tuple[int, IPv4Address, IPv4Address, int, int, bytes] | None:
+    """(type, src, dst, identifier, sequence, data) of an IPv4 echo request (8) or reply (0), or None.
+
+    Strict as `parse_echo_request`.
+    """
     if len(packet) < 28 or packet[0] >> 4 != 4:
         return None
     ihl = (packet[0] & 0x0F) * 4
@@ -159,10 +172,10 @@ def parse_echo_request(packet: bytes) -> tuple[IPv4Address, IPv4Address, int, in
     if struct.unpack_from("!H", packet, 6)[0] & 0x3FFF:  # more fragments or an offset
         return None
     icmp = packet[ihl:total]
-    if icmp[0] != ICMP_ECHO_REQUEST or icmp[1] != 0 or checksum(icmp) != 0:
+    if icmp[0] not in (ICMP_ECHO_REQUEST, ICMP_ECHO_REPLY) or icmp[1] != 0 or checksum(icmp) != 0:
         return None
     ident, seq = struct.unpack_from("!HH", icmp, 4)
-    return IPv4Address(packet[12:16]), IPv4Address(packet[16:20]), ident, seq, bytes(icmp[8:])
+    return icmp[0], IPv4Address(packet[12:16]), IPv4Address(packet[16:20]), ident, seq, bytes(icmp[8:])
 
 
 def parse_echo_reply(packet: bytes) -> tuple[int, int, bytes] | None:

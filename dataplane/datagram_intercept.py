@@ -20,9 +20,16 @@ routed from local to remote, see `intercept.render_nft`). The reader thread
 takes echo requests, keys a session by (source, destination, identifier)
 and hands it to the Forwarder; replies come back as echo replies written
 into the TUN from the original destination to the original source, with
-correct checksums. Anything else read from the TUN is dropped. Because the
-request is routed into the TUN and never delivered locally, the kernel never
-answers an echo for a remote address.
+correct checksums. Because the request is routed into the TUN and never
+delivered locally, the kernel never answers an echo for a remote address.
+
+The same TUN keeps the client's address when this agent delivers an echo
+(`delivery`): the request is written into the TUN from the original source
+to the local destination, so the kernel routes it to the host like any
+packet; the host's reply, addressed to the remote source, is routed by the
+same rules back into the TUN, where the reader hands it to the delivery
+session keyed by (source, destination, identifier). Anything else read from
+the TUN is dropped.
 
 Sessions are bounded (`MAX_SESSIONS`); past that, new flows are dropped and
 logged.
@@ -42,7 +49,7 @@ from dataclasses import dataclass
 from ipaddress import IPv4Address, IPv4Network
 
 from dataplane import sysctl
-from dataplane.datagram import IP_TRANSPARENT, Endpoint, admin_prohibited, echo, inbox, ipv4_packet, parse_echo_request
+from dataplane.datagram import ICMP_ECHO_REPLY, ICMP_ECHO_REQUEST, IP_TRANSPARENT, Endpoint, admin_prohibited, echo, inbox, ipv4_packet, parse_echo
 from dataplane.header import ICMP, UDP
 from dataplane.intercept import KernelError
 from dataplane.logfmt import event
@@ -263,6 +270,7 @@ class IcmpInterceptor:
         self._handler = handler
         self._workers = workers
         self.sessions = _Sessions()
+        self.deliveries = _Sessions()
         self._forwarding_previous: dict[str, str] = {}
         self._fd = -1
         self._reader: _Reader | None = None
@@ -339,19 +347,50 @@ class IcmpInterceptor:
                 return
             except OSError:
                 return
-            parsed = parse_echo_request(packet)
+            parsed = parse_echo(packet)
             if parsed is None:
-                continue  # not an echo request: nothing else is carried, and nothing else is routed
-            src, dst, ident, seq, data = parsed
+                continue  # not an echo: nothing else is carried, and nothing else is routed
+            kind, src, dst, ident, seq, data = parsed
             if not any(src in net for net in self.plan.local) or not any(dst in net for net in self.plan.remote):
                 continue
             payload = struct.pack("!H", seq) + data
+            if kind == ICMP_ECHO_REPLY:
+                # A local host answering an echo this agent delivered from a remote source.
+                writer = self.deliveries.get((dst, src, ident))
+                if writer is not None:
+                    _offer(writer, payload)
+                continue
             key = (src, dst, ident)
             writer = self.sessions.get(key)
             if writer is not None:
                 _offer(writer, payload)
             else:
                 self._open(key, payload, packet)
+
+    def covers(self, src: IPv4Address, dst: IPv4Address) -> bool:
+        """True when the host's replies to `src` come back into this TUN (src remote, dst local)."""
+        return any(src in net for net in self.plan.remote) and any(dst in net for net in self.plan.local)
+
+    def delivery(self, src: IPv4Address, dst: IPv4Address, ident: int) -> Endpoint | None:
+        """The delivering side of an echo flow that keeps the client's address, or None if this TUN cannot.
+
+        Requests go into the TUN from `src` to `dst` with the client's own
+        identifier; the reader brings the host's replies back.
+        """
+        if not self.covers(src, dst):
+            return None
+        key = (src, dst, ident)
+        reader, writer = inbox()
+        if not self.deliveries.add(key, writer):
+            reader.close()
+            writer.close()
+            return None
+
+        def request(frame: bytes) -> None:
+            seq = struct.unpack_from("!H", frame)[0]
+            self._write(ipv4_packet(src, dst, ICMP, echo(ICMP_ECHO_REQUEST, ident, seq, frame[2:])))
+
+        return Endpoint([reader], request, on_close=lambda: self.deliveries.forget(key, writer))
 
     def _open(self, key: tuple[IPv4Address, IPv4Address, int], payload: bytes, packet: bytes) -> None:
         src, dst, ident = key

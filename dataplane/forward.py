@@ -177,8 +177,10 @@ class Forwarder:
         parking: Parking,
         workers: Workers,
         on_flow: Callable[[FlowRecord], None],
+        icmp_delivery: Callable[[IPv4Address, IPv4Address, int], Endpoint | None] | None = None,
     ) -> None:
         self._runtime = runtime
+        self._icmp_delivery = icmp_delivery  # echoes from the client's own address, when the agent's ICMP TUN can
         self._pool = pool
         self._parking = parking
         self._workers = workers
@@ -524,10 +526,15 @@ class Forwarder:
 
     def _destination(self, rt: Runtime, header: StreamHeader) -> Endpoint:
         """The delivering side of a datagram flow: a UDP socket (original source kept when configured), or
-        echoes re-originated from this agent's own address."""
+        echoes from the original source through the agent's ICMP TUN (when configured and the TUN covers
+        the flow), else re-originated from this agent's own address."""
         if header.proto == UDP:
             return udp_destination(header.src, header.dst, header.dport, preserve_source=rt.config.preserve_source)
         assert header.proto == ICMP
+        if rt.config.preserve_source and self._icmp_delivery is not None:
+            endpoint = self._icmp_delivery(header.src, header.dst, header.sport)
+            if endpoint is not None:
+                return endpoint
         return IcmpOrigin(header.dst).endpoint()
 
     def _splice(self, rt: Runtime, tls: ssl.SSLSocket, header: StreamHeader, from_peer: PeerConfig, in_path: str) -> None:

@@ -11,8 +11,9 @@ Three kernel objects, all owned by the agent and removed when it stops:
   destination (the TCP listener reads it with getsockname(), the UDP socket
   with IP_RECVORIGDSTADDR). With ICMP interception (`tun` set, see
   `datagram_intercept.IcmpInterceptor`, which owns the TUN and its routing)
-  a forward chain lets only echo requests from `local` to `remote` be routed
-  into the TUN and the agent's replies out of it, and drops anything else
+  a forward chain lets only echoes from `local` to `remote` be routed into
+  the TUN (requests to carry, replies to echoes the agent delivered) and the
+  agent's packets out of it, and drops anything else
   routed from `local` to `remote`, so nothing the fabric carries can bypass
   it as plain routing (and, when the agent had to switch forwarding on,
   everything else routed too);
@@ -82,7 +83,7 @@ def render_nft(plan: InterceptPlan, *, forward_drop: bool = False) -> str:
             "  chain forward {",
             "    type filter hook forward priority filter; policy accept;",
             f'    iifname "{plan.tun}" ip saddr @remote ip daddr @local accept',
-            f'    oifname "{plan.tun}" ip saddr @local ip daddr @remote icmp type echo-request accept',
+            f'    oifname "{plan.tun}" ip saddr @local ip daddr @remote icmp type {{ echo-request, echo-reply }} accept',
             f'    iifname "{plan.tun}" drop',
             f'    oifname "{plan.tun}" drop',
             "    ip saddr @local ip daddr @remote drop",

@@ -29,7 +29,7 @@ import pytest
 from dataplane.config import TlsPaths
 from dataplane.header import ICMP, UDP, Status, StreamHeader, decode_reply
 from dataplane.tls import build_contexts
-from tests.integration.netns import Netns
+from tests.integration.netns import Netns, in_netns
 from transit_cli.local_check import PING_PROBE
 from tests.integration.seed000 import AWS_APP, AZ_APP, DEFAULT_POLICY, EDGE_B, TUNNEL_LINKS, Seed000, identity
 
@@ -127,16 +127,62 @@ def _wait_flow(seed: Seed000, node: str, timeout: float = 5.0, **match: object) 
     return None
 
 
+def _reload(seed: Seed000, node: str, config: dict[str, object]) -> None:
+    agent = seed.agents[node]
+    before = agent.log().count("agent.reloaded")
+    seed.write_config(node, config)
+    agent.signal(1)
+    deadline = time.monotonic() + 10
+    while agent.log().count("agent.reloaded") == before:
+        assert time.monotonic() < deadline, agent.log()[-2000:]
+        assert "agent.reload_refused" not in agent.current_log(), agent.log()[-2000:]
+        time.sleep(0.05)
+
+
 def test_udp_exchange_passes_with_the_client_address(seed: Seed000, echoes: dict[int, UdpEcho]) -> None:
     payloads = [os.urandom(n) for n in (1, 100, 1400, 9000, 60000)]
     assert _udp_exchange(seed, payloads) == payloads
     assert echoes[5001].peers and echoes[5001].peers[-1][0] == AWS_APP  # the source address is kept
 
 
-def test_ping_passes_and_is_answered_by_the_real_host(seed: Seed000) -> None:
+class EchoWatch:
+    """A raw ICMP socket in a namespace: the sources of the echo requests that reached it."""
+
+    def __init__(self, ns: Netns) -> None:
+        self._sock = in_netns(ns.name, lambda: socket.socket(socket.AF_INET, socket.SOCK_RAW, socket.IPPROTO_ICMP))
+        self._sock.setblocking(False)
+
+    def sources(self) -> list[str]:
+        found = []
+        for _ in range(1000):
+            try:
+                packet = self._sock.recv(65535)
+            except BlockingIOError:
+                break
+            if packet[(packet[0] & 15) * 4] == 8:
+                found.append(socket.inet_ntoa(packet[12:16]))
+        self._sock.close()
+        return found
+
+
+def test_ping_passes_and_is_answered_by_the_real_host_seeing_the_client(seed: Seed000) -> None:
+    watch = EchoWatch(seed.ns("azapp"))
     done = _ping(seed, "awsapp", AZ_APP, count=3)
     assert done.returncode == 0, done.stdout + done.stderr
     assert "3 received" in done.stdout  # each reply came from the destination address, with our id and data
+    assert watch.sources() == [AWS_APP] * 3  # edge B wrote the echoes into its TUN from the client's address
+
+
+def test_ping_from_the_agents_own_address_without_preserve_source(seed: Seed000) -> None:
+    original = seed.read_config("edgeb")
+    _reload(seed, "edgeb", {**original, "preserve_source": False})
+    try:
+        watch = EchoWatch(seed.ns("azapp"))
+        done = _ping(seed, "awsapp", AZ_APP, count=2)
+        assert done.returncode == 0, done.stdout
+        assert watch.sources() == [EDGE_B["app"]] * 2  # re-originated by edge B from its own address
+    finally:
+        _reload(seed, "edgeb", original)
 
 
 def test_denied_udp_gets_no_answer(seed: Seed000, echoes: dict[int, UdpEcho]) -> None:
@@ -240,18 +286,6 @@ def test_malformed_datagram_frames_do_not_stop_the_agent(seed: Seed000, echoes: 
         assert proc is not None and proc.poll() is None, seed.agents[node].log()[-3000:]
     assert _udp_exchange(seed, [b"still works"]) == [b"still works"]
     assert _ping(seed, "awsapp", AZ_APP).returncode == 0
-
-
-def _reload(seed: Seed000, node: str, config: dict[str, object]) -> None:
-    agent = seed.agents[node]
-    before = agent.log().count("agent.reloaded")
-    seed.write_config(node, config)
-    agent.signal(1)
-    deadline = time.monotonic() + 10
-    while agent.log().count("agent.reloaded") == before:
-        assert time.monotonic() < deadline, agent.log()[-2000:]
-        assert "agent.reload_refused" not in agent.current_log(), agent.log()[-2000:]
-        time.sleep(0.05)
 
 
 def test_reload_replaces_and_removes_the_icmp_objects(seed: Seed000, echoes: dict[int, UdpEcho]) -> None:

@@ -29,7 +29,7 @@ table ip transit_intercept {
   chain forward {
     type filter hook forward priority filter; policy accept;
     iifname "transit-icmp" ip saddr @remote ip daddr @local accept
-    oifname "transit-icmp" ip saddr @local ip daddr @remote icmp type echo-request accept
+    oifname "transit-icmp" ip saddr @local ip daddr @remote icmp type { echo-request, echo-reply } accept
     iifname "transit-icmp" drop
     oifname "transit-icmp" drop
     ip saddr @local ip daddr @remote drop
