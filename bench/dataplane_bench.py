@@ -11,6 +11,9 @@ and CPUs:
   (b) stunnel4 chained over the same hops (connector -> edge A -> edge B,
       TLS 1.3 with mutual certificates from the fabric CA, plaintext only on
       the application links; edge A decrypts and re-encrypts like our edge),
+      and once more end to end (stunnel only at the connector and edge B,
+      edge A routing the TLS): transit's own design built from a C proxy, the
+      baseline that says whether what is left is the design or its code;
   (c) transit-agent (transparent interception, mutual TLS 1.3; by default
       end to end from connector to edge B with edge A splicing, and once
       more in hop-by-hop mode, where edge A re-encrypts like stunnel);
@@ -70,6 +73,8 @@ IPERF_PORT = 8001  # inside app-to-db's permitted 8000-8100
 TTFB_PORT = 8002
 STUNNEL = "/usr/bin/stunnel4"
 BENCH_TABLE = "bench_filter"
+
+PATHS = ("raw", "stunnel", "stunnel_e2e", "transit", "transit_hop_by_hop")  # what the single-flow CPU figures cover
 
 TARGETS = {
     "transit_vs_stunnel_single": 2.0,   # at least twice stunnel's single flow
@@ -285,14 +290,53 @@ def stunnel_chain(topo: Seed000, ports: tuple[int, ...]) -> Iterator[dict[int, t
                 _wait_listening(topo.ns(node), int(service["accept"].rsplit(":", 1)[1]))
         yield dial
     finally:
-        for proc in procs:
-            if proc.poll() is None:
-                proc.send_signal(signal.SIGTERM)
-            try:
-                proc.wait(5)
-            except subprocess.TimeoutExpired:
-                proc.kill()
-                proc.wait()
+        _stop(procs)
+
+
+@contextmanager
+def stunnel_end_to_end(topo: Seed000, port: int) -> Iterator[tuple[str, int]]:
+    """Our end-to-end design built from stunnel4: TLS only between connector and edge B, edge A routes the TLS.
+
+    The C baseline for transit's own architecture (one encryption, one
+    decryption, two proxy hops); run with the agents stopped, inside
+    `raw_routing`. Yields the (address, port) to dial.
+    """
+    work = topo.workdir / "stunnel-e2e"
+    hop = port + 2000
+    tls: dict[str, dict[str, str]] = {}
+    for node in ("conn", "edgeb"):
+        ca, cert, key = pki.write_node_files(work / node, topo.ca.cert_pem, pki.issue(topo.ca, identity(f"stunnel-e2e-{node}")))
+        tls[node] = {"CAfile": str(ca), "cert": str(cert), "key": str(key), "verifyChain": "yes", "sslVersionMin": "TLSv1.3"}
+    services = {
+        "conn": {"name": "c", "client": "yes", "accept": f"{CONNECTOR['app']}:{port}", "connect": f"{EDGE_B['private']}:{hop}", **tls["conn"]},
+        "edgeb": {"name": "b", "accept": f"{EDGE_B['private']}:{hop}", "connect": f"{AZ_APP}:{port}", **tls["edgeb"]},
+    }
+    routes = {"conn": (EDGE_B["private"] + "/32", EDGE_A["conn"]), "edgeb": (CONNECTOR["edge"] + "/32", EDGE_A["private"])}
+    procs: list[subprocess.Popen[bytes]] = []
+    try:
+        for node, (prefix, via) in routes.items():
+            topo.ns(node).exec("ip", "route", "replace", prefix, "via", via)
+        for node, service in services.items():
+            conf = _stunnel_conf(work / node, [service])
+            procs.append(topo.ns(node).spawn(STUNNEL, str(conf), stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL))
+        for node, service in services.items():
+            _wait_listening(topo.ns(node), int(service["accept"].rsplit(":", 1)[1]))
+        yield CONNECTOR["app"], port
+    finally:
+        _stop(procs)
+        for node, (prefix, _via) in routes.items():
+            topo.ns(node).exec("ip", "route", "del", prefix, check=False)
+
+
+def _stop(procs: list[subprocess.Popen[bytes]]) -> None:
+    for proc in procs:
+        if proc.poll() is None:
+            proc.send_signal(signal.SIGTERM)
+        try:
+            proc.wait(5)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait()
 
 
 # ---- agents ---------------------------------------------------------------
@@ -487,8 +531,10 @@ def run() -> dict[str, Any]:
 
             # (a) raw routing, and the filter table's cost on it
             with raw_routing(topo):
-                for _ in range(ROUNDS):
-                    _sampled(m, errors, "raw_single_gbps", lambda: iperf(az, aws, AZ_APP))
+                with stunnel_end_to_end(topo, IPERF_PORT) as (address, port):
+                    for _ in range(ROUNDS):
+                        _sampled(m, errors, "raw_single_gbps", lambda: iperf(az, aws, AZ_APP))
+                        _sampled(m, errors, "stunnel_e2e_single_gbps", lambda: iperf(az, aws, address, client_port=port))
                 for _ in range(ROUNDS_8FLOW):
                     _sampled(m, errors, "raw_8flow_gbps", lambda: iperf(az, aws, AZ_APP, parallel=8))
                 _measure(m, errors, "raw_ttfb", lambda: ttfb(aws, AZ_APP, TTFB_PORT))
@@ -542,9 +588,10 @@ def _document(m: dict[str, Any], errors: dict[str, str], seconds: float) -> dict
         "raw_8flow_gbps": m.get("raw_8flow_gbps"),
         "stunnel_8flow_gbps": m.get("stunnel_8flow_gbps"),
         "transit_hop_by_hop_single_gbps": m.get("transit_hop_by_hop_single_gbps"),
+        "stunnel_e2e_single_gbps": m.get("stunnel_e2e_single_gbps"),
         # machine-wide CPU per GB moved by one flow: what each path costs when every hop shares the same cores
-        "core_s_per_gb": {path: m.get("core_s_per_gb", {}).get(f"{path}_single_gbps") for path in ("raw", "stunnel", "transit", "transit_hop_by_hop")},
-        "busy_cores_single": {path: _median(m.get("busy_cores", {}).get(f"{path}_single_gbps")) for path in ("raw", "stunnel", "transit", "transit_hop_by_hop")},
+        "core_s_per_gb": {path: m.get("core_s_per_gb", {}).get(f"{path}_single_gbps") for path in PATHS},
+        "busy_cores_single": {path: _median(m.get("busy_cores", {}).get(f"{path}_single_gbps")) for path in PATHS},
     }
     doc["ratios"] = {
         "transit_vs_stunnel_single": _ratio(doc["transit_single_gbps"], doc["stunnel_single_gbps"]),
@@ -552,6 +599,7 @@ def _document(m: dict[str, Any], errors: dict[str, str], seconds: float) -> dict
         "transit_hop_by_hop_vs_stunnel_single": _ratio(doc["transit_hop_by_hop_single_gbps"], doc["stunnel_single_gbps"]),
         "transit_8flow_vs_single": _ratio(doc["transit_8flow_gbps"], doc["transit_single_gbps"]),
         "stunnel_vs_raw_single": _ratio(doc["stunnel_single_gbps"], doc["raw_single_gbps"]),
+        "transit_vs_stunnel_e2e_single": _ratio(doc["transit_single_gbps"], doc["stunnel_e2e_single_gbps"]),
         "rules_10000_vs_10": _ratio(doc["rules_10000_gbps"], doc["rules_10_gbps"]),
         "raw_rules_10000_vs_10": _ratio((m.get("raw_rules_10000") or {}).get("gbps"), (m.get("raw_rules_10") or {}).get("gbps")),
     }
@@ -626,11 +674,12 @@ def readme_section(doc: dict[str, Any]) -> str:
         "|---|---|---|---|---|---|",
         f"| 1 flow, Gbit/s | {_fmt(doc['raw_single_gbps'])} | {_fmt(doc['stunnel_single_gbps'])} | {_fmt(doc['transit_single_gbps'])} | transit ≥ 2× stunnel and ≥ 0.5× raw | {met('transit_vs_stunnel_single')} ({_fmt(doc['ratios']['transit_vs_stunnel_single'], '×')} stunnel), {met('transit_vs_raw_single')} ({_fmt(doc['ratios']['transit_vs_raw_single'], '×')} raw) |",
         f"| 1 flow, transit hop-by-hop (`end_to_end: false`, edge A re-encrypts like stunnel), Gbit/s | | | {_fmt(doc.get('transit_hop_by_hop_single_gbps'))} ({_fmt(doc['ratios']['transit_hop_by_hop_vs_stunnel_single'], '×')} stunnel) | | |",
+        f"| 1 flow, stunnel end to end (TLS only connector to edge B, edge A routes: transit's design in C), Gbit/s | | {_fmt(doc.get('stunnel_e2e_single_gbps'))} | {_fmt(doc['ratios']['transit_vs_stunnel_e2e_single'], '×')} of it | | |",
         f"| 8 flows, Gbit/s | {_fmt(doc['raw_8flow_gbps'])} | {_fmt(doc['stunnel_8flow_gbps'])} | {_fmt(doc['transit_8flow_gbps'])} | | |",
         f"| new connection TTFB p50 / p99, ms | {lat('raw')} | {lat('stunnel')} | warm {lat('transit_warm')}; cold {lat('cold')} | cold p99 < 10 ms | {met('cold_ttfb_p99_ms')} |",
         f"| 1 flow with 10 / 10,000 rules, Gbit/s | {_fmt((raw_rules.get('10') or {}).get('gbps'))} / {_fmt((raw_rules.get('10000') or {}).get('gbps'))} | | {_fmt(doc['rules_10_gbps'])} / {_fmt(doc['rules_10000_gbps'])} | 10,000 within 5% of 10 | {met('rules_10000_vs_10')} ({_fmt(doc['ratios']['rules_10000_vs_10'], '×')}) |",
         f"| TTFB p50/p99 with 10 ; 10,000 rules, ms | {_ttfb_pair(raw_rules)} | | {lat('rules_10', '/')} ; {lat('rules_10000', '/')} | | |",
-        f"| 1 flow: busy cores of {doc['machine']['nproc']} ; core-seconds per GB | {_cost(doc, 'raw')} | {_cost(doc, 'stunnel')} | {_cost(doc, 'transit')} (hop-by-hop {_cost(doc, 'transit_hop_by_hop')}) | | |",
+        f"| 1 flow: busy cores of {doc['machine']['nproc']} ; core-seconds per GB | {_cost(doc, 'raw')} | {_cost(doc, 'stunnel')} (end to end {_cost(doc, 'stunnel_e2e')}) | {_cost(doc, 'transit')} (hop-by-hop {_cost(doc, 'transit_hop_by_hop')}) | | |",
         f"| peak RSS per agent, {FLOWS} open flows, MB | | | {_fmt(doc['agent_rss_mb_1000_flows'])} (max of {', '.join(f'{k} {v}' for k, v in (d['flows_1000'].get('peak_rss_mb') or {}).items()) or '-'}) | < 150 MB | {met('agent_rss_mb_1000_flows')} |",
     ]
     machine = doc["machine"]
