@@ -288,6 +288,41 @@ def test_malformed_datagram_frames_do_not_stop_the_agent(seed: Seed000, echoes: 
     assert _ping(seed, "awsapp", AZ_APP).returncode == 0
 
 
+def test_udp_flow_continues_over_the_public_path_after_a_cut(seed: Seed000, echoes: dict[int, UdpEcho]) -> None:
+    """A path failover resets the datagram streams on the dead path, like TCP streams; the flow's next
+    datagram opens a new stream on the public path, so the application only loses what was in flight."""
+    from tests.integration.test_dataplane_failover import _cut, _repair
+
+    sock = seed.ns("awsapp").socket(socket.SOCK_DGRAM)
+    sock.settimeout(3)
+    changes = seed.agents["edgea"].log().count("path.change")
+    with sock:
+        sock.connect((AZ_APP, 5001))
+        sport = sock.getsockname()[1]
+        sock.send(b"before the cut")
+        assert sock.recv(100) == b"before the cut"
+        _cut(seed)
+        try:
+            deadline = time.monotonic() + 5
+            while seed.agents["edgea"].log().count("path.change") == changes:
+                assert time.monotonic() < deadline, "no failover"
+                time.sleep(0.05)
+            answer = b""
+            for _ in range(5):  # the reset may race the first datagram after the change: UDP retries
+                sock.send(b"after the cut")
+                try:
+                    answer = sock.recv(100)
+                    break
+                except TimeoutError:
+                    continue
+            assert answer == b"after the cut"
+        finally:
+            _repair(seed)
+    # Edge A reset the stream it spliced over the private path; the next one went over the public path.
+    assert _wait_flow(seed, "edgea", proto="udp", role="relay", path="private", outcome="aborted", sport=sport) is not None
+    assert _wait_flow(seed, "edgea", timeout=10, proto="udp", role="relay", path="public", sport=sport) is not None
+
+
 def test_reload_replaces_and_removes_the_icmp_objects(seed: Seed000, echoes: dict[int, UdpEcho]) -> None:
     conn = seed.ns("conn")
     original = seed.read_config("conn")
