@@ -189,6 +189,8 @@ def test_denied_udp_gets_no_answer(seed: Seed000, echoes: dict[int, UdpEcho]) ->
     before = list(echoes[5004].peers)
     assert _udp_exchange(seed, [b"denied at ingress"], port=5004, timeout=1.0) == []  # no rule: default deny
     assert echoes[5004].peers == before
+    # Refused by the connector's kernel filter table, which logs it (NFLOG) into the flow log with the rule.
+    assert _wait_flow(seed, "conn", proto="udp", dport=5004, verdict="deny") is not None, _flows(seed, "conn")
 
 
 def test_udp_denied_at_egress_never_reaches_the_host(seed: Seed000, echoes: dict[int, UdpEcho]) -> None:
