@@ -67,3 +67,32 @@ def test_app_server_echoes_udp_and_answers_tcp_on_loopback() -> None:
     finally:
         proc.terminate()
         proc.wait(timeout=5)
+
+
+def test_local_check_sends_and_prints_every_protocol(monkeypatch) -> None:
+    import typer
+    from typer.testing import CliRunner
+
+    from transit_cli import local_check
+
+    flows = [
+        {"test": "policy.tests[0]", "src_ns": "h", "src": "172.31.0.10", "dst": "10.6.0.10", "proto": "udp", "port": 5001, "expect": "permit"},
+        {"test": "policy.tests[1]", "src_ns": "h", "src": "10.6.0.10", "dst": "172.31.0.10", "proto": "icmp", "port": None, "expect": "permit"},
+        {"test": "policy.tests[2]", "src_ns": "h", "src": "10.6.0.10", "dst": "172.31.0.10", "proto": "tcp", "port": 5001, "expect": "deny"},
+    ]
+    sent: list[str] = []
+
+    def fake_run(argv, **kwargs):
+        sent.append(argv[6])
+        return subprocess.CompletedProcess(argv, 0 if "SOCK_DGRAM" in argv[6] or "SOCK_RAW" in argv[6] else 1)
+
+    monkeypatch.setattr(local_check, "stack_outputs", lambda stack, cwd: {"local": {"prefix": "p", "flows": flows, "routers": []}})
+    monkeypatch.setattr(local_check.subprocess, "run", fake_run)
+    app = typer.Typer()
+    local_check.register(app)
+    app.command("noop")(lambda: None)
+    result = CliRunner().invoke(app, ["local-check", "--wait", "0"], env={"COLUMNS": "200"})
+    assert result.exit_code == 0, result.output
+    assert len(sent) == 3
+    assert "10.6.0.10:5001/udp" in result.output and "172.31.0.10/icmp" in result.output
+    assert "not sent" not in result.output and "MISMATCH" not in result.output
