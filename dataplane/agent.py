@@ -333,6 +333,7 @@ class Agent:
             if listener:
                 listener.stop()
         self._tunnel_listener = self._intercept_listener = None
+        self.forwarder.abort_datagrams()  # a datagram flow only ends when idle: waiting for it would not help
         deadline = time.monotonic() + self.config.timeouts.drain
         while self.forwarder.active() and time.monotonic() < deadline:
             time.sleep(0.05)

@@ -213,6 +213,14 @@ class Forwarder:
             pump.abort()
         return len(doomed)
 
+    def abort_datagrams(self) -> int:
+        """Reset every datagram flow this agent ends (drain: they have no graceful end to wait for)."""
+        with self._lock:
+            doomed = [pump for pump, _, _ in self._streams.values() if isinstance(pump, DatagramPump)]
+        for pump in doomed:
+            pump.abort()
+        return len(doomed)
+
     def abort_all(self) -> int:
         """Reset every stream (end of drain)."""
         with self._lock:
