@@ -365,3 +365,17 @@ def test_without_the_agent_nothing_passes(seed: Seed000, echoes: dict[int, UdpEc
         seed.wait_ready("conn")
     assert _udp_exchange(seed, [b"back"]) == [b"back"]
     assert _ping(seed, "awsapp", AZ_APP).returncode == 0
+
+
+def test_hop_by_hop_mode_carries_udp_and_ping_too() -> None:
+    """With `end_to_end: false` edge A decrypts and re-encrypts the datagram stream (a plain relay Pump)."""
+    overrides = {node: {"end_to_end": False} for node in ("conn", "edgea", "edgeb")}
+    with Seed000(policy=json.loads(json.dumps(POLICY)), overrides=overrides, tag="dgh") as seed:
+        server = UdpEcho(seed.ns("azapp"), 5001)
+        try:
+            payloads = [b"hop", bytes(range(256)) * 100]
+            assert _udp_exchange(seed, payloads) == payloads
+            assert server.peers[-1][0] == AWS_APP
+            assert _ping(seed, "awsapp", AZ_APP, count=2).returncode == 0
+        finally:
+            server.close()
