@@ -26,7 +26,8 @@ and CPUs:
   the time to first byte with each, which is where a per-connection lookup
   would show;
 - peak resident memory of each agent (fresh processes) while `FLOWS`
-  concurrent flows are open through them.
+  concurrent flows are open through them, and memory and threads per agent
+  with `FLOWS` UDP sessions once they have gone quiet.
 
 It writes bench/results/dataplane.json and the dataplane section of
 bench/README.md. Figures drift from run to run on a shared 2-core machine;
@@ -71,6 +72,7 @@ TTFB_CONNECTIONS = 200
 FLOWS = 1000
 IPERF_PORT = 8001  # inside app-to-db's permitted 8000-8100
 TTFB_PORT = 8002
+UDP_PORT = 8004  # the UDP echo the datagram-session figure talks to
 STUNNEL = "/usr/bin/stunnel4"
 BENCH_TABLE = "bench_filter"
 
@@ -95,6 +97,8 @@ def policy(rule_count: int) -> dict[str, Any]:
     of them for every benchmark connection: the worst case for rule count.
     """
     base = json.loads(json.dumps(DEFAULT_POLICY))
+    base["rules"].append({"name": "app-udp", "action": "permit", "src": ["10.30.40.0/24"], "dst": ["172.18.40.0/24"],
+                          "proto": "udp", "ports": [UDP_PORT]})
     head, tail = base["rules"][:1], base["rules"][1:]
     fillers = []
     for index in range(rule_count - len(base["rules"])):
@@ -164,6 +168,31 @@ class ByteServer:
         for key in list(self._selector.get_map().values()):
             key.fileobj.close()  # type: ignore[union-attr]
         self._selector.close()
+
+
+class UdpEcho:
+    """In the far application namespace: answer every datagram with itself."""
+
+    def __init__(self, ns: Netns, port: int) -> None:
+        self._sock = ns.socket(socket.SOCK_DGRAM)
+        self._sock.bind(("0.0.0.0", port))
+        self._sock.settimeout(0.2)
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, daemon=True)
+        self._thread.start()
+
+    def _run(self) -> None:
+        while not self._stop.is_set():
+            try:
+                data, peer = self._sock.recvfrom(65535)
+                self._sock.sendto(data, peer)
+            except OSError:
+                continue
+
+    def close(self) -> None:
+        self._stop.set()
+        self._thread.join(2)
+        self._sock.close()
 
 
 def ttfb(client: Netns, address: str, port: int, count: int = TTFB_CONNECTIONS) -> dict[str, Any]:
@@ -424,6 +453,57 @@ def hold_flows(topo: Seed000, server: ByteServer, count: int = FLOWS, deadline_s
             "rss_mb": peak_rss, "peak_rss_mb": hwm}
 
 
+def _threads(pid: int) -> int:
+    return len(os.listdir(f"/proc/{pid}/task"))
+
+
+def hold_udp_sessions(topo: Seed000, count: int = FLOWS, deadline_s: float = 60) -> dict[str, Any]:
+    """`count` concurrent UDP sessions (one client socket each, one echo each), then quiet, then one more echo each.
+
+    Samples each agent's memory and threads while the sessions are busy and
+    again once they have been quiet past the park delay: what a session costs
+    an agent while it waits for its next datagram.
+    """
+    echo = UdpEcho(topo.ns("azapp"), UDP_PORT)
+    sockets = in_netns(topo.ns("awsapp").name, lambda: [socket.socket(socket.AF_INET, socket.SOCK_DGRAM) for _ in range(count)])
+    deadline = time.monotonic() + deadline_s
+
+    def exchange(sock: socket.socket) -> bool:
+        payload = os.urandom(32)
+        for _ in range(3):  # UDP: a datagram may be lost while the session's stream opens
+            if time.monotonic() > deadline:
+                return False
+            sock.settimeout(1.0)
+            try:
+                sock.sendto(payload, (AZ_APP, UDP_PORT))
+                if sock.recv(64) == payload:
+                    return True
+            except OSError:
+                continue
+        return False
+
+    def sample() -> dict[str, dict[str, float]]:
+        return {node: {"rss_mb": _memory_mb(agent.proc.pid)[0], "threads": _threads(agent.proc.pid)}
+                for node, agent in topo.agents.items() if agent.proc}
+
+    try:
+        start = time.monotonic()
+        with ThreadPoolExecutor(max_workers=32) as pool:
+            answered = sum(pool.map(exchange, sockets))
+        open_seconds = round(time.monotonic() - start, 2)
+        busy = sample()
+        time.sleep(3)  # past the agents' park delay (timeouts.park, 1 s by default)
+        quiet = sample()
+        with ThreadPoolExecutor(max_workers=32) as pool:
+            again = sum(pool.map(exchange, sockets))
+    finally:
+        for sock in sockets:
+            sock.close()
+        echo.close()
+    return {"requested": count, "answered": answered, "open_seconds": open_seconds, "answered_again": again,
+            "busy": busy, "quiet": quiet}
+
+
 # ---- the run ----------------------------------------------------------------
 
 
@@ -527,6 +607,7 @@ def run() -> dict[str, Any]:
                 _measure(m, errors, "cold_ttfb", lambda: ttfb(aws, AZ_APP, TTFB_PORT))
             _measure(m, errors, "restart_agents", lambda: restart_agents(topo))
             _measure(m, errors, "flows_1000", lambda: hold_flows(topo, server))
+            _measure(m, errors, "udp_sessions_1000", lambda: hold_udp_sessions(topo))
             _measure(m, errors, "stop_agents", lambda: stop_agents(topo))
 
             # (a) raw routing, and the filter table's cost on it
@@ -620,6 +701,7 @@ def _document(m: dict[str, Any], errors: dict[str, str], seconds: float) -> dict
         "ttfb_ms": {name: m.get(f"{name}_ttfb") for name in ("cold", "transit_warm", "transit_hop_by_hop", "raw", "stunnel", "rules_10", "rules_10000")},
         "raw_rules": {str(count): m.get(f"raw_rules_{count}") for count in (10, 10_000)},  # str keys: JSON object keys
         "flows_1000": flows,
+        "udp_sessions_1000": m.get("udp_sessions_1000") or {},
         "throughput_samples_gbps": m.get("samples", {}),
         "busy_cores_samples": {key: [round(c, 2) for c in values] for key, values in m.get("busy_cores", {}).items()},
         "settings": {"iperf_seconds": DURATION, "rounds": {"single": ROUNDS, "8flow": ROUNDS_8FLOW, "rules": ROUNDS_RULES}, "ttfb_connections": TTFB_CONNECTIONS, "flows": FLOWS,
@@ -682,6 +764,11 @@ def readme_section(doc: dict[str, Any]) -> str:
         f"| 1 flow: busy cores of {doc['machine']['nproc']} ; core-seconds per GB | {_cost(doc, 'raw')} | {_cost(doc, 'stunnel')} (end to end {_cost(doc, 'stunnel_e2e')}) | {_cost(doc, 'transit')} (hop-by-hop {_cost(doc, 'transit_hop_by_hop')}) | | |",
         f"| peak RSS per agent, {FLOWS} open flows, MB | | | {_fmt(doc['agent_rss_mb_1000_flows'])} (max of {', '.join(f'{k} {v}' for k, v in (d['flows_1000'].get('peak_rss_mb') or {}).items()) or '-'}) | < 150 MB | {met('agent_rss_mb_1000_flows')} |",
     ]
+    udp = d.get("udp_sessions_1000") or {}
+    if udp.get("quiet"):
+        per_node = ", ".join(f"{node} {v['rss_mb']} MB / {v['threads']} threads" for node, v in udp["quiet"].items())
+        rows.append(f"| {FLOWS} UDP sessions, quiet past the park delay: RSS / threads per agent | | | {per_node} "
+                    f"({udp['answered']} answered, {udp['answered_again']} again after the quiet) | | |")
     machine = doc["machine"]
     notes = [
         "",
