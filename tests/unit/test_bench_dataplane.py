@@ -17,6 +17,7 @@ def test_policies_have_the_count_and_still_decide_the_bench_traffic(count: int) 
     assert policy.evaluate_reference(AWS_APP, AZ_APP, "tcp", bench.IPERF_PORT) == ("permit", "app-to-db")
     assert policy.evaluate_reference(AWS_APP, AZ_APP, "tcp", bench.TTFB_PORT) == ("permit", "app-to-db")
     assert policy.evaluate_reference(AWS_APP, AZ_APP, "tcp", 22) == ("deny", "no-ssh")
+    assert policy.evaluate_reference(AWS_APP, AZ_APP, "udp", bench.UDP_PORT) == ("permit", "app-udp")
 
 
 def _measured() -> dict:
