@@ -476,8 +476,9 @@ def hold_udp_sessions(topo: Seed000, count: int = FLOWS, deadline_s: float = 60)
             sock.settimeout(1.0)
             try:
                 sock.sendto(payload, (AZ_APP, UDP_PORT))
-                if sock.recv(64) == payload:
-                    return True
+                while sock.recv(64) != payload:  # a late echo of an earlier try is not this one's answer
+                    pass
+                return True
             except OSError:
                 continue
         return False
