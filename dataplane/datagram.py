@@ -23,8 +23,13 @@ address with a fresh identifier (`IcmpOrigin`).
 
 `DatagramPump` moves datagrams between an application-side `Endpoint` and the
 tunnel stream in one thread, with the interface `Forwarder` expects of a
-pump (`a`, `b`, `run`, `abort`, `idle_deadline`). It never parks: a datagram
-session holds its thread until it is idle for `timeouts.datagram_idle`.
+pump (`a`, `b`, `run`, `abort`, `idle_deadline`, `park_after`). It parks like
+a TCP pump: quiet for `park_after` with nothing queued for the tunnel and
+nothing buffered in TLS, `run()` returns PARKED with every socket open and
+all its state kept (a partial frame or reply, the byte counts); the Forwarder
+hands `watched()` to the shared parking thread and calls `run()` again when
+one of them is readable or the idle deadline (`timeouts.datagram_idle`)
+comes, which ends the flow as before.
 """
 from __future__ import annotations
 
@@ -40,7 +45,7 @@ from collections.abc import Callable, Iterable
 from ipaddress import IPv4Address
 
 from dataplane.header import ICMP, UDP, HeaderError, Status, decode_reply, reply_length
-from dataplane.relay import Outcome, PumpResult, reset
+from dataplane.relay import Outcome, PumpResult, reset, wait_ready
 
 FRAME_HEADER = 2
 MAX_UDP = 65507  # largest UDP payload in IPv4
@@ -53,6 +58,7 @@ ICMP_FILTER = 1
 ICMP_ECHO_REPLY, ICMP_DEST_UNREACH, ICMP_ECHO_REQUEST = 0, 3, 8
 CODE_ADMIN_PROHIBITED = 13
 _READ = select.POLLIN | select.POLLPRI
+_WRITE = select.POLLOUT
 
 
 class FrameError(ValueError):
@@ -235,7 +241,7 @@ class Endpoint:
         self._closed = False
 
     def fileno(self) -> int:
-        """The first socket's descriptor (what a parking thread would watch)."""
+        """The first socket's descriptor (a parked flow watches all of `socks`: `DatagramPump.watched`)."""
         return self.socks[0].fileno()
 
     def receive(self) -> list[bytes]:
@@ -357,7 +363,9 @@ class IcmpOrigin:
 class DatagramPump:
     """Moves datagrams between an Endpoint (side a) and a tunnel stream (side b) until idle or closed.
 
-    `expect_reply` (ingress): the far end's reply (header.Status) comes first
+    With `park_after` > 0, a flow quiet that long with nothing in flight
+    returns PARKED from `run()` (sockets open, state kept); `run()` again
+    resumes it. `expect_reply` (ingress): the far end's reply (header.Status) comes first
     on the tunnel; a non-OK reply ends the flow as REFUSED and the endpoint is
     told (`Endpoint.refuse`). Datagrams from the application are framed and
     sent at once, before the reply, as TCP bytes are. On the way out the
@@ -374,12 +382,13 @@ class DatagramPump:
         idle: float,
         expect_reply: bool = False,
         first: Iterable[bytes] = (),
+        park_after: float = 0.0,
     ) -> None:
         self.a = endpoint
         self.b = tunnel
         self.proto = proto
         self.idle = idle
-        self.park_after = 0.0
+        self.park_after = park_after
         self.last = time.monotonic()
         self.expect_reply = expect_reply
         self._reply = bytearray()
@@ -406,6 +415,16 @@ class DatagramPump:
         """When the flow ends if nothing moves (monotonic)."""
         return self.last + self.idle
 
+    def watched(self) -> tuple[socket.socket, ...]:
+        """Every socket whose readiness must wake the flow while it is parked: each endpoint socket and the tunnel."""
+        return (*self.a.socks, self.b)
+
+    def _parkable(self) -> bool:
+        """Nothing in flight: no frame waits for the tunnel and TLS holds no decrypted bytes poll cannot see."""
+        if self._out:
+            return False
+        return not (isinstance(self.b, ssl.SSLSocket) and self.b.pending())
+
     def _queue(self, payload: bytes) -> bool:
         if len(self._out) > MAX_PENDING:
             return False  # the tunnel is not keeping up: drop, as a congested link would
@@ -417,13 +436,18 @@ class DatagramPump:
         return True
 
     def run(self) -> PumpResult:
-        """Relay until the flow idles out, either side closes or fails, the far end refuses, or abort()."""
+        """Relay until the flow idles out, either side closes or fails, the far end refuses, parks, or abort().
+
+        After PARKED every socket stays open and another call resumes.
+        """
         self.b.setblocking(False)
         try:
             outcome = self._loop()
         except (OSError, ssl.SSLError, ValueError, HeaderError) as exc:
             self.error = f"{type(exc).__name__}: {exc}"
             outcome = Outcome.ABORTED if self._aborted.is_set() else Outcome.RESET
+        if outcome is Outcome.PARKED:
+            return PumpResult(self.up, self.down, outcome, self.status, self.rule, self.error)
         if outcome is Outcome.REFUSED and self.status is not Status.OK:
             self.a.refuse()
         self.a.close()
@@ -480,8 +504,6 @@ class DatagramPump:
         poller = select.poll()
         tunnel_fd = self.b.fileno()
         app_fds = [sock.fileno() for sock in self.a.socks]
-        for fd in app_fds:
-            poller.register(fd, _READ)
         while True:
             if self._aborted.is_set():
                 return Outcome.ABORTED
@@ -492,8 +514,10 @@ class DatagramPump:
                 if self._queue(payload):
                     self.last = time.monotonic()
             drained = self._flush()
-            poller.register(tunnel_fd, _READ | (0 if drained else select.POLLOUT))
-            timeout = self.idle - (time.monotonic() - self.last)
-            if timeout <= 0:
-                return Outcome.IDLE
-            poller.poll(min(timeout, 1.0) * 1000)  # whatever woke it, the next turn reads every side
+            events = dict.fromkeys(app_fds, _READ)
+            events[tunnel_fd] = _READ | (0 if drained else _WRITE)
+            parking = self.park_after > 0 and self._parkable()
+            ready = wait_ready(poller, events, last=self.last, idle=self.idle, park_after=self.park_after, parking=parking)
+            if isinstance(ready, Outcome):
+                return ready
+            # Whatever woke it (or an early wake-up), the next turn reads every side.

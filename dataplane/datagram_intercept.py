@@ -64,6 +64,7 @@ IFF_NO_PI = 0x1000
 MAX_SESSIONS = 4096
 POLL_SECONDS = 0.5  # how often the reader threads look at their stop flag
 READ_BATCH = 256
+STRAY_DEPTH = 8  # how deep a session opening may open others for datagrams its socket took (bounded recursion)
 
 # (endpoint, src, sport, dst, dport, proto, first datagrams)
 Handler = Callable[[Endpoint, IPv4Address, int, IPv4Address, int, int, list[bytes]], None]
@@ -188,14 +189,17 @@ class UdpInterceptor:
             dst, dport = original
             if not self._wanted(src, dst):
                 continue  # sent to the socket itself, not intercepted: nothing to carry
-            key = (src, sport, dst, dport)
-            writer = self.sessions.get(key)
-            if writer is not None:
-                _offer(writer, data)
-            else:
-                self._open(key, data)
+            self._dispatch((src, sport, dst, dport), data)
 
-    def _open(self, key: tuple[str, int, str, int], data: bytes) -> None:
+    def _dispatch(self, key: tuple[str, int, str, int], data: bytes, depth: int = 0) -> None:
+        """Give a datagram to its flow's session, opening one for a new flow."""
+        writer = self.sessions.get(key)
+        if writer is not None:
+            _offer(writer, data)
+        else:
+            self._open(key, data, depth)
+
+    def _open(self, key: tuple[str, int, str, int], data: bytes, depth: int = 0) -> None:
         src, sport, dst, dport = key
         try:
             reply = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
@@ -207,10 +211,12 @@ class UdpInterceptor:
             reply.setsockopt(socket.SOL_IP, IP_TRANSPARENT, 1)
             reply.bind((dst, dport))
             reply.connect((src, sport))
+            strays = _take_queued(reply)
         except OSError as exc:
             reply.close()
             event(log, "datagram.session_failed", proto="udp", dst=f"{dst}:{dport}", error=exc.strerror, level=logging.WARNING)
             return
+        first = [data, *(payload for payload, peer in strays if peer == (src, sport))]
         reader, writer = inbox()
         if not self.sessions.add(key, writer):
             for sock in (reply, reader, writer):
@@ -218,7 +224,30 @@ class UdpInterceptor:
             event(log, "datagram.session_limit", proto="udp", limit=MAX_SESSIONS, level=logging.WARNING)
             return
         endpoint = Endpoint([reply, reader], reply.send, on_close=lambda: self.sessions.forget(key, writer))
-        self._workers.submit(_safe, self._handler, endpoint, IPv4Address(src), sport, IPv4Address(dst), dport, UDP, [data])
+        self._workers.submit(_safe, self._handler, endpoint, IPv4Address(src), sport, IPv4Address(dst), dport, UDP, first)
+        # Other clients' datagrams to the same destination that the socket took between bind and connect.
+        for payload, (peer, peer_port) in strays:
+            if (peer, peer_port) != (src, sport) and depth < STRAY_DEPTH and self._wanted(peer, dst):
+                self._dispatch((peer, peer_port, dst, dport), payload, depth + 1)
+
+
+def _take_queued(sock: socket.socket) -> list[tuple[bytes, tuple[str, int]]]:
+    """Datagrams already queued on a just-connected session socket, with their senders.
+
+    Between bind() and connect() the socket is a bound, unconnected socket on
+    the original destination, so the kernel may hand it another client's
+    datagram to the same destination; connect() does not purge its queue.
+    """
+    taken: list[tuple[bytes, tuple[str, int]]] = []
+    for _ in range(READ_BATCH):
+        try:
+            data, peer = sock.recvfrom(65535, socket.MSG_DONTWAIT)
+        except (BlockingIOError, InterruptedError):
+            break
+        except OSError:
+            continue  # an ICMP error queued for the socket: nothing to read
+        taken.append((data, peer))
+    return taken
 
 
 def _safe(handler: Handler, endpoint: Endpoint, *args: object) -> None:

@@ -166,6 +166,13 @@ def _path_of(peer: PeerConfig, address: str) -> str:
     return "private"
 
 
+def _watched(pump: Pump | SplicePump | DatagramPump) -> tuple[socket.socket, ...]:
+    """The sockets whose readiness wakes a parked pump: both sides, or every socket of a datagram endpoint and the tunnel."""
+    if isinstance(pump, DatagramPump):
+        return pump.watched()
+    return (pump.a, pump.b)
+
+
 class Forwarder:
     """Runs streams for one agent and keeps the registry of those in flight."""
 
@@ -243,7 +250,7 @@ class Forwarder:
                 if result.outcome is not Outcome.PARKED:
                     break
                 resume = lambda: self._workers.submit(self._continue, key, pump, peer, path, done)  # noqa: E731
-                if self._parking.park((pump.a, pump.b), pump.idle_deadline(), resume):
+                if self._parking.park(_watched(pump), pump.idle_deadline(), resume):
                     return
                 pump.park_after = 0.0  # parking is closed (shutdown): finish in this thread
         except BaseException:
@@ -365,7 +372,10 @@ class Forwarder:
             event(log, "tunnel.dial_failed", peer=peer.name, error=type(exc).__name__, level=logging.WARNING)
             self._emit(rt, "ingress", header, started, verdict="error", rule=rule, peer=peer.name, outcome=Outcome.RESET.value)
             return
-        pump = DatagramPump(endpoint, stream, proto=proto, idle=rt.config.timeouts.datagram_idle, expect_reply=True, first=first)
+        pump = DatagramPump(
+            endpoint, stream, proto=proto, idle=rt.config.timeouts.datagram_idle, park_after=rt.config.timeouts.park,
+            expect_reply=True, first=first,
+        )
 
         def done(result: PumpResult) -> None:
             verdict_out = "deny" if result.status is Status.DENIED else ("permit" if result.status is Status.OK else "error")
@@ -509,7 +519,7 @@ class Forwarder:
             return
         pump: Pump | DatagramPump
         if isinstance(conn, Endpoint):
-            pump = DatagramPump(conn, tls, proto=header.proto, idle=rt.config.timeouts.datagram_idle)
+            pump = DatagramPump(conn, tls, proto=header.proto, idle=rt.config.timeouts.datagram_idle, park_after=rt.config.timeouts.park)
         else:
             pump = Pump(tls, conn, idle=rt.config.timeouts.idle, park_after=rt.config.timeouts.park, framed="a")
         self._run(pump, from_peer, in_path, lambda result: self._emit(

@@ -6,7 +6,9 @@ bytes, the pump returns PARKED and its sockets are handed to this one shared
 epoll thread; the pump thread ends. A readable socket, a hang-up, an abort or
 the idle deadline wakes the stream: a new thread resumes the same pump with
 all its state. So 1,000 mostly idle flows cost 1,000 sockets and TLS states,
-not 1,000 threads.
+not 1,000 threads. The same holds for UDP and ICMP echo sessions: a parked
+datagram flow is watched on every socket it reads (its tunnel, the session
+socket and the inbox the interception feeds), however many that is.
 """
 from __future__ import annotations
 
@@ -15,7 +17,7 @@ import selectors
 import socket
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 
 from dataplane.logfmt import event
@@ -47,8 +49,8 @@ class Parking:
         self._thread = threading.Thread(target=self._run, name="parking", daemon=True)
         self._thread.start()
 
-    def park(self, sockets: tuple[socket.socket, ...], deadline: float, resume: Resume) -> bool:
-        """Watch `sockets`; call `resume` once when one is readable or at `deadline` (monotonic).
+    def park(self, sockets: Iterable[socket.socket], deadline: float, resume: Resume) -> bool:
+        """Watch every one of `sockets`; call `resume` once when any is readable (or hung up) or at `deadline` (monotonic).
 
         False (nothing parked) once stop() was called: the caller keeps its thread.
         """

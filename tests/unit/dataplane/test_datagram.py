@@ -2,9 +2,11 @@
 from __future__ import annotations
 
 import random
+import select
 import socket
 import struct
 import threading
+import time
 from ipaddress import IPv4Address
 
 import pytest
@@ -23,9 +25,12 @@ from dataplane.datagram import (
     parse_echo_reply,
     parse_echo_request,
 )
-from dataplane.datagram_intercept import orig_dst
+from dataplane.datagram_intercept import _take_queued, orig_dst
+from dataplane.forward import Forwarder
 from dataplane.header import ICMP, UDP, Status, encode_reply
+from dataplane.parking import Parking
 from dataplane.relay import Outcome
+from dataplane.workers import Workers
 
 SRC, DST = IPv4Address("10.30.40.10"), IPv4Address("172.18.40.10")
 
@@ -169,3 +174,113 @@ def test_pump_abort_ends_it_from_another_thread() -> None:
     pump.abort()
     thread.join(5)
     assert box["result"].outcome is Outcome.ABORTED
+
+
+# ---- parking ------------------------------------------------------------------
+
+
+def _quiet_pump(park_after: float, idle: float = 30.0, socks: int = 1) -> tuple[DatagramPump, list[socket.socket], socket.socket]:
+    """A parkable ingress pump: `socks` datagram sockets on the app side (their far ends returned), a stream tunnel."""
+    pairs = [socket.socketpair(socket.AF_UNIX, socket.SOCK_DGRAM) for _ in range(socks)]
+    tun_near, tun_far = socket.socketpair(socket.AF_UNIX, socket.SOCK_STREAM)
+    tun_far.settimeout(5)
+    endpoint = Endpoint([near for near, _ in pairs], pairs[0][0].send)
+    pump = DatagramPump(endpoint, tun_near, proto=UDP, idle=idle, park_after=park_after, expect_reply=True, first=[b"first"])
+    return pump, [far for _, far in pairs], tun_far
+
+
+def test_a_quiet_pump_parks_and_resumes_with_its_state() -> None:
+    pump, (app,), tunnel = _quiet_pump(park_after=0.05)
+    app.settimeout(5)
+    reply = encode_reply(Status.OK)
+    back = encode_frame(UDP, b"back")
+    tunnel.sendall(reply[:1])  # half a reply before the first turn
+    result = pump.run()
+    assert (result.outcome, result.status, result.up, result.down) == (Outcome.PARKED, None, 5, 0)
+    assert _recv_exact(tunnel, 7) == encode_frame(UDP, b"first")
+
+    # While parked: the rest of the reply, half a frame, and a datagram from the application.
+    tunnel.sendall(reply[1:] + back[:3])
+    app.send(b"second")
+    result = pump.run()
+    assert (result.outcome, result.status, result.up, result.down) == (Outcome.PARKED, Status.OK, 11, 0)
+    assert _recv_exact(tunnel, 8) == encode_frame(UDP, b"second")
+
+    tunnel.sendall(back[3:])  # the frame's rest: the partly read frame survived the park
+    result = pump.run()
+    assert (result.outcome, result.up, result.down) == (Outcome.PARKED, 11, 4)
+    assert app.recv(100) == b"back"
+
+    # A parked flow still ends at its idle deadline, closing both sides.
+    pump.idle = 0.2
+    while time.monotonic() < pump.idle_deadline():
+        time.sleep(0.05)
+    result = pump.run()
+    assert (result.outcome, result.status, result.up, result.down) == (Outcome.IDLE, Status.OK, 11, 4)
+    assert tunnel.recv(100) == b""
+
+
+def test_a_pump_with_frames_queued_for_the_tunnel_never_parks() -> None:
+    pump, (app,), tunnel = _quiet_pump(park_after=0.05, idle=0.5)
+    pump.b.setsockopt(socket.SOL_SOCKET, socket.SO_SNDBUF, 4096)
+    box: dict = {}
+    thread = threading.Thread(target=lambda: box.setdefault("result", pump.run()))
+    thread.start()
+    app.settimeout(5)
+    for _ in range(40):
+        app.send(bytes(8000))  # more than the tunnel takes while nobody reads it
+    thread.join(10)
+    assert box["result"].outcome is Outcome.IDLE
+
+
+def test_a_pump_whose_first_turn_is_not_quiet_does_not_park_without_park_after() -> None:
+    pump, (_app,), tunnel = _quiet_pump(park_after=0.0, idle=0.3)
+    assert pump.run().outcome is Outcome.IDLE
+    assert _recv_exact(tunnel, 7) == encode_frame(UDP, b"first")
+
+
+def test_the_forwarder_parks_a_datagram_flow_on_every_endpoint_socket() -> None:
+    """A datagram to the endpoint's second socket (the interception inbox) wakes a parked flow."""
+    parking = Parking()
+    forwarder = Forwarder(runtime=lambda: None, pool=None, parking=parking, workers=Workers("test"), on_flow=lambda _r: None)  # type: ignore[arg-type]
+    pump, (_app, inbox_writer), tunnel = _quiet_pump(park_after=0.05, socks=2)
+    results: list = []
+    ended = threading.Event()
+    try:
+        tunnel.sendall(encode_reply(Status.OK))
+        forwarder._run(pump, "peer", "private", lambda r: (results.append(r), ended.set()))
+        assert _recv_exact(tunnel, 7) == encode_frame(UDP, b"first")
+        _wait_until(lambda: parking.count() == 1)
+        assert forwarder.active() == 1 and not results
+        inbox_writer.send(b"via the inbox")
+        assert _recv_exact(tunnel, 15) == encode_frame(UDP, b"via the inbox")
+        _wait_until(lambda: parking.count() == 1)  # quiet again: parked again
+        tunnel.close()  # the far end ends the flow: the parked pump wakes on the hang-up
+        assert ended.wait(5)
+        assert (results[0].outcome, results[0].up) == (Outcome.CLOSED, 18)
+        assert forwarder.active() == 0 and parking.count() == 0
+    finally:
+        parking.stop()
+
+
+def _wait_until(condition, timeout: float = 5.0) -> None:
+    deadline = time.monotonic() + timeout
+    while not condition():
+        assert time.monotonic() < deadline, "condition not reached"
+        time.sleep(0.01)
+
+
+def test_take_queued_returns_what_a_socket_held_before_connect() -> None:
+    """A session socket may take other clients' datagrams between bind() and connect(); they are handed on."""
+    server = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+    one, two = (socket.socket(socket.AF_INET, socket.SOCK_DGRAM) for _ in range(2))
+    with server, one, two:
+        server.bind(("127.0.0.1", 0))
+        one.bind(("127.0.0.1", 0))
+        two.bind(("127.0.0.1", 0))
+        one.sendto(b"from one", server.getsockname())
+        two.sendto(b"from two", server.getsockname())
+        _wait_until(lambda: select.select([server], [], [], 0)[0] != [])
+        server.connect(one.getsockname())
+        taken = _take_queued(server)
+        assert sorted(taken) == sorted([(b"from one", one.getsockname()), (b"from two", two.getsockname())])
