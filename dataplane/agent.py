@@ -36,6 +36,7 @@ from pathlib import Path
 from dataplane import filter_table, intercept, sysctl
 from dataplane.datagram_intercept import IcmpInterceptor, IcmpPlan, UdpInterceptor
 from dataplane.config import AgentConfig, ConfigError, Endpoint, load_config
+from dataplane.denylog import DeniedPacket
 from dataplane.filter_compile import CompiledPolicy, PolicyTooComplexError, compile_policy
 from dataplane.forward import IP_TRANSPARENT, FlowRecord, Forwarder, Router, Runtime
 from dataplane.intercept import InterceptPlan
@@ -186,6 +187,7 @@ class Agent:
                 filter_counters=self._filter_counters,
             ),
             rtt=self._rtt,
+            on_deny=self._kernel_denied,
         )
         self._tunnel_listener: Listener | None = None
         self._intercept_listener: InterceptListeners | None = None
@@ -418,6 +420,12 @@ class Agent:
         flushed = self.pool.flush(peer)
         reset_streams = self.forwarder.abort_path(peer, old) if not self.paths.is_up(peer, old) else 0
         event(log, "path.change", peer=peer, old=old, new=new, warm_closed=flushed, reset_streams=reset_streams)
+
+    def _kernel_denied(self, packet: DeniedPacket) -> None:
+        """A datagram the kernel filter table refused: the UDP interceptor answers it with an ICMP error."""
+        listener = self._intercept_listener
+        if listener is not None and packet.proto == "udp":
+            listener.udp.refuse_denied(packet.src, packet.dst, packet.head)
 
     def _flow_closed(self, record: FlowRecord) -> None:
         self.observer.flow(record)

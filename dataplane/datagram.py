@@ -144,12 +144,27 @@ def echo(kind: int, ident: int, seq: int, data: bytes) -> bytes:
     return icmp_message(kind, 0, struct.pack("!HH", ident, seq), data)
 
 
-def ipv4_packet(src: IPv4Address, dst: IPv4Address, proto: int, payload: bytes, ttl: int = 64) -> bytes:
-    """An IPv4 packet (no options) with its header checksum."""
-    total = 20 + len(payload)
+def ipv4_header(src: IPv4Address, dst: IPv4Address, proto: int, total: int, ttl: int = 64) -> bytes:
+    """A 20-byte IPv4 header (no options) for a packet of `total` bytes, with its checksum."""
     ident = secrets.randbits(16)
     head = struct.pack("!BBHHHBBH4s4s", 0x45, 0, total, ident, 0, ttl, proto, 0, src.packed, dst.packed)
-    return head[:10] + struct.pack("!H", checksum(head)) + head[12:] + payload
+    return head[:10] + struct.pack("!H", checksum(head)) + head[12:]
+
+
+def ipv4_packet(src: IPv4Address, dst: IPv4Address, proto: int, payload: bytes, ttl: int = 64) -> bytes:
+    """An IPv4 packet (no options) with its header checksum."""
+    return ipv4_header(src, dst, proto, 20 + len(payload), ttl) + payload
+
+
+def udp_quote(src: IPv4Address, sport: int, dst: IPv4Address, dport: int, length: int) -> bytes:
+    """The IPv4 and UDP headers of a datagram of `length` payload bytes: what an ICMP error about it quotes.
+
+    For a flow the far end refused, the ingress no longer has the packet (a
+    socket gave it the payload only); the kernel that receives the error
+    matches it to the client's socket by these addresses, ports and protocol.
+    """
+    udp = struct.pack("!HHHH", sport, dport, 8 + length, 0)  # checksum 0: "none", and nobody checks a quote's
+    return ipv4_header(src, dst, UDP, 28 + length) + udp
 
 
 def parse_echo_request(packet: bytes) -> tuple[IPv4Address, IPv4Address, int, int, bytes] | None:
@@ -206,6 +221,108 @@ def admin_prohibited(original: bytes) -> bytes:
     ihl = (original[0] & 0x0F) * 4
     quoted = original[:ihl + 8]
     return ipv4_packet(dst, src, ICMP, icmp_message(ICMP_DEST_UNREACH, CODE_ADMIN_PROHIBITED, bytes(4), quoted))
+
+
+def quotable_udp(original: bytes) -> bool:
+    """True when an ICMP error may be sent about `original` (RFC 1122 3.2.2, RFC 1812 4.3.2.7).
+
+    An IPv4 UDP datagram with its whole header and 8 bytes to quote, the first
+    fragment, from a unicast source to a unicast destination.
+    """
+    if len(original) < 28 or original[0] >> 4 != 4 or original[9] != UDP:
+        return False
+    ihl = (original[0] & 0x0F) * 4
+    if ihl < 20 or len(original) < ihl + 8 or struct.unpack_from("!H", original, 6)[0] & 0x1FFF:
+        return False
+    src, dst = IPv4Address(original[12:16]), IPv4Address(original[16:20])
+    unicast = lambda a: not (a.is_multicast or a.is_unspecified or a == IPv4Address("255.255.255.255"))  # noqa: E731
+    return unicast(src) and unicast(dst)
+
+
+class TokenBuckets:
+    """A token bucket per key (`rate` a second, up to `burst`) under one for all keys together.
+
+    Bounded: past `max_keys` the least recently used key is forgotten (it
+    comes back full, which the shared bucket still limits).
+    """
+
+    def __init__(self, rate: float, burst: float, *, total_rate: float, total_burst: float,
+                 max_keys: int = 4096, clock: Callable[[], float] = time.monotonic) -> None:
+        self.rate, self.burst = rate, burst
+        self.max_keys = max_keys
+        self._clock = clock
+        self._keys: dict[object, tuple[float, float]] = {}  # key -> (tokens, when), oldest use first
+        self._total = _Bucket(total_rate, total_burst, clock())
+
+    def take(self, key: object) -> bool:
+        """Spend one token of `key` and one of the total; False (nothing spent) if either is empty."""
+        now = self._clock()
+        tokens, when = self._keys.pop(key, (self.burst, now))
+        tokens = min(self.burst, tokens + (now - when) * self.rate)
+        allowed = tokens >= 1 and self._total.take(now)
+        self._keys[key] = (tokens - 1 if allowed else tokens, now)
+        while len(self._keys) > self.max_keys:
+            del self._keys[next(iter(self._keys))]
+        return allowed
+
+
+class _Bucket:
+    def __init__(self, rate: float, burst: float, now: float) -> None:
+        self.rate, self.burst, self.tokens, self.when = rate, burst, burst, now
+
+    def take(self, now: float) -> bool:
+        self.tokens = min(self.burst, self.tokens + (now - self.when) * self.rate)
+        self.when = now
+        if self.tokens < 1:
+            return False
+        self.tokens -= 1
+        return True
+
+
+REJECT_RATE = 5.0  # ICMP errors a second per source address
+REJECT_BURST = 10.0
+REJECT_TOTAL_RATE = 200.0  # ... and for all sources together
+REJECT_TOTAL_BURST = 100.0
+
+
+class IcmpRejecter:
+    """Answers a refused UDP datagram with ICMP admin-prohibited from its original destination, rate-limited.
+
+    The kernel cannot: the destination of a TPROXY'd datagram is not a local
+    address, and it never sources an ICMP error from one. A raw socket with
+    IP_HDRINCL (IPPROTO_RAW) can; token buckets per source and in total keep a
+    flood of refused datagrams from turning the agent into an amplifier (at
+    most one error per datagram, each no larger than what it quotes plus 48
+    bytes).
+    """
+
+    def __init__(self, *, rate: float = REJECT_RATE, burst: float = REJECT_BURST,
+                 total_rate: float = REJECT_TOTAL_RATE, total_burst: float = REJECT_TOTAL_BURST) -> None:
+        self._sock = socket.socket(socket.AF_INET, socket.SOCK_RAW, socket.IPPROTO_RAW)  # implies IP_HDRINCL
+        self._buckets = TokenBuckets(rate, burst, total_rate=total_rate, total_burst=total_burst)
+        self._lock = threading.Lock()
+        self.sent = 0
+        self.limited = 0
+
+    def reject(self, original: bytes) -> bool:
+        """Send the error about `original` (its IPv4 header and at least 8 bytes); False if not sent."""
+        if not quotable_udp(original):
+            return False
+        src = IPv4Address(original[12:16])
+        with self._lock:
+            if not self._buckets.take(src):
+                self.limited += 1
+                return False
+        try:
+            self._sock.sendto(admin_prohibited(original), (str(src), 0))
+        except OSError:
+            return False  # closed (shutdown), or no route back: the client times out as before
+        self.sent += 1
+        return True
+
+    def close(self) -> None:
+        """Close the raw socket (later rejects are not sent)."""
+        self._sock.close()
 
 
 # ---- endpoints -------------------------------------------------------------

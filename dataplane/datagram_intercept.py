@@ -31,6 +31,13 @@ same rules back into the TUN, where the reader hands it to the delivery
 session keyed by (source, destination, identifier). Anything else read from
 the TUN is dropped.
 
+A refused UDP datagram is answered at once with an ICMP destination
+unreachable, administratively prohibited (3/13), from its original
+destination (`UdpInterceptor.refuse_denied` for the kernel filter table's
+denials, which the agent learns through NFLOG; the session endpoint's
+`refuse` for the far end's DENIED), through a rate-limited raw socket
+(`datagram.IcmpRejecter`).
+
 Sessions are bounded (`MAX_SESSIONS`); past that, new flows are dropped and
 logged.
 """
@@ -49,7 +56,19 @@ from dataclasses import dataclass
 from ipaddress import IPv4Address, IPv4Network
 
 from dataplane import sysctl
-from dataplane.datagram import ICMP_ECHO_REPLY, ICMP_ECHO_REQUEST, IP_TRANSPARENT, Endpoint, admin_prohibited, echo, inbox, ipv4_packet, parse_echo
+from dataplane.datagram import (
+    ICMP_ECHO_REPLY,
+    ICMP_ECHO_REQUEST,
+    IP_TRANSPARENT,
+    Endpoint,
+    IcmpRejecter,
+    admin_prohibited,
+    echo,
+    inbox,
+    ipv4_packet,
+    parse_echo,
+    udp_quote,
+)
 from dataplane.header import ICMP, UDP
 from dataplane.intercept import KernelError
 from dataplane.logfmt import event
@@ -164,6 +183,11 @@ class UdpInterceptor:
             self._sock.close()
             raise
         self._reader = _Reader("udp-intercept", self._sock.fileno(), self._drain)
+        try:
+            self._rejecter: IcmpRejecter | None = IcmpRejecter()
+        except OSError as exc:  # no CAP_NET_RAW: refused datagrams are dropped silently, as the kernel does
+            self._rejecter = None
+            event(log, "datagram.reject_unavailable", error=exc.strerror, level=logging.WARNING)
 
     def start(self) -> None:
         """Begin taking datagrams."""
@@ -171,9 +195,27 @@ class UdpInterceptor:
         event(log, "listener.start", listener="udp-intercept", addr=f"127.0.0.1:{self.port}")
 
     def stop(self) -> None:
-        """Stop taking new flows; running sessions end with their streams."""
+        """Stop taking new flows; running sessions end with their streams (refusals after this are silent)."""
         self._reader.stop()
         self._sock.close()
+        if self._rejecter is not None:
+            self._rejecter.close()
+
+    def refuse_denied(self, src: str, dst: str, head: bytes) -> bool:
+        """A UDP datagram the kernel filter table refused (reported by NFLOG): answer it with admin-prohibited.
+
+        Only for flows this agent intercepts; `head` is the datagram's IPv4
+        header and first 8 bytes. False when nothing was sent (not ours, rate
+        limited, or no raw socket).
+        """
+        if self._rejecter is None or not head or not self._wanted(src, dst):
+            return False
+        return self._rejecter.reject(head)
+
+    def _refuse_session(self, src: str, sport: int, dst: str, dport: int, length: int) -> None:
+        """The far end refused a session: admin-prohibited quoting the headers of the datagram that opened it."""
+        if self._rejecter is not None:
+            self._rejecter.reject(udp_quote(IPv4Address(src), sport, IPv4Address(dst), dport, length))
 
     def _drain(self) -> None:
         for _ in range(READ_BATCH):
@@ -223,7 +265,10 @@ class UdpInterceptor:
                 sock.close()
             event(log, "datagram.session_limit", proto="udp", limit=MAX_SESSIONS, level=logging.WARNING)
             return
-        endpoint = Endpoint([reply, reader], reply.send, on_close=lambda: self.sessions.forget(key, writer))
+        endpoint = Endpoint(
+            [reply, reader], reply.send, refuse=lambda: self._refuse_session(src, sport, dst, dport, len(data)),
+            on_close=lambda: self.sessions.forget(key, writer),
+        )
         self._workers.submit(_safe, self._handler, endpoint, IPv4Address(src), sport, IPv4Address(dst), dport, UDP, first)
         # Other clients' datagrams to the same destination that the socket took between bind and connect.
         for payload, (peer, peer_port) in strays:

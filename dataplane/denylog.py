@@ -1,5 +1,9 @@
 """Connections the kernel filter table refused, read back from NFLOG so they reach the flow log.
 
+Each report also carries the refused packet's first bytes (`DeniedPacket.head`:
+its IPv4 header and 8 more), which is what the agent quotes when it answers a
+refused UDP datagram with an ICMP error (`datagram.IcmpRejecter`).
+
 A deny in the filter table happens in the kernel, before any agent socket sees
 the connection, so the agent learns about it only if the kernel tells it. The
 deny chains log to an NFLOG group (`filter_table.LOG_GROUP`) as well as to the
@@ -20,7 +24,7 @@ import struct
 import threading
 import time
 from collections.abc import Callable, Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from ipaddress import IPv4Address
 from typing import Any
 
@@ -61,6 +65,7 @@ class DeniedPacket:
     sport: int
     dport: int
     rule: str | None  # None: the default verdict
+    head: bytes = field(default=b"", repr=False, compare=False)  # IPv4 header + 8 bytes, what an ICMP error quotes
 
     def as_flow(self, *, node: str, role: str, identity: str) -> dict[str, Any]:
         """The flow log line for it (no bytes moved, no path taken)."""
@@ -113,6 +118,7 @@ def parse_packet(body: bytes) -> DeniedPacket | None:
     return DeniedPacket(
         ts=ts, src=str(IPv4Address(payload[12:16])), dst=str(IPv4Address(payload[16:20])),
         proto=PROTO_NAMES.get(proto, str(proto)), sport=sport, dport=dport, rule=_rule_from_prefix(prefix),
+        head=payload[:header_len + 8] if len(payload) >= header_len + 8 else b"",
     )
 
 

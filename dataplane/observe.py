@@ -26,9 +26,13 @@ log = logging.getLogger("dataplane.flow")
 class Observer:
     """Fans a closed stream out to the log, the flow log and the metrics; serves the endpoint."""
 
-    def __init__(self, config: AgentConfig, *, sources: Sources, rtt: Callable[[str, str], float | None]) -> None:
+    def __init__(
+        self, config: AgentConfig, *, sources: Sources, rtt: Callable[[str, str], float | None],
+        on_deny: Callable[[DeniedPacket], None] | None = None,
+    ) -> None:
         self._config = config
         self._rtt = rtt
+        self._on_deny = on_deny  # the agent's own answer to a kernel deny (an ICMP error for UDP)
         self.metrics = Metrics(node=config.name, sources=sources)
         self._writer: FlowLogWriter | None = None
         self._server: MetricsServer | None = None
@@ -84,6 +88,11 @@ class Observer:
     def _denied(self, packet: DeniedPacket) -> None:
         """A connection the kernel filter table refused at ingress: one flow log line, one deny counted."""
         self._report(packet.as_flow(node=self._config.name, role="ingress", identity=self._config.identity))
+        if self._on_deny is not None:
+            try:
+                self._on_deny(packet)
+            except Exception as exc:  # an answer that fails must not stop the deny listener
+                event(log, "denylog.answer_failed", error=repr(exc), level=logging.WARNING)
 
     def flow(self, record: FlowRecord) -> None:
         """Report one closed stream."""

@@ -1,7 +1,8 @@
 """UDP and ICMP echo through seed 000's fabric: connector -> edge A -> edge B, in mutual TLS like TCP.
 
 Permitted UDP exchanges and pings pass and are answered by the real hosts;
-denied ones get no answer (ICMP: an admin-prohibited error); a capture on the
+denied ones get an admin-prohibited error at once (UDP: the client's
+socket sees EHOSTUNREACH); a capture on the
 links between the connector and the far edge never shows a UDP payload in
 clear; the flow logs hold the flows with proto udp/icmp; malformed datagram
 frames from a trusted peer do not stop the agent; with the connector's agent
@@ -10,6 +11,7 @@ not plain routing).
 """
 from __future__ import annotations
 
+import errno
 import json
 import os
 import select
@@ -185,16 +187,69 @@ def test_ping_from_the_agents_own_address_without_preserve_source(seed: Seed000)
         _reload(seed, "edgeb", original)
 
 
-def test_denied_udp_gets_no_answer(seed: Seed000, echoes: dict[int, UdpEcho]) -> None:
+def _udp_refusal(seed: Seed000, port: int, payload: bytes, timeout: float = 3.0) -> int | None:
+    """Send one datagram on a connected socket from aws-app; the errno its next recv gets (None: an answer)."""
+    sock = seed.ns("awsapp").socket(socket.SOCK_DGRAM)
+    sock.settimeout(timeout)
+    with sock:
+        sock.connect((AZ_APP, port))
+        sock.send(payload)
+        try:
+            sock.recv(65535)
+        except TimeoutError:
+            return errno.ETIMEDOUT
+        except OSError as exc:
+            return exc.errno
+    return None
+
+
+def test_denied_udp_is_refused_at_once(seed: Seed000, echoes: dict[int, UdpEcho]) -> None:
+    """The connector answers a datagram its kernel filter table refused with ICMP admin-prohibited (3/13)
+    from the original destination: the client's connected socket gets EHOSTUNREACH, not a timeout."""
     before = list(echoes[5004].peers)
-    assert _udp_exchange(seed, [b"denied at ingress"], port=5004, timeout=1.0) == []  # no rule: default deny
+    watch = in_netns(seed.ns("awsapp").name, lambda: socket.socket(socket.AF_INET, socket.SOCK_RAW, socket.IPPROTO_ICMP))
+    with watch:
+        assert _udp_refusal(seed, 5004, b"denied at ingress") == errno.EHOSTUNREACH  # no rule: default deny
+        watch.settimeout(2)
+        error = watch.recv(65535)
     assert echoes[5004].peers == before
+    # From the address the client sent to, quoting the datagram's IP header and UDP header (RFC 792).
+    assert socket.inet_ntoa(error[12:16]) == AZ_APP and (error[20], error[21]) == (3, 13)
+    quoted = error[28:]
+    assert (socket.inet_ntoa(quoted[12:16]), socket.inet_ntoa(quoted[16:20]), quoted[9]) == (AWS_APP, AZ_APP, UDP)
+    assert struct.unpack_from("!H", quoted, 22)[0] == 5004 and len(quoted) == 28
     # Refused by the connector's kernel filter table, which logs it (NFLOG) into the flow log with the rule.
     assert _wait_flow(seed, "conn", proto="udp", dport=5004, verdict="deny") is not None, _flows(seed, "conn")
 
 
+def test_a_flood_of_denied_datagrams_gets_rate_limited_errors(seed: Seed000) -> None:
+    """The connector is no amplifier: a source's refused datagrams get at most a burst and then a trickle of errors."""
+    from dataplane.datagram import REJECT_BURST, REJECT_RATE
+
+    flood = 200
+    watch = in_netns(seed.ns("awsapp").name, lambda: socket.socket(socket.AF_INET, socket.SOCK_RAW, socket.IPPROTO_ICMP))
+    sender = seed.ns("awsapp").socket(socket.SOCK_DGRAM)
+    with watch, sender:
+        started = time.monotonic()
+        for index in range(flood):
+            sender.sendto(b"flood", (AZ_APP, 6000 + index % 50))
+        time.sleep(0.5)  # let the last reports and errors arrive
+        watch.setblocking(False)
+        errors = 0
+        for _ in range(flood + 1):
+            try:
+                packet = watch.recv(65535)
+            except BlockingIOError:
+                break
+            errors += packet[20] == 3 and packet[21] == 13
+        elapsed = time.monotonic() - started
+    print(f"\n{errors} ICMP errors for {flood} refused datagrams in {elapsed:.2f} s")
+    assert 1 <= errors <= REJECT_BURST + REJECT_RATE * elapsed + 1, errors
+
+
 def test_udp_denied_at_egress_never_reaches_the_host(seed: Seed000, echoes: dict[int, UdpEcho]) -> None:
-    assert _udp_exchange(seed, [b"denied at egress"], port=5003, timeout=1.0) == []
+    """Edge B's DENIED reaches the connector, which refuses the client's flow the same way."""
+    assert _udp_refusal(seed, 5003, b"denied at egress") == errno.EHOSTUNREACH
     assert echoes[5003].peers == []
     assert seed.agents["edgeb"].wait_for("rule=egress-udp-deny")
     assert _wait_flow(seed, "conn", proto="udp", dport=5003, verdict="deny", rule="egress-udp-deny")

@@ -17,6 +17,8 @@ from dataplane.datagram import (
     Endpoint,
     FrameDecoder,
     FrameError,
+    IcmpRejecter,
+    TokenBuckets,
     admin_prohibited,
     checksum,
     echo,
@@ -24,6 +26,8 @@ from dataplane.datagram import (
     ipv4_packet,
     parse_echo_reply,
     parse_echo_request,
+    quotable_udp,
+    udp_quote,
 )
 from dataplane.datagram_intercept import _take_queued, orig_dst
 from dataplane.forward import Forwarder
@@ -284,3 +288,63 @@ def test_take_queued_returns_what_a_socket_held_before_connect() -> None:
         server.connect(one.getsockname())
         taken = _take_queued(server)
         assert sorted(taken) == sorted([(b"from one", one.getsockname()), (b"from two", two.getsockname())])
+
+
+# ---- ICMP errors for refused UDP ---------------------------------------------
+
+
+def _udp_packet(src: IPv4Address = SRC, dst: IPv4Address = DST, payload: bytes = b"refused") -> bytes:
+    return ipv4_packet(src, dst, UDP, struct.pack("!HHHH", 40000, 5004, 8 + len(payload), 0) + payload)
+
+
+def test_udp_quote_is_the_datagrams_own_headers() -> None:
+    packet = _udp_packet()
+    quote = udp_quote(SRC, 40000, DST, 5004, len(b"refused"))
+    assert len(quote) == 28 and checksum(quote[:20]) == 0
+    assert (quote[:4], quote[8:10], quote[12:]) == (packet[:4], packet[8:10], packet[12:28])  # all but the random IP identifier and the checksum
+
+
+def test_only_unicast_first_fragments_of_udp_are_answered() -> None:
+    assert quotable_udp(_udp_packet())
+    assert not quotable_udp(_udp_packet()[:27])
+    assert not quotable_udp(ipv4_packet(SRC, DST, ICMP, echo(8, 1, 1, b"x")))
+    assert not quotable_udp(_udp_packet(dst=IPv4Address("224.0.0.251")))
+    assert not quotable_udp(_udp_packet(dst=IPv4Address("255.255.255.255")))
+    later_fragment = bytearray(_udp_packet())
+    struct.pack_into("!H", later_fragment, 6, 185)
+    assert not quotable_udp(bytes(later_fragment))
+
+
+def test_token_buckets_limit_each_source_and_all_together() -> None:
+    now = [100.0]
+    buckets = TokenBuckets(2.0, 3, total_rate=10.0, total_burst=5, max_keys=2, clock=lambda: now[0])
+    assert [buckets.take("a") for _ in range(5)] == [True, True, True, False, False]  # burst 3 per source
+    assert [buckets.take("b") for _ in range(3)] == [True, True, False]  # the shared burst of 5 is spent
+    now[0] += 0.5  # one token per source back, five shared
+    assert buckets.take("a") and not buckets.take("a")
+    buckets.take("c")  # a third key: the least recently used ("b") is forgotten
+    assert set(buckets._keys) == {"a", "c"}
+
+
+def test_the_rejecter_answers_from_the_destination_until_its_bucket_is_empty() -> None:
+    class Recorder:
+        def __init__(self) -> None:
+            self.sent: list[tuple[bytes, tuple[str, int]]] = []
+
+        def sendto(self, data: bytes, address: tuple[str, int]) -> int:
+            self.sent.append((data, address))
+            return len(data)
+
+    rejecter = IcmpRejecter.__new__(IcmpRejecter)  # no raw socket: record what would be sent
+    rejecter._sock, rejecter._lock = Recorder(), threading.Lock()  # type: ignore[assignment]
+    rejecter._buckets = TokenBuckets(1.0, 2, total_rate=100.0, total_burst=100, clock=lambda: 0.0)
+    rejecter.sent = rejecter.limited = 0
+    original = _udp_packet()
+    assert [rejecter.reject(original) for _ in range(4)] == [True, True, False, False]
+    assert not rejecter.reject(ipv4_packet(SRC, DST, ICMP, echo(8, 1, 1, b"x")))  # never about anything but UDP
+    assert (rejecter.sent, rejecter.limited) == (2, 2)
+    error, address = rejecter._sock.sent[0]  # type: ignore[attr-defined]
+    assert address == (str(SRC), 0)
+    assert (IPv4Address(error[12:16]), IPv4Address(error[16:20])) == (DST, SRC)
+    assert (error[20], error[21], checksum(error[20:])) == (3, 13, 0)
+    assert error[28:] == original[:28]  # RFC 792: the original IP header and its first 64 bits

@@ -59,3 +59,11 @@ def test_config_message_layout() -> None:
     length, kind, flags, seq, _pid = struct.unpack_from("=IHHII", message)
     assert length == len(message) and kind == (NFNL_SUBSYS_ULOG << 8) | 1 and flags == 5 and seq == 7
     assert struct.unpack_from("!H", message, 18)[0] == 4643
+
+
+def test_a_report_carries_the_headers_an_icmp_error_quotes() -> None:
+    packet = _ipv4_tcp("10.30.40.2", "172.18.40.10", 40001, 5004, proto=17)
+    (denied,) = parse_messages(_message(b"transit.deny rule=default ", packet))
+    assert denied.head == packet[:28]  # IPv4 header and the first 8 bytes (the UDP header)
+    (short,) = parse_messages(_message(b"transit.deny rule=default ", packet[:24]))
+    assert short.head == b"" and short.dport == 5004  # not enough to quote: logged, never answered
