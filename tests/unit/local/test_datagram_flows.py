@@ -36,9 +36,9 @@ def test_every_flow_has_a_command_for_its_protocol() -> None:
 def test_probe_per_protocol() -> None:
     base = {"src_ns": "ns", "dst": "10.6.0.10", "port": 5001}
     tcp, udp, icmp = (probe_argv({**base, "proto": p}) for p in ("tcp", "udp", "icmp"))
-    assert tcp[:5] == udp[:5] == icmp[:5] == ["ip", "netns", "exec", "ns", "python3"]
-    assert "SOCK_DGRAM" in udp[6] and "SOCK_RAW" in icmp[6] and "create_connection" in tcp[6]
-    assert icmp[7:9] == ["10.6.0.10", "1"]
+    assert tcp[:5] == udp[:5] == ["ip", "netns", "exec", "ns", "python3"]
+    assert "SOCK_DGRAM" in udp[6] and "create_connection" in tcp[6]
+    assert icmp == ["ip", "netns", "exec", "ns", "ping", "-n", "-c", "1", "-W", "3", "10.6.0.10"]  # the ping users paste
     assert probe_argv({**base, "port": 443})[6] == tcp[6]  # no proto: tcp (older outputs)
 
 
@@ -83,8 +83,8 @@ def test_local_check_sends_and_prints_every_protocol(monkeypatch) -> None:
     sent: list[str] = []
 
     def fake_run(argv, **kwargs):
-        sent.append(argv[6])
-        return subprocess.CompletedProcess(argv, 0 if "SOCK_DGRAM" in argv[6] or "SOCK_RAW" in argv[6] else 1)
+        sent.append(argv[4])
+        return subprocess.CompletedProcess(argv, 0 if argv[4] == "ping" or "SOCK_DGRAM" in argv[6] else 1)
 
     monkeypatch.setattr(local_check, "stack_outputs", lambda stack, cwd: {"local": {"prefix": "p", "flows": flows, "routers": []}})
     monkeypatch.setattr(local_check.subprocess, "run", fake_run)
