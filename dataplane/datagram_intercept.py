@@ -43,17 +43,21 @@ logged.
 """
 from __future__ import annotations
 
+import errno
 import fcntl
 import logging
 import os
 import select
 import socket
 import struct
-import subprocess
 import threading
-from collections.abc import Callable
+from collections.abc import Callable, Iterable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from ipaddress import IPv4Address, IPv4Network
+
+from pyroute2 import IPRoute, NetNS
+from pyroute2.netlink.exceptions import NetlinkError
 
 from dataplane import sysctl
 from dataplane.datagram import (
@@ -313,27 +317,140 @@ class IcmpPlan:
     local: tuple[IPv4Network, ...]
     remote: tuple[IPv4Network, ...]
 
-    def rules(self) -> list[str]:
-        """`ip rule` selectors, one per (local, remote) pair."""
-        return [f"from {src} to {dst} ipproto icmp" for src in self.local for dst in self.remote]
+    def pairs(self) -> list[tuple[IPv4Network, IPv4Network]]:
+        """(local, remote) CIDR pairs, one policy rule each."""
+        return [(src, dst) for src in self.local for dst in self.remote]
 
 
-def _ip_batch(commands: list[str], *, force: bool = False) -> None:
-    if not commands:
-        return
-    args = ["ip", "-force", "-batch", "-"] if force else ["ip", "-batch", "-"]
-    done = subprocess.run(args, input="\n".join(commands) + "\n", capture_output=True, text=True, check=False)
-    if done.returncode != 0 and not force:
-        raise KernelError(f"ip refused the change: {done.stderr.strip()}")
+# Errors that mean "already gone" when removing a rule or route.
+_MISSING = (errno.ENOENT, errno.ESRCH)
 
 
-def _rule_commands(verb: str, plan: IcmpPlan) -> list[str]:
-    return [f"rule {verb} {selector} lookup {plan.route_table} priority {plan.rule_priority}" for selector in plan.rules()]
+@contextmanager
+def _iproute(netns: str | None) -> Iterator[IPRoute]:
+    ipr = NetNS(netns) if netns else IPRoute()
+    try:
+        yield ipr
+    finally:
+        ipr.close()
 
 
-def remove_rules(plan: IcmpPlan) -> None:
-    """Remove the plan's policy rules and route (missing ones are fine)."""
-    _ip_batch([*_rule_commands("del", plan), f"route flush table {plan.route_table}"], force=True)
+def _describe(plan: IcmpPlan, src: IPv4Network, dst: IPv4Network) -> str:
+    return f"ip rule from {src} to {dst} ipproto icmp lookup {plan.route_table} priority {plan.rule_priority}"
+
+
+def _refused(what: str, exc: NetlinkError) -> KernelError:
+    return KernelError(f"the kernel refused {what}: {os.strerror(exc.code)} (errno {exc.code})")
+
+
+def _rule_fields(plan: IcmpPlan, src: IPv4Network, dst: IPv4Network) -> dict[str, object]:
+    return {
+        "family": socket.AF_INET, "src": str(src.network_address), "src_len": src.prefixlen,
+        "dst": str(dst.network_address), "dst_len": dst.prefixlen, "ip_proto": ICMP,
+        "table": plan.route_table, "priority": plan.rule_priority,
+    }
+
+
+def installed_rules(plan: IcmpPlan, *, netns: str | None = None) -> set[tuple[IPv4Network, IPv4Network]]:
+    """(local, remote) pairs of the ICMP rules in the kernel under the plan's table and priority."""
+    with _iproute(netns) as ipr:
+        return _installed(ipr, plan)
+
+
+def _installed(ipr: IPRoute, plan: IcmpPlan) -> set[tuple[IPv4Network, IPv4Network]]:
+    found: set[tuple[IPv4Network, IPv4Network]] = set()
+    for rule in ipr.get_rules(family=socket.AF_INET):
+        if (rule.get_attr("FRA_PRIORITY"), rule.get_attr("FRA_TABLE"), rule.get_attr("FRA_IP_PROTO")) != (
+            plan.rule_priority, plan.route_table, ICMP
+        ):
+            continue
+        src = IPv4Network(f"{rule.get_attr('FRA_SRC') or '0.0.0.0'}/{rule['src_len']}")
+        dst = IPv4Network(f"{rule.get_attr('FRA_DST') or '0.0.0.0'}/{rule['dst_len']}")
+        found.add((src, dst))
+    return found
+
+
+def _add_rules(ipr: IPRoute, plan: IcmpPlan, pairs: Iterable[tuple[IPv4Network, IPv4Network]]) -> None:
+    """Add each rule (one already there is fine); on a refusal remove the ones added here and raise KernelError."""
+    added: list[tuple[IPv4Network, IPv4Network]] = []
+    for src, dst in pairs:
+        try:
+            ipr.rule("add", **_rule_fields(plan, src, dst))
+        except NetlinkError as exc:
+            if exc.code == errno.EEXIST:
+                continue
+            _del_rules(ipr, plan, added)
+            raise _refused(_describe(plan, src, dst), exc) from exc
+        added.append((src, dst))
+
+
+def _del_rules(ipr: IPRoute, plan: IcmpPlan, pairs: Iterable[tuple[IPv4Network, IPv4Network]]) -> list[str]:
+    """Delete each rule (a missing one is fine); what the kernel refused otherwise, described."""
+    refused: list[str] = []
+    for src, dst in pairs:
+        try:
+            ipr.rule("del", **_rule_fields(plan, src, dst))
+        except NetlinkError as exc:
+            if exc.code not in _MISSING:
+                refused.append(str(_refused(_describe(plan, src, dst), exc)))
+    return refused
+
+
+def install_rules(plan: IcmpPlan, *, netns: str | None = None) -> None:
+    """Bring the TUN up, route the table's default into it, add the plan's rules (idempotent).
+
+    KernelError names what the kernel refused; rules added by this call are
+    removed again first.
+    """
+    with _iproute(netns) as ipr:
+        links = ipr.link_lookup(ifname=plan.tun)
+        if not links:
+            raise KernelError(f"no device {plan.tun} for the ICMP route")
+        try:
+            ipr.link("set", index=links[0], state="up")
+        except NetlinkError as exc:
+            raise _refused(f"ip link set dev {plan.tun} up", exc) from exc
+        try:
+            ipr.route("replace", dst="0.0.0.0/0", oif=links[0], table=plan.route_table)
+        except NetlinkError as exc:
+            raise _refused(f"ip route replace default dev {plan.tun} table {plan.route_table}", exc) from exc
+        _add_rules(ipr, plan, plan.pairs())
+
+
+def update_rules(old: IcmpPlan, new: IcmpPlan, *, netns: str | None = None) -> list[str]:
+    """Move the rules from `old` to `new`: add what is new, then remove what is gone.
+
+    KernelError if the kernel refuses an addition: the rules added are taken
+    back and `old`'s stay, so the running state is unchanged. A stale rule
+    the kernel refuses to remove does not fail the move: the refusals are
+    returned, described.
+    """
+    with _iproute(netns) as ipr:
+        present = _installed(ipr, new)
+        _add_rules(ipr, new, [pair for pair in new.pairs() if pair not in present])
+        same_place = (old.route_table, old.rule_priority) == (new.route_table, new.rule_priority)
+        wanted = set(new.pairs()) if same_place else set()
+        return _del_rules(ipr, old, [pair for pair in old.pairs() if pair not in wanted])
+
+
+def remove_rules(plan: IcmpPlan, *, netns: str | None = None) -> None:
+    """Remove the plan's policy rules and every route in its table; missing ones are fine.
+
+    KernelError (after trying everything) if the kernel refused to remove one.
+    """
+    with _iproute(netns) as ipr:
+        refused = _del_rules(ipr, plan, {*plan.pairs(), *_installed(ipr, plan)})  # with what a killed agent left
+        for route in ipr.get_routes(family=socket.AF_INET, table=plan.route_table):
+            if route.get_attr("RTA_TABLE") != plan.route_table:
+                continue
+            dst = f"{route.get_attr('RTA_DST') or '0.0.0.0'}/{route['dst_len']}"
+            try:
+                ipr.route("del", dst=dst, table=plan.route_table, type=route["type"])
+            except NetlinkError as exc:
+                if exc.code not in _MISSING:
+                    refused.append(str(_refused(f"ip route del {dst} table {plan.route_table}", exc)))
+    if refused:
+        raise KernelError("; ".join(refused))
 
 
 class IcmpInterceptor:
@@ -358,11 +475,7 @@ class IcmpInterceptor:
             fcntl.ioctl(self._fd, TUNSETIFF, struct.pack("16sH", self.plan.tun.encode(), IFF_TUN | IFF_NO_PI))
             os.set_blocking(self._fd, False)
             remove_rules(self.plan)  # whatever a killed agent left under the same table and priority
-            _ip_batch([
-                f"link set dev {self.plan.tun} up",
-                f"route replace default dev {self.plan.tun} table {self.plan.route_table}",
-                *_rule_commands("add", self.plan),
-            ])
+            install_rules(self.plan)
         except BaseException:
             self.stop()
             raise
@@ -381,14 +494,8 @@ class IcmpInterceptor:
             return
         if (plan.tun, plan.route_table) != (self.plan.tun, self.plan.route_table):
             raise KernelError("the ICMP TUN or route table changed: restart interception")
-        old = self.plan
-        _ip_batch(_rule_commands("del", old), force=True)
-        try:
-            _ip_batch(_rule_commands("add", plan))
-        except KernelError:
-            _ip_batch(_rule_commands("del", plan), force=True)
-            _ip_batch(_rule_commands("add", old), force=True)
-            raise
+        for refused in update_rules(self.plan, plan):  # the new rules are in; a stale one stayed
+            event(log, "datagram.cleanup_failed", error=refused, level=logging.WARNING)
         self.plan = plan
 
     def stop(self) -> None:
@@ -396,7 +503,10 @@ class IcmpInterceptor:
         if self._reader is not None:
             self._reader.stop()
             self._reader = None
-        remove_rules(self.plan)
+        try:
+            remove_rules(self.plan)
+        except KernelError as exc:  # stopping goes on: the TUN closes, and with it the route and its traffic
+            event(log, "datagram.cleanup_failed", error=str(exc), level=logging.WARNING)
         if self._fd >= 0:
             with self._write_lock:
                 os.close(self._fd)

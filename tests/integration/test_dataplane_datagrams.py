@@ -22,15 +22,16 @@ import subprocess
 import threading
 import time
 from collections.abc import Iterator
-from ipaddress import IPv4Address
+from ipaddress import IPv4Address, IPv4Network
 from pathlib import Path
 
 import pytest
 
 from dataplane.config import TlsPaths
+from dataplane.datagram_intercept import IcmpPlan, install_rules, installed_rules, remove_rules, update_rules
 from dataplane.header import ICMP, UDP, Status, StreamHeader, decode_reply
 from dataplane.tls import build_contexts
-from tests.integration.netns import Netns, in_netns
+from tests.integration.netns import Lab, Netns, in_netns
 from tests.integration.seed000 import AWS_APP, AZ_APP, DEFAULT_POLICY, EDGE_B, TUNNEL_LINKS, Seed000, identity
 
 pytestmark = pytest.mark.integration
@@ -399,6 +400,42 @@ def test_reload_replaces_and_removes_the_icmp_objects(seed: Seed000, echoes: dic
     assert "192.0.2.0/24" not in conn.ip_rules()
     assert _ping(seed, "awsapp", AZ_APP).returncode == 0
     assert _udp_exchange(seed, [b"after reloads"]) == [b"after reloads"]
+
+
+def _icmp_rule_lines(space: Netns) -> list[str]:
+    return sorted(line.split(":", 1)[1].strip() for line in space.ip_rules().splitlines() if "ipproto icmp" in line)
+
+
+def test_icmp_rules_are_exactly_the_plans_after_a_cidr_change() -> None:
+    """The netlink rule helpers in a namespace of their own (a veth stands in for the TUN): add, move, remove."""
+    def plan(local: list[str], remote: list[str]) -> IcmpPlan:
+        return IcmpPlan("tx-icmp", 4644, 4644, tuple(map(IPv4Network, local)), tuple(map(IPv4Network, remote)))
+
+    with Lab(tag="icr") as lab:
+        space = lab.ns("r")
+        space.exec("ip", "link", "add", "tx-icmp", "type", "veth", "peer", "name", "tx-peer")
+        space.exec("ip", "rule", "add", "from", "10.9.9.0/24", "lookup", "4644", "priority", "4644")  # not ours: stays
+        first = plan(["10.30.40.0/24"], ["172.18.40.0/24", "192.0.2.0/24"])
+        install_rules(first, netns=space.name)
+        install_rules(first, netns=space.name)  # idempotent: nothing doubled
+        assert _icmp_rule_lines(space) == [
+            "from 10.30.40.0/24 to 172.18.40.0/24 ipproto icmp lookup 4644",
+            "from 10.30.40.0/24 to 192.0.2.0/24 ipproto icmp lookup 4644",
+        ]
+        assert "default dev tx-icmp" in space.exec("ip", "route", "show", "table", "4644").stdout
+        # A reload that drops a remote CIDR, keeps one and adds a local CIDR.
+        second = plan(["10.30.40.0/24", "10.30.41.0/24"], ["172.18.40.0/24"])
+        assert update_rules(first, second, netns=space.name) == []
+        assert installed_rules(second, netns=space.name) == set(second.pairs())
+        assert _icmp_rule_lines(space) == [
+            "from 10.30.40.0/24 to 172.18.40.0/24 ipproto icmp lookup 4644",
+            "from 10.30.41.0/24 to 172.18.40.0/24 ipproto icmp lookup 4644",
+        ]
+        remove_rules(second, netns=space.name)
+        remove_rules(second, netns=space.name)  # what is gone stays gone, without an error
+        assert _icmp_rule_lines(space) == []
+        assert "from 10.9.9.0/24 lookup 4644" in space.ip_rules()
+        assert space.exec("ip", "route", "show", "table", "4644").stdout.strip() == ""
 
 
 def test_without_the_agent_nothing_passes(seed: Seed000, echoes: dict[int, UdpEcho]) -> None:

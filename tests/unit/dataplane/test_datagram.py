@@ -1,13 +1,15 @@
 """Datagram frames, ICMP/IPv4 packets and the datagram pump, without a kernel change."""
 from __future__ import annotations
 
+import contextlib
+import errno
 import random
 import select
 import socket
 import struct
 import threading
 import time
-from ipaddress import IPv4Address
+from ipaddress import IPv4Address, IPv4Network
 
 import pytest
 
@@ -29,9 +31,11 @@ from dataplane.datagram import (
     quotable_udp,
     udp_quote,
 )
-from dataplane.datagram_intercept import _take_queued, orig_dst
+from dataplane import datagram_intercept
+from dataplane.datagram_intercept import IcmpPlan, _take_queued, orig_dst
 from dataplane.forward import Forwarder
 from dataplane.header import ICMP, UDP, Status, encode_reply
+from dataplane.intercept import KernelError
 from dataplane.parking import Parking
 from dataplane.relay import Outcome
 from dataplane.workers import Workers
@@ -348,3 +352,51 @@ def test_the_rejecter_answers_from_the_destination_until_its_bucket_is_empty() -
     assert (IPv4Address(error[12:16]), IPv4Address(error[16:20])) == (DST, SRC)
     assert (error[20], error[21], checksum(error[20:])) == (3, 13, 0)
     assert error[28:] == original[:28]  # RFC 792: the original IP header and its first 64 bits
+
+
+class _FakeNetlink:
+    """Just enough of IPRoute for the ICMP rule helpers: rules in a list, a refusal on chosen additions."""
+
+    def __init__(self, refuse_dst: str | None = None) -> None:
+        self.rules: list[dict[str, object]] = []
+        self.refuse_dst = refuse_dst
+
+    def rule(self, verb: str, **fields: object) -> None:
+        from pyroute2.netlink.exceptions import NetlinkError
+        if verb == "add":
+            if fields["dst"] == self.refuse_dst:
+                raise NetlinkError(errno.EPERM)
+            if fields in self.rules:
+                raise NetlinkError(errno.EEXIST)
+            self.rules.append(fields)
+        elif fields in self.rules:
+            self.rules.remove(fields)
+        else:
+            raise NetlinkError(errno.ENOENT)
+
+    def get_rules(self, family: int) -> list[object]:
+        class Msg(dict):  # type: ignore[type-arg]
+            def get_attr(self, name: str) -> object:
+                return self[name]
+        return [Msg(FRA_PRIORITY=r["priority"], FRA_TABLE=r["table"], FRA_IP_PROTO=r["ip_proto"], FRA_SRC=r["src"],
+                    FRA_DST=r["dst"], src_len=r["src_len"], dst_len=r["dst_len"]) for r in self.rules]
+
+
+def _icmp_plan(local: list[str], remote: list[str]) -> IcmpPlan:
+    return IcmpPlan("transit-icmp", 4644, 4644, tuple(map(IPv4Network, local)), tuple(map(IPv4Network, remote)))
+
+
+def test_a_refused_rule_change_leaves_the_old_rules_and_names_the_rule(monkeypatch: pytest.MonkeyPatch) -> None:
+    kernel = _FakeNetlink(refuse_dst="192.0.2.0")
+    monkeypatch.setattr(datagram_intercept, "_iproute", lambda netns: contextlib.nullcontext(kernel))
+    old = _icmp_plan(["10.30.40.0/24"], ["172.18.40.0/24"])
+    new = _icmp_plan(["10.30.40.0/24", "10.30.41.0/24"], ["198.51.100.0/24", "192.0.2.0/24"])
+    datagram_intercept.update_rules(_icmp_plan([], []), old)
+    with pytest.raises(KernelError, match=r"refused ip rule from 10.30.40.0/24 to 192.0.2.0/24 ipproto icmp lookup 4644 priority 4644: Operation not permitted"):
+        datagram_intercept.update_rules(old, new)
+    assert datagram_intercept.installed_rules(old) == set(old.pairs())  # the one added before the refusal is gone
+    kernel.refuse_dst = None
+    assert datagram_intercept.update_rules(old, new) == []
+    assert datagram_intercept.installed_rules(new) == set(new.pairs())
+    datagram_intercept.update_rules(old, new)  # again: nothing to do, nothing doubled
+    assert len(kernel.rules) == 4
