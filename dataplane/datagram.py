@@ -55,8 +55,9 @@ RECV_BATCH = 64  # datagrams read from one endpoint socket per turn
 IP_TRANSPARENT = 19
 SOL_RAW = 255
 ICMP_FILTER = 1
-ICMP_ECHO_REPLY, ICMP_DEST_UNREACH, ICMP_ECHO_REQUEST = 0, 3, 8
-CODE_ADMIN_PROHIBITED = 13
+ICMP_ECHO_REPLY, ICMP_DEST_UNREACH, ICMP_ECHO_REQUEST, ICMP_TIME_EXCEEDED = 0, 3, 8, 11
+CODE_NET_UNREACHABLE, CODE_HOST_UNREACHABLE, CODE_ADMIN_PROHIBITED = 0, 1, 13
+CODE_TTL_EXCEEDED = 0
 _READ = select.POLLIN | select.POLLPRI
 _WRITE = select.POLLOUT
 
@@ -211,16 +212,39 @@ def parse_echo_reply(packet: bytes) -> tuple[int, int, bytes] | None:
     return ident, seq, bytes(icmp[8:])
 
 
-def admin_prohibited(original: bytes) -> bytes:
-    """ICMP destination unreachable, communication administratively prohibited (3/13), quoting `original`.
+def refusal_icmp(status: Status) -> tuple[int, int]:
+    """(type, code) of the ICMP error for a flow refused with `status`, as a router would answer.
 
-    Sent from the original destination back to the original source, as a
-    filtering router would.
+    DENIED: destination unreachable, communication administratively
+    prohibited (3/13); UNREACHABLE: host unreachable (3/1); NO_ROUTE: network
+    unreachable (3/0); HOP_LIMIT: time exceeded in transit (11/0); anything
+    else (a bad header): host unreachable (3/1).
+    """
+    if status is Status.DENIED:
+        return ICMP_DEST_UNREACH, CODE_ADMIN_PROHIBITED
+    if status is Status.NO_ROUTE:
+        return ICMP_DEST_UNREACH, CODE_NET_UNREACHABLE
+    if status is Status.HOP_LIMIT:
+        return ICMP_TIME_EXCEEDED, CODE_TTL_EXCEEDED
+    return ICMP_DEST_UNREACH, CODE_HOST_UNREACHABLE
+
+
+def icmp_error(original: bytes, kind: int, code: int) -> bytes:
+    """An ICMP error (destination unreachable, time exceeded) of `kind`/`code` quoting `original`.
+
+    Sent from the original destination back to the original source, as the
+    router that refused it would; the quote is the IP header and 8 bytes
+    (RFC 792).
     """
     src, dst = IPv4Address(original[12:16]), IPv4Address(original[16:20])
     ihl = (original[0] & 0x0F) * 4
     quoted = original[:ihl + 8]
-    return ipv4_packet(dst, src, ICMP, icmp_message(ICMP_DEST_UNREACH, CODE_ADMIN_PROHIBITED, bytes(4), quoted))
+    return ipv4_packet(dst, src, ICMP, icmp_message(kind, code, bytes(4), quoted))
+
+
+def admin_prohibited(original: bytes) -> bytes:
+    """ICMP destination unreachable, communication administratively prohibited (3/13), quoting `original`."""
+    return icmp_error(original, ICMP_DEST_UNREACH, CODE_ADMIN_PROHIBITED)
 
 
 def quotable_udp(original: bytes) -> bool:
@@ -286,7 +310,10 @@ REJECT_TOTAL_BURST = 100.0
 
 
 class IcmpRejecter:
-    """Answers a refused UDP datagram with ICMP admin-prohibited from its original destination, rate-limited.
+    """Answers a refused UDP datagram with an ICMP error from its original destination, rate-limited.
+
+    The error is the one `refusal_icmp` gives for the refusal's status
+    (admin-prohibited for a denial).
 
     The kernel cannot: the destination of a TPROXY'd datagram is not a local
     address, and it never sources an ICMP error from one. A raw socket with
@@ -304,8 +331,8 @@ class IcmpRejecter:
         self.sent = 0
         self.limited = 0
 
-    def reject(self, original: bytes) -> bool:
-        """Send the error about `original` (its IPv4 header and at least 8 bytes); False if not sent."""
+    def reject(self, original: bytes, status: Status = Status.DENIED) -> bool:
+        """Send the error for `status` about `original` (its IPv4 header and at least 8 bytes); False if not sent."""
         if not quotable_udp(original):
             return False
         src = IPv4Address(original[12:16])
@@ -314,7 +341,7 @@ class IcmpRejecter:
                 self.limited += 1
                 return False
         try:
-            self._sock.sendto(admin_prohibited(original), (str(src), 0))
+            self._sock.sendto(icmp_error(original, *refusal_icmp(status)), (str(src), 0))
         except OSError:
             return False  # closed (shutdown), or no route back: the client times out as before
         self.sent += 1
@@ -334,9 +361,9 @@ class Endpoint:
     `socks` are read without blocking (a connected UDP socket, an inbox that
     an interception thread feeds, a raw ICMP socket); `decode` turns what one
     of them read into a frame payload (None: not for this flow); `send` gives
-    a payload back to the application; `refuse` tells the application the far
-    end refused the flow. Sending never blocks: a datagram that does not fit
-    is dropped, as the network would.
+    a payload back to the application; `refuse` tells the application the flow
+    was refused (it gets the refusal's Status). Sending never blocks: a
+    datagram that does not fit is dropped, as the network would.
     """
 
     def __init__(
@@ -345,7 +372,7 @@ class Endpoint:
         send: Callable[[bytes], None],
         *,
         decode: Callable[[bytes], bytes | None] | None = None,
-        refuse: Callable[[], None] | None = None,
+        refuse: Callable[[Status], None] | None = None,
         on_close: Callable[[], None] | None = None,
     ) -> None:
         self.socks = list(socks)
@@ -393,11 +420,11 @@ class Endpoint:
             if exc.errno not in (errno.EHOSTUNREACH, errno.ENETUNREACH, errno.EMSGSIZE, errno.ENOBUFS, errno.EPERM, errno.EACCES):
                 raise
 
-    def refuse(self) -> None:
-        """The far end refused the flow: tell the application if this kind of endpoint can."""
+    def refuse(self, status: Status = Status.DENIED) -> None:
+        """The flow was refused with `status`: tell the application if this kind of endpoint can."""
         if self._refuse is not None:
             try:
-                self._refuse()
+                self._refuse(status)
             except OSError:
                 pass
 
@@ -565,8 +592,8 @@ class DatagramPump:
             outcome = Outcome.ABORTED if self._aborted.is_set() else Outcome.RESET
         if outcome is Outcome.PARKED:
             return PumpResult(self.up, self.down, outcome, self.status, self.rule, self.error)
-        if outcome is Outcome.REFUSED and self.status is not Status.OK:
-            self.a.refuse()
+        if outcome is Outcome.REFUSED and self.status is not None and self.status is not Status.OK:
+            self.a.refuse(self.status)
         self.a.close()
         if outcome in (Outcome.CLOSED, Outcome.IDLE):
             try:

@@ -31,12 +31,15 @@ same rules back into the TUN, where the reader hands it to the delivery
 session keyed by (source, destination, identifier). Anything else read from
 the TUN is dropped.
 
-A refused UDP datagram is answered at once with an ICMP destination
-unreachable, administratively prohibited (3/13), from its original
-destination (`UdpInterceptor.refuse_denied` for the kernel filter table's
-denials, which the agent learns through NFLOG; the session endpoint's
-`refuse` for the far end's DENIED), through a rate-limited raw socket
-(`datagram.IcmpRejecter`).
+A refused UDP datagram is answered at once with an ICMP error from its
+original destination, through a rate-limited raw socket
+(`datagram.IcmpRejecter`): destination unreachable, administratively
+prohibited (3/13) for the kernel filter table's denials, which the agent
+learns through NFLOG (`UdpInterceptor.refuse_denied`); for a refusal the far
+end reports, the session endpoint's `refuse` sends the error
+`datagram.refusal_icmp` gives for its status (3/13 denied, 3/1 unreachable,
+3/0 no route, 11/0 hop limit). A refused echo gets the same error through
+the TUN.
 
 Sessions are bounded (`MAX_SESSIONS`); past that, new flows are dropped and
 logged.
@@ -66,14 +69,15 @@ from dataplane.datagram import (
     IP_TRANSPARENT,
     Endpoint,
     IcmpRejecter,
-    admin_prohibited,
     echo,
+    icmp_error,
     inbox,
     ipv4_packet,
     parse_echo,
+    refusal_icmp,
     udp_quote,
 )
-from dataplane.header import ICMP, UDP
+from dataplane.header import ICMP, UDP, Status
 from dataplane.intercept import KernelError
 from dataplane.logfmt import event
 from dataplane.workers import Workers
@@ -216,10 +220,10 @@ class UdpInterceptor:
             return False
         return self._rejecter.reject(head)
 
-    def _refuse_session(self, src: str, sport: int, dst: str, dport: int, length: int) -> None:
-        """The far end refused a session: admin-prohibited quoting the headers of the datagram that opened it."""
+    def _refuse_session(self, src: str, sport: int, dst: str, dport: int, length: int, status: Status) -> None:
+        """A session was refused: the ICMP error for `status`, quoting the headers of the datagram that opened it."""
         if self._rejecter is not None:
-            self._rejecter.reject(udp_quote(IPv4Address(src), sport, IPv4Address(dst), dport, length))
+            self._rejecter.reject(udp_quote(IPv4Address(src), sport, IPv4Address(dst), dport, length), status)
 
     def _drain(self) -> None:
         for _ in range(READ_BATCH):
@@ -270,7 +274,7 @@ class UdpInterceptor:
             event(log, "datagram.session_limit", proto="udp", limit=MAX_SESSIONS, level=logging.WARNING)
             return
         endpoint = Endpoint(
-            [reply, reader], reply.send, refuse=lambda: self._refuse_session(src, sport, dst, dport, len(data)),
+            [reply, reader], reply.send, refuse=lambda status: self._refuse_session(src, sport, dst, dport, len(data), status),
             on_close=lambda: self.sessions.forget(key, writer),
         )
         self._workers.submit(_safe, self._handler, endpoint, IPv4Address(src), sport, IPv4Address(dst), dport, UDP, first)
@@ -590,7 +594,7 @@ class IcmpInterceptor:
             self._write(ipv4_packet(dst, src, ICMP, echo(0, ident, seq, frame[2:])))
 
         endpoint = Endpoint(
-            [reader], reply, refuse=lambda: self._write(admin_prohibited(packet)),
+            [reader], reply, refuse=lambda status: self._write(icmp_error(packet, *refusal_icmp(status))),
             on_close=lambda: self.sessions.forget(key, writer),
         )
         self._workers.submit(_safe, self._handler, endpoint, src, ident, dst, 0, ICMP, [payload])

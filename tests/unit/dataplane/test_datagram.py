@@ -25,10 +25,12 @@ from dataplane.datagram import (
     checksum,
     echo,
     encode_frame,
+    icmp_error,
     ipv4_packet,
     parse_echo_reply,
     parse_echo_request,
     quotable_udp,
+    refusal_icmp,
     udp_quote,
 )
 from dataplane import datagram_intercept
@@ -400,3 +402,42 @@ def test_a_refused_rule_change_leaves_the_old_rules_and_names_the_rule(monkeypat
     assert datagram_intercept.installed_rules(new) == set(new.pairs())
     datagram_intercept.update_rules(old, new)  # again: nothing to do, nothing doubled
     assert len(kernel.rules) == 4
+
+
+REFUSAL_ERRORS = {
+    Status.OK: (3, 1),  # never a refusal; anything unexpected is host unreachable
+    Status.DENIED: (3, 13),
+    Status.UNREACHABLE: (3, 1),
+    Status.NO_ROUTE: (3, 0),
+    Status.BAD_HEADER: (3, 1),
+    Status.HOP_LIMIT: (11, 0),
+}
+
+
+@pytest.mark.parametrize(("status", "expected"), REFUSAL_ERRORS.items())
+def test_each_refusal_gets_the_icmp_error_a_router_would_send(status: Status, expected: tuple[int, int]) -> None:
+    assert refusal_icmp(status) == expected
+
+
+def test_the_refusal_table_covers_every_status() -> None:
+    assert set(REFUSAL_ERRORS) == set(Status)
+
+
+def test_the_pump_tells_the_endpoint_why_the_far_end_refused() -> None:
+    app_near, app_far = socket.socketpair(socket.AF_UNIX, socket.SOCK_DGRAM)
+    tun_near, tun_far = socket.socketpair(socket.AF_UNIX, socket.SOCK_STREAM)
+    heard: list[Status] = []
+    pump = DatagramPump(Endpoint([app_near], app_near.send, refuse=heard.append), tun_near, proto=UDP, idle=5, expect_reply=True)
+    tun_far.sendall(encode_reply(Status.NO_ROUTE))
+    assert pump.run().outcome is Outcome.REFUSED
+    assert heard == [Status.NO_ROUTE]
+    for sock in (app_far, tun_far):
+        sock.close()
+
+
+def test_a_refused_echo_hears_time_exceeded_for_the_hop_limit() -> None:
+    request = ipv4_packet(SRC, DST, ICMP, echo(8, 7, 1, b"ping"))
+    error = icmp_error(request, *refusal_icmp(Status.HOP_LIMIT))
+    assert (IPv4Address(error[12:16]), IPv4Address(error[16:20])) == (DST, SRC)
+    assert (error[20], error[21], checksum(error[20:])) == (11, 0, 0)
+    assert error[28:] == request[:28]
