@@ -34,6 +34,7 @@ from ipaddress import IPv4Address
 from pathlib import Path
 
 from dataplane import filter_table, intercept, sysctl
+from dataplane.datagram import RejectCounts
 from dataplane.datagram_intercept import IcmpInterceptor, IcmpPlan, UdpInterceptor
 from dataplane.config import AgentConfig, ConfigError, Endpoint, load_config
 from dataplane.denylog import DeniedPacket
@@ -173,6 +174,7 @@ class Agent:
             workers=self.workers,
         )
         self.parking = Parking()
+        self.reject_counts = RejectCounts()  # ICMP errors for refused UDP, across every UDP interceptor of this run
         self.forwarder = Forwarder(
             runtime=lambda: self._runtime, pool=self.pool, parking=self.parking, workers=self.workers, on_flow=self._flow_closed,
             icmp_delivery=lambda src, dst, ident: self._icmp.delivery(src, dst, ident) if self._icmp else None,
@@ -185,6 +187,7 @@ class Agent:
                 tunnels=self._tunnels,
                 streams=self.forwarder.active,
                 filter_counters=self._filter_counters,
+                icmp_errors=self.reject_counts.snapshot,
             ),
             rtt=self._rtt,
             on_deny=self._kernel_denied,
@@ -222,7 +225,8 @@ class Agent:
         endpoint = Endpoint(host="127.0.0.1", port=config.listen.intercept_port)  # type: ignore[arg-type]
         tcp = Listener("intercept", endpoint, self.forwarder.handle_intercepted, self.workers, transparent=True)
         try:
-            udp = UdpInterceptor(config.listen.intercept_port, self.forwarder.handle_datagrams, self.workers, wanted=self._intercepts)
+            udp = UdpInterceptor(config.listen.intercept_port, self.forwarder.handle_datagrams, self.workers, wanted=self._intercepts,
+                                 reject_counts=self.reject_counts)
         except OSError:
             tcp.stop()
             raise

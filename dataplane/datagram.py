@@ -309,27 +309,54 @@ REJECT_TOTAL_RATE = 200.0  # ... and for all sources together
 REJECT_TOTAL_BURST = 100.0
 
 
+class RejectCounts:
+    """ICMP errors the rejecters sent and those the rate limit held back; safe to update from any thread.
+
+    One instance can outlive the rejecters that feed it (the agent keeps one
+    across reloads), so the totals only ever grow, as a Prometheus counter's
+    must.
+    """
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._sent = 0
+        self._limited = 0
+
+    def sent(self) -> None:
+        """Count one error sent."""
+        with self._lock:
+            self._sent += 1
+
+    def limited(self) -> None:
+        """Count one error the rate limit held back."""
+        with self._lock:
+            self._limited += 1
+
+    def snapshot(self) -> dict[str, int]:
+        """{"sent": n, "limited": n}, read together."""
+        with self._lock:
+            return {"sent": self._sent, "limited": self._limited}
+
+
 class IcmpRejecter:
     """Answers a refused UDP datagram with an ICMP error from its original destination, rate-limited.
 
     The error is the one `refusal_icmp` gives for the refusal's status
-    (admin-prohibited for a denial).
-
-    The kernel cannot: the destination of a TPROXY'd datagram is not a local
+    (admin-prohibited for a denial). The kernel cannot send it: the destination of a TPROXY'd datagram is not a local
     address, and it never sources an ICMP error from one. A raw socket with
     IP_HDRINCL (IPPROTO_RAW) can; token buckets per source and in total keep a
     flood of refused datagrams from turning the agent into an amplifier (at
     most one error per datagram, each no larger than what it quotes plus 48
-    bytes).
+    bytes). `counts` (thread-safe) counts the errors sent and rate-limited.
     """
 
     def __init__(self, *, rate: float = REJECT_RATE, burst: float = REJECT_BURST,
-                 total_rate: float = REJECT_TOTAL_RATE, total_burst: float = REJECT_TOTAL_BURST) -> None:
+                 total_rate: float = REJECT_TOTAL_RATE, total_burst: float = REJECT_TOTAL_BURST,
+                 counts: RejectCounts | None = None) -> None:
         self._sock = socket.socket(socket.AF_INET, socket.SOCK_RAW, socket.IPPROTO_RAW)  # implies IP_HDRINCL
         self._buckets = TokenBuckets(rate, burst, total_rate=total_rate, total_burst=total_burst)
-        self._lock = threading.Lock()
-        self.sent = 0
-        self.limited = 0
+        self._lock = threading.Lock()  # the buckets are shared by the NFLOG thread and the pump threads
+        self.counts = counts if counts is not None else RejectCounts()
 
     def reject(self, original: bytes, status: Status = Status.DENIED) -> bool:
         """Send the error for `status` about `original` (its IPv4 header and at least 8 bytes); False if not sent."""
@@ -337,14 +364,15 @@ class IcmpRejecter:
             return False
         src = IPv4Address(original[12:16])
         with self._lock:
-            if not self._buckets.take(src):
-                self.limited += 1
-                return False
+            allowed = self._buckets.take(src)
+        if not allowed:
+            self.counts.limited()
+            return False
         try:
             self._sock.sendto(icmp_error(original, *refusal_icmp(status)), (str(src), 0))
         except OSError:
             return False  # closed (shutdown), or no route back: the client times out as before
-        self.sent += 1
+        self.counts.sent()
         return True
 
     def close(self) -> None:

@@ -69,6 +69,7 @@ from dataplane.datagram import (
     IP_TRANSPARENT,
     Endpoint,
     IcmpRejecter,
+    RejectCounts,
     echo,
     icmp_error,
     inbox,
@@ -174,7 +175,8 @@ class _Reader:
 class UdpInterceptor:
     """The transparent UDP socket TPROXY sends intercepted datagrams to, and its session table."""
 
-    def __init__(self, port: int, handler: Handler, workers: Workers, *, wanted: Callable[[str, str], bool]) -> None:
+    def __init__(self, port: int, handler: Handler, workers: Workers, *, wanted: Callable[[str, str], bool],
+                 reject_counts: RejectCounts | None = None) -> None:
         self.port = port
         self._wanted = wanted  # (src, dst): is this a flow interception should take (local to remote)?
         self._handler = handler
@@ -192,7 +194,7 @@ class UdpInterceptor:
             raise
         self._reader = _Reader("udp-intercept", self._sock.fileno(), self._drain)
         try:
-            self._rejecter: IcmpRejecter | None = IcmpRejecter()
+            self._rejecter: IcmpRejecter | None = IcmpRejecter(counts=reject_counts)
         except OSError as exc:  # no CAP_NET_RAW: refused datagrams are dropped silently, as the kernel does
             self._rejecter = None
             event(log, "datagram.reject_unavailable", error=exc.strerror, level=logging.WARNING)

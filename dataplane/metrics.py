@@ -6,9 +6,10 @@ Two kinds of figures:
   verdicts by rule, bytes by direction, peer and path;
 - read at scrape time from the running parts (`Sources`): path RTT, loss, up
   and active flags from the path monitor, open tunnels per peer and path,
-  streams in flight, and the kernel filter table's per-rule counters. Reading
-  at scrape time keeps the hot path free of metric updates for state that
-  already lives elsewhere.
+  streams in flight, the kernel filter table's per-rule counters, and the
+  ICMP errors answering refused UDP datagrams, sent or rate-limited
+  (`datagram.RejectCounts`). Reading at scrape time keeps the hot path free
+  of metric updates for state that already lives elsewhere.
 
 Each agent gets its own registry, so several agents (or tests) in one process
 never share series. The endpoint binds where the config says (loopback by
@@ -45,6 +46,7 @@ class Sources:
     tunnels: Callable[[], Mapping[str, Mapping[str, int]]] | None = None
     streams: Callable[[], int] | None = None
     filter_counters: Callable[[], Mapping[str, tuple[int, int]]] | None = None
+    icmp_errors: Callable[[], Mapping[str, int]] | None = None  # {"sent": n, "limited": n}
 
 
 class Metrics:
@@ -103,6 +105,15 @@ class _ScrapeCollector(Collector):
                 octets.add_metric([rule], size)
             yield packets
             yield octets
+        if sources.icmp_errors is not None:
+            errors = CounterMetricFamily(
+                "transit_icmp_errors", "ICMP errors answering refused UDP datagrams: sent, or held back by the rate limit (limited).",
+                labels=["result"],
+            )
+            counts = _call(sources.icmp_errors, {})
+            for result in ("sent", "limited"):
+                errors.add_metric([result], counts.get(result, 0))
+            yield errors
 
     @staticmethod
     def _paths(sources: Sources) -> Iterable[Metric]:

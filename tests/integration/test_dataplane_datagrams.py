@@ -21,6 +21,7 @@ import struct
 import subprocess
 import threading
 import time
+import urllib.request
 from collections.abc import Iterator
 from ipaddress import IPv4Address, IPv4Network
 from pathlib import Path
@@ -226,6 +227,7 @@ def test_a_flood_of_denied_datagrams_gets_rate_limited_errors(seed: Seed000) -> 
     from dataplane.datagram import REJECT_BURST, REJECT_RATE
 
     flood = 200
+    before = _icmp_error_counts(seed, "conn")
     watch = in_netns(seed.ns("awsapp").name, lambda: socket.socket(socket.AF_INET, socket.SOCK_RAW, socket.IPPROTO_ICMP))
     sender = seed.ns("awsapp").socket(socket.SOCK_DGRAM)
     with watch, sender:
@@ -244,6 +246,27 @@ def test_a_flood_of_denied_datagrams_gets_rate_limited_errors(seed: Seed000) -> 
         elapsed = time.monotonic() - started
     print(f"\n{errors} ICMP errors for {flood} refused datagrams in {elapsed:.2f} s")
     assert 1 <= errors <= REJECT_BURST + REJECT_RATE * elapsed + 1, errors
+    # The connector's /metrics counts what its rejecter sent and what the rate limit held back.
+    after = _icmp_error_counts(seed, "conn")
+    assert after["sent"] - before["sent"] >= errors
+    assert after["limited"] > before["limited"]
+
+
+def _icmp_error_counts(seed: Seed000, node: str) -> dict[str, float]:
+    """transit_icmp_errors_total by result, scraped from the agent's /metrics inside its namespace."""
+    from prometheus_client.parser import text_string_to_metric_families
+
+    def scrape() -> str:
+        with urllib.request.urlopen("http://127.0.0.1:9464/metrics", timeout=5) as response:
+            return response.read().decode()
+
+    counts: dict[str, float] = {}
+    for family in text_string_to_metric_families(in_netns(seed.ns(node).name, scrape)):
+        for sample in family.samples:
+            if sample.name == "transit_icmp_errors_total":
+                counts[sample.labels["result"]] = sample.value
+    assert set(counts) == {"sent", "limited"}, counts
+    return counts
 
 
 def test_udp_denied_at_egress_never_reaches_the_host(seed: Seed000, echoes: dict[int, UdpEcho]) -> None:

@@ -20,6 +20,7 @@ from dataplane.datagram import (
     FrameDecoder,
     FrameError,
     IcmpRejecter,
+    RejectCounts,
     TokenBuckets,
     admin_prohibited,
     checksum,
@@ -344,11 +345,11 @@ def test_the_rejecter_answers_from_the_destination_until_its_bucket_is_empty() -
     rejecter = IcmpRejecter.__new__(IcmpRejecter)  # no raw socket: record what would be sent
     rejecter._sock, rejecter._lock = Recorder(), threading.Lock()  # type: ignore[assignment]
     rejecter._buckets = TokenBuckets(1.0, 2, total_rate=100.0, total_burst=100, clock=lambda: 0.0)
-    rejecter.sent = rejecter.limited = 0
+    rejecter.counts = RejectCounts()
     original = _udp_packet()
     assert [rejecter.reject(original) for _ in range(4)] == [True, True, False, False]
     assert not rejecter.reject(ipv4_packet(SRC, DST, ICMP, echo(8, 1, 1, b"x")))  # never about anything but UDP
-    assert (rejecter.sent, rejecter.limited) == (2, 2)
+    assert rejecter.counts.snapshot() == {"sent": 2, "limited": 2}
     error, address = rejecter._sock.sent[0]  # type: ignore[attr-defined]
     assert address == (str(SRC), 0)
     assert (IPv4Address(error[12:16]), IPv4Address(error[16:20])) == (DST, SRC)
@@ -441,3 +442,18 @@ def test_a_refused_echo_hears_time_exceeded_for_the_hop_limit() -> None:
     assert (IPv4Address(error[12:16]), IPv4Address(error[16:20])) == (DST, SRC)
     assert (error[20], error[21], checksum(error[20:])) == (11, 0, 0)
     assert error[28:] == request[:28]
+
+
+def test_reject_counts_lose_nothing_to_concurrent_updates() -> None:
+    counts = RejectCounts()
+
+    def hammer() -> None:
+        for index in range(5000):
+            counts.sent() if index % 2 else counts.limited()
+
+    threads = [threading.Thread(target=hammer) for _ in range(8)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    assert counts.snapshot() == {"sent": 20000, "limited": 20000}

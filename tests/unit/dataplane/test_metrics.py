@@ -8,6 +8,7 @@ import urllib.request
 import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
+from dataplane.datagram import RejectCounts
 from dataplane.metrics import Metrics, MetricsServer, Sources
 
 
@@ -96,3 +97,25 @@ def test_failing_health_answers_503() -> None:
         assert json.loads(info.value.read())["status"] == "error"
     finally:
         server.stop()
+
+
+def test_icmp_errors_are_one_counter_by_result() -> None:
+    counts = RejectCounts()
+    sources = Sources(icmp_errors=counts.snapshot)
+    metrics = Metrics(node="n1", sources=sources)
+    samples = _samples(metrics)
+    assert samples[("transit_icmp_errors_total", (("result", "sent"),))] == 0  # both series exist from the start
+    assert samples[("transit_icmp_errors_total", (("result", "limited"),))] == 0
+    for _ in range(3):
+        counts.sent()
+    counts.limited()
+    samples = _samples(metrics)
+    assert samples[("transit_icmp_errors_total", (("result", "sent"),))] == 3
+    assert samples[("transit_icmp_errors_total", (("result", "limited"),))] == 1
+    text = metrics.render().decode()
+    assert "# TYPE transit_icmp_errors_total counter" in text
+    assert 'transit_icmp_errors_total{result="sent"} 3.0' in text
+
+
+def test_no_icmp_error_series_without_a_source() -> None:
+    assert not any(name.startswith("transit_icmp_errors") for name, _ in _samples(Metrics(node="n1")))
