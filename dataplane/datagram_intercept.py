@@ -46,6 +46,7 @@ logged.
 """
 from __future__ import annotations
 
+import ctypes
 import errno
 import fcntl
 import logging
@@ -92,7 +93,10 @@ IFF_NO_PI = 0x1000
 MAX_SESSIONS = 4096
 POLL_SECONDS = 0.5  # how often the reader threads look at their stop flag
 READ_BATCH = 256
-STRAY_DEPTH = 8  # how deep a session opening may open others for datagrams its socket took (bounded recursion)
+SO_ATTACH_FILTER = 26  # asm-generic/socket.h
+SKF_NET_OFF = -0x100000  # linux/filter.h: classic BPF offsets from the network header
+BPF_LD, BPF_JMP, BPF_RET = 0x00, 0x05, 0x06
+BPF_W, BPF_H, BPF_ABS, BPF_JEQ, BPF_K = 0x00, 0x08, 0x20, 0x10, 0x00
 
 # (endpoint, src, sport, dst, dport, proto, first datagrams)
 Handler = Callable[[Endpoint, IPv4Address, int, IPv4Address, int, int, list[bytes]], None]
@@ -243,15 +247,15 @@ class UdpInterceptor:
                 continue  # sent to the socket itself, not intercepted: nothing to carry
             self._dispatch((src, sport, dst, dport), data)
 
-    def _dispatch(self, key: tuple[str, int, str, int], data: bytes, depth: int = 0) -> None:
+    def _dispatch(self, key: tuple[str, int, str, int], data: bytes) -> None:
         """Give a datagram to its flow's session, opening one for a new flow."""
         writer = self.sessions.get(key)
         if writer is not None:
             _offer(writer, data)
         else:
-            self._open(key, data, depth)
+            self._open(key, data)
 
-    def _open(self, key: tuple[str, int, str, int], data: bytes, depth: int = 0) -> None:
+    def _open(self, key: tuple[str, int, str, int], data: bytes) -> None:
         src, sport, dst, dport = key
         try:
             reply = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
@@ -259,16 +263,16 @@ class UdpInterceptor:
             event(log, "datagram.session_failed", proto="udp", error=exc.strerror, level=logging.WARNING)
             return
         try:
+            only_from(reply, src, sport)
             reply.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
             reply.setsockopt(socket.SOL_IP, IP_TRANSPARENT, 1)
             reply.bind((dst, dport))
             reply.connect((src, sport))
-            strays = _take_queued(reply)
         except OSError as exc:
             reply.close()
             event(log, "datagram.session_failed", proto="udp", dst=f"{dst}:{dport}", error=exc.strerror, level=logging.WARNING)
             return
-        first = [data, *(payload for payload, peer in strays if peer == (src, sport))]
+        first = [data]
         reader, writer = inbox()
         if not self.sessions.add(key, writer):
             for sock in (reply, reader, writer):
@@ -280,29 +284,29 @@ class UdpInterceptor:
             on_close=lambda: self.sessions.forget(key, writer),
         )
         self._workers.submit(_safe, self._handler, endpoint, IPv4Address(src), sport, IPv4Address(dst), dport, UDP, first)
-        # Other clients' datagrams to the same destination that the socket took between bind and connect.
-        for payload, (peer, peer_port) in strays:
-            if (peer, peer_port) != (src, sport) and depth < STRAY_DEPTH and self._wanted(peer, dst):
-                self._dispatch((peer, peer_port, dst, dport), payload, depth + 1)
 
 
-def _take_queued(sock: socket.socket) -> list[tuple[bytes, tuple[str, int]]]:
-    """Datagrams already queued on a just-connected session socket, with their senders.
+def only_from(sock: socket.socket, src: str, sport: int) -> None:
+    """Let `sock` queue only datagrams from `src`:`sport` (a classic BPF socket filter, set before bind).
 
-    Between bind() and connect() the socket is a bound, unconnected socket on
-    the original destination, so the kernel may hand it another client's
-    datagram to the same destination; connect() does not purge its queue.
+    A session socket is bound to the original destination before it is
+    connected to its client; in between it is an unconnected socket on that
+    address, and the kernel would queue it another client's datagram to the
+    same destination, which the session would then answer on the wrong flow.
+    The filter closes that window: such a datagram is dropped (UDP, the
+    client sends again and reaches its own session), never misdelivered.
     """
-    taken: list[tuple[bytes, tuple[str, int]]] = []
-    for _ in range(READ_BATCH):
-        try:
-            data, peer = sock.recvfrom(65535, socket.MSG_DONTWAIT)
-        except (BlockingIOError, InterruptedError):
-            break
-        except OSError:
-            continue  # an ICMP error queued for the socket: nothing to read
-        taken.append((data, peer))
-    return taken
+    program = [
+        (BPF_LD | BPF_W | BPF_ABS, 0, 0, (SKF_NET_OFF + 12) & 0xFFFFFFFF),  # IPv4 source address
+        (BPF_JMP | BPF_JEQ | BPF_K, 0, 3, int(IPv4Address(src))),
+        (BPF_LD | BPF_H | BPF_ABS, 0, 0, 0),  # UDP source port (the filter sees the datagram from its UDP header)
+        (BPF_JMP | BPF_JEQ | BPF_K, 0, 1, sport),
+        (BPF_RET | BPF_K, 0, 0, 0xFFFFFFFF),
+        (BPF_RET | BPF_K, 0, 0, 0),
+    ]
+    code = ctypes.create_string_buffer(b"".join(struct.pack("HBBI", *insn) for insn in program))
+    fprog = struct.pack("HL", len(program), ctypes.addressof(code))
+    sock.setsockopt(socket.SOL_SOCKET, SO_ATTACH_FILTER, fprog)
 
 
 def _safe(handler: Handler, endpoint: Endpoint, *args: object) -> None:

@@ -35,7 +35,7 @@ from dataplane.datagram import (
     udp_quote,
 )
 from dataplane import datagram_intercept
-from dataplane.datagram_intercept import IcmpPlan, _take_queued, orig_dst
+from dataplane.datagram_intercept import IcmpPlan, only_from, orig_dst
 from dataplane.forward import Forwarder
 from dataplane.header import ICMP, UDP, Status, encode_reply
 from dataplane.intercept import KernelError
@@ -281,20 +281,24 @@ def _wait_until(condition, timeout: float = 5.0) -> None:
         time.sleep(0.01)
 
 
-def test_take_queued_returns_what_a_socket_held_before_connect() -> None:
-    """A session socket may take other clients' datagrams between bind() and connect(); they are handed on."""
+def test_a_session_socket_queues_only_its_own_client_even_before_connect() -> None:
+    """Between bind() and connect() another client's datagram would land on a session socket; the filter drops it."""
     server = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
     one, two = (socket.socket(socket.AF_INET, socket.SOCK_DGRAM) for _ in range(2))
     with server, one, two:
-        server.bind(("127.0.0.1", 0))
         one.bind(("127.0.0.1", 0))
         two.bind(("127.0.0.1", 0))
-        one.sendto(b"from one", server.getsockname())
+        only_from(server, *one.getsockname())
+        server.bind(("127.0.0.1", 0))  # bound, not yet connected: any sender matches it
         two.sendto(b"from two", server.getsockname())
+        one.sendto(b"from one", server.getsockname())
+        two.sendto(b"two again", server.getsockname())
         _wait_until(lambda: select.select([server], [], [], 0)[0] != [])
-        server.connect(one.getsockname())
-        taken = _take_queued(server)
-        assert sorted(taken) == sorted([(b"from one", one.getsockname()), (b"from two", two.getsockname())])
+        server.settimeout(0.2)
+        got = [server.recvfrom(100)]
+        with pytest.raises(TimeoutError):
+            got.append(server.recvfrom(100))
+        assert got == [(b"from one", one.getsockname())]
 
 
 # ---- ICMP errors for refused UDP ---------------------------------------------
