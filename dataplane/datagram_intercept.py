@@ -55,12 +55,11 @@ import select
 import socket
 import struct
 import threading
-from collections.abc import Callable, Iterable, Iterator
-from contextlib import contextmanager
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from ipaddress import IPv4Address, IPv4Network
 
-from pyroute2 import IPRoute, NetNS
+from pyroute2 import IPRoute
 from pyroute2.netlink.exceptions import NetlinkError
 
 from dataplane import sysctl
@@ -80,7 +79,7 @@ from dataplane.datagram import (
     udp_quote,
 )
 from dataplane.header import ICMP, UDP, Status
-from dataplane.intercept import KernelError
+from dataplane.intercept import KernelError, iproute
 from dataplane.logfmt import event
 from dataplane.workers import Workers
 
@@ -336,15 +335,6 @@ class IcmpPlan:
 _MISSING = (errno.ENOENT, errno.ESRCH)
 
 
-@contextmanager
-def _iproute(netns: str | None) -> Iterator[IPRoute]:
-    ipr = NetNS(netns) if netns else IPRoute()
-    try:
-        yield ipr
-    finally:
-        ipr.close()
-
-
 def _describe(plan: IcmpPlan, src: IPv4Network, dst: IPv4Network) -> str:
     return f"ip rule from {src} to {dst} ipproto icmp lookup {plan.route_table} priority {plan.rule_priority}"
 
@@ -363,7 +353,7 @@ def _rule_fields(plan: IcmpPlan, src: IPv4Network, dst: IPv4Network) -> dict[str
 
 def installed_rules(plan: IcmpPlan, *, netns: str | None = None) -> set[tuple[IPv4Network, IPv4Network]]:
     """(local, remote) pairs of the ICMP rules in the kernel under the plan's table and priority."""
-    with _iproute(netns) as ipr:
+    with iproute(netns) as ipr:
         return _installed(ipr, plan)
 
 
@@ -412,7 +402,7 @@ def install_rules(plan: IcmpPlan, *, netns: str | None = None) -> None:
     KernelError names what the kernel refused; rules added by this call are
     removed again first.
     """
-    with _iproute(netns) as ipr:
+    with iproute(netns) as ipr:
         links = ipr.link_lookup(ifname=plan.tun)
         if not links:
             raise KernelError(f"no device {plan.tun} for the ICMP route")
@@ -435,7 +425,7 @@ def update_rules(old: IcmpPlan, new: IcmpPlan, *, netns: str | None = None) -> l
     the kernel refuses to remove does not fail the move: the refusals are
     returned, described.
     """
-    with _iproute(netns) as ipr:
+    with iproute(netns) as ipr:
         present = _installed(ipr, new)
         _add_rules(ipr, new, [pair for pair in new.pairs() if pair not in present])
         same_place = (old.route_table, old.rule_priority) == (new.route_table, new.rule_priority)
@@ -448,7 +438,7 @@ def remove_rules(plan: IcmpPlan, *, netns: str | None = None) -> None:
 
     KernelError (after trying everything) if the kernel refused to remove one.
     """
-    with _iproute(netns) as ipr:
+    with iproute(netns) as ipr:
         refused = _del_rules(ipr, plan, {*plan.pairs(), *_installed(ipr, plan)})  # with what a killed agent left
         for route in ipr.get_routes(family=socket.AF_INET, table=plan.route_table):
             if route.get_attr("RTA_TABLE") != plan.route_table:

@@ -119,7 +119,8 @@ def run_nft(script: str, *, netns: str | None = None) -> None:
 
 
 @contextmanager
-def _iproute(netns: str | None) -> Iterator[IPRoute]:
+def iproute(netns: str | None) -> Iterator[IPRoute]:
+    """A netlink socket in `netns` (or this namespace), closed on the way out."""
     ipr = NetNS(netns) if netns else IPRoute()
     try:
         yield ipr
@@ -141,7 +142,7 @@ def _has_route(ipr: IPRoute, plan: InterceptPlan) -> bool:
 def apply(plan: InterceptPlan, *, netns: str | None = None, forward_drop: bool = False) -> None:
     """Create or update the interception objects (idempotent)."""
     run_nft(render_nft(plan, forward_drop=forward_drop), netns=netns)
-    with _iproute(netns) as ipr:
+    with iproute(netns) as ipr:
         lo = ipr.link_lookup(ifname="lo")[0]
         if not _has_route(ipr, plan):
             ipr.route("add", dst="0.0.0.0/0", type="local", scope=254, oif=lo, table=plan.route_table)
@@ -152,7 +153,7 @@ def apply(plan: InterceptPlan, *, netns: str | None = None, forward_drop: bool =
 def remove(plan: InterceptPlan, *, netns: str | None = None) -> None:
     """Remove every object `apply` made; missing ones are fine."""
     run_nft(f"table ip {plan.table} {{}}\ndelete table ip {plan.table}\n", netns=netns)
-    with _iproute(netns) as ipr:
+    with iproute(netns) as ipr:
         while _has_rule(ipr, plan):
             ipr.rule("del", fwmark=plan.fwmark, table=plan.route_table, priority=plan.rule_priority, family=2)
         if _has_route(ipr, plan):

@@ -395,7 +395,7 @@ def _icmp_plan(local: list[str], remote: list[str]) -> IcmpPlan:
 
 def test_a_refused_rule_change_leaves_the_old_rules_and_names_the_rule(monkeypatch: pytest.MonkeyPatch) -> None:
     kernel = _FakeNetlink(refuse_dst="192.0.2.0")
-    monkeypatch.setattr(datagram_intercept, "_iproute", lambda netns: contextlib.nullcontext(kernel))
+    monkeypatch.setattr(datagram_intercept, "iproute", lambda netns: contextlib.nullcontext(kernel))
     old = _icmp_plan(["10.30.40.0/24"], ["172.18.40.0/24"])
     new = _icmp_plan(["10.30.40.0/24", "10.30.41.0/24"], ["198.51.100.0/24", "192.0.2.0/24"])
     datagram_intercept.update_rules(_icmp_plan([], []), old)
