@@ -56,7 +56,7 @@ from pathlib import Path
 from typing import Any
 
 from dataplane import filter_table, pki
-from tests.integration.netns import Netns, in_netns
+from tests.integration.netns import Netns, UdpEcho, in_netns
 from tests.integration.seed000 import AZ_APP, CONNECTOR, DEFAULT_POLICY, EDGE_A, EDGE_B, Seed000, identity
 
 REPO = Path(__file__).resolve().parents[1]
@@ -168,31 +168,6 @@ class ByteServer:
         for key in list(self._selector.get_map().values()):
             key.fileobj.close()  # type: ignore[union-attr]
         self._selector.close()
-
-
-class UdpEcho:
-    """In the far application namespace: answer every datagram with itself."""
-
-    def __init__(self, ns: Netns, port: int) -> None:
-        self._sock = ns.socket(socket.SOCK_DGRAM)
-        self._sock.bind(("0.0.0.0", port))
-        self._sock.settimeout(0.2)
-        self._stop = threading.Event()
-        self._thread = threading.Thread(target=self._run, daemon=True)
-        self._thread.start()
-
-    def _run(self) -> None:
-        while not self._stop.is_set():
-            try:
-                data, peer = self._sock.recvfrom(65535)
-                self._sock.sendto(data, peer)
-            except OSError:
-                continue
-
-    def close(self) -> None:
-        self._stop.set()
-        self._thread.join(2)
-        self._sock.close()
 
 
 def ttfb(client: Netns, address: str, port: int, count: int = TTFB_CONNECTIONS) -> dict[str, Any]:

@@ -165,3 +165,32 @@ def leftover_namespaces(prefix: str) -> list[str]:
     """Namespaces still carrying `prefix` (a leak check for tests)."""
     root = Path("/run/netns")
     return sorted(p.name for p in root.iterdir() if p.name.startswith(prefix)) if root.exists() else []
+
+
+class UdpEcho:
+    """A UDP echo server inside a namespace that records who sent what."""
+
+    def __init__(self, ns: Netns, port: int) -> None:
+        self.peers: list[tuple[str, int]] = []
+        self._sock = ns.socket(socket.SOCK_DGRAM)
+        self._sock.bind(("0.0.0.0", port))
+        self._sock.settimeout(0.2)
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._serve, daemon=True)
+        self._thread.start()
+
+    def _serve(self) -> None:
+        while not self._stop.is_set():
+            try:
+                data, peer = self._sock.recvfrom(65535)
+            except TimeoutError:
+                continue
+            except OSError:
+                return
+            self.peers.append(peer)
+            self._sock.sendto(data, peer)
+
+    def close(self) -> None:
+        self._stop.set()
+        self._thread.join(timeout=2)
+        self._sock.close()

@@ -19,7 +19,6 @@ import socket
 import ssl
 import struct
 import subprocess
-import threading
 import time
 import urllib.request
 from collections.abc import Iterator
@@ -32,7 +31,7 @@ from dataplane.config import TlsPaths
 from dataplane.datagram_intercept import IcmpPlan, install_rules, installed_rules, remove_rules, update_rules
 from dataplane.header import ICMP, UDP, Status, StreamHeader, decode_reply
 from dataplane.tls import build_contexts
-from tests.integration.netns import Lab, Netns, in_netns
+from tests.integration.netns import Lab, Netns, UdpEcho, in_netns
 from tests.integration.seed000 import AWS_APP, AZ_APP, DEFAULT_POLICY, EDGE_B, TUNNEL_LINKS, Seed000, identity
 
 pytestmark = pytest.mark.integration
@@ -44,35 +43,6 @@ DATAGRAM_RULES = [
 POLICY = {"default": "deny", "rules": [*DEFAULT_POLICY["rules"], *DATAGRAM_RULES]}
 # Edge B alone denies UDP 5003: only the egress check can stop it.
 EDGE_B_POLICY = {"default": "deny", "rules": [{"name": "egress-udp-deny", "action": "deny", "proto": "udp", "ports": [5003]}, *POLICY["rules"]]}
-
-
-class UdpEcho:
-    """A UDP echo server inside a namespace that records who sent what."""
-
-    def __init__(self, ns: Netns, port: int) -> None:
-        self.peers: list[tuple[str, int]] = []
-        self._sock = ns.socket(socket.SOCK_DGRAM)
-        self._sock.bind(("0.0.0.0", port))
-        self._sock.settimeout(0.2)
-        self._stop = threading.Event()
-        self._thread = threading.Thread(target=self._serve, daemon=True)
-        self._thread.start()
-
-    def _serve(self) -> None:
-        while not self._stop.is_set():
-            try:
-                data, peer = self._sock.recvfrom(65535)
-            except TimeoutError:
-                continue
-            except OSError:
-                return
-            self.peers.append(peer)
-            self._sock.sendto(data, peer)
-
-    def close(self) -> None:
-        self._stop.set()
-        self._thread.join(timeout=2)
-        self._sock.close()
 
 
 @pytest.fixture(scope="module")
