@@ -555,14 +555,21 @@ class Forwarder:
                 return endpoint
         return IcmpOrigin(header.dst).endpoint()
 
+    def _onward_peer(self, rt: Runtime, tls: ssl.SSLSocket, header: StreamHeader, from_peer: PeerConfig, started: float) -> PeerConfig | None:
+        """The peer a relayed stream goes on to; None (refused NO_ROUTE, logged) when there is none but where it came from."""
+        peer = rt.router.peer_for(header.dst)
+        if peer is not None and peer.name != from_peer.name:
+            return peer
+        self._refuse(tls, Status.NO_ROUTE)
+        event(log, "flow.no_route", dst=str(header.dst), via=from_peer.name, level=logging.WARNING)
+        self._emit(rt, "relay", header, started, verdict="error", outcome=Outcome.REFUSED.value, peer=from_peer.name)
+        return None
+
     def _splice(self, rt: Runtime, tls: ssl.SSLSocket, header: StreamHeader, from_peer: PeerConfig, in_path: str) -> None:
         """An end-to-end stream: leave the ingress's TLS, connect to the next agent, splice in the kernel."""
         started = time.monotonic()
-        peer = rt.router.peer_for(header.dst)
-        if peer is None or peer.name == from_peer.name:
-            self._refuse(tls, Status.NO_ROUTE)
-            event(log, "flow.no_route", dst=str(header.dst), via=from_peer.name, level=logging.WARNING)
-            self._emit(rt, "relay", header, started, verdict="error", outcome=Outcome.REFUSED.value, peer=from_peer.name)
+        peer = self._onward_peer(rt, tls, header, from_peer, started)
+        if peer is None:
             return
         path = self._pool.path_for(peer.name)
         try:
@@ -589,11 +596,8 @@ class Forwarder:
 
     def _relay(self, rt: Runtime, tls: ssl.SSLSocket, header: StreamHeader, from_peer: PeerConfig, in_path: str) -> None:
         started = time.monotonic()
-        peer = rt.router.peer_for(header.dst)
-        if peer is None or peer.name == from_peer.name:
-            self._refuse(tls, Status.NO_ROUTE)
-            event(log, "flow.no_route", dst=str(header.dst), via=from_peer.name, level=logging.WARNING)
-            self._emit(rt, "relay", header, started, verdict="error", outcome=Outcome.REFUSED.value, peer=from_peer.name)
+        peer = self._onward_peer(rt, tls, header, from_peer, started)
+        if peer is None:
             return
         try:
             onward = header.next_hop()

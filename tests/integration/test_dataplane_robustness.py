@@ -14,7 +14,7 @@ from ipaddress import IPv4Address
 import pytest
 
 from dataplane.config import TlsPaths
-from dataplane.header import FLAG_END_TO_END, StreamHeader
+from dataplane.header import FLAG_END_TO_END, Status, StreamHeader, decode_reply
 from dataplane.tls import build_contexts
 from tests.integration.conftest import AppServer, echo
 from tests.integration.seed000 import AWS_APP, AZ_APP, CONNECTOR, EDGE_A, EDGE_B, Seed000, identity
@@ -159,3 +159,20 @@ def test_malformed_headers_and_frames_from_trusted_members(seed: Seed000) -> Non
     _all_alive(seed)
     assert seed.agents["edgea"].wait_for("tunnel.reject")
     assert seed.agents["edgeb"].wait_for("tunnel.reject")
+
+
+@pytest.mark.parametrize("flags", [0, FLAG_END_TO_END], ids=["hop-by-hop", "end-to-end"])
+@pytest.mark.parametrize("dst", ["192.0.2.10", "10.30.40.99"], ids=["nowhere", "back-where-it-came-from"])
+def test_a_relay_refuses_what_it_cannot_route_onward(seed: Seed000, flags: int, dst: str) -> None:
+    """Edge A answers NO_ROUTE for a destination no peer holds, and for one that would go back to the sender."""
+    header = StreamHeader(IPv4Address(AWS_APP), IPv4Address(dst), 40000, 5432, identity("conn"), 11, flags=flags)
+    sock = seed.ns("conn").socket()
+    sock.settimeout(3)
+    try:
+        sock.connect((EDGE_A["conn"], 7443))
+        tls = _member(seed, "conn").wrap_socket(sock, server_side=False)
+        tls.sendall(header.encode())
+        assert decode_reply(tls.recv(64)) == (Status.NO_ROUTE, None)
+    finally:
+        sock.close()
+    assert seed.agents["edgea"].wait_for(f"flow.no_route dst={dst}")
