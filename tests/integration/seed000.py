@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import json
 import shutil
+import ssl
 import signal
 import subprocess
 import sys
@@ -23,6 +24,8 @@ from pathlib import Path
 from typing import Any
 
 from dataplane import pki
+from dataplane.config import TlsPaths
+from dataplane.tls import build_contexts
 from tests.integration.netns import Lab, Netns
 
 FABRIC = "acme"
@@ -212,6 +215,11 @@ class Seed000:
     def read_config(self, node: str) -> dict[str, Any]:
         """The agent's current config document."""
         return json.loads(self.agents[node].config_path.read_text())
+
+    def member_context(self, node: str) -> ssl.SSLContext:
+        """A client TLS context holding `node`'s real fabric certificate (to speak to agents as that member)."""
+        folder = self.workdir / node
+        return build_contexts(TlsPaths(ca=folder / "ca.pem", cert=folder / "node.pem", key=folder / "node.key")).client
 
     def round_trip(self, payload: bytes, port: int = 5432) -> bool:
         """Does a fresh connection from the AWS app to the Azure app's echo server carry `payload` both ways?"""

@@ -27,10 +27,8 @@ from pathlib import Path
 
 import pytest
 
-from dataplane.config import TlsPaths
 from dataplane.datagram_intercept import IcmpPlan, install_rules, installed_rules, remove_rules, update_rules
 from dataplane.header import ICMP, UDP, Status, StreamHeader, decode_reply
-from dataplane.tls import build_contexts
 from tests.integration.netns import Lab, Netns, UdpEcho, in_netns
 from tests.integration.seed000 import AWS_APP, AZ_APP, DEFAULT_POLICY, EDGE_B, TUNNEL_LINKS, Seed000, identity
 
@@ -294,11 +292,6 @@ def test_no_udp_plaintext_between_connector_and_far_edge(seed: Seed000, echoes: 
     assert captures[("edgea", "a-priv")].stat().st_size > len(marker) * 20
 
 
-def _as_peer(seed: Seed000, node: str) -> ssl.SSLContext:
-    folder = seed.workdir / node
-    return build_contexts(TlsPaths(ca=folder / "ca.pem", cert=folder / "node.pem", key=folder / "node.key")).client
-
-
 def _malformed(seed: Seed000, proto: int, blob: bytes) -> None:
     """Open a hop-by-hop datagram stream to edge B as edge A, then send `blob` where frames belong."""
     header = StreamHeader(IPv4Address(AWS_APP), IPv4Address(AZ_APP), 41000, 5001 if proto == UDP else 0, identity("conn"), 9, proto=proto)
@@ -306,7 +299,7 @@ def _malformed(seed: Seed000, proto: int, blob: bytes) -> None:
     sock.settimeout(3)
     try:
         sock.connect((EDGE_B["private"], 7443))
-        tls = _as_peer(seed, "edgea").wrap_socket(sock, server_side=False)
+        tls = seed.member_context("edgea").wrap_socket(sock, server_side=False)
         tls.sendall(header.encode())
         reply = tls.recv(2)
         assert decode_reply(reply)[0] is Status.OK

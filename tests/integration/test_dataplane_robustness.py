@@ -13,9 +13,7 @@ from ipaddress import IPv4Address
 
 import pytest
 
-from dataplane.config import TlsPaths
 from dataplane.header import FLAG_END_TO_END, Status, StreamHeader, decode_reply
-from dataplane.tls import build_contexts
 from tests.integration.conftest import AppServer, echo
 from tests.integration.seed000 import AWS_APP, AZ_APP, CONNECTOR, EDGE_A, EDGE_B, Seed000, identity
 
@@ -69,12 +67,6 @@ def _client_hello() -> bytes:
     with pytest.raises(ssl.SSLWantReadError):
         obj.do_handshake()
     return outgoing.read()
-
-
-def _member(seed: Seed000, node: str) -> ssl.SSLContext:
-    """A client context holding `node`'s real fabric certificate: garbage from a trusted member."""
-    folder = seed.workdir / node
-    return build_contexts(TlsPaths(ca=folder / "ca.pem", cert=folder / "node.pem", key=folder / "node.key")).client
 
 
 def _tls_send(seed: Seed000, ns: str, address: str, ctx: ssl.SSLContext, blob: bytes) -> None:
@@ -136,8 +128,8 @@ def test_truncated_tls_on_every_tunnel_port(seed: Seed000) -> None:
 
 
 def test_malformed_headers_and_frames_from_trusted_members(seed: Seed000) -> None:
-    as_conn = _member(seed, "conn")
-    as_edgea = _member(seed, "edgea")
+    as_conn = seed.member_context("conn")
+    as_edgea = seed.member_context("edgea")
     good = StreamHeader(IPv4Address(AWS_APP), IPv4Address(AZ_APP), 40000, 5432, identity("conn"), 7)
     e2e = StreamHeader(IPv4Address(AWS_APP), IPv4Address(AZ_APP), 40000, 5432, identity("conn"), 8, flags=FLAG_END_TO_END)
     blobs = [
@@ -170,7 +162,7 @@ def test_a_relay_refuses_what_it_cannot_route_onward(seed: Seed000, flags: int, 
     sock.settimeout(3)
     try:
         sock.connect((EDGE_A["conn"], 7443))
-        tls = _member(seed, "conn").wrap_socket(sock, server_side=False)
+        tls = seed.member_context("conn").wrap_socket(sock, server_side=False)
         tls.sendall(header.encode())
         assert decode_reply(tls.recv(64)) == (Status.NO_ROUTE, None)
     finally:
