@@ -10,7 +10,6 @@ Used by the data plane integration tests and by bench/dataplane_bench.py.
 """
 from __future__ import annotations
 
-import ctypes
 import os
 import signal
 import socket
@@ -18,13 +17,11 @@ import subprocess
 import threading
 import time
 import uuid
-from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-CLONE_NEWNET = 0x40000000
-_libc = ctypes.CDLL(None, use_errno=True)
+from transit_cli.status import in_netns  # the one setns-in-a-thread helper; tests use it too
 
 
 def run(cmd: list[str], *, check: bool = True, timeout: float = 30, **kwargs: Any) -> subprocess.CompletedProcess[str]:
@@ -33,30 +30,6 @@ def run(cmd: list[str], *, check: bool = True, timeout: float = 30, **kwargs: An
     if check and done.returncode != 0:
         raise RuntimeError(f"{' '.join(cmd)} failed ({done.returncode}): {done.stderr.strip()}")
     return done
-
-
-def in_netns(name: str, fn: Callable[[], Any]) -> Any:
-    """Call `fn` in a thread that has joined namespace `name`; return its result (sockets stay there)."""
-    box: dict[str, Any] = {}
-
-    def target() -> None:
-        try:
-            fd = os.open(f"/run/netns/{name}", os.O_RDONLY)
-            try:
-                if _libc.setns(fd, CLONE_NEWNET) != 0:
-                    raise OSError(ctypes.get_errno(), f"setns {name}")
-            finally:
-                os.close(fd)
-            box["value"] = fn()
-        except BaseException as exc:  # handed back to the caller's thread
-            box["error"] = exc
-
-    thread = threading.Thread(target=target)
-    thread.start()
-    thread.join()
-    if "error" in box:
-        raise box["error"]
-    return box.get("value")
 
 
 def socket_in(name: str, kind: int = socket.SOCK_STREAM) -> socket.socket:
