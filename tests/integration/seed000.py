@@ -25,6 +25,7 @@ from typing import Any
 
 from dataplane import pki
 from dataplane.config import TlsPaths
+from dataplane.header import StreamHeader
 from dataplane.tls import build_contexts
 from tests.integration.netns import Lab, Netns
 
@@ -220,6 +221,22 @@ class Seed000:
         """A client TLS context holding `node`'s real fabric certificate (to speak to agents as that member)."""
         folder = self.workdir / node
         return build_contexts(TlsPaths(ca=folder / "ca.pem", cert=folder / "node.pem", key=folder / "node.key")).client
+
+    def open_stream(self, node: str, address: str, header: StreamHeader) -> ssl.SSLSocket:
+        """A tunnel stream to the agent at `address`, opened from `node`'s namespace as that member, header sent.
+
+        The caller reads the reply and closes the stream.
+        """
+        sock = self.ns(node).socket()
+        sock.settimeout(3)
+        try:
+            sock.connect((address, 7443))
+            tls = self.member_context(node).wrap_socket(sock, server_side=False)
+            tls.sendall(header.encode())
+        except BaseException:
+            sock.close()
+            raise
+        return tls
 
     def round_trip(self, payload: bytes, port: int = 5432) -> bool:
         """Does a fresh connection from the AWS app to the Azure app's echo server carry `payload` both ways?"""

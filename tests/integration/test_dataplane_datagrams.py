@@ -295,22 +295,14 @@ def test_no_udp_plaintext_between_connector_and_far_edge(seed: Seed000, echoes: 
 def _malformed(seed: Seed000, proto: int, blob: bytes) -> None:
     """Open a hop-by-hop datagram stream to edge B as edge A, then send `blob` where frames belong."""
     header = StreamHeader(IPv4Address(AWS_APP), IPv4Address(AZ_APP), 41000, 5001 if proto == UDP else 0, identity("conn"), 9, proto=proto)
-    sock = seed.ns("edgea").socket()
-    sock.settimeout(3)
-    try:
-        sock.connect((EDGE_B["private"], 7443))
-        tls = seed.member_context("edgea").wrap_socket(sock, server_side=False)
-        tls.sendall(header.encode())
-        reply = tls.recv(2)
-        assert decode_reply(reply)[0] is Status.OK
+    with seed.open_stream("edgea", EDGE_B["private"], header) as tls:
+        assert decode_reply(tls.recv(2))[0] is Status.OK
         tls.sendall(blob)
         try:
             while tls.recv(65536):
                 pass
         except (OSError, ssl.SSLError):
             pass
-    finally:
-        sock.close()
 
 
 def test_malformed_datagram_frames_do_not_stop_the_agent(seed: Seed000, echoes: dict[int, UdpEcho]) -> None:

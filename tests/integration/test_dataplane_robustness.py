@@ -158,13 +158,6 @@ def test_malformed_headers_and_frames_from_trusted_members(seed: Seed000) -> Non
 def test_a_relay_refuses_what_it_cannot_route_onward(seed: Seed000, flags: int, dst: str) -> None:
     """Edge A answers NO_ROUTE for a destination no peer holds, and for one that would go back to the sender."""
     header = StreamHeader(IPv4Address(AWS_APP), IPv4Address(dst), 40000, 5432, identity("conn"), 11, flags=flags)
-    sock = seed.ns("conn").socket()
-    sock.settimeout(3)
-    try:
-        sock.connect((EDGE_A["conn"], 7443))
-        tls = seed.member_context("conn").wrap_socket(sock, server_side=False)
-        tls.sendall(header.encode())
+    with seed.open_stream("conn", EDGE_A["conn"], header) as tls:
         assert decode_reply(tls.recv(64)) == (Status.NO_ROUTE, None)
-    finally:
-        sock.close()
     assert seed.agents["edgea"].wait_for(f"flow.no_route dst={dst}")
