@@ -2,15 +2,15 @@
 
 Pydantic models so the plan is JSON-serialisable and typed for its readers
 (the per-cloud components, the local environment, `transit plan`). Secrets
-appear only as the names of Pulumi secret config keys.
+appear only as the names of Pulumi secret config keys. The plan names no
+target: each target's own part lives in `Plan.sections`, filled by the
+registry (components.targets).
 """
 from __future__ import annotations
 
 from typing import Literal
 
-from pydantic import BaseModel, ConfigDict, Field
-
-from components.aws.planning import AwsPlanSection
+from pydantic import BaseModel, ConfigDict, Field, SerializeAsAny
 
 
 class _PlanModel(BaseModel):
@@ -162,4 +162,7 @@ class Plan(_PlanModel):
     circuits: list[CircuitPlan]
     cloud_router: CloudRouterPlan | None
     links: list[LinkPlan]
-    aws: AwsPlanSection | None = Field(None, description="AWS routes and security rules, with rules emitted vs Cartesian (components/aws/planning.py).")
+    sections: dict[str, SerializeAsAny[BaseModel]] = Field(
+        default_factory=dict,
+        description="Each target's own part of the plan, by target name, computed once (components.targets.plan_fabric).",
+    )

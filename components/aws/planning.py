@@ -1,10 +1,11 @@
-"""The AWS part of the plan: per-region layout, routes and security rules, pure.
+"""The AWS part of the plan: per-region layout, gateways, routes and security rules, pure.
 
-`aws_section(spec)` is what `transit plan` shows for AWS (routes, security
-groups, prefix lists, rules, and the rule count next to the Cartesian count).
-`build_aws_layout(spec, plan)` is what `components.aws.build` turns into
-resources: every address, zone and name is decided here, before Pulumi runs.
-Never imports Pulumi.
+`aws_section(spec, plan)` is the AWS target's plan section, computed once per
+plan (components.targets): the rows `transit plan` shows (routes, security
+groups, prefix lists, rules, and the rule count next to the Cartesian count)
+and the `AwsLayout` that `components.aws.build` turns into resources. Both come
+from one security compile and one route selection; every address, zone, name
+and gateway is decided here, before Pulumi runs. Never imports Pulumi.
 """
 from __future__ import annotations
 
@@ -12,7 +13,7 @@ from dataclasses import dataclass
 from ipaddress import IPv4Network, collapse_addresses
 from typing import TYPE_CHECKING
 
-from pydantic import BaseModel, ConfigDict
+from pydantic import BaseModel, ConfigDict, Field, InstanceOf
 
 from components.aws.naming import MIN_SUBNET_PREFIX, endpoint_ip, split_cidr
 from components.aws.routing import AwsRoute, NetworkAddresses, network_routes, reachability
@@ -20,6 +21,7 @@ from components.aws.security_rules import Endpoint, IntentRule, Segment, Securit
 from components.dataplane_policy import resolve_rules
 from components.spec import FabricSpec
 from components.spec_checks import home_edge
+from components.spec_providers import PROVIDER_CLOUD
 
 if TYPE_CHECKING:
     from components.plan_models import Plan
@@ -65,8 +67,108 @@ class AwsRuleRow(_Section):
     policy_rules: list[str]
 
 
+@dataclass(frozen=True)
+class AwsEdgeLayout:
+    """One AWS edge, with every address decided."""
+
+    name: str
+    region: str
+    cidr: str
+    zones: list[str]
+    instances: int
+    public_subnets: list[str]
+    attachment_subnets: list[str]
+    private_ips: list[str]
+    tunnel_port: int
+    probe_port: int
+    metrics_port: int
+    native_cidrs: list[str]
+    ingress_cidrs: list[str]
+
+
+@dataclass(frozen=True)
+class AwsNetworkLayout:
+    """One onboarded AWS network: its subnets, attach mode, edge and routes."""
+
+    name: str
+    region: str
+    attach: str
+    cidrs: list[str]
+    zones: list[str]
+    instances: int
+    workload_subnets: list[str]
+    fabric_subnets: list[str]
+    endpoint_ips: list[str]
+    edge: str
+    edge_cidrs: list[str]
+    destinations: list[str]
+
+
+@dataclass(frozen=True)
+class AwsCircuitLayout:
+    """One Direct Connect circuit: its connection, VIF addresses and the networks it reaches."""
+
+    name: str
+    region: str
+    connection: str
+    location: str
+    bandwidth_mbps: int
+    vlan: int
+    customer_asn: int
+    peer_asn: int
+    customer_address: str
+    amazon_address: str
+    md5_secret: str
+    networks: list[str]
+
+
+@dataclass(frozen=True)
+class AwsGatewayLayout:
+    """One region's cloud gateways: whether it gets a TGW, and each VGW's and DX gateway's ASN."""
+
+    region: str
+    transit_gateway: bool
+    vpn_gateways: list[tuple[str, int]]
+    """(network, Amazon-side ASN): a VGW on each network a Direct Connect circuit reaches."""
+    dx_gateways: list[tuple[str, int]]
+    """(circuit, Amazon-side ASN): a DX gateway per circuit homed in this region."""
+
+
+@dataclass(frozen=True)
+class AwsLayout:
+    """Everything the AWS builder creates, grouped per region."""
+
+    regions: list[str]
+    edges: list[AwsEdgeLayout]
+    networks: list[AwsNetworkLayout]
+    circuits: list[AwsCircuitLayout]
+    gateways: list[AwsGatewayLayout]
+    security: SecurityPlan
+    routes: list[AwsRoute]
+
+
+def workload_subnets(cidr: IPv4Network, zones: int, taken: list[IPv4Network]) -> list[str]:
+    """The first quarters of a network's first CIDR that the fabric's subnets leave free."""
+    free = [q for q in split_cidr(cidr, 4) if not any(q.overlaps(t) for t in taken)]
+    if len(free) < zones:
+        raise ValueError(f"{cidr} has {len(free)} free quarters for workload subnets, {zones} needed")
+    return [str(q) for q in free[:zones]]
+
+
+def _ingress(spec: FabricSpec, served: list[str], region: str, routes: list[AwsRoute]) -> list[str]:
+    """What the edge's native networks send through it: their routed destinations, except the
+    region's other native networks, which the TGW reaches directly in both directions."""
+    native = [n for n in spec.networks if n.cloud == "aws" and n.attach == "native" and n.region == region]
+    direct = [c for n in native for c in n.cidrs]
+    names = {n.name for n in native if n.name in served}
+    wanted = [IPv4Network(r.destination) for r in routes if r.network in names and r.target == "transit-gateway"]
+    return [str(c) for c in collapse_addresses(c for c in wanted if not any(c.subnet_of(d) for d in direct))]
+
+
 class AwsPlanSection(_Section):
-    """The AWS routes and security rules of a fabric, with both rule counts."""
+    """The AWS routes and security rules of a fabric, with both rule counts, and the layout built from them."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True, arbitrary_types_allowed=True)
 
     routes: list[AwsRouteRow]
     security_groups: list[AwsSecurityGroupRow]
@@ -75,6 +177,10 @@ class AwsPlanSection(_Section):
     rules_emitted: int
     rules_cartesian: int
     notes: list[str]
+    layout: InstanceOf[AwsLayout] | None = Field(None, exclude=True, repr=False)
+    """What the AWS build creates; None when the spec asks for something AWS cannot build (see `problems`)."""
+    problems: list[str] = Field(default_factory=list, exclude=True)
+    """Why there is no layout, one line each."""
 
 
 def endpoint_entries(spec: FabricSpec, name: str) -> tuple[IPv4Network, ...]:
@@ -134,11 +240,17 @@ def aws_routes(spec: FabricSpec, rules: list[IntentRule]) -> list[AwsRoute]:
     return out
 
 
-def aws_section(spec: FabricSpec) -> AwsPlanSection | None:
-    """The plan's AWS section, or None for a fabric without AWS networks."""
-    rules, segments = aws_intent(spec)
-    if not segments:
+def uses_aws(spec: FabricSpec) -> bool:
+    """Whether any edge, network or circuit of the spec is in AWS."""
+    clouds = [e.cloud for e in spec.edges] + [n.cloud for n in spec.networks] + [PROVIDER_CLOUD[c.provider] for c in spec.circuits]
+    return "aws" in clouds
+
+
+def aws_section(spec: FabricSpec, plan: Plan) -> AwsPlanSection | None:
+    """The plan's AWS section, or None for a fabric that uses no AWS: one compile, one route selection."""
+    if not uses_aws(spec):
         return None
+    rules, segments = aws_intent(spec)
     security = compile_security(rules, segments)
     routes = aws_routes(spec, rules)
     homes = {n.name: home.name for n in spec.networks if (home := home_edge(spec, n)) is not None}
@@ -148,6 +260,11 @@ def aws_section(spec: FabricSpec) -> AwsPlanSection | None:
         if edge.cloud == "aws"
         for cidr in _ingress(spec, [n for n, h in homes.items() if h == edge.name], edge.region, routes)
     ]
+    layout, problems = None, []
+    try:
+        layout = _layout(spec, plan, security, routes)
+    except ValueError as exc:
+        problems.append(str(exc))
     return AwsPlanSection(
         routes=[AwsRouteRow(network=r.network, destination=r.destination, target=r.target) for r in routes] + tgw_rows,
         security_groups=[
@@ -165,98 +282,36 @@ def aws_section(spec: FabricSpec) -> AwsPlanSection | None:
         rules_emitted=security.rules_emitted,
         rules_cartesian=security.rules_cartesian,
         notes=list(security.notes),
+        layout=layout,
+        problems=problems,
     )
 
 
-@dataclass(frozen=True)
-class AwsEdgeLayout:
-    """One AWS edge, with every address decided."""
-
-    name: str
-    region: str
-    cidr: str
-    zones: list[str]
-    instances: int
-    public_subnets: list[str]
-    attachment_subnets: list[str]
-    private_ips: list[str]
-    tunnel_port: int
-    probe_port: int
-    metrics_port: int
-    native_cidrs: list[str]
-    ingress_cidrs: list[str]
-
-
-@dataclass(frozen=True)
-class AwsNetworkLayout:
-    """One onboarded AWS network: its subnets, attach mode, edge and routes."""
-
-    name: str
-    region: str
-    attach: str
-    cidrs: list[str]
-    zones: list[str]
-    instances: int
-    workload_subnets: list[str]
-    fabric_subnets: list[str]
-    endpoint_ips: list[str]
-    edge: str
-    edge_cidrs: list[str]
-    destinations: list[str]
-
-
-@dataclass(frozen=True)
-class AwsCircuitLayout:
-    """One Direct Connect circuit: its connection, VIF addresses and the networks it reaches."""
-
-    name: str
-    region: str
-    connection: str
-    location: str
-    bandwidth_mbps: int
-    vlan: int
-    customer_asn: int
-    peer_asn: int
-    customer_address: str
-    amazon_address: str
-    md5_secret: str
-    networks: list[str]
-
-
-@dataclass(frozen=True)
-class AwsLayout:
-    """Everything the AWS builder creates, grouped per region."""
-
-    regions: list[str]
-    edges: list[AwsEdgeLayout]
-    networks: list[AwsNetworkLayout]
-    circuits: list[AwsCircuitLayout]
-    security: SecurityPlan
-    routes: list[AwsRoute]
-
-
-def workload_subnets(cidr: IPv4Network, zones: int, taken: list[IPv4Network]) -> list[str]:
-    """The first quarters of a network's first CIDR that the fabric's subnets leave free."""
-    free = [q for q in split_cidr(cidr, 4) if not any(q.overlaps(t) for t in taken)]
-    if len(free) < zones:
-        raise ValueError(f"{cidr} has {len(free)} free quarters for workload subnets, {zones} needed")
-    return [str(q) for q in free[:zones]]
-
-
-def _ingress(spec: FabricSpec, served: list[str], region: str, routes: list[AwsRoute]) -> list[str]:
-    """What the edge's native networks send through it: their routed destinations, except the
-    region's other native networks, which the TGW reaches directly in both directions."""
-    native = [n for n in spec.networks if n.cloud == "aws" and n.attach == "native" and n.region == region]
-    direct = [c for n in native for c in n.cidrs]
-    names = {n.name for n in native if n.name in served}
-    wanted = [IPv4Network(r.destination) for r in routes if r.network in names and r.target == "transit-gateway"]
-    return [str(c) for c in collapse_addresses(c for c in wanted if not any(c.subnet_of(d) for d in direct))]
-
-
 def build_aws_layout(spec: FabricSpec, plan: Plan) -> AwsLayout:
-    """Decide every AWS address and relation from the spec and its plan."""
-    rules, segments = aws_intent(spec)
-    routes = aws_routes(spec, rules)
+    """The AWS layout of `spec` on its own (tests); raises ValueError for what AWS cannot build."""
+    section = aws_section(spec, plan)
+    if section is None or section.layout is None:
+        raise ValueError("; ".join(section.problems) if section else f"fabric {spec.name} uses no AWS")
+    return section.layout
+
+
+def _gateways(regions: list[str], edges: list[AwsEdgeLayout], networks: list[AwsNetworkLayout],
+              circuits: list[AwsCircuitLayout]) -> list[AwsGatewayLayout]:
+    """Which regions get which gateways: a TGW where an edge is; a VGW per circuit-reached network
+    (taking the ASN of the first circuit that reaches it); a DX gateway per circuit."""
+    vgw_asn = {net: c.peer_asn for c in reversed(circuits) for net in c.networks}
+    edge_regions = {e.region for e in edges}
+    out = []
+    for region in regions:
+        vgws = [(n.name, vgw_asn[n.name]) for n in networks if n.region == region and n.name in vgw_asn]
+        dxgws = [(c.name, c.peer_asn) for c in circuits if c.region == region]
+        if region in edge_regions or vgws or dxgws:
+            out.append(AwsGatewayLayout(region=region, transit_gateway=region in edge_regions, vpn_gateways=vgws, dx_gateways=dxgws))
+    return out
+
+
+def _layout(spec: FabricSpec, plan: Plan, security: SecurityPlan, routes: list[AwsRoute]) -> AwsLayout:
+    """Decide every AWS address and relation from the spec, its plan, the compiled rules and the routes."""
     edges = {e.name: e for e in plan.edges if e.cloud == "aws"}
     connectors = {c.network: c for c in plan.connectors}
     edge_layouts = []
@@ -324,5 +379,5 @@ def build_aws_layout(spec: FabricSpec, plan: Plan) -> AwsLayout:
     regions = list(dict.fromkeys([e.region for e in edge_layouts] + [n.region for n in network_layouts]))
     return AwsLayout(
         regions=regions, edges=edge_layouts, networks=network_layouts, circuits=circuit_layouts,
-        security=compile_security(rules, segments), routes=routes,
+        gateways=_gateways(regions, edge_layouts, network_layouts, circuit_layouts), security=security, routes=routes,
     )

@@ -1,13 +1,13 @@
 """The enforcement points of a fabric, each judged from its own compiled artefact.
 
 A point answers one question for a flow: what it would do, or nothing when the
-flow never crosses it. Each cloud point reads what its compiler emits (security
-groups and prefix lists, NSGs and ASGs with Azure's default rules, firewall
-rules and tags with GCP's implied rules); each data plane point reads the
-nftables document its agent installs. The intent is the reference they must
-all agree with. AWS is read from the plan's `aws` section, the rows the AWS
-components turn into resources. Building the points compiles everything
-once, so a parity run only pays for lookups. Never imports Pulumi.
+flow never crosses it. Each target's point comes from the registry
+(components.targets), judged from that target's plan section (security groups
+and prefix lists, NSGs and ASGs with Azure's default rules, firewall rules and
+tags with GCP's implied rules); each data plane point reads the nftables
+document its agent installs. The intent is the reference they must all agree
+with. Building the points compiles everything once, so a parity run only pays
+for lookups. Never imports Pulumi.
 """
 from __future__ import annotations
 
@@ -15,17 +15,14 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from ipaddress import IPv4Address, IPv4Network
 
-from components.aws.planning import AwsPlanSection
-from components.azure.nsg_rules import AzureEvaluator, AzureSegmentation, compile_azure
 from components.checks.nft_eval import NftTable, load_table
-from components.gcp.firewall_rules import GcpEvaluator, GcpSegmentation, compile_gcp
 from components.local.layout import build_layout, name_prefix
-from components.plan import build_plan
 from components.plan_models import Plan
 from components.policy_intent import IntentPolicy, compile_intent
 from components.policy_intent import evaluate as intent_evaluate
 from components.spec import FabricSpec
-from dataplane.filter_model import FilterPolicy, proto_number
+from components.targets import TARGETS, plan_fabric
+from dataplane.filter_model import FilterPolicy
 from dataplane.filter_table import ruleset
 
 Decision = tuple[str, str]
@@ -99,66 +96,12 @@ def dataplane_points(spec: FabricSpec, filters: dict[str, tuple[FilterPolicy, li
     ]
 
 
-def aws_point(section: AwsPlanSection) -> Point:
-    """AWS security groups as the plan's `aws` section lists them (what the components build).
-
-    The source's egress and the destination's ingress must both allow; a rule's
-    peer is a prefix list, a security group or a CIDR, read from the section.
-    """
-    groups = {g.name: [IPv4Network(c) for c in g.cidrs] for g in section.security_groups}
-    lists = {p.name: [IPv4Network(c) for c in p.cidrs] for p in section.prefix_lists}
-
-    def peer_has(peer: str, address: IPv4Address) -> bool:
-        kind, _, key = peer.partition(":")
-        nets = lists[key] if kind == "prefix_list" else groups[key] if kind == "security_group" else [IPv4Network(key)]
-        return any(address in net for net in nets)
-
-    def group_of(address: IPv4Address) -> str | None:
-        return next((name for name, nets in groups.items() if any(address in n for n in nets)), None)
-
-    def port_ok(ports: str, port: int | None) -> bool:
-        if not ports:
-            return True
-        low, _, high = ports.partition("-")
-        return port is not None and int(low) <= port <= int(high or low)
-
-    def grant(group: str, direction: str, peer: IPv4Address, flow: Flow) -> str | None:
-        proto = flow.proto if flow.proto in ("tcp", "udp", "icmp") else "other"
-        for rule in section.rules:
-            if rule.security_group != group or rule.direction != direction or not peer_has(rule.peer, peer):
-                continue
-            if rule.protocol == "all" or (rule.protocol == proto and (proto not in ("tcp", "udp") or port_ok(rule.ports, flow.port))):
-                return f"{group}/{direction}/{'+'.join(rule.policy_rules)}"
-        return None
-
-    def decide(flow: Flow) -> Decision | None:
-        src, dst = IPv4Address(flow.src), IPv4Address(flow.dst)
-        src_group, dst_group = group_of(src), group_of(dst)
-        if src_group is None and dst_group is None:
-            return None
-        reasons = []
-        for group, direction, peer in ((dst_group, "ingress", src), (src_group, "egress", dst)):
-            if group is None:
-                continue
-            reason = grant(group, direction, peer, flow)
-            if reason is None:
-                return "deny", f"{group}/{direction}: no rule allows it"
-            reasons.append(reason)
-        return "permit", ", ".join(reasons)
-
-    return Point("aws:security-groups", decide)
-
-
-def azure_point(seg: AzureSegmentation) -> Point:
-    """Azure NSGs with ASGs and Azure's default rules."""
-    evaluate = AzureEvaluator(seg)
-    return Point("azure:nsgs", lambda f: evaluate(f.src, f.dst, proto_number(_proto(f)), f.port))
-
-
-def gcp_point(seg: GcpSegmentation) -> Point:
-    """GCP VPC firewall rules with tags and GCP's implied rules."""
-    evaluate = GcpEvaluator(seg)
-    return Point("gcp:firewall", lambda f: evaluate(f.src, f.dst, proto_number(_proto(f)), f.port))
+def target_point(name: str, section: object) -> Point:
+    """A target's enforcement point (components.targets), judged from its plan section."""
+    target = TARGETS[name]
+    assert target.evaluator is not None, f"target {name} has no enforcement point"
+    decide = target.evaluator(section)
+    return Point(target.point, lambda f: decide(f.src, f.dst, f.proto, f.port))
 
 
 def _proto(flow: Flow) -> str | int:
@@ -166,14 +109,11 @@ def _proto(flow: Flow) -> str | int:
 
 
 def build_points(spec: FabricSpec, plan: Plan | None = None) -> list[Point]:
-    """Compile every enforcement point the fabric has; the intent comes first."""
-    plan = build_plan(spec) if plan is None else plan
+    """Compile every enforcement point the fabric has; the intent comes first, then each target's, then the agents'."""
+    plan = plan_fabric(spec) if plan is None else plan
     points = [intent_point(compile_intent(spec))]
-    if plan.aws is not None:
-        points.append(aws_point(plan.aws))
-    if any(n.cloud == "azure" for n in spec.networks):
-        points.append(azure_point(compile_azure(spec)))
-    if any(n.cloud == "gcp" for n in spec.networks):
-        points.append(gcp_point(compile_gcp(spec)))
+    points += [
+        target_point(name, section) for name, section in plan.sections.items() if TARGETS[name].evaluator is not None
+    ]
     points.extend(dataplane_points(spec))
     return points

@@ -15,8 +15,8 @@ from components.checks.points import Point, build_points
 from components.checks.reachability import Finding, prove
 from components.checks.rules import REACHABILITY_RULE, RULES, Context
 from components.checks.violation import Level, Violation
-from components.plan import build_plan
 from components.spec import FabricSpec
+from components.targets import plan_fabric
 
 
 @dataclass(frozen=True)
@@ -96,7 +96,7 @@ def run_check(
     """
     started = time.perf_counter()
     report = Report()
-    plan = build_plan(spec)
+    plan = plan_fabric(spec)
     report.violations = run_rules(Context(spec, plan, stack_config), settings, skip=frozenset({REACHABILITY_RULE}))
     points = build_points(spec, plan) if points is None else points
     report.points = [p.name for p in points]

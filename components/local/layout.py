@@ -188,14 +188,30 @@ def frr_instance_name(ns: str) -> str:
     return f"{ns[:MAX_FRR_NAME_LEN - 9]}-{hashlib.sha1(ns.encode()).hexdigest()[:8]}"
 
 
+def attachment_pool_capacity() -> int:
+    """How many attachment links the local pool holds: one /31 each in a /ATTACHMENT_POOL_PREFIX."""
+    return 2 ** (31 - ATTACHMENT_POOL_PREFIX)
+
+
+def attachment_links_needed(spec: FabricSpec, plan: Plan) -> int:
+    """Attachment links a local build makes: one per native network, one per network a circuit attaches."""
+    return sum(n.attach == "native" for n in spec.networks) + sum(len(c.attaches) for c in plan.circuits)
+
+
 class _Pool:
-    """Hands out /31 link subnets from a CIDR in order."""
+    """Hands out /31 link subnets from a CIDR in order; running out is an error naming the limit."""
 
     def __init__(self, cidr: IPv4Network) -> None:
+        self._cidr = cidr
         self._subnets: Iterator[IPv4Network] = cidr.subnets(new_prefix=31)
 
     def pair(self) -> tuple[str, str]:
-        subnet = next(self._subnets)
+        subnet = next(self._subnets, None)
+        if subnet is None:
+            raise ValueError(
+                f"the local attachment pool {self._cidr} (last /{ATTACHMENT_POOL_PREFIX} of underlay.backbone_cidr) "
+                f"holds {attachment_pool_capacity()} links; this fabric needs more (native networks plus circuit attachments)"
+            )
         return f"{subnet[0]}/31", f"{subnet[1]}/31"
 
 

@@ -76,7 +76,7 @@ def _secrets() -> dict[str, pulumi.Output[str]]:
 def cloud_fabric(spec: FabricSpec) -> None:
     """The `cloud` target, AWS only, with every AWS option a seed needs."""
     options = AwsOptions(image_id="ami-0golden", hosted_connection_ids={"fra-dx": "dxcon-golden"})
-    Fabric(spec.name, FabricArgs(spec=spec, environment="golden", secrets=_secrets(), clouds=["aws"], aws=options))
+    Fabric(spec.name, FabricArgs(spec=spec, environment="golden", secrets=_secrets(), clouds=["aws"], options={"aws": options}))
 
 
 def local_fabric(spec: FabricSpec) -> None:
@@ -87,7 +87,7 @@ def local_fabric(spec: FabricSpec) -> None:
 def scale_fabric(spec: FabricSpec) -> None:
     """The bench fabric as bench/aws_scale.py builds it (existing VPCs)."""
     options = AwsOptions(image_id="ami-0bench", existing_networks=existing_networks(spec))
-    Fabric("scale", FabricArgs(spec=spec, environment="bench", aws=options))
+    Fabric("scale", FabricArgs(spec=spec, environment="bench", options={"aws": options}))
 
 
 BUILDERS = {"cloud": cloud_fabric, "local": local_fabric}

@@ -54,7 +54,7 @@ def test_routes_follow_the_policy_in_both_directions_and_only_there() -> None:
         ],
         "policy": {"rules": [{"name": "b-to-a", "from": "b", "to": "a", "proto": "tcp", "ports": [443], "action": "permit"}]},
     }
-    section = aws_section(validate_spec(base))
+    section = aws_section(validate_spec(base), build_plan(validate_spec(base)))
     assert section is not None
     assert {(r.network, r.destination, r.target) for r in section.routes} == {
         ("a", "10.2.0.0/24", "gwlb-endpoint"),
@@ -62,7 +62,7 @@ def test_routes_follow_the_policy_in_both_directions_and_only_there() -> None:
         ("tgw us-east-1", "10.1.0.0/24", "edge use1"),
     }
     denied = {**base, "policy": {"rules": [{"name": "nothing", "from": "b", "to": "a", "proto": "tcp", "ports": [443], "action": "deny"}]}}
-    assert aws_section(validate_spec(denied)).routes == []  # type: ignore[union-attr]
+    assert aws_section(validate_spec(denied), build_plan(validate_spec(denied))).routes == []  # type: ignore[union-attr]
 
 
 def test_seed_004_leaves_the_circuit_destination_to_bgp() -> None:
@@ -91,7 +91,7 @@ def test_groups_keep_rules_far_below_the_cartesian_count() -> None:
             "policy": {"rules": [{"name": "web-to-app", "from": "web", "to": "app", "proto": "tcp", "ports": [8080], "action": "permit"}]},
         }
     )
-    section = aws_section(spec)
+    section = aws_section(spec, build_plan(spec))
     assert section is not None
     assert section.rules_cartesian == 2 * 20 * 20
     assert section.rules_emitted == 40
@@ -134,7 +134,7 @@ def test_the_tgw_sends_what_native_networks_reach_to_their_edge() -> None:
             "policy": {"rules": [{"name": "all", "from": "any", "to": "any", "proto": "tcp", "ports": [443], "action": "permit"}]},
         }
     )
-    section = aws_section(spec)
+    section = aws_section(spec, build_plan(spec))
     assert section is not None
     tgw = [(r.network, r.destination, r.target) for r in section.routes if r.network.startswith("tgw ")]
     # erp and crm reach shop through euw1; they reach each other directly over the TGW, so that is not routed to the edge.
