@@ -22,6 +22,7 @@ the two on every flow it samples. Never imports Pulumi.
 """
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 from ipaddress import IPv4Network, collapse_addresses
 
@@ -111,10 +112,20 @@ def fabric_filter(spec: FabricSpec) -> FilterPolicy:
     return FilterPolicy(default=spec.policy.default, rules=[_filter_rule(r) for r in resolve_rules(spec)])
 
 
+def scoper(spec: FabricSpec) -> Callable[[list[IPv4Network]], FilterPolicy]:
+    """`scoped_filter` for many scopes of one fabric: the policy is resolved and compiled once."""
+    compiled = [(r, _filter_rule(r)) for r in resolve_rules(spec)]
+
+    def scoped(scope: list[IPv4Network]) -> FilterPolicy:
+        rules = [f for r, f in compiled if _overlaps(r.src, scope) or _overlaps(r.dst, scope)]
+        return FilterPolicy(default=spec.policy.default, rules=rules)
+
+    return scoped
+
+
 def scoped_filter(spec: FabricSpec, scope: list[IPv4Network]) -> FilterPolicy:
     """The rules that can match a flow from or to `scope`, in policy order."""
-    rules = [_filter_rule(r) for r in resolve_rules(spec) if _overlaps(r.src, scope) or _overlaps(r.dst, scope)]
-    return FilterPolicy(default=spec.policy.default, rules=rules)
+    return scoper(spec)(scope)
 
 
 def connector_filter(spec: FabricSpec, network: str) -> FilterPolicy:

@@ -17,6 +17,7 @@ from __future__ import annotations
 import ipaddress
 from collections.abc import Callable
 
+from components.plan_agents import plan_agents
 from components.plan_models import (
     AttachmentPlan,
     BgpSessionPlan,
@@ -59,6 +60,7 @@ def build_plan(spec: FabricSpec) -> Plan:
         circuits=[_circuit(spec, c) for c in spec.circuits],
         cloud_router=_cloud_router(spec),
         links=_edge_links(spec) + _uplinks(spec),
+        agents=plan_agents(spec),
     )
 
 

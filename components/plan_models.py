@@ -12,6 +12,8 @@ from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field, SerializeAsAny
 
+from dataplane.filter_model import FilterPolicy
+
 
 class _PlanModel(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
@@ -152,6 +154,29 @@ class LinkPlan(_PlanModel):
     preference: int
 
 
+class AgentPeerPlan(_PlanModel):
+    """A peer an agent talks to, and the prefixes it reaches through it."""
+
+    name: str = Field(description="The peer agent's name (edge-<edge> or connector-<network>).")
+    identity: str
+    cidrs: list[str] = Field(description="Destinations reached through this peer.")
+
+
+class AgentPlan(_PlanModel):
+    """One transit-agent of the fabric as every target runs it: who it is, what it serves, whom it talks to, its filter.
+
+    Targets add only addresses, ports and where TLS material comes from (components.agents).
+    """
+
+    name: str = Field(description="edge-<edge> or connector-<network>.")
+    role: Literal["edge", "connector"]
+    node: str = Field(description="The edge's or the network's spec name.")
+    identity: str = Field(description="spiffe://<fabric>/<name>: the URI its certificate carries.")
+    local_cidrs: list[str] = Field(description="What it delivers to and intercepts from: its network, or an edge's native networks.")
+    peers: list[AgentPeerPlan]
+    filter: FilterPolicy = Field(description="Its scoped share of the policy (components.dataplane_policy).")
+
+
 class Plan(_PlanModel):
     """Everything the fabric builds, per node, resolved from the spec."""
 
@@ -162,6 +187,7 @@ class Plan(_PlanModel):
     circuits: list[CircuitPlan]
     cloud_router: CloudRouterPlan | None
     links: list[LinkPlan]
+    agents: list[AgentPlan] = Field(description="Every agent: edges first, then connectors, in spec order.")
     sections: dict[str, SerializeAsAny[BaseModel]] = Field(
         default_factory=dict,
         description="Each target's own part of the plan, by target name, computed once (components.targets.plan_fabric).",

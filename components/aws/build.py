@@ -15,7 +15,7 @@ from typing import TYPE_CHECKING
 import pulumi
 import pulumi_aws as aws
 
-from components.aws.agent_configs import ScopedFilters, connector_config, edge_config
+from components.aws.agent_configs import connector_config, edge_config
 from components.aws.base import Common
 from components.aws.circuit import Circuit, CircuitArgs, GatewayLink
 from components.aws.connector import Connector, ConnectorArgs
@@ -27,6 +27,7 @@ from components.aws.peering import PeeringSide, TransitPeering, TransitPeeringAr
 from components.aws.planning import AwsLayout, AwsPlanSection
 from components.aws.segmentation import Segmentation, SegmentationArgs
 from components.aws.target import layout_problems
+from components.plan_models import AgentPlan
 from components.spec import FabricSpec
 
 if TYPE_CHECKING:
@@ -44,7 +45,8 @@ class AwsBuild:
 def build(parent: BuildParent, section: AwsPlanSection, options: AwsOptions, secrets: Mapping[str, pulumi.Output[str]]) -> dict[str, pulumi.Input[object]]:
     """The registry's hook: build the AWS part under the Fabric component from the plan's AWS section."""
     assert section.layout is not None, "the registry checks the AWS problems first"
-    return build_aws(parent, parent.resource_name, parent.spec, section.layout, parent.environment, secrets, options).outputs
+    agents = {a.name: a for a in parent.plan.agents}
+    return build_aws(parent, parent.resource_name, parent.spec, section.layout, agents, parent.environment, secrets, options).outputs
 
 
 def build_aws(
@@ -52,6 +54,7 @@ def build_aws(
     name: str,
     spec: FabricSpec,
     layout: AwsLayout,
+    agents: Mapping[str, AgentPlan],
     environment: str,
     secrets: Mapping[str, pulumi.Output[str]],
     options: AwsOptions,
@@ -102,7 +105,6 @@ def build_aws(
         ]
         for e in layout.edges
     }
-    filters = ScopedFilters(spec)
     first_ips = pulumi.Output.all(**{edge: ips[0].public_ip for edge, ips in eips.items()}) if eips else pulumi.Output.from_input({})
 
     peerings = _peer_regions(name, common, layout, gateways, providers, opts)
@@ -114,7 +116,7 @@ def build_aws(
             e.name,
             EdgeArgs(
                 **common, region=e.region, cidr=e.cidr, zones=len(e.zones), image_id=options.image_id,  # type: ignore[arg-type]
-                agent_config_json=first_ips.apply(lambda ips, e=e: edge_config(spec, layout, e, ips, filters).model_dump_json()),
+                agent_config_json=first_ips.apply(lambda ips, e=e: edge_config(agents[f"edge-{e.name}"], layout, e, ips).model_dump_json()),
                 instance_type=options.instance_type, instances=e.instances, tunnel_port=e.tunnel_port, probe_port=e.probe_port,
                 elastic_ips=eips[e.name],
                 transit_gateway_id=gateway.transit_gateway_id, transit_gateway_route_table_id=gateway.transit_gateway_route_table_id,
@@ -137,7 +139,7 @@ def build_aws(
             mode_args: dict[str, object] = dict(
                 mode="connector", connector_cidrs=n.fabric_subnets, connector_route_table_ids=v.fabric_route_table_ids if tgw else [],
                 image_id=options.image_id, instance_type=options.instance_type, instances=n.instances,
-                agent_config_json=first_ips.apply(lambda ips, n=n: connector_config(spec, layout, n, ips, filters).model_dump_json()),
+                agent_config_json=first_ips.apply(lambda ips, n=n: connector_config(agents[f"connector-{n.name}"], layout, n, ips).model_dump_json()),
                 health_port=edge.metrics_port, tunnel_port=edge.tunnel_port, probe_port=edge.probe_port,
                 edge_cidrs=n.edge_cidrs if tgw else [], endpoint_ips=n.endpoint_ips,
             )

@@ -16,7 +16,6 @@ from dataclasses import dataclass
 from ipaddress import IPv4Address, IPv4Network
 
 from components.checks.nft_eval import NftTable, load_table
-from components.local.layout import build_layout, name_prefix
 from components.plan_models import Plan
 from components.policy_intent import IntentPolicy, compile_intent
 from components.policy_intent import evaluate as intent_evaluate
@@ -74,22 +73,21 @@ def nft_point(name: str, table: NftTable, scope: list[IPv4Network]) -> Point:
     return Point(name, decide)
 
 
-def agent_filters(spec: FabricSpec) -> dict[str, tuple[FilterPolicy, list[IPv4Network]]]:
-    """The filter and scope of every agent the local target generates (its AgentConfigs).
+def agent_filters(plan: Plan) -> dict[str, tuple[FilterPolicy, list[IPv4Network]]]:
+    """The filter and scope of every agent that serves local networks, as the plan gives them.
 
-    These are the very configs `transit-agent` loads on the `local` stack, so
-    the check proves what runs, not a second compile of the policy.
+    Every target builds its AgentConfigs from these very agents (components.agents),
+    so the check proves what runs, not a second compile of the policy.
     """
-    layout = build_layout(spec, name_prefix(spec.name, "check"))
-    return {agent.config.name: (agent.config.filter, list(agent.config.local_cidrs)) for agent in layout.agents if agent.config.local_cidrs}
+    return {a.name: (a.filter, [IPv4Network(c) for c in a.local_cidrs]) for a in plan.agents if a.local_cidrs}
 
 
-def dataplane_points(spec: FabricSpec, filters: dict[str, tuple[FilterPolicy, list[IPv4Network]]] | None = None) -> list[Point]:
+def dataplane_points(plan: Plan, filters: dict[str, tuple[FilterPolicy, list[IPv4Network]]] | None = None) -> list[Point]:
     """One point per filtering agent: its filter compiled to nftables, read back from the document.
 
-    `filters` (name -> (policy, scope)) defaults to the agents' configs.
+    `filters` (name -> (policy, scope)) defaults to the plan's agents.
     """
-    filters = agent_filters(spec) if filters is None else filters
+    filters = agent_filters(plan) if filters is None else filters
     return [
         nft_point(f"dataplane:{name}", load_table(ruleset(policy, table="transit_filter", hook="forward")), scope)
         for name, (policy, scope) in filters.items()
@@ -115,5 +113,5 @@ def build_points(spec: FabricSpec, plan: Plan | None = None) -> list[Point]:
     points += [
         target_point(name, section) for name, section in plan.sections.items() if TARGETS[name].evaluator is not None
     ]
-    points.extend(dataplane_points(spec))
+    points.extend(dataplane_points(plan))
     return points

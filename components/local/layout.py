@@ -28,13 +28,14 @@ from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
-from components.dataplane_policy import connector_filter, edge_filter, endpoint_cidrs
+from components.agents import PeerAddress, agent_config
+from components.dataplane_policy import endpoint_cidrs
 from components.local.frr_config import BgpNeighbor, RouterConfig, StaticRoute
 from components.plan import build_plan
 from components.plan_models import CircuitPlan, ConnectorPlan, Plan
 from components.spec import Edge, FabricSpec, Network
 from components.spec_checks import home_edge
-from dataplane.config import AgentConfig, PeerConfig, TlsPaths
+from dataplane.config import AgentConfig, TlsPaths
 
 RUN_ROOT = "/run/transit"
 """Where daemons keep their files (must equal daemon_provider.RUN_ROOT)."""
@@ -232,6 +233,7 @@ class _Builder:
         size = 2 ** (32 - ATTACHMENT_POOL_PREFIX)
         self.attachments = _Pool(IPv4Network((int(pool.broadcast_address) + 1 - size, ATTACHMENT_POOL_PREFIX)))
         self.connectors = {c.network: c for c in plan.connectors}
+        self.planned_agents = {a.name: a for a in plan.agents}
         self.namespaces: list[NamespaceSpec] = []
         self.links: list[LinkSpec] = []
         self.routes: dict[str, list[Route]] = {}
@@ -381,16 +383,9 @@ class _Builder:
                 self.add_route(net_ns, cidr, str(c_ip))
         else:
             self.dc_bgp(network, net_ns, c_ns, c_ip, remote)
-        name = f"{self.prefix}-agent-connector-{network.name}"
-        identity = f"spiffe://{self.spec.name}/connector-{network.name}"
         edge_private, _ = self.private[(edge.name, key)]
         edge_public, _ = self.public[(edge.name, key)]
-        peer = PeerConfig(name=f"edge-{edge.name}", identity=self.identity("edge", edge.name),
-                          private_addr=edge_private, public_addr=edge_public, cidrs=remote)
-        self.agents.append(AgentSpec(ns=c_ns, name=name, identity=identity, config=AgentConfig(
-            name=f"connector-{network.name}", role="connector", identity=identity, local_cidrs=network.cidrs,
-            peers=[peer], filter=connector_filter(self.spec, network.name), tls=self.tls(name),
-            flow_log=f"{RUN_ROOT}/{name}/flows.jsonl")))
+        self.add_agent(c_ns, f"connector-{network.name}", {f"edge-{edge.name}": PeerAddress(private=edge_private, public=edge_public)})
 
     def dc_bgp(self, network: Network, net_ns: str, c_ns: str, c_ip: IPv4Address, remote: list[str]) -> None:
         bgp = network.bgp
@@ -442,29 +437,21 @@ class _Builder:
                                    description=f"{circuit.name}-{s.role}") for s in circuit.sessions])
 
     def edge_agent(self, edge: Edge) -> None:
-        peers = []
+        addresses = {}
         for (owner, key), (_, peer_private) in self.private.items():
-            if owner != edge.name:
-                continue
-            role, node = key.split(":", 1)
-            _, peer_public = self.public[(owner, key)]
-            if role == "edge":
-                cidrs = [c for n in self.spec.networks if home_edge(self.spec, n).name == node for c in n.cidrs]
-            else:
-                cidrs = next(n for n in self.spec.networks if n.name == node).cidrs
-            peers.append(PeerConfig(name=f"{role}-{node}", identity=self.identity(role, node),
-                                    private_addr=peer_private, public_addr=peer_public, cidrs=cidrs))
-        local = [c for n in self.spec.networks if n.attach == "native" and home_edge(self.spec, n).name == edge.name
-                 for c in n.cidrs]
-        name = f"{self.prefix}-agent-edge-{edge.name}"
-        identity = self.identity("edge", edge.name)
-        self.agents.append(AgentSpec(ns=self.ns("edge", edge.name), name=name, identity=identity, config=AgentConfig(
-            name=f"edge-{edge.name}", role="edge", identity=identity, local_cidrs=local, peers=peers,
-            filter=edge_filter(self.spec, edge.name), tls=self.tls(name), flow_log=f"{RUN_ROOT}/{name}/flows.jsonl")))
+            if owner == edge.name:
+                role, node = key.split(":", 1)
+                addresses[f"{role}-{node}"] = PeerAddress(private=peer_private, public=self.public[(owner, key)][1])
+        self.add_agent(self.ns("edge", edge.name), f"edge-{edge.name}", addresses)
+
+    def add_agent(self, ns: str, agent: str, addresses: dict[str, PeerAddress]) -> None:
+        """The plan's agent, placed at the local link addresses, with its files under RUN_ROOT."""
+        planned = self.planned_agents[agent]
+        name = f"{self.prefix}-agent-{agent}"
+        config = agent_config(planned, addresses, self.tls(name), flow_log=f"{RUN_ROOT}/{name}/flows.jsonl")
+        self.agents.append(AgentSpec(ns=ns, name=name, identity=planned.identity, config=config))
 
     # helpers -------------------------------------------------------------
-    def identity(self, role: str, node: str) -> str:
-        return f"spiffe://{self.spec.name}/{role}-{node}"
 
     @staticmethod
     def tls(name: str) -> TlsPaths:

@@ -101,9 +101,10 @@ def test_groups_keep_rules_far_below_the_cartesian_count() -> None:
 def test_cloud_agent_configs_name_load_balancers_not_vms() -> None:
     spec, plan = _load("seed000_aws_azure")
     layout = build_aws_layout(spec, plan)
-    edge = edge_config(spec, layout, layout.edges[0], {"aws-use1": "203.0.113.7"})
+    agents = {a.name: a for a in plan.agents}
+    edge = edge_config(agents["edge-aws-use1"], layout, layout.edges[0], {"aws-use1": "203.0.113.7"})
     assert [(p.name, str(p.private_addr)) for p in edge.peers] == [("connector-aws-app", "10.30.40.228")]
-    connector = connector_config(spec, layout, layout.networks[0], {"aws-use1": "203.0.113.7"})
+    connector = connector_config(agents["connector-aws-app"], layout, layout.networks[0], {"aws-use1": "203.0.113.7"})
     peer = connector.peers[0]
     assert (str(peer.private_addr), str(peer.public_addr), peer.tunnel_port) == ("10.250.37.4", "203.0.113.7", 8443)
     assert [str(c) for c in peer.cidrs] == ["172.18.40.0/24"]
@@ -141,16 +142,3 @@ def test_the_tgw_sends_what_native_networks_reach_to_their_edge() -> None:
     assert tgw == [("tgw eu-west-1", "10.1.0.0/24", "edge euw1")]
     layout = build_aws_layout(spec, build_plan(spec))
     assert {e.name: e.ingress_cidrs for e in layout.edges} == {"use1": [], "euw1": ["10.1.0.0/24"]}
-
-
-@pytest.mark.parametrize("fabric", ["seed000_aws_azure", "seed004_dx_er_cloud_router", "architecture_example"])
-def test_scoped_filters_equal_the_shared_policy_compiler(fabric: str) -> None:
-    from components.aws.agent_configs import ScopedFilters
-    from components.dataplane_policy import connector_filter, edge_filter
-
-    spec, _ = _load(fabric)
-    filters = ScopedFilters(spec)
-    for network in spec.networks:
-        assert filters.connector(network.name) == connector_filter(spec, network.name)
-    for edge in spec.edges:
-        assert filters.edge(edge.name) == edge_filter(spec, edge.name)
