@@ -93,6 +93,7 @@ class Circuit(_Model):
     provider: Provider
     connection: Connection = "hosted"
     location: str = Field(min_length=1)
+    region: str | None = Field(None, min_length=1)
     bandwidth_mbps: int = Field(gt=0)
     vlan: Vlan
     bgp: CircuitBgp

@@ -7,6 +7,9 @@ A target is a cloud (aws, azure, gcp) or the `local` machine. Each provides:
 - `options(config)`: what it needs beyond the spec, read from stack config;
 - `problems(spec, plan, section, options, secrets)`: what stops a build,
   found before any resource exists;
+- `plan_problems(section, options)`: the part of those the spec alone causes
+  (what the cloud would refuse: quotas, circuits), which `transit validate`
+  and `transit plan` report too;
 - `build(parent, section, options, secrets)`: its Pulumi components under the
   Fabric (named as "module:function" and imported only when a stack builds
   it, so `transit plan` and `check` never load Pulumi); None while the
@@ -67,6 +70,7 @@ class Target:
     kind: Literal["cloud", "local"]
     section: Callable[[FabricSpec, Plan], BaseModel | None]
     problems: Callable[[FabricSpec, Plan, Any, Any, Mapping[str, Any]], list[str]]
+    plan_problems: Callable[[Any, Any], list[str]] = lambda section, options: []
     options: Callable[[Any], Any] = lambda config: None
     default_options: Callable[[], Any] = lambda: None
     build: str | None = None
@@ -92,6 +96,7 @@ TARGETS: dict[str, Target] = {
     for t in (
         Target(
             name="aws", kind="cloud", section=aws_planning.aws_section, problems=aws_target.problems,
+            plan_problems=aws_target.plan_problems,
             options=AwsOptions.from_config, default_options=AwsOptions, build="components.aws.build:build",
             point="aws:security-groups", evaluator=aws_target.evaluator, tables=aws_target.tables,
         ),
@@ -125,6 +130,11 @@ def plan_fabric(spec: FabricSpec) -> Plan:
     plan = build_plan(spec)
     sections = {name: section for name, t in TARGETS.items() if (section := t.section(spec, plan)) is not None}
     return plan.model_copy(update={"sections": sections})
+
+
+def plan_problems(plan: Plan) -> list[str]:
+    """What each target's cloud would refuse in the planned spec, with default options (`transit validate` and `plan`)."""
+    return [p for name, section in plan.sections.items() for p in TARGETS[name].plan_problems(section, TARGETS[name].default_options())]
 
 
 def select(spec: FabricSpec, target: str, clouds: list[str] | None = None) -> list[Target]:

@@ -16,7 +16,7 @@ def plan(
     """Compile a fabric spec into its plan of nodes and addresses."""
     from components.loader import load_spec
     from components.spec_types import SpecError
-    from components.targets import plan_fabric
+    from components.targets import plan_fabric, plan_problems
 
     try:
         result = plan_fabric(load_spec(file))
@@ -24,6 +24,11 @@ def plan(
         for problem in exc.problems:
             typer.echo(str(problem))
         raise typer.Exit(EXIT_INVALID) from None
+    refused = plan_problems(result)  # what a cloud would refuse: quotas, circuits
+    if refused:
+        for line in refused:
+            typer.echo(line)
+        raise typer.Exit(EXIT_INVALID)
     if as_json:
         typer.echo(result.model_dump_json(indent=2))
         return

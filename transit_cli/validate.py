@@ -13,6 +13,7 @@ def validate(file: Path = typer.Argument(..., help="Fabric spec YAML file.")) ->
     """Validate a fabric spec; exit 0 when valid, 1 with every problem otherwise."""
     from components.loader import load_spec
     from components.spec_types import SpecError
+    from components.targets import plan_fabric, plan_problems
 
     try:
         spec = load_spec(file)
@@ -21,6 +22,12 @@ def validate(file: Path = typer.Argument(..., help="Fabric spec YAML file.")) ->
             typer.echo(str(problem))
         typer.echo(f"{file}: {len(exc.problems)} problem(s)", err=True)
         raise typer.Exit(EXIT_INVALID) from None
+    refused = plan_problems(plan_fabric(spec))  # what a cloud would refuse: quotas, circuits
+    if refused:
+        for line in refused:
+            typer.echo(line)
+        typer.echo(f"{file}: {len(refused)} problem(s)", err=True)
+        raise typer.Exit(EXIT_INVALID)
     typer.echo(
         f"{file}: valid fabric '{spec.name}' ({len(spec.edges)} edges, {len(spec.networks)} networks, "
         f"{len(spec.circuits)} circuits, {len(spec.policy.rules)} rules)"

@@ -155,14 +155,20 @@ def build_aws(
         )
 
     circuits: dict[str, Circuit] = {}
+    network_region = {n.name: n.region for n in layout.networks}
+    dx_region = {c.dx_gateway: c.region for c in layout.circuits if c.dx_gateway == c.name}
     for c in layout.circuits:
-        gateway = gateways[c.region]
+        # The DX gateway is global: the group's first circuit creates it and associates every network any
+        # circuit of the group reaches, each VGW once, in the VGW's region, after the VGW is attached.
+        reached = dict.fromkeys(n for o in layout.circuits if o.dx_gateway == c.name for n in o.networks)
         links = [
             GatewayLink(
-                key=net, kind="vgw", gateway_id=gateway.vpn_gateways[net].id,
+                key=net, kind="vgw", gateway_id=gateways[network_region[net]].vpn_gateways[net].id,
                 propagate_route_table_ids=list(vpcs[net].workload_route_table_ids),
+                region=network_region[net] if network_region[net] != c.region else None,
+                ready=[gateways[network_region[net]].vpn_gateway_attachments[net]],
             )
-            for net in c.networks
+            for net in reached
         ]
         circuits[c.name] = Circuit(
             c.name,
@@ -170,7 +176,7 @@ def build_aws(
                 **common, connection=c.connection, location=c.location, bandwidth_mbps=c.bandwidth_mbps,  # type: ignore[arg-type]
                 hosted_connection_id=options.hosted_connection_ids.get(c.name), vlan=c.vlan, customer_asn=c.customer_asn,
                 customer_address=c.customer_address, amazon_address=c.amazon_address, md5_key=secrets[c.md5_secret],
-                dx_gateway_id=gateway.dx_gateways[c.name].id, associations=links,
+                dx_gateway_id=gateways[dx_region[c.dx_gateway]].dx_gateways[c.dx_gateway].id, associations=links,
             ),
             opts=opts(c.region),
         )

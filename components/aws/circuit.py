@@ -30,22 +30,34 @@ class GatewayLink:
     key: str
     """Name part of the association's children, e.g. the network name."""
     kind: Literal["vgw", "tgw"]
-    """What is associated. Valid values: vgw, tgw."""
+    """What is associated. Valid values: vgw (private VIF), tgw (transit VIF)."""
     gateway_id: pulumi.Input[str]
     """The VGW or TGW id."""
     allowed_prefixes: list[str] = field(default_factory=list)
     """Prefixes advertised to the circuit; required for `tgw`. Defaults to the VPC CIDR (vgw)."""
     propagate_route_table_ids: list[pulumi.Input[str]] = field(default_factory=list)
     """`vgw`: VPC route tables that receive the routes learned over BGP. Defaults to none."""
+    region: str | None = None
+    """The gateway's region when it is not the circuit's (a DX gateway is global). Defaults to the circuit's."""
+    ready: list[pulumi.Resource] = field(default_factory=list)
+    """What must exist first: the VGW's attachment to its VPC (AWS refuses to associate or propagate from an
+    unattached VGW; `parent` gives no order). Defaults to none."""
+    asn: int | None = None
+    """`tgw`: the TGW's Amazon-side ASN, which must differ from the DX gateway's. Required for tgw."""
 
-    def problems(self) -> list[str]:
+    def problems(self, dx_gateway_asn: int | None) -> list[str]:
         out = []
         if self.kind not in ("vgw", "tgw"):
             out.append(f"associations[{self.key}].kind {self.kind!r}: valid values are vgw, tgw")
-        if self.kind == "tgw" and not self.allowed_prefixes:
-            out.append(f"associations[{self.key}]: a TGW association needs allowed_prefixes")
-        if self.kind == "tgw" and self.propagate_route_table_ids:
-            out.append(f"associations[{self.key}]: route propagation comes from a VGW; route a TGW through its route table")
+        if self.kind == "tgw":
+            if not self.allowed_prefixes:
+                out.append(f"associations[{self.key}]: a TGW association needs allowed_prefixes")
+            if self.propagate_route_table_ids:
+                out.append(f"associations[{self.key}]: route propagation comes from a VGW; route a TGW through its route table")
+            if self.asn is None or dx_gateway_asn is None:
+                out.append(f"associations[{self.key}]: a TGW association needs asn (the TGW's) and dx_gateway_asn, which must differ")
+            elif self.asn == dx_gateway_asn:
+                out.append(f"associations[{self.key}].asn {self.asn} equals dx_gateway_asn; AWS needs distinct TGW and DX gateway ASNs")
         return out
 
 
@@ -67,16 +79,20 @@ class CircuitArgs(Common):
     """BGP MD5 key: a Pulumi secret Output (config.require_secret); a plain string is refused."""
     dx_gateway_id: pulumi.Input[str]
     """DX gateway the VIF ends on (from Gateway)."""
-    associations: list[GatewayLink]
-    """The VGWs or TGWs the DX gateway is associated with (at least one)."""
+    associations: list[GatewayLink] = field(default_factory=list)
+    """The VGWs or TGWs this circuit associates its DX gateway with; all vgw (private VIF) or all tgw (transit
+    VIF). Defaults to none: another circuit ending on the same DX gateway made them (redundant circuits)."""
+    dx_gateway_asn: int | None = None
+    """The DX gateway's Amazon-side ASN; required with tgw associations (it must differ from each TGW's)."""
     location: str | None = None
     """`dedicated`: DX location code, e.g. EqFA5. Required for dedicated."""
     bandwidth_mbps: int | None = None
     """`dedicated`: port speed. Valid values: 1000, 10000, 100000, 400000."""
     hosted_connection_id: pulumi.Input[str] | None = None
-    """`hosted`: the dxcon id the partner allocated to this account. Required for hosted."""
+    """`hosted`: the dxcon id the partner allocated to this account. Required for hosted. The partner fixed
+    its VLAN: the build reads it from the connection and refuses a `vlan` that differs."""
     mtu: int = 1500
-    """VIF MTU. Valid values: 1500, 9001. Defaults to 1500."""
+    """VIF MTU. Valid values: 1500, 9001 (private VIF) or 1500, 8500 (transit VIF). Defaults to 1500."""
 
     def problems(self) -> list[str]:
         out = self.check_common()
@@ -99,15 +115,21 @@ class CircuitArgs(Common):
                 out.append("a hosted connection needs hosted_connection_id (the dxcon id the partner allocated)")
         else:
             out.append(f"connection {self.connection!r}: valid values are dedicated, hosted")
-        if not self.associations:
-            out.append("associations is empty; associate the DX gateway with at least one VGW or TGW")
         for link in self.associations:
-            out.extend(link.problems())
+            out.extend(link.problems(self.dx_gateway_asn))
         if len({link.key for link in self.associations}) != len(self.associations):
             out.append("association keys must be unique")
-        if self.mtu not in (1500, 9001):
-            out.append(f"mtu {self.mtu}: valid values are 1500, 9001")
+        if len({link.kind for link in self.associations}) > 1:
+            out.append("associations mix vgw and tgw; a DX gateway with a private VIF cannot associate a TGW (that needs a transit VIF)")
+        mtus = (1500, 8500) if self.transit else (1500, 9001)
+        if self.mtu not in mtus:
+            out.append(f"mtu {self.mtu}: valid values for a {'transit' if self.transit else 'private'} VIF are {', '.join(map(str, mtus))}")
         return out
+
+    @property
+    def transit(self) -> bool:
+        """Whether the VIF is a transit VIF (TGW associations) rather than a private one (VGWs)."""
+        return any(link.kind == "tgw" for link in self.associations)
 
 
 def _peer_problems(customer: str, amazon: str) -> list[str]:
@@ -148,9 +170,10 @@ class Circuit(pulumi.ComponentResource):
                 f"{name}-dxcon-accept", connection_id=args.hosted_connection_id, opts=child(self),
             )
             connection_id = self.connection.connection_id  # type: ignore[attr-defined]
-        self.vif = aws.directconnect.PrivateVirtualInterface(
+        vif_type = aws.directconnect.TransitVirtualInterface if args.transit else aws.directconnect.PrivateVirtualInterface
+        self.vif = vif_type(
             f"{name}-vif", connection_id=connection_id, name=f"{args.fabric}-{args.environment}-{name}",
-            vlan=args.vlan, address_family="ipv4", bgp_asn=args.customer_asn,
+            vlan=self._vlan(name, args), address_family="ipv4", bgp_asn=args.customer_asn,
             customer_address=args.customer_address, amazon_address=args.amazon_address,
             bgp_auth_key=pulumi.Output.secret(args.md5_key), dx_gateway_id=args.dx_gateway_id, mtu=args.mtu,
             tags=args.tags("circuit", f"{name}-vif"),
@@ -161,13 +184,13 @@ class Circuit(pulumi.ComponentResource):
         for link in args.associations:
             association = aws.directconnect.GatewayAssociation(
                 f"{name}-dxgw-assoc-{link.key}", dx_gateway_id=args.dx_gateway_id, associated_gateway_id=link.gateway_id,
-                allowed_prefixes=link.allowed_prefixes or None, opts=child(self),
+                allowed_prefixes=link.allowed_prefixes or None, region=link.region, opts=child(self, depends_on=link.ready),
             )
             self.associations.append(association)
             self.propagations += [
                 aws.ec2.VpnGatewayRoutePropagation(
-                    f"{name}-propagate-{link.key}-{index}", vpn_gateway_id=link.gateway_id, route_table_id=table,
-                    opts=child(association),
+                    f"{name}-propagate-{link.key}-{index}", vpn_gateway_id=link.gateway_id, route_table_id=table, region=link.region,
+                    opts=child(association, depends_on=link.ready),
                 )
                 for index, table in enumerate(link.propagate_route_table_ids)
             ]
@@ -183,3 +206,20 @@ class Circuit(pulumi.ComponentResource):
             }
         )
         self.register_outputs({"connection_id": self.connection_id, "vif_id": self.vif_id, "circuit_details": self.circuit_details})
+
+    def _vlan(self, name: str, args: CircuitArgs) -> pulumi.Input[int]:
+        """The VIF's VLAN: the spec's for a dedicated port; for a hosted connection the partner's, read from the
+        connection, and refused (before the VIF exists) when the spec says otherwise."""
+        if args.connection == "dedicated":
+            return args.vlan
+        hosted = aws.directconnect.Connection.get(f"{name}-dxcon-hosted", id=args.hosted_connection_id, opts=child(self))  # type: ignore[arg-type]
+
+        def agree(vlan: int | None) -> int:
+            if vlan is not None and vlan != args.vlan:
+                raise ValueError(
+                    f"Circuit {name!r}: the partner set VLAN {vlan} on hosted connection {args.hosted_connection_id}, "
+                    f"the spec says {args.vlan}; set the circuit's vlan to {vlan}"
+                )
+            return args.vlan
+
+        return hosted.vlan_id.apply(agree)

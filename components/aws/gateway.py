@@ -92,11 +92,13 @@ class Gateway(pulumi.ComponentResource):
                 tags=args.tags("gateway", f"{name}-tgw-rt"), opts=child(self.transit_gateway),
             )
         self.vpn_gateways: dict[str, aws.ec2.VpnGateway] = {}
+        self.vpn_gateway_attachments: dict[str, aws.ec2.VpnGatewayAttachment] = {}
+        """By key: what a DX gateway association and route propagation must wait for (`depends_on`)."""
         for vgw in args.vpn_gateways:
             gateway = aws.ec2.VpnGateway(
                 f"{name}-vgw-{vgw.key}", amazon_side_asn=str(vgw.asn), tags=args.tags("gateway", f"{name}-vgw-{vgw.key}"), opts=child(self),
             )
-            aws.ec2.VpnGatewayAttachment(
+            self.vpn_gateway_attachments[vgw.key] = aws.ec2.VpnGatewayAttachment(
                 f"{name}-vgw-{vgw.key}-attach", vpc_id=vgw.vpc_id, vpn_gateway_id=gateway.id, opts=child(gateway),
             )
             self.vpn_gateways[vgw.key] = gateway

@@ -10,6 +10,8 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
+from components.aws.quotas import AwsQuotas
+
 if TYPE_CHECKING:
     import pulumi
 
@@ -41,19 +43,26 @@ class AwsOptions:
     existing_networks: Mapping[str, ExistingNetwork] = field(default_factory=dict)
     """VPCs of onboarded networks that exist already, by network name. Defaults to none (the fabric builds them)."""
     hosted_connection_ids: Mapping[str, pulumi.Input[str]] = field(default_factory=dict)
-    """dxcon ids a partner allocated, by circuit name (for `connection: hosted`). Defaults to none."""
+    """dxcon ids a partner allocated, by circuit name (for `connection: hosted`); one circuit each (a hosted
+    connection carries one VIF). Defaults to none."""
+    quotas: AwsQuotas = field(default_factory=AwsQuotas)
+    """The account's security-group and prefix-list quotas the plan must fit. Defaults to AWS's defaults."""
 
     @classmethod
     def from_config(cls, config: pulumi.Config) -> AwsOptions:
         """Read the options from stack config (all optional): awsImageId, awsInstanceType,
-        awsTransitGatewayAsn, awsHostedConnections {circuit: dxcon id} and
-        awsExistingNetworks {network: {vpcId, workloadRouteTableIds, fabricSubnetIds, fabricRouteTableIds}}."""
+        awsTransitGatewayAsn, awsHostedConnections {circuit: dxcon id},
+        awsExistingNetworks {network: {vpcId, workloadRouteTableIds, fabricSubnetIds, fabricRouteTableIds}} and
+        awsQuotas {securityGroupRules, prefixListsPerRegion} (raised quotas)."""
         existing = config.get_object("awsExistingNetworks") or {}
+        quotas = config.get_object("awsQuotas") or {}
         return cls(
             image_id=config.get("awsImageId"),
             instance_type=config.get("awsInstanceType") or "c6in.large",
             transit_gateway_asn=config.get_int("awsTransitGatewayAsn") or 64512,
             hosted_connection_ids=dict(config.get_object("awsHostedConnections") or {}),
+            quotas=AwsQuotas(**{k: int(quotas[c]) for k, c in (("security_group_rules", "securityGroupRules"),
+                                                             ("prefix_lists_per_region", "prefixListsPerRegion")) if c in quotas}),
             existing_networks={
                 name: ExistingNetwork(
                     vpc_id=v["vpcId"], workload_route_table_ids=list(v["workloadRouteTableIds"]),

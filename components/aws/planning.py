@@ -19,7 +19,7 @@ from components.aws.naming import MIN_SUBNET_PREFIX, endpoint_ip, split_cidr
 from components.aws.routing import AwsRoute, NetworkAddresses, network_routes, reachability
 from components.aws.security_rules import Endpoint, IntentRule, Segment, SecurityPlan, compile_security, permitted_boxes
 from components.dataplane_policy import resolve_rules
-from components.spec import FabricSpec
+from components.spec import Circuit, FabricSpec
 from components.spec_checks import home_edge
 from components.spec_providers import PROVIDER_CLOUD
 
@@ -110,6 +110,10 @@ class AwsCircuitLayout:
 
     name: str
     region: str
+    """The region of its Direct Connect location (spec `region`): the connection and the VIF live there."""
+    dx_gateway: str
+    """Key of the DX gateway its VIF ends on, shared by every circuit that reaches one of the same networks
+    (a VGW associates with one DX gateway only, so redundant circuits to one VPC meet in one gateway)."""
     connection: str
     location: str
     bandwidth_mbps: int
@@ -131,7 +135,7 @@ class AwsGatewayLayout:
     vpn_gateways: list[tuple[str, int]]
     """(network, Amazon-side ASN): a VGW on each network a Direct Connect circuit reaches."""
     dx_gateways: list[tuple[str, int]]
-    """(circuit, Amazon-side ASN): a DX gateway per circuit homed in this region."""
+    """(key, Amazon-side ASN): a DX gateway per group of circuits sharing networks, created in the first one's region."""
 
 
 @dataclass(frozen=True)
@@ -180,7 +184,7 @@ class AwsPlanSection(_Section):
     layout: InstanceOf[AwsLayout] | None = Field(None, exclude=True, repr=False)
     """What the AWS build creates; None when the spec asks for something AWS cannot build (see `problems`)."""
     problems: list[str] = Field(default_factory=list, exclude=True)
-    """Why there is no layout, one line each."""
+    """Why there is no layout, one line each, starting with the field path where there is one."""
 
 
 def endpoint_entries(spec: FabricSpec, name: str) -> tuple[IPv4Network, ...]:
@@ -260,11 +264,12 @@ def aws_section(spec: FabricSpec, plan: Plan) -> AwsPlanSection | None:
         if edge.cloud == "aws"
         for cidr in _ingress(spec, [n for n, h in homes.items() if h == edge.name], edge.region, routes)
     ]
-    layout, problems = None, []
-    try:
-        layout = _layout(spec, plan, security, routes)
-    except ValueError as exc:
-        problems.append(str(exc))
+    layout, problems = None, circuit_problems(spec)
+    if not problems:
+        try:
+            layout = _layout(spec, plan, security, routes)
+        except ValueError as exc:
+            problems.append(f"aws: {exc}")
     return AwsPlanSection(
         routes=[AwsRouteRow(network=r.network, destination=r.destination, target=r.target) for r in routes] + tgw_rows,
         security_groups=[
@@ -297,16 +302,73 @@ def build_aws_layout(spec: FabricSpec, plan: Plan) -> AwsLayout:
 
 def _gateways(regions: list[str], edges: list[AwsEdgeLayout], networks: list[AwsNetworkLayout],
               circuits: list[AwsCircuitLayout]) -> list[AwsGatewayLayout]:
-    """Which regions get which gateways: a TGW where an edge is; a VGW per circuit-reached network
-    (taking the ASN of the first circuit that reaches it); a DX gateway per circuit."""
-    vgw_asn = {net: c.peer_asn for c in reversed(circuits) for net in c.networks}
+    """Which regions get which gateways: a TGW where an edge is; a VGW per circuit-reached network, in the
+    network's region, with its DX gateway's ASN; a DX gateway per group of circuits sharing networks, in the
+    region of the group's first circuit (a DX gateway is global; it associates VGWs of any region)."""
+    asn = {c.dx_gateway: c.peer_asn for c in reversed(circuits)}
+    vgw_asn = {net: asn[c.dx_gateway] for c in circuits for net in c.networks}
     edge_regions = {e.region for e in edges}
     out = []
     for region in regions:
         vgws = [(n.name, vgw_asn[n.name]) for n in networks if n.region == region and n.name in vgw_asn]
-        dxgws = [(c.name, c.peer_asn) for c in circuits if c.region == region]
+        dxgws = [(c.dx_gateway, c.peer_asn) for c in circuits if c.region == region and c.dx_gateway == c.name]
         if region in edge_regions or vgws or dxgws:
             out.append(AwsGatewayLayout(region=region, transit_gateway=region in edge_regions, vpn_gateways=vgws, dx_gateways=dxgws))
+    return out
+
+
+DX_GATEWAY_VGWS = 20
+"""VGWs one Direct Connect gateway associates with (AWS quota, not adjustable)."""
+
+
+def dx_gateway_groups(circuits: list[Circuit]) -> dict[str, str]:
+    """Circuit -> its DX gateway's key: circuits that reach a common network share one, keyed by the first of them."""
+    order = {c.name: i for i, c in enumerate(circuits)}
+    root = {c.name: c.name for c in circuits}
+
+    def find(name: str) -> str:
+        while root[name] != name:
+            name = root[name]
+        return name
+
+    first_on: dict[str, str] = {}
+    for c in circuits:
+        for network in c.attaches:
+            other = first_on.setdefault(network, c.name)
+            a, b = sorted((find(other), find(c.name)), key=order.__getitem__)
+            root[b] = a
+    return {c.name: find(c.name) for c in circuits}
+
+
+def circuit_problems(spec: FabricSpec) -> list[str]:
+    """What AWS would refuse in the spec's Direct Connect circuits, each with its field path."""
+    indexed = [(i, c) for i, c in enumerate(spec.circuits) if PROVIDER_CLOUD[c.provider] == "aws"]
+    groups = dx_gateway_groups([c for _, c in indexed])
+    first = {c.name: (i, c) for i, c in indexed}
+    out = []
+    for i, c in indexed:
+        if c.region is None:
+            out.append(
+                f"circuits[{i}].region: required for aws-direct-connect; set the AWS region of location {c.location!r} "
+                "(the region whose Direct Connect console lists it): the connection and its VIF live there"
+            )
+        if not c.attaches:
+            out.append(f"circuits[{i}].attaches: attach at least one AWS network; the DX gateway associates with that network's VGW")
+        j, head = first[groups[c.name]]
+        if head.name != c.name and head.bgp.peer_asn != c.bgp.peer_asn:
+            shared = sorted(set(c.attaches) & {n for _, o in indexed if groups[o.name] == head.name and o is not c for n in o.attaches})
+            out.append(
+                f"circuits[{i}].bgp.peer_asn: {c.name} and {head.name} both reach {', '.join(shared)}, so their VIFs end on one "
+                f"DX gateway (a VGW associates with one DX gateway only), which has one ASN; set it to {head.bgp.peer_asn} "
+                f"as in circuits[{j}]"
+            )
+    for key in dict.fromkeys(groups.values()):
+        reached = list(dict.fromkeys(n for _, c in indexed if groups[c.name] == key for n in c.attaches))
+        if len(reached) > DX_GATEWAY_VGWS:
+            out.append(
+                f"circuits[{first[key][0]}].attaches: the DX gateway of {key} would associate {len(reached)} VGWs (one per network), "
+                f"over the AWS limit of {DX_GATEWAY_VGWS}; split the networks over circuits that share none"
+            )
     return out
 
 
@@ -359,24 +421,23 @@ def _layout(spec: FabricSpec, plan: Plan, security: SecurityPlan, routes: list[A
                 destinations=[r.destination for r in routes if r.network == n.name and r.target != "circuit-propagated"],
             )
         )
+    groups = dx_gateway_groups([c for c in spec.circuits if PROVIDER_CLOUD[c.provider] == "aws"])
+    regions_of = {c.name: c.region or "" for c in spec.circuits}
     circuit_layouts = []
-    regions_of = {n.name: n.region or "" for n in spec.networks}
     for c in plan.circuits:
         if c.cloud != "aws":
             continue
-        if not c.attaches:
-            raise ValueError(f"circuit {c.name} attaches no network; its VIF, DX gateway and VGW live in the attached network's region")
         session = c.sessions[0]
         circuit_layouts.append(
             AwsCircuitLayout(
-                name=c.name, region=regions_of[c.attaches[0].network], connection=c.connection,
+                name=c.name, region=regions_of[c.name], dx_gateway=groups[c.name], connection=c.connection,
                 location=c.location, bandwidth_mbps=c.bandwidth_mbps, vlan=c.vlan, customer_asn=c.customer_asn,
                 peer_asn=c.peer_asn, customer_address=f"{session.customer_ip}/{session.prefix_length}",
                 amazon_address=f"{session.peer_ip}/{session.prefix_length}", md5_secret=c.md5_secret,
                 networks=[a.network for a in c.attaches],
             )
         )
-    regions = list(dict.fromkeys([e.region for e in edge_layouts] + [n.region for n in network_layouts]))
+    regions = list(dict.fromkeys([e.region for e in edge_layouts] + [n.region for n in network_layouts] + [c.region for c in circuit_layouts]))
     return AwsLayout(
         regions=regions, edges=edge_layouts, networks=network_layouts, circuits=circuit_layouts,
         gateways=_gateways(regions, edge_layouts, network_layouts, circuit_layouts), security=security, routes=routes,

@@ -14,6 +14,7 @@ from typing import Any
 
 from components.aws.options import AwsOptions
 from components.aws.planning import AwsLayout, AwsPlanSection
+from components.aws.quotas import quota_problems
 from components.plan_models import Plan
 from components.spec import FabricSpec
 
@@ -22,9 +23,19 @@ Decision = tuple[str, str]
 
 def problems(spec: FabricSpec, plan: Plan, section: AwsPlanSection, options: AwsOptions | None, secrets: Mapping[str, Any]) -> list[str]:
     """Everything the AWS build needs beyond the spec, checked before any resource exists."""
+    options = options or AwsOptions()
+    found = plan_problems(section, options)
     if section.layout is None:
-        return [f"aws: {p}" for p in section.problems]
-    return layout_problems(section.layout, secrets, options or AwsOptions())
+        return found
+    return found + layout_problems(section.layout, secrets, options)
+
+
+def plan_problems(section: AwsPlanSection, options: AwsOptions) -> list[str]:
+    """What AWS would refuse in the spec itself (circuits, layout, quotas), found by `transit validate` and `plan` too."""
+    found = list(section.problems)
+    if section.layout is not None:
+        found += quota_problems(section.layout.security, options.quotas)
+    return found
 
 
 def layout_problems(layout: AwsLayout, secrets: Mapping[str, Any], options: AwsOptions) -> list[str]:
@@ -37,6 +48,16 @@ def layout_problems(layout: AwsLayout, secrets: Mapping[str, Any], options: AwsO
             out.append(f"circuit {c.name}: no secret for md5 key name {c.md5_secret!r} in secrets")
         if c.connection == "hosted" and c.name not in options.hosted_connection_ids:
             out.append(f"circuit {c.name}: a hosted connection needs its dxcon id in aws.hosted_connection_ids")
+    named: dict[str, list[str]] = {}
+    for circuit, dxcon in options.hosted_connection_ids.items():
+        if isinstance(dxcon, str):
+            named.setdefault(dxcon, []).append(circuit)
+    for dxcon, circuits in named.items():
+        if len(circuits) > 1:
+            out.append(
+                f"aws.hosted_connection_ids: circuits {', '.join(circuits)} name one hosted connection {dxcon}, which carries "
+                "one virtual interface; ask the partner for a hosted connection per circuit"
+            )
     aws_edges = {e.name for e in layout.edges}
     regions = [e.region for e in layout.edges]
     for region in sorted({r for r in regions if regions.count(r) > 1}):

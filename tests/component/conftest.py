@@ -25,7 +25,11 @@ class FakeCloud(pulumi.runtime.Mocks):
         "aws:ec2/vpcEndpointService:VpcEndpointService": lambda n: {"serviceName": f"com.amazonaws.vpce.mock.{n}"},
         "aws:lb/loadBalancer:LoadBalancer": lambda n: {"dnsName": f"{n}.elb.mock"},
         "aws:directconnect/connectionConfirmation:ConnectionConfirmation": lambda n: {},
+        # A hosted connection read back (Connection.get): the partner's VLAN.
+        "aws:directconnect/connection:Connection": lambda n: {"vlanId": FakeCloud.HOSTED_VLAN},
     }
+    HOSTED_VLAN = 101
+    """The VLAN the partner set on every hosted connection (the example fabrics' circuits use 101)."""
 
     def new_resource(self, args: pulumi.runtime.MockResourceArgs) -> tuple[str, dict[str, Any]]:
         outputs = {**args.inputs, "arn": f"arn:aws:mock::123456789012:{args.name}"}
@@ -47,6 +51,8 @@ class Registration:
     inputs: dict[str, Any]
     custom: bool
     provider: str
+    dependencies: list[str]
+    """URNs it waits for: `depends_on` and the resources whose outputs its inputs use."""
 
 
 class Recorder(MockMonitor):
@@ -62,7 +68,8 @@ class Recorder(MockMonitor):
             inputs = rpc.deserialize_properties(request.object)
             self.registrations.append(
                 Registration(
-                    response.urn, request.type, request.name, request.parent, inputs, bool(request.custom), request.provider
+                    response.urn, request.type, request.name, request.parent, inputs, bool(request.custom), request.provider,
+                    list(request.dependencies),
                 )
             )
         return response
@@ -84,6 +91,10 @@ class Graph:
 
     def of_type(self, type_: str) -> list[Registration]:
         return [r for r in self.all if r.type == type_]
+
+    def waits_for(self, name: str, other: str) -> bool:
+        """Whether `name` is created only after `other` (an explicit dependency, not just a parent)."""
+        return self.by_name[other].urn in self.by_name[name].dependencies
 
     def parent_of(self, name: str) -> Registration | None:
         parent = self.by_name[name].parent

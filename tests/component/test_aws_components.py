@@ -93,17 +93,19 @@ def _circuit_args(**overrides: Any) -> CircuitArgs:
     values: dict[str, Any] = dict(
         **COMMON, connection="dedicated", location="EqFA5", bandwidth_mbps=1000, vlan=300, customer_asn=65010,
         customer_address="169.254.10.1/30", amazon_address="169.254.10.2/30", md5_key=pulumi.Output.secret("s3cret"),
-        dx_gateway_id="dxgw-1", associations=[GatewayLink(key="core", kind="tgw", gateway_id="tgw-1", allowed_prefixes=["10.0.0.0/8"])],
+        dx_gateway_id="dxgw-1", dx_gateway_asn=64600,
+        associations=[GatewayLink(key="core", kind="tgw", gateway_id="tgw-1", allowed_prefixes=["10.0.0.0/8"], asn=64512)],
     )
     values.update(overrides)
     return CircuitArgs(**values)
 
 
-def test_dedicated_circuit_orders_the_port_and_associates_a_tgw() -> None:
+def test_dedicated_circuit_orders_the_port_and_associates_a_tgw_over_a_transit_vif() -> None:
     graph = build_graph(lambda: (Circuit("ams", _circuit_args()), {})[1])
     dxcon = graph.by_name["ams-dxcon"]
     assert (dxcon.inputs["bandwidth"], dxcon.inputs["location"]) == ("1Gbps", "EqFA5")
     vif = graph.by_name["ams-vif"]
+    assert vif.type == "aws:directconnect/transitVirtualInterface:TransitVirtualInterface"
     assert vif.inputs["connectionId"] == "ams-dxcon-id" and vif.inputs["vlan"] == 300
     assert rpc.is_rpc_secret(vif.inputs["bgpAuthKey"])
     assert graph.parent_of("ams-vif").name == "ams-dxcon"
@@ -122,7 +124,12 @@ def test_dedicated_circuit_orders_the_port_and_associates_a_tgw() -> None:
         ({"bandwidth_mbps": 50}, "not a dedicated port speed"),
         ({"connection": "hosted", "location": None, "bandwidth_mbps": None}, "hosted_connection_id"),
         ({"vlan": 5000}, "vlan 5000"),
-        ({"associations": [GatewayLink(key="core", kind="tgw", gateway_id="tgw-1")]}, "allowed_prefixes"),
+        ({"associations": [GatewayLink(key="core", kind="tgw", gateway_id="tgw-1", asn=64512)]}, "allowed_prefixes"),
+        ({"dx_gateway_asn": 64512}, "distinct TGW and DX gateway ASNs"),
+        ({"dx_gateway_asn": None}, "needs asn .the TGW's. and dx_gateway_asn"),
+        ({"associations": [GatewayLink(key="core", kind="tgw", gateway_id="tgw-1", allowed_prefixes=["10.0.0.0/8"], asn=64512),
+                           GatewayLink(key="vpc", kind="vgw", gateway_id="vgw-1")]}, "needs a transit VIF"),
+        ({"mtu": 9001}, "transit VIF are 1500, 8500"),
     ],
 )
 def test_circuit_refuses_bad_args_before_creating_anything(overrides: dict[str, Any], message: str) -> None:

@@ -1,0 +1,130 @@
+"""What AWS would refuse mid-`pulumi up` is refused first, by `transit validate` and `transit plan`, with the field path.
+
+Security-group and prefix-list quotas, and Direct Connect circuits: the
+location's region, circuits doubled for redundancy on one VPC, circuits
+reaching networks in two regions.
+"""
+from __future__ import annotations
+
+from typing import Any
+
+import yaml
+from typer.testing import CliRunner
+
+from components.aws.planning import build_aws_layout
+from components.aws.quotas import AwsQuotas, quota_problems
+from components.plan import build_plan
+from components.targets import plan_fabric, plan_problems
+from tests.unit.spec_helpers import example, spec_of
+from transit_cli.main import app
+
+PORTS = [1000 + 2 * i for i in range(61)]
+"""61 ports no two of which merge into one range: 61 rules."""
+
+
+def _many_ports(data: dict[str, Any], ports: list[int]) -> dict[str, Any]:
+    data["policy"]["rules"].insert(0, {"name": "many", "from": "dc-fra", "to": "aws-app", "proto": "tcp", "ports": ports, "action": "permit"})
+    return data
+
+
+def _problems(data: dict[str, Any]) -> list[str]:
+    return plan_problems(plan_fabric(spec_of(data)))
+
+
+def test_a_security_group_over_60_inbound_rules_is_refused_naming_the_policy_rule_and_the_quota() -> None:
+    problems = _problems(_many_ports(example(), PORTS))
+    assert len(problems) == 1
+    assert problems[0].startswith("policy.rules[many]: security group aws-app would hold 61 inbound rules")
+    assert "AWS quota of 60 ingress rules per security group" in problems[0]
+
+
+def test_60_rules_fit() -> None:
+    assert _problems(_many_ports(example(), PORTS[:60])) == []
+
+
+def test_a_prefix_list_reference_counts_its_max_entries() -> None:
+    data = example()
+    data["groups"]["sites"] = [f"192.168.{i}.0/25" for i in range(0, 62, 2)]  # 31 entries no two of which merge
+    data["policy"]["rules"].insert(0, {"name": "sites-in", "from": "sites", "to": "aws-app", "proto": "tcp", "ports": [22, 80], "action": "permit"})
+    plan = plan_fabric(spec_of(data))
+    listed = [p for p in plan.sections["aws"].prefix_lists if len(p.cidrs) == 31]
+    assert len(listed) == 1
+    problems = plan_problems(plan)
+    assert len(problems) == 1 and "policy.rules[sites-in]: security group aws-app would hold 62 inbound rules" in problems[0]
+
+
+def test_prefix_lists_over_the_region_quota_are_refused() -> None:
+    data = example()
+    for i in range(3):
+        data["groups"][f"site-{i}"] = [f"192.168.{i}.0/24"]
+        data["policy"]["rules"].insert(0, {"name": f"site-{i}", "from": f"site-{i}", "to": "aws-app", "proto": "tcp", "ports": [22], "action": "permit"})
+    layout = build_aws_layout(spec_of(data), build_plan(spec_of(data)))
+    assert len(layout.security.prefix_lists) >= 3
+    problems = quota_problems(layout.security, AwsQuotas(prefix_lists_per_region=2))
+    assert problems == [
+        f"policy.rules: region us-east-1 would need {len(layout.security.prefix_lists)} managed prefix lists (one per distinct "
+        "peer address set), over the AWS quota of 2 per region; use named groups so rules share peers, or raise the quota "
+        "and set aws.quotas.prefix_lists_per_region"
+    ]
+    assert quota_problems(layout.security, AwsQuotas()) == []
+
+
+def test_transit_validate_and_plan_refuse_a_spec_over_a_quota(tmp_path: Any) -> None:
+    path = tmp_path / "fabric.yaml"
+    path.write_text(yaml.safe_dump(_many_ports(example(), PORTS)))
+    runner = CliRunner()
+    for command in ("validate", "plan"):
+        result = runner.invoke(app, [command, str(path)])
+        assert result.exit_code == 1, result.output
+        assert "policy.rules[many]: security group aws-app would hold 61 inbound rules" in result.output
+
+
+def test_a_direct_connect_circuit_without_its_locations_region_is_refused() -> None:
+    data = example()
+    del data["circuits"][0]["region"]
+    problems = _problems(data)
+    assert len(problems) == 1 and problems[0].startswith("circuits[0].region: required for aws-direct-connect")
+
+
+def test_the_circuit_lives_in_its_locations_region_not_its_networks() -> None:
+    data = example()  # fra-dx at EqFA5 (eu-central-1) reaches aws-app in us-east-1
+    layout = build_aws_layout(spec_of(data), build_plan(spec_of(data)))
+    (circuit,) = layout.circuits
+    assert (circuit.region, circuit.networks) == ("eu-central-1", ["aws-app"])
+    gateways = {g.region: g for g in layout.gateways}
+    assert gateways["us-east-1"].vpn_gateways == [("aws-app", 64512)] and gateways["us-east-1"].dx_gateways == []
+    assert gateways["eu-central-1"].dx_gateways == [("fra-dx", 64512)] and not gateways["eu-central-1"].transit_gateway
+    assert layout.regions == ["us-east-1", "eu-central-1"]
+
+
+def _doubled(peer_asn: int = 64512) -> dict[str, Any]:
+    data = example()
+    bgp = {**data["circuits"][0]["bgp"], "peer_asn": peer_asn, "peering": ["10.0.0.2/31"], "md5_secret": "fraDx2Md5"}
+    second = {**data["circuits"][0], "name": "fra-dx-2", "vlan": 102, "bgp": bgp}
+    data["circuits"].insert(1, second)
+    return data
+
+
+def test_circuits_doubled_for_redundancy_share_one_dx_gateway_so_the_vgw_is_associated_once() -> None:
+    spec = spec_of(_doubled())
+    layout = build_aws_layout(spec, build_plan(spec))
+    assert [(c.name, c.dx_gateway) for c in layout.circuits] == [("fra-dx", "fra-dx"), ("fra-dx-2", "fra-dx")]
+    assert [g.dx_gateways for g in layout.gateways if g.dx_gateways] == [[("fra-dx", 64512)]]
+
+
+def test_circuits_sharing_a_network_with_different_peer_asns_are_refused() -> None:
+    problems = _problems(_doubled(peer_asn=64700))
+    assert len(problems) == 1
+    assert problems[0].startswith("circuits[1].bgp.peer_asn: fra-dx-2 and fra-dx both reach aws-app")
+    assert "set it to 64512 as in circuits[0]" in problems[0]
+
+
+def test_circuits_reaching_networks_in_two_regions_lay_out_a_vgw_in_each() -> None:
+    data = example()
+    data["networks"].append({"name": "aws-eu", "cloud": "aws", "region": "eu-central-1", "cidrs": ["10.31.0.0/24"],
+                             "attach": "connector", "edge": "aws-use1"})
+    data["circuits"][0]["attaches"] = ["aws-app", "aws-eu"]
+    spec = spec_of(data)
+    layout = build_aws_layout(spec, build_plan(spec))
+    vgws = {g.region: g.vpn_gateways for g in layout.gateways}
+    assert vgws == {"us-east-1": [("aws-app", 64512)], "eu-central-1": [("aws-eu", 64512)]}
