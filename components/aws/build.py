@@ -115,7 +115,8 @@ def build_aws(
         edges[e.name] = Edge(
             e.name,
             EdgeArgs(
-                **common, region=e.region, cidr=e.cidr, zones=len(e.zones), image_id=options.image_id,  # type: ignore[arg-type]
+                **common, zones=e.zones, cidr=e.cidr, public_subnets=e.public_subnets, attachment_subnets=e.attachment_subnets,
+                private_ips=e.private_ips, image_id=options.image_id,  # type: ignore[arg-type]
                 agent_config_json=first_ips.apply(lambda ips, e=e: edge_config(agents[f"edge-{e.name}"], layout, e, ips).model_dump_json()),
                 instance_type=options.instance_type, instances=e.instances, tunnel_port=e.tunnel_port, probe_port=e.probe_port,
                 elastic_ips=eips[e.name],

@@ -21,6 +21,7 @@ from components.aws.base import ASSUME_EC2, HTTPS, Common, SgRuleSpec, child, in
 from components.aws.gwlb import GENEVE_PORT, gwlb_ingress
 from components.aws.naming import cidr_slug
 from components.aws.tunnel_lb import TunnelLb, tunnel_lb
+from components.plan import METRICS_PORT, PROBE_PORT, TUNNEL_PORT
 
 
 
@@ -52,10 +53,10 @@ class ConnectorArgs(Common):
     """Connector VM size. Defaults to c6in.large."""
     instances: int = 2
     """Connector VMs. Defaults to 2 (HA)."""
-    health_port: int = 8080
-    """TCP port of the agent's health endpoint, checked by the GWLB. Defaults to 8080."""
-    tunnel_port: int = 443
-    """TCP port of the edge's tunnels. Defaults to 443."""
+    health_port: int = METRICS_PORT
+    """TCP port of the agent's health endpoint, checked by the GWLB. Defaults to the plan's metrics port (9108)."""
+    tunnel_port: int = TUNNEL_PORT
+    """TCP port of the edge's tunnels. Defaults to the plan's (components.plan.TUNNEL_PORT, 8443)."""
     transit_gateway_id: pulumi.Input[str] | None = None
     """TGW for the private path (connector) or the attachment (native). Required for native."""
     transit_gateway_route_table_id: pulumi.Input[str] | None = None
@@ -64,8 +65,8 @@ class ConnectorArgs(Common):
     """`connector`: the home edge's CIDRs, reached privately over the TGW. Defaults to none."""
     endpoint_ips: list[str] = field(default_factory=list)
     """`connector`: one free address per connector subnet for the internal NLB edges dial. Defaults to none (edges never dial)."""
-    probe_port: int = 4500
-    """UDP port of the path probes. Defaults to 4500."""
+    probe_port: int = PROBE_PORT
+    """UDP port of the path probes. Defaults to the plan's (components.plan.PROBE_PORT, 8444)."""
 
     def problems(self) -> list[str]:
         out = self.check_common()

@@ -271,7 +271,10 @@ class _Builder:
         return IPv4Network(connector.subnets[0].cidr).network_address + CONNECTOR_OFFSET
 
     def subnet_of(self, network: Network, address: IPv4Address) -> IPv4Network:
-        return next(c for c in network.cidrs if address in c)
+        subnet = next((c for c in network.cidrs if address in c), None)
+        if subnet is None:  # the spec checks refuse such addresses; reaching here is a bug
+            raise ValueError(f"network {network.name}: {address} is outside its cidrs {[str(c) for c in network.cidrs]}")
+        return subnet
 
     def host_addresses(self, network: Network) -> list[IPv4Address]:
         """The default host plus every policy-test target address inside this network."""
