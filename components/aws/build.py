@@ -122,6 +122,7 @@ def build_aws(
                 elastic_ips=eips[e.name],
                 transit_gateway_id=gateway.transit_gateway_id, transit_gateway_route_table_id=gateway.transit_gateway_route_table_id,
                 native_cidrs=e.native_cidrs, remote_edge_cidrs=[o.cidr for o in layout.edges if o.region != e.region],
+                connector_cidrs=[c for n in layout.networks if n.attach == "connector" and n.edge == e.name and n.edge_cidrs for c in n.fabric_subnets],
                 ingress_cidrs=e.ingress_cidrs, health_port=e.metrics_port,
             ),
             opts=opts(e.region),

@@ -174,7 +174,7 @@ class Connector(pulumi.ComponentResource):
             for cidr in args.edge_cidrs:
                 aws.ec2.Route(
                     f"{name}-edge-route-{index}-{cidr_slug(cidr)}", route_table_id=table, destination_cidr_block=cidr,
-                    transit_gateway_id=args.transit_gateway_id, opts=child(self.tgw_attachment),
+                    transit_gateway_id=args.transit_gateway_id, opts=child(self.tgw_attachment, depends_on=[self.tgw_attachment]),
                 )
 
     def _connector(self, name: str, args: ConnectorArgs) -> None:
@@ -223,7 +223,9 @@ class Connector(pulumi.ComponentResource):
         self.asg = aws.autoscaling.Group(
             f"{name}-asg", vpc_zone_identifiers=args.subnet_ids, min_size=args.instances, max_size=2 * args.instances,
             desired_capacity=args.instances, health_check_type="ELB", health_check_grace_period=120,
-            launch_template={"id": launch_template.id, "version": "$Latest"}, target_group_arns=[g.arn for g in groups],
+            # The template's number, not "$Latest", so a new agent config starts an instance refresh.
+            launch_template={"id": launch_template.id, "version": launch_template.latest_version.apply(str)},
+            target_group_arns=[g.arn for g in groups],
             instance_refresh={"strategy": "Rolling", "preferences": {"min_healthy_percentage": 50}},
             tags=args.asg_tags("connector", f"{name}-vm"), opts=child(self),
         )

@@ -86,6 +86,9 @@ class EdgeArgs(Common):
     """CIDRs of native (TGW-attached) networks this edge delivers to. Defaults to none."""
     remote_edge_cidrs: list[str] = field(default_factory=list)
     """Edge CIDRs of other regions, reached over TGW peering (the private backbone). Defaults to none."""
+    connector_cidrs: list[str] = field(default_factory=list)
+    """Connector subnets of this region's connectors, reached over the TGW (the private path: replies to
+    connectors, which the NLBs deliver with the connector's address, and edges dialling a connector). Defaults to none."""
     ingress_cidrs: list[str] = field(default_factory=list)
     """Destinations native networks reach through this edge: the TGW sends them to the edge's attachment and
     its subnets send them into the edge's GWLB (appliance mode keeps both directions on one zone). Defaults to none."""
@@ -118,11 +121,11 @@ class EdgeArgs(Common):
             out.append("transit_gateway_id and transit_gateway_route_table_id go together")
         if self.elastic_ips is not None and len(self.elastic_ips) != zones:
             out.append(f"elastic_ips needs one Elastic IP per zone ({zones})")
-        if (self.native_cidrs or self.remote_edge_cidrs or self.ingress_cidrs) and self.transit_gateway_id is None:
-            out.append("native_cidrs, remote_edge_cidrs and ingress_cidrs go over the transit gateway; give transit_gateway_id")
+        if (self.native_cidrs or self.remote_edge_cidrs or self.ingress_cidrs or self.connector_cidrs) and self.transit_gateway_id is None:
+            out.append("native_cidrs, remote_edge_cidrs, connector_cidrs and ingress_cidrs go over the transit gateway; give transit_gateway_id")
         if self.ingress_cidrs and self.existing_vpc is not None and len(self.existing_vpc.attachment_route_table_ids) != zones:
             out.append("ingress_cidrs in an existing VPC need existing_vpc.attachment_route_table_ids, one per zone")
-        for cidr in [*self.tunnel_sources, *self.native_cidrs, *self.remote_edge_cidrs, *self.ingress_cidrs]:
+        for cidr in [*self.tunnel_sources, *self.native_cidrs, *self.remote_edge_cidrs, *self.ingress_cidrs, *self.connector_cidrs]:
             try:
                 IPv4Network(cidr)
             except ValueError as exc:
@@ -251,7 +254,9 @@ class Edge(pulumi.ComponentResource):
         self.asg = aws.autoscaling.Group(
             f"{name}-asg", vpc_zone_identifiers=public, min_size=args.instances, max_size=2 * args.instances,
             desired_capacity=args.instances, health_check_type="ELB", health_check_grace_period=120,
-            launch_template={"id": self.launch_template.id, "version": "$Latest"},
+            # The template's number, not "$Latest": a new version (new agent config) then changes the group, which
+            # starts the instance refresh; "$Latest" never changes, so running VMs would keep the old config.
+            launch_template={"id": self.launch_template.id, "version": self.launch_template.latest_version.apply(str)},
             target_group_arns=[tg.arn for tg in target_groups],
             instance_refresh={"strategy": "Rolling", "preferences": {"min_healthy_percentage": 50}},
             tags=args.asg_tags("edge", f"{name}-vm"),
@@ -274,11 +279,14 @@ class Edge(pulumi.ComponentResource):
                 f"{name}-tgw-prop", transit_gateway_attachment_id=self.tgw_attachment.id,
                 transit_gateway_route_table_id=args.transit_gateway_route_table_id, opts=child(self.tgw_attachment),
             )
+            # Connector subnets too: the NLBs keep the connectors' addresses, so their replies must go back over the
+            # TGW, not out of the internet gateway. Each route waits for the attachment (AWS refuses a route to a
+            # TGW the VPC is not attached to yet; `parent` orders nothing).
             for table_index, table in enumerate(route_tables):
-                for cidr in [*args.native_cidrs, *args.remote_edge_cidrs]:
+                for cidr in [*args.native_cidrs, *args.remote_edge_cidrs, *args.connector_cidrs]:
                     aws.ec2.Route(
                         f"{name}-rt-{table_index}-{cidr_slug(cidr)}", route_table_id=table, destination_cidr_block=cidr,
-                        transit_gateway_id=args.transit_gateway_id, opts=child(self.tgw_attachment),
+                        transit_gateway_id=args.transit_gateway_id, opts=child(self.tgw_attachment, depends_on=[self.tgw_attachment]),
                     )
             if self.ingress is not None:
                 self._native_ingress(name, args, self.ingress, attach_tables)

@@ -53,8 +53,12 @@ def gwlb_ingress(
         default_actions=[{"type": "forward", "target_group_arn": target_group.arn}],
         tags=args.tags(role, f"{name}-listener"), opts=child(gwlb),
     )
+    # An endpoint service admits no one until principals are allowed, not even its own account: allow exactly
+    # this account, whose endpoints below connect to it (no acceptance step needed for them).
+    caller = aws.get_caller_identity_output(opts=pulumi.InvokeOutputOptions(parent=parent))
     service = aws.ec2.VpcEndpointService(
         f"{name}-svc", acceptance_required=False, gateway_load_balancer_arns=[gwlb.arn],
+        allowed_principals=[pulumi.Output.all(caller.arn, caller.account_id).apply(lambda a: f"arn:{a[0].split(':')[1]}:iam::{a[1]}:root")],
         tags=args.tags(role, f"{name}-svc"), opts=child(gwlb),
     )
     endpoints = [

@@ -24,6 +24,7 @@ class FakeCloud(pulumi.runtime.Mocks):
         "aws:ec2/eip:Eip": lambda n: {"publicIp": f"203.0.113.{sum(map(ord, n)) % 250 + 1}", "allocationId": f"{n}-alloc"},
         "aws:ec2/vpcEndpointService:VpcEndpointService": lambda n: {"serviceName": f"com.amazonaws.vpce.mock.{n}"},
         "aws:lb/loadBalancer:LoadBalancer": lambda n: {"dnsName": f"{n}.elb.mock"},
+        "aws:ec2/launchTemplate:LaunchTemplate": lambda n: {"latestVersion": 3},
         "aws:directconnect/connectionConfirmation:ConnectionConfirmation": lambda n: {},
         # A hosted connection read back (Connection.get): the partner's VLAN.
         "aws:directconnect/connection:Connection": lambda n: {"vlanId": FakeCloud.HOSTED_VLAN},
@@ -36,8 +37,14 @@ class FakeCloud(pulumi.runtime.Mocks):
         outputs.update(self.COMPUTED.get(args.typ, lambda n: {})(args.name))
         return (f"{args.name}-id" if args.custom else "", outputs)
 
+    CALLS: dict[str, Callable[[dict[str, Any]], dict[str, Any]]] = {
+        "aws:index/getCallerIdentity:getCallerIdentity": lambda a: {
+            "accountId": "123456789012", "arn": "arn:aws:iam::123456789012:user/ci", "userId": "AIDA", "id": "123456789012",
+        },
+    }
+
     def call(self, args: pulumi.runtime.MockCallArgs) -> dict[str, Any]:
-        return {}
+        return self.CALLS.get(args.token, lambda a: {})(dict(args.args))
 
 
 @dataclass

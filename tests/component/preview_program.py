@@ -19,6 +19,8 @@ class EchoMocks(pulumi.runtime.Mocks):
         return (f"{args.name}-id" if args.custom else "", dict(args.inputs))
 
     def call(self, args: pulumi.runtime.MockCallArgs) -> dict[str, Any]:
+        if args.token == "aws:index/getCallerIdentity:getCallerIdentity":
+            return {"accountId": "123456789012", "arn": "arn:aws:iam::123456789012:user/ci", "userId": "AIDA", "id": "123456789012"}
         return {}
 
 

@@ -1,0 +1,122 @@
+"""What a real `pulumi up` needs beyond a clean-looking graph, asserted on the mock graph (no AWS account here).
+
+Creation order comes only from dependencies (`parent` orders nothing), so
+each edge AWS's API needs is asserted as a dependency: routes to a TGW on the
+TGW attachment, DX gateway associations and VGW propagation on the VGW's
+attachment to its VPC. Also: the private path's return routes, the instance
+refresh a new launch-template version starts, the endpoint service's allowed
+principal, and circuits doubled or spread over two regions.
+"""
+from __future__ import annotations
+
+from typing import Any
+
+import pulumi
+import pytest
+
+from tests.component.conftest import FakeCloud, Graph, build_graph
+
+from components.aws.options import AwsOptions  # noqa: E402  (mocks are set in conftest first)
+from components.fabric import Fabric, FabricArgs
+from components.spec import FabricSpec, validate_spec
+from tests.unit.spec_helpers import example
+
+SECRETS = {"fraDxMd5": "k1", "fraDx2Md5": "k2", "fraErMd5": "k3", "dcFraMd5": "k4"}
+
+
+def _fabric(spec: FabricSpec, hosted: dict[str, str] | None = None) -> Graph:
+    def build() -> dict[str, Any]:
+        secrets = {k: pulumi.Output.secret(v) for k, v in SECRETS.items()}
+        options = AwsOptions(image_id="ami-1", hosted_connection_ids=hosted or {"fra-dx": "dxcon-1"})
+        Fabric(spec.name, FabricArgs(spec=spec, environment="dev", secrets=secrets, clouds=["aws"], options={"aws": options}))
+        return {}
+
+    return build_graph(build)
+
+
+@pytest.fixture(scope="module")
+def acme() -> Graph:
+    """The architecture example: connector network aws-app in us-east-1, circuit fra-dx at an eu-central-1 location."""
+    return _fabric(validate_spec(example()))
+
+
+def _named(graph: Graph, type_: str, prefix: str) -> list[str]:
+    return [r.name for r in graph.of_type(type_) if r.name.startswith(prefix)]
+
+
+ROUTE = "aws:ec2/route:Route"
+
+
+def test_every_vpc_route_to_the_tgw_waits_for_the_tgw_attachment(acme: Graph) -> None:
+    to_tgw = [r for r in acme.of_type(ROUTE) if r.inputs.get("transitGatewayId")]
+    assert len(to_tgw) >= 3
+    for route in to_tgw:
+        owner = "aws-use1" if route.name.startswith("aws-use1") else "aws-app-connector"
+        assert acme.waits_for(route.name, f"{owner}-tgw-attach"), route.name
+
+
+def test_the_edge_routes_connector_subnets_back_over_the_tgw_not_the_internet(acme: Graph) -> None:
+    connector_subnets = {s for s in ("10.30.40.224/28", "10.30.40.240/28")}
+    edge_routes = {r.inputs["destinationCidrBlock"]: r for r in acme.of_type(ROUTE) if r.name.startswith("aws-use1-rt-0-")}
+    assert connector_subnets <= set(edge_routes), sorted(edge_routes)
+    assert all(edge_routes[c].inputs["transitGatewayId"] == "acme-us-east-1-tgw-id" for c in connector_subnets)
+
+
+def test_dx_association_and_vgw_propagation_wait_for_the_vgw_attachment(acme: Graph) -> None:
+    attach = "acme-us-east-1-vgw-aws-app-attach"
+    assert acme.waits_for("fra-dx-dxgw-assoc-aws-app", attach)
+    for name in _named(acme, "aws:ec2/vpnGatewayRoutePropagation:VpnGatewayRoutePropagation", "fra-dx-propagate-"):
+        assert acme.waits_for(name, attach), name
+
+
+def test_the_circuit_lives_in_its_locations_region_and_associates_the_vgw_in_the_networks(acme: Graph) -> None:
+    vif = acme.by_name["fra-dx-vif"]
+    assert vif.provider.startswith(acme.by_name["acme-aws-eu-central-1"].urn)
+    dxgw = acme.by_name["acme-eu-central-1-dxgw-fra-dx"]
+    assert vif.inputs["dxGatewayId"] == "acme-eu-central-1-dxgw-fra-dx-id" and dxgw.inputs["amazonSideAsn"] == "64512"
+    assoc = acme.by_name["fra-dx-dxgw-assoc-aws-app"]
+    assert (assoc.inputs["associatedGatewayId"], assoc.inputs["region"]) == ("acme-us-east-1-vgw-aws-app-id", "us-east-1")
+    assert {acme.by_name[n].inputs["region"] for n in _named(acme, "aws:ec2/vpnGatewayRoutePropagation:VpnGatewayRoutePropagation", "fra-dx")} == {"us-east-1"}
+
+
+def test_a_new_launch_template_version_reaches_the_autoscaling_group(acme: Graph) -> None:
+    for asg in acme.of_type("aws:autoscaling/group:Group"):
+        assert asg.inputs["launchTemplate"]["version"] == "3", asg.name  # the template's latest_version, never "$Latest"
+        assert asg.inputs["instanceRefresh"]["strategy"] == "Rolling"
+
+
+def test_the_gwlb_endpoint_service_allows_this_account(acme: Graph) -> None:
+    (service,) = acme.of_type("aws:ec2/vpcEndpointService:VpcEndpointService")
+    assert service.inputs["allowedPrincipals"] == ["arn:aws:iam::123456789012:root"]
+
+
+def test_circuits_doubled_for_redundancy_end_on_one_dx_gateway_that_associates_the_vgw_once() -> None:
+    data = example()
+    bgp = {**data["circuits"][0]["bgp"], "peering": ["10.0.0.2/31"], "md5_secret": "fraDx2Md5"}
+    data["circuits"].insert(1, {**data["circuits"][0], "name": "fra-dx-2", "connection": "dedicated", "bandwidth_mbps": 1000,
+                                "vlan": 102, "bgp": bgp})
+    graph = _fabric(validate_spec(data))
+    assert [r.name for r in graph.of_type("aws:directconnect/gateway:Gateway")] == ["acme-eu-central-1-dxgw-fra-dx"]
+    assert [r.name for r in graph.of_type("aws:directconnect/gatewayAssociation:GatewayAssociation")] == ["fra-dx-dxgw-assoc-aws-app"]
+    vifs = graph.of_type("aws:directconnect/privateVirtualInterface:PrivateVirtualInterface")
+    assert sorted(v.name for v in vifs) == ["fra-dx-2-vif", "fra-dx-vif"]
+    assert {v.inputs["dxGatewayId"] for v in vifs} == {"acme-eu-central-1-dxgw-fra-dx-id"}
+
+
+def test_a_circuit_reaching_networks_in_two_regions_builds_a_vgw_in_each() -> None:
+    data = example()
+    data["networks"].append({"name": "aws-eu", "cloud": "aws", "region": "eu-central-1", "cidrs": ["10.31.0.0/24"],
+                             "attach": "connector", "edge": "aws-use1"})
+    data["circuits"][0]["attaches"] = ["aws-app", "aws-eu"]
+    graph = _fabric(validate_spec(data))
+    vgws = {r.name for r in graph.of_type("aws:ec2/vpnGateway:VpnGateway")}
+    assert vgws == {"acme-us-east-1-vgw-aws-app", "acme-eu-central-1-vgw-aws-eu"}
+    regions = {r.name: r.inputs.get("region") for r in graph.of_type("aws:directconnect/gatewayAssociation:GatewayAssociation")}
+    assert regions == {"fra-dx-dxgw-assoc-aws-app": "us-east-1", "fra-dx-dxgw-assoc-aws-eu": None}  # None: the circuit's own region
+    assert graph.waits_for("fra-dx-dxgw-assoc-aws-eu", "acme-eu-central-1-vgw-aws-eu-attach")
+
+
+def test_a_hosted_connection_whose_partner_vlan_differs_from_the_spec_is_refused_before_the_vif(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(FakeCloud, "HOSTED_VLAN", 777)
+    with pytest.raises(Exception, match="the partner set VLAN 777 on hosted connection dxcon-1, the spec says 101"):
+        _fabric(validate_spec(example()))
