@@ -43,7 +43,9 @@ LINK_PREFERENCE = {"backbone": 100, "internet": 200}
 SESSION_ROLES = ("primary", "secondary")
 
 ZONE_NAMERS: dict[str, Callable[[str, int], str]] = {
-    "aws": lambda region, i: f"{region}{'abc'[i]}",
+    # AWS zone names differ per account and some regions lack an `a`: the plan names a position, and the AWS
+    # build reads the region's names from aws.get_availability_zones (available, no opt-in), zone1 the first.
+    "aws": lambda region, i: f"{region}-zone{i + 1}",
     "azure": lambda region, i: str(i + 1),
     "gcp": lambda region, i: f"{region}-{'abc'[i]}",
 }

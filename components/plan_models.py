@@ -22,7 +22,8 @@ class _PlanModel(BaseModel):
 class ZoneSubnet(_PlanModel):
     """One subnet per availability zone."""
 
-    zone: str = Field(description="Cloud zone name, like us-east-1a, 1 (Azure) or europe-west3-a.")
+    zone: str = Field(description="Cloud zone: an AWS position like us-east-1-zone1 (the region's first available zone, "
+                      "named by the account at build time), 1 (Azure) or europe-west3-a.")
     cidr: str
 
 

@@ -74,13 +74,20 @@ def build_aws(
     def opts(region: str) -> pulumi.ResourceOptions:
         return pulumi.ResourceOptions(parent=parent, providers={"aws": providers[region]})
 
+    zone_names = {region: _zone_names(region, parent, providers[region], layout) for region in layout.regions}
+
+    def zones(region: str, count: int) -> list[pulumi.Output[str]]:
+        return [zone_names[region].apply(lambda names, i=i: names[i]) for i in range(count)]
+
     vpcs: dict[str, ExistingNetwork] = {}
     for n in layout.networks:
         if n.name in options.existing_networks:
             vpcs[n.name] = options.existing_networks[n.name]
             continue
         vpc = NetworkVpc(
-            n.name, NetworkVpcArgs(**common, cidrs=n.cidrs, zones=n.zones, workload_subnets=n.workload_subnets, fabric_subnets=n.fabric_subnets),
+            n.name,
+            NetworkVpcArgs(**common, cidrs=n.cidrs, zones=zones(n.region, len(n.zones)), workload_subnets=n.workload_subnets,
+                           fabric_subnets=n.fabric_subnets),
             opts=opts(n.region),
         )
         vpcs[n.name] = vpc.as_network()
@@ -115,7 +122,7 @@ def build_aws(
         edges[e.name] = Edge(
             e.name,
             EdgeArgs(
-                **common, zones=e.zones, cidr=e.cidr, public_subnets=e.public_subnets, attachment_subnets=e.attachment_subnets,
+                **common, zones=zones(e.region, len(e.zones)), cidr=e.cidr, public_subnets=e.public_subnets, attachment_subnets=e.attachment_subnets,
                 private_ips=e.private_ips, image_id=options.image_id,  # type: ignore[arg-type]
                 agent_config_json=first_ips.apply(lambda ips, e=e: edge_config(agents[f"edge-{e.name}"], layout, e, ips).model_dump_json()),
                 instance_type=options.instance_type, instances=e.instances, tunnel_port=e.tunnel_port, probe_port=e.probe_port,
@@ -208,6 +215,27 @@ def build_aws(
         "aws_rules_cartesian": layout.security.rules_cartesian,
     }
     return AwsBuild(layout, outputs)
+
+
+def _zone_names(region: str, parent: pulumi.Resource, provider: aws.Provider, layout: AwsLayout) -> pulumi.Output[list[str]]:
+    """The region's zone names for the plan's zone positions (zone1 = the first), as this account names them.
+
+    Available zones that need no opt-in (Local and Wavelength Zones do), in the order AWS lists them; a
+    region with fewer than the plan needs fails with the count instead of creating subnets in a zone that is
+    not there.
+    """
+    need = max([len(e.zones) for e in layout.edges if e.region == region] + [len(n.zones) for n in layout.networks if n.region == region] + [0])
+    found = aws.get_availability_zones_output(
+        state="available", filters=[{"name": "opt-in-status", "values": ["opt-in-not-required"]}], region=region,
+        opts=pulumi.InvokeOutputOptions(parent=parent, provider=provider),
+    ).names
+
+    def enough(names: list[str]) -> list[str]:
+        if len(names) < need:
+            raise ValueError(f"region {region} has {len(names)} available zones ({', '.join(names)}); the plan needs {need}: lower edges[].zones")
+        return names
+
+    return found.apply(enough)
 
 
 def _peer_regions(

@@ -52,8 +52,9 @@ class ExistingVpc:
 class EdgeArgs(Common):
     """Inputs of an AWS edge."""
 
-    zones: list[str]
-    """Availability zone names, one per zone (the plan's, e.g. [us-east-1a, us-east-1b]). Valid values: 2 or 3 zones."""
+    zones: list[pulumi.Input[str]]
+    """Availability zone names, one per zone (e.g. [us-east-1a, us-east-1b]; the Fabric reads them from
+    aws.get_availability_zones for the plan's zone positions). Valid values: 2 or 3 zones."""
     image_id: pulumi.Input[str]
     """AMI id of the Packer-built edge image. Valid values: an AMI id in `region`."""
     agent_config_json: pulumi.Input[str]

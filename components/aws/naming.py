@@ -9,7 +9,6 @@ import re
 from ipaddress import IPv4Network
 
 _NAME_RE = re.compile(r"^[a-z]([a-z0-9-]{0,61}[a-z0-9])?$")
-ZONE_LETTERS = "abcdef"
 
 MIN_SUBNET_PREFIX = 28
 """AWS refuses subnets smaller than /28."""
@@ -20,13 +19,6 @@ def check_name(field: str, value: str) -> str | None:
     if not _NAME_RE.match(value):
         return f"{field} {value!r} must be 1-63 lowercase letters, digits and hyphens, starting with a letter"
     return None
-
-
-def zone_names(region: str, count: int) -> list[str]:
-    """The first `count` availability zones of a region by letter (us-east-1a, us-east-1b, ...)."""
-    if not 1 <= count <= len(ZONE_LETTERS):
-        raise ValueError(f"zone count {count} must be 1 to {len(ZONE_LETTERS)}")
-    return [f"{region}{letter}" for letter in ZONE_LETTERS[:count]]
 
 
 def cidr_slug(cidr: str | IPv4Network) -> str:

@@ -24,8 +24,9 @@ class NetworkVpcArgs(Common):
 
     cidrs: list[str]
     """The network's CIDRs: the first is the VPC's primary block, the others are added."""
-    zones: list[str]
-    """Availability zone names, one per zone (e.g. us-east-1a, us-east-1b)."""
+    zones: list[pulumi.Input[str]]
+    """Availability zone names, one per zone (e.g. us-east-1a, us-east-1b; the Fabric reads them from
+    aws.get_availability_zones)."""
     workload_subnets: list[str]
     """One workload subnet CIDR per zone."""
     fabric_subnets: list[str]

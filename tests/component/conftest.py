@@ -37,7 +37,13 @@ class FakeCloud(pulumi.runtime.Mocks):
         outputs.update(self.COMPUTED.get(args.typ, lambda n: {})(args.name))
         return (f"{args.name}-id" if args.custom else "", outputs)
 
+    ZONE_LETTERS = "abc"
+    """Zones every mocked region has, as region + letter (a test may give a region other names)."""
+
     CALLS: dict[str, Callable[[dict[str, Any]], dict[str, Any]]] = {
+        "aws:index/getAvailabilityZones:getAvailabilityZones": lambda a: {
+            "names": [f"{a['region']}{letter}" for letter in FakeCloud.ZONE_LETTERS], "id": a["region"],
+        },
         "aws:index/getCallerIdentity:getCallerIdentity": lambda a: {
             "accountId": "123456789012", "arn": "arn:aws:iam::123456789012:user/ci", "userId": "AIDA", "id": "123456789012",
         },

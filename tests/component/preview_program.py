@@ -21,6 +21,8 @@ class EchoMocks(pulumi.runtime.Mocks):
     def call(self, args: pulumi.runtime.MockCallArgs) -> dict[str, Any]:
         if args.token == "aws:index/getCallerIdentity:getCallerIdentity":
             return {"accountId": "123456789012", "arn": "arn:aws:iam::123456789012:user/ci", "userId": "AIDA", "id": "123456789012"}
+        if args.token == "aws:index/getAvailabilityZones:getAvailabilityZones":
+            return {"names": [f"{args.args['region']}{letter}" for letter in "abc"], "id": args.args["region"]}
         return {}
 
 

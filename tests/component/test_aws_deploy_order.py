@@ -120,3 +120,17 @@ def test_a_hosted_connection_whose_partner_vlan_differs_from_the_spec_is_refused
     monkeypatch.setattr(FakeCloud, "HOSTED_VLAN", 777)
     with pytest.raises(Exception, match="the partner set VLAN 777 on hosted connection dxcon-1, the spec says 101"):
         _fabric(validate_spec(example()))
+
+
+def test_zone_names_come_from_the_account_for_the_plans_zone_positions(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(FakeCloud, "ZONE_LETTERS", "cdf")  # an account where us-east-1a is not available
+    graph = _fabric(validate_spec(example()))
+    zones = {r.name: r.inputs["availabilityZone"] for r in graph.of_type("aws:ec2/subnet:Subnet")}
+    assert zones["aws-use1-public-0"] == zones["aws-app-workload-0"] == "us-east-1c"
+    assert zones["aws-use1-attach-1"] == zones["aws-app-fabric-1"] == "us-east-1d"
+
+
+def test_a_region_with_fewer_available_zones_than_planned_is_refused(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(FakeCloud, "ZONE_LETTERS", "a")
+    with pytest.raises(Exception, match=r"region us-east-1 has 1 available zones \(us-east-1a\); the plan needs 2"):
+        _fabric(validate_spec(example()))

@@ -14,8 +14,8 @@ def _plan(data: dict | None = None):
 
 def test_edges_get_zone_subnets_and_a_gateway_subnet_from_their_cidr() -> None:
     aws, az = _plan().edges
-    assert aws.zones == ["us-east-1a", "us-east-1b"]
-    assert [(s.zone, s.cidr) for s in aws.subnets] == [("us-east-1a", "10.250.37.0/26"), ("us-east-1b", "10.250.37.64/26")]
+    assert aws.zones == ["us-east-1-zone1", "us-east-1-zone2"]
+    assert [(s.zone, s.cidr) for s in aws.subnets] == [("us-east-1-zone1", "10.250.37.0/26"), ("us-east-1-zone2", "10.250.37.64/26")]
     assert aws.gateway_cidr == "10.250.37.192/26"
     assert az.zones == ["1", "2"]
     assert aws.instances == 2 and aws.tunnel_port and aws.probe_port and aws.metrics_port
@@ -50,7 +50,7 @@ def test_named_edge_wins() -> None:
 def test_cloud_connector_subnets_are_carved_from_the_end_of_the_network() -> None:
     connector = _plan().connectors[0]
     assert connector.connector_cidr == "10.30.40.224/27"
-    assert [(s.zone, s.cidr) for s in connector.subnets] == [("us-east-1a", "10.30.40.224/28"), ("us-east-1b", "10.30.40.240/28")]
+    assert [(s.zone, s.cidr) for s in connector.subnets] == [("us-east-1-zone1", "10.30.40.224/28"), ("us-east-1-zone2", "10.30.40.240/28")]
     assert connector.bgp is None and connector.cidrs == ["10.30.40.0/24"]
 
 

@@ -7,7 +7,7 @@ from pathlib import Path
 import pytest
 
 from components.aws.agent_configs import connector_config, edge_config
-from components.aws.naming import cidr_slug, edge_subnets, split_cidr, zone_names
+from components.aws.naming import cidr_slug, edge_subnets, split_cidr
 from components.aws.planning import aws_section, build_aws_layout, workload_subnets
 from components.loader import load_spec
 from components.plan import build_plan
@@ -112,7 +112,6 @@ def test_cloud_agent_configs_name_load_balancers_not_vms() -> None:
 
 
 def test_naming_helpers() -> None:
-    assert zone_names("eu-central-1", 3) == ["eu-central-1a", "eu-central-1b", "eu-central-1c"]
     assert cidr_slug("10.30.40.0/24") == "10-30-40-0-24"
     assert [str(s) for s in split_cidr("10.0.0.0/24", 3)] == ["10.0.0.0/26", "10.0.0.64/26", "10.0.0.128/26"]
     with pytest.raises(ValueError):
