@@ -16,6 +16,7 @@ import pulumi
 import pulumi_aws as aws
 
 from components.aws.agent_configs import connector_config, edge_config
+from components.aws.attachment import Attachment, AttachmentArgs
 from components.aws.base import Common
 from components.aws.circuit import Circuit, CircuitArgs, GatewayLink
 from components.aws.connector import Connector, ConnectorArgs
@@ -136,29 +137,37 @@ def build_aws(
         )
 
     connectors: dict[str, Connector] = {}
+    attachments: dict[str, Attachment] = {}
     edge_by_name = {e.name: e for e in layout.edges}
     for n in layout.networks:
         gateway = gateways.get(n.region)
+        v = vpcs[n.name]
+        if n.attach == "native":  # the layout refuses a native network without an AWS edge (so a TGW) in its region
+            assert gateway is not None
+            attachments[n.name] = Attachment(
+                f"{n.name}-attach",
+                AttachmentArgs(
+                    **common, vpc_id=v.vpc_id, network_cidrs=n.cidrs, subnet_ids=v.fabric_subnet_ids,
+                    route_table_ids=v.workload_route_table_ids, destination_cidrs=n.destinations,
+                    transit_gateway_id=gateway.transit_gateway_id, transit_gateway_route_table_id=gateway.transit_gateway_route_table_id,
+                ),
+                opts=opts(n.region),
+            )
+            continue
         tgw = {}
         if gateway is not None and gateway.transit_gateway is not None and n.edge_cidrs:
             tgw = {"transit_gateway_id": gateway.transit_gateway_id, "transit_gateway_route_table_id": gateway.transit_gateway_route_table_id}
-        v = vpcs[n.name]
-        if n.attach == "connector":
-            edge = edge_by_name[n.edge]
-            mode_args: dict[str, object] = dict(
-                mode="connector", connector_cidrs=n.fabric_subnets, connector_route_table_ids=v.fabric_route_table_ids if tgw else [],
-                image_id=options.image_id, instance_type=options.instance_type, instances=n.instances,
-                agent_config_json=first_ips.apply(lambda ips, n=n: connector_config(agents[f"connector-{n.name}"], layout, n, ips).model_dump_json()),
-                health_port=edge.metrics_port, tunnel_port=edge.tunnel_port, probe_port=edge.probe_port,
-                edge_cidrs=n.edge_cidrs if tgw else [], endpoint_ips=n.endpoint_ips,
-            )
-        else:
-            mode_args = dict(mode="native")
+        edge = edge_by_name[n.edge]
         connectors[n.name] = Connector(
-            f"{n.name}-connector" if n.attach == "connector" else f"{n.name}-attach",
+            f"{n.name}-connector",
             ConnectorArgs(
                 **common, vpc_id=v.vpc_id, network_cidrs=n.cidrs, subnet_ids=v.fabric_subnet_ids,
-                route_table_ids=v.workload_route_table_ids, destination_cidrs=n.destinations, **tgw, **mode_args,  # type: ignore[arg-type]
+                route_table_ids=v.workload_route_table_ids, destination_cidrs=n.destinations, connector_cidrs=n.fabric_subnets,
+                connector_route_table_ids=v.fabric_route_table_ids if tgw else [], image_id=options.image_id,  # type: ignore[arg-type]
+                instance_type=options.instance_type, instances=n.instances,
+                agent_config_json=first_ips.apply(lambda ips, n=n: connector_config(agents[f"connector-{n.name}"], layout, n, ips).model_dump_json()),
+                health_port=edge.metrics_port, tunnel_port=edge.tunnel_port, probe_port=edge.probe_port,
+                edge_cidrs=n.edge_cidrs if tgw else [], endpoint_ips=n.endpoint_ips, **tgw,  # type: ignore[arg-type]
             ),
             opts=opts(n.region),
         )
@@ -207,6 +216,7 @@ def build_aws(
         "aws_edges": {k: e.edge_details for k, e in edges.items()},
         "aws_edge_public_ips": {k: e.public_ips for k, e in edges.items()},
         "aws_connectors": {k: c.connector_details for k, c in connectors.items()},
+        "aws_attachments": {k: a.attachment_details for k, a in attachments.items()},
         "aws_gateways": {k: g.gateway_details for k, g in gateways.items()},
         "aws_circuits": {k: c.circuit_details for k, c in circuits.items()},
         "aws_tgw_peerings": {k: p.attachment_id for k, p in peerings.items()},

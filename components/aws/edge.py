@@ -21,7 +21,8 @@ from ipaddress import IPv4Network
 import pulumi
 import pulumi_aws as aws
 
-from components.aws.base import ASSUME_EC2, HTTPS, Common, SgRuleSpec, child, inline_rules, raise_problems, node_policy, user_data
+from components.aws.base import HTTPS, Common, SgRuleSpec, child, inline_rules, raise_problems
+from components.aws.fleet import fleet
 from components.aws.gwlb import GENEVE_PORT, GwlbIngress, gwlb_ingress
 from components.aws.naming import cidr_slug
 from components.aws.tunnel_lb import tunnel_lb
@@ -215,22 +216,6 @@ class Edge(pulumi.ComponentResource):
             tags=args.tags("edge", f"{name}-sg"), opts=child(self),
         )
 
-        self.role = aws.iam.Role(f"{name}-role", assume_role_policy=ASSUME_EC2, tags=args.tags("edge", f"{name}-role"), opts=child(self))
-        aws.iam.RolePolicy(
-            f"{name}-role-policy", role=self.role.id, policy=node_policy(args.fabric, args.environment, name, "edge"), opts=child(self.role),
-        )
-        self.instance_profile = aws.iam.InstanceProfile(f"{name}-profile", role=self.role.name, tags=args.tags("edge", f"{name}-profile"), opts=child(self.role))
-
-        self.launch_template = aws.ec2.LaunchTemplate(
-            f"{name}-lt", image_id=args.image_id, instance_type=args.instance_type,
-            iam_instance_profile={"arn": self.instance_profile.arn},
-            network_interfaces=[{"device_index": 0, "associate_public_ip_address": "true", "security_groups": [self.security_group.id]}],
-            metadata_options={"http_tokens": "required", "http_endpoint": "enabled"},
-            user_data=user_data(args.agent_config_json), update_default_version=True,
-            tag_specifications=[{"resource_type": "instance", "tags": args.tags("edge", f"{name}-vm")}],
-            tags=args.tags("edge", f"{name}-lt"), opts=child(self),
-        )
-
         self.eips = args.elastic_ips or [
             aws.ec2.Eip(f"{name}-eip-{index}", domain="vpc", tags=args.tags("edge", f"{name}-eip-{index}"), opts=child(self))
             for index in range(len(zones))
@@ -252,17 +237,12 @@ class Edge(pulumi.ComponentResource):
             self.ingress = gwlb_ingress(self, name, args, "edge", vpc_id, public, args.health_port)
             target_groups.append(self.ingress.target_group)
 
-        self.asg = aws.autoscaling.Group(
-            f"{name}-asg", vpc_zone_identifiers=public, min_size=args.instances, max_size=2 * args.instances,
-            desired_capacity=args.instances, health_check_type="ELB", health_check_grace_period=120,
-            # The template's number, not "$Latest": a new version (new agent config) then changes the group, which
-            # starts the instance refresh; "$Latest" never changes, so running VMs would keep the old config.
-            launch_template={"id": self.launch_template.id, "version": self.launch_template.latest_version.apply(str)},
-            target_group_arns=[tg.arn for tg in target_groups],
-            instance_refresh={"strategy": "Rolling", "preferences": {"min_healthy_percentage": 50}},
-            tags=args.asg_tags("edge", f"{name}-vm"),
-            opts=child(self, depends_on=[self.public_lb.load_balancer, self.private_lb.load_balancer]),
+        self.fleet = fleet(
+            self, name, args, "edge", image_id=args.image_id, instance_type=args.instance_type, agent_config_json=args.agent_config_json,
+            security_group_id=self.security_group.id, public_ip=True, subnet_ids=public, instances=args.instances,
+            target_group_arns=[tg.arn for tg in target_groups], depends_on=[self.public_lb.load_balancer, self.private_lb.load_balancer],
         )
+        self.role, self.asg = self.fleet.role, self.fleet.asg
 
         self.tgw_attachment: aws.ec2transitgateway.VpcAttachment | None = None
         if args.transit_gateway_id is not None:

@@ -6,6 +6,7 @@ tests assert the resource graph itself: names, types, parents, wiring.
 """
 from __future__ import annotations
 
+import asyncio
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
@@ -89,7 +90,23 @@ class Recorder(MockMonitor):
 
 
 RECORDER = Recorder(FakeCloud())
-pulumi.runtime.set_mocks(FakeCloud(), project=PROJECT, stack=STACK, preview=False, monitor=RECORDER)
+
+
+def _set_mocks() -> None:
+    pulumi.runtime.set_mocks(FakeCloud(), project=PROJECT, stack=STACK, preview=False, monitor=RECORDER)
+
+
+_set_mocks()
+
+
+def _settle() -> None:
+    """After a failed program: let its pending registrations finish and start a fresh runtime, so nothing
+    of it leaks into the next test's graph (its registrations stay readable until the next build)."""
+    loop = asyncio.get_event_loop()
+    pending = [t for t in asyncio.all_tasks(loop) if not t.done()]
+    if pending:
+        loop.run_until_complete(asyncio.gather(*pending, return_exceptions=True))
+    _set_mocks()
 
 
 class Graph:
@@ -124,5 +141,9 @@ def build_graph(build: Callable[[], dict[str, Any]]) -> Graph:
         wanted = build()
         return pulumi.Output.all(**wanted).apply(values.update) if wanted else None
 
-    program()
+    try:
+        program()
+    except BaseException:
+        _settle()
+        raise
     return Graph(list(RECORDER.registrations), values)

@@ -11,6 +11,8 @@ from pulumi.runtime import rpc
 from tests.component.conftest import RECORDER, build_graph
 
 from components.aws import (  # noqa: E402  (mocks are set in conftest first)
+    Attachment,
+    AttachmentArgs,
     Circuit,
     CircuitArgs,
     Connector,
@@ -59,11 +61,12 @@ def test_connector_alone_routes_each_destination_to_its_zone_endpoint() -> None:
 
 
 def test_native_attach_is_a_tgw_attachment_with_routes_to_the_tgw() -> None:
-    args = ConnectorArgs(
-        **COMMON, mode="native", vpc_id="vpc-1", network_cidrs=["10.8.0.0/24"], subnet_ids=["subnet-a", "subnet-b"],
+    args = AttachmentArgs(
+        **COMMON, vpc_id="vpc-1", network_cidrs=["10.8.0.0/24"], subnet_ids=["subnet-a", "subnet-b"],
         route_table_ids=["rtb-a"], destination_cidrs=["10.9.0.0/24"], transit_gateway_id="tgw-1", transit_gateway_route_table_id="tgw-rtb-1",
     )
-    graph = build_graph(lambda: (Connector("ledger", args), {})[1])
+    graph = build_graph(lambda: (Attachment("ledger", args), {})[1])
+    assert graph.by_name["ledger"].type == "transit:aws:Attachment"
     assert not graph.of_type("aws:lb/loadBalancer:LoadBalancer")
     attach = graph.by_name["ledger-tgw-attach"]
     assert attach.inputs["transitGatewayDefaultRouteTableAssociation"] is False
@@ -78,8 +81,8 @@ def test_native_attach_is_a_tgw_attachment_with_routes_to_the_tgw() -> None:
     [
         ({"destination_cidrs": ["0.0.0.0/0"]}, "0.0.0.0/0"),
         ({"route_table_ids": ["rtb-a"]}, "one workload route table per connector subnet"),
-        ({"image_id": None}, "needs image_id"),
-        ({"mode": "bridge"}, "valid values are connector, native"),
+        ({"connector_cidrs": ["10.8.0.224/28"]}, "one CIDR per connector subnet"),
+        ({"edge_cidrs": ["10.250.0.0/24"]}, "give transit_gateway_id"),
         ({"fabric": "Team"}, "fabric"),
     ],
 )

@@ -7,7 +7,7 @@ from pathlib import Path
 import pytest
 
 from components.aws.agent_configs import connector_config, edge_config
-from components.aws.naming import cidr_slug, edge_subnets, split_cidr
+from components.aws.naming import cidr_slug, split_cidr
 from components.aws.planning import aws_section, build_aws_layout, workload_subnets
 from components.loader import load_spec
 from components.plan import build_plan
@@ -21,14 +21,14 @@ def _load(name: str):  # type: ignore[no-untyped-def]
     return spec, build_plan(spec)
 
 
-def test_edge_component_carving_equals_the_plan() -> None:
+def test_edge_layout_takes_the_plans_subnets_and_carves_attachments_from_its_gateway_quarter() -> None:
     spec, plan = _load("seed000_aws_azure")
     layout = build_aws_layout(spec, plan)
     edge = layout.edges[0]
-    public, attach = edge_subnets(edge.cidr, len(edge.zones))
-    assert [str(p) for p in public] == [s.cidr for s in plan.edges[0].subnets] == edge.public_subnets
-    assert [str(a) for a in attach] == edge.attachment_subnets == ["10.250.37.192/28", "10.250.37.208/28"]
-    assert all(IPv4Network(a).subnet_of(IPv4Network(plan.edges[0].gateway_cidr)) for a in attach)
+    assert edge.zones == plan.edges[0].zones == ["us-east-1-zone1", "us-east-1-zone2"]
+    assert edge.public_subnets == [s.cidr for s in plan.edges[0].subnets]
+    assert edge.attachment_subnets == ["10.250.37.192/28", "10.250.37.208/28"]
+    assert all(IPv4Network(a).subnet_of(IPv4Network(plan.edges[0].gateway_cidr)) for a in edge.attachment_subnets)
     assert edge.private_ips == ["10.250.37.4", "10.250.37.68"]
 
 
