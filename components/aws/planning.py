@@ -16,8 +16,8 @@ from pydantic import BaseModel, ConfigDict
 
 from components.aws.naming import MIN_SUBNET_PREFIX, endpoint_ip, split_cidr
 from components.aws.routing import AwsRoute, NetworkAddresses, network_routes, reachability
-from components.aws.security_rules import Endpoint, IntentRule, Segment, SecurityPlan, compile_security, permitted_boxes
-from components.dataplane_policy import resolve_rules
+from components.segmentation.aws_security_groups import Endpoint, IntentRule, Segment, SecurityPlan, compile_security, permitted_boxes
+from components.segmentation.resolve import resolve_rules
 from components.spec import FabricSpec
 from components.spec_checks import home_edge
 

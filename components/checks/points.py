@@ -16,14 +16,14 @@ from dataclasses import dataclass
 from ipaddress import IPv4Address, IPv4Network
 
 from components.aws.planning import AwsPlanSection
-from components.azure.nsg_rules import AzureEvaluator, AzureSegmentation, compile_azure
-from components.checks.nft_eval import NftTable, load_table
-from components.gcp.firewall_rules import GcpEvaluator, GcpSegmentation, compile_gcp
 from components.local.layout import build_layout, name_prefix
 from components.plan import build_plan
 from components.plan_models import Plan
-from components.policy_intent import IntentPolicy, compile_intent
-from components.policy_intent import evaluate as intent_evaluate
+from components.segmentation.azure_nsgs import AzureEvaluator, AzureSegmentation, compile_azure
+from components.segmentation.gcp_firewall import GcpEvaluator, GcpSegmentation, compile_gcp
+from components.segmentation.intent import IntentPolicy, compile_intent
+from components.segmentation.intent import evaluate as intent_evaluate
+from components.segmentation.nftables import NftTable, load_table
 from components.spec import FabricSpec
 from dataplane.filter_model import FilterPolicy, proto_number
 from dataplane.filter_table import ruleset
@@ -56,7 +56,7 @@ class Point:
 
 
 def intent_point(intent: IntentPolicy) -> Point:
-    """The reference: the spec's ordered policy as `policy_intent.evaluate` reads it."""
+    """The reference: the spec's ordered policy as `segmentation.intent.evaluate` reads it."""
 
     def decide(flow: Flow) -> Decision:
         action, rule = intent_evaluate(intent, flow.src, flow.dst, flow.proto, flow.port)

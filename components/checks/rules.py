@@ -19,9 +19,9 @@ from typing import Any
 from components.checks.points import build_points
 from components.checks.reachability import prove
 from components.checks.violation import Resource, Violation
-from components.dataplane_policy import ANY, ResolvedRule, endpoint_cidrs, resolve_rules
 from components.plan import TUNNEL_PORT
 from components.plan_models import Plan
+from components.segmentation.resolve import ANY, ResolvedRule, endpoint_cidrs, resolve_rules
 from components.spec import FabricSpec
 from dataplane.config import AgentConfig
 from dataplane.filter_model import FilterRule

@@ -22,8 +22,8 @@ from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
-from components.firewall_path import decide_on_path
-from components.dataplane_policy import ResolvedRule, onboarded_space, resolve_rules
+from components.segmentation.firewall_path import decide_on_path
+from components.segmentation.resolve import ResolvedRule, onboarded_space, resolve_rules
 from components.spec import FabricSpec
 
 Access = Literal["Allow", "Deny"]

@@ -7,7 +7,7 @@ count grows with rules and groups, not with addresses.
 
 Correctness: the policy is ordered (first match decides, default deny) and may
 deny; security groups only allow. The permitted flow space is
-`union_i (permit_i - union_{j<i} deny_j)`, computed exactly in `space`. Each
+`union_i (permit_i - union_{j<i} deny_j)`, computed exactly in `segmentation.intervals`. Each
 AWS network is cut into *members*: the coarsest pieces that every rule endpoint
 either covers or misses, one security group each. A member's ingress rules are
 the permitted boxes whose destinations cover it, peer = the box's sources; its
@@ -23,7 +23,7 @@ from dataclasses import dataclass, field
 from ipaddress import IPv4Address, IPv4Network
 from typing import Literal
 
-from components.aws.space import PORTED, AddressSet, Box, Interval, ServiceSet
+from components.segmentation.intervals import PORTED, AddressSet, Box, Interval, ServiceSet
 
 Action = Literal["permit", "deny"]
 Direction = Literal["ingress", "egress"]
