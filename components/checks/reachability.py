@@ -24,8 +24,8 @@ from dataclasses import dataclass, field
 from ipaddress import IPv4Address, IPv4Network
 from typing import Literal
 
-from components.checks.points import Decision, Flow, Point
 from components.segmentation.intent import resolve_endpoint
+from components.segmentation.protocol import Decision, Flow, Point
 from components.segmentation.resolve import ResolvedRule, resolve_rules
 from components.spec import FabricSpec
 

@@ -13,16 +13,14 @@ FilterPolicy into the document the agent installs. Never imports Pulumi.
 """
 from __future__ import annotations
 
+from collections.abc import Sequence
 from ipaddress import IPv4Network
 
+from components.segmentation.cidrs import overlaps
 from components.segmentation.resolve import ResolvedRule, endpoint_cidrs, resolve_rules
 from components.spec import FabricSpec, Network
 from components.spec_checks import home_edge
 from dataplane.filter_model import FilterPolicy, FilterRule
-
-
-def _overlaps(nets: tuple[IPv4Network, ...] | list[IPv4Network], scope: list[IPv4Network]) -> bool:
-    return any(net.overlaps(other) for net in nets for other in scope)
 
 
 def _filter_rule(rule: ResolvedRule) -> FilterRule:
@@ -41,10 +39,11 @@ def fabric_filter(spec: FabricSpec) -> FilterPolicy:
     return FilterPolicy(default=spec.policy.default, rules=[_filter_rule(r) for r in resolve_rules(spec)])
 
 
-def scoped_filter(spec: FabricSpec, scope: list[IPv4Network]) -> FilterPolicy:
-    """The rules that can match a flow from or to `scope`, in policy order."""
-    rules = [_filter_rule(r) for r in resolve_rules(spec) if _overlaps(r.src, scope) or _overlaps(r.dst, scope)]
-    return FilterPolicy(default=spec.policy.default, rules=rules)
+def scoped_filter(spec: FabricSpec, scope: list[IPv4Network], rules: Sequence[ResolvedRule] | None = None) -> FilterPolicy:
+    """The rules (default: the spec's, resolved) that can match a flow from or to `scope`, in policy order."""
+    rules = resolve_rules(spec) if rules is None else rules
+    kept = [_filter_rule(r) for r in rules if overlaps(r.src, scope) or overlaps(r.dst, scope)]
+    return FilterPolicy(default=spec.policy.default, rules=kept)
 
 
 def connector_filter(spec: FabricSpec, network: str) -> FilterPolicy:

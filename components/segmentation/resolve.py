@@ -76,3 +76,18 @@ def resolve_rules(spec: FabricSpec) -> list[ResolvedRule]:
         )
         for index, rule in enumerate(spec.policy.rules)
     ]
+
+
+def endpoint_entries(spec: FabricSpec, name: str) -> tuple[IPv4Network, ...]:
+    """The address entries an endpoint names, unmerged: `any` is every network's CIDRs, a group its members'.
+
+    What a per-address compiler would explode (seed 002), so the AWS compiler counts its Cartesian product from these.
+    """
+    networks = {n.name: n for n in spec.networks}
+    if name == ANY:
+        return tuple(c for n in spec.networks for c in n.cidrs)
+    if name in networks:
+        return tuple(networks[name].cidrs)
+    if name in spec.groups:
+        return tuple(c for m in spec.groups[name] for c in (networks[m].cidrs if m in networks else [IPv4Network(m)]))
+    return (IPv4Network(name),)

@@ -142,7 +142,7 @@ def test_rules_grow_with_groups_not_with_addresses() -> None:
 def test_seed_fabrics_agree_with_the_policy_intent_evaluator(fabric: str) -> None:
     from pathlib import Path
 
-    from components.aws.planning import aws_intent
+    from components.segmentation.aws_security_groups import aws_intent
     from components.loader import load_spec
     from components.segmentation.intent import compile_intent, evaluate
 
