@@ -20,8 +20,8 @@ from components.plan import build_plan
 from components.plan_models import Plan
 from components.segmentation.aws_security_groups import AWS_SECURITY_GROUPS, SecurityPlan
 from components.segmentation.azure_nsgs import AZURE_NSGS, AzureSegmentation
-from components.segmentation.gcp_firewall import GCP_FIREWALL, GcpSegmentation
-from components.segmentation.intent import INTENT, IntentPolicy
+from components.segmentation.gcp_firewall import GCP_FIREWALL
+from components.segmentation.intent import INTENT
 from components.segmentation.nftables import Nftables, NftTable
 from components.segmentation.protocol import Context, Point, compile_points, point
 from components.spec import FabricSpec
@@ -29,11 +29,6 @@ from dataplane.filter_model import FilterPolicy
 
 CLOUD_TARGETS = (INTENT, AWS_SECURITY_GROUPS, AZURE_NSGS, GCP_FIREWALL)
 """The targets compiled from the spec, in report order; the agents' points follow them."""
-
-
-def intent_point(intent: IntentPolicy) -> Point:
-    """The reference: the spec's ordered policy as `segmentation.intent.evaluate` reads it."""
-    return point(INTENT, intent)
 
 
 def nft_point(name: str, table: NftTable, scope: list[IPv4Network]) -> Point:
@@ -72,11 +67,6 @@ def aws_point(section: AwsPlanSection) -> Point:
 def azure_point(seg: AzureSegmentation) -> Point:
     """Azure NSGs with ASGs and Azure's default rules."""
     return point(AZURE_NSGS, seg)
-
-
-def gcp_point(seg: GcpSegmentation) -> Point:
-    """GCP VPC firewall rules with tags and GCP's implied rules."""
-    return point(GCP_FIREWALL, seg)
 
 
 def build_points(spec: FabricSpec, plan: Plan | None = None) -> list[Point]:
