@@ -34,6 +34,7 @@ from ipaddress import IPv4Address
 from pathlib import Path
 
 from dataplane import filter_table, intercept, sysctl
+from dataplane.admission import Admission, Slot
 from dataplane.datagram import RejectCounts
 from dataplane.datagram_intercept import IcmpInterceptor, IcmpPlan, UdpInterceptor
 from dataplane.config import AgentConfig, ConfigError, Endpoint, load_config
@@ -45,6 +46,7 @@ from dataplane.logfmt import event
 from dataplane.metrics import Sources
 from dataplane.observe import Observer
 from dataplane.parking import Parking
+from dataplane.relay import reset
 from dataplane.paths import PathMonitor
 from dataplane.tls import build_contexts
 from dataplane.tunnel import TunnelPool
@@ -70,13 +72,21 @@ class ExitCode(enum.IntEnum):
 
 
 class Listener:
-    """A listening TCP socket with an accept thread that hands each connection to a handler thread."""
+    """A listening TCP socket with an accept thread that hands each admitted connection to a handler thread.
+
+    Each connection takes an admission slot (`dataplane.admission`) before it
+    gets a thread: past a cap, or when the system refuses a thread, it is reset
+    at once and counted. The accept loop survives any exception; it ends only
+    when the listener is stopped or its socket is gone.
+    """
 
     def __init__(
-        self, name: str, endpoint: Endpoint, handler: Callable[[socket.socket], None], workers: Workers, *, transparent: bool = False
+        self, name: str, endpoint: Endpoint, handler: Callable[[socket.socket, Slot], None], workers: Workers,
+        admission: Admission, *, transparent: bool = False,
     ) -> None:
         self.name = name
         self._workers = workers
+        self._admission = admission
         self.endpoint = endpoint
         self.transparent = transparent
         self._handler = handler
@@ -98,6 +108,10 @@ class Listener:
         self._thread.start()
         event(log, "listener.start", listener=self.name, addr=f"{self.endpoint.host}:{self.endpoint.port}")
 
+    def alive(self) -> bool:
+        """Is the accept thread running (the health check)?"""
+        return self._thread.is_alive() and not self._stopped
+
     def stop(self) -> None:
         """Stop accepting; connections already handed over keep running."""
         self._stopped = True
@@ -112,25 +126,47 @@ class Listener:
     def _accept(self) -> None:
         while not self._stopped:
             try:
-                conn, _addr = self._sock.accept()
+                conn, addr = self._sock.accept()
             except OSError as exc:
                 if self._stopped or exc.errno not in _TRANSIENT_ACCEPT:
+                    if not self._stopped:
+                        event(log, "listener.failed", listener=self.name, error=exc.strerror, level=logging.ERROR)
                     return
                 # Out of descriptors or memory: keep the listener, shed load for a moment.
                 event(log, "listener.accept_failed", listener=self.name, error=exc.strerror, level=logging.WARNING)
                 time.sleep(0.05)
                 continue
-            self._workers.submit(self._safe, conn)
+            try:
+                self._admit(conn, addr[0])
+            except Exception as exc:  # whatever goes wrong with one connection, the listener keeps accepting
+                reset(conn)
+                event(log, "listener.accept_failed", listener=self.name, error=repr(exc), level=logging.ERROR)
+                time.sleep(0.01)
 
-    def _safe(self, conn: socket.socket) -> None:
+    def _admit(self, conn: socket.socket, source: str) -> None:
+        slot = self._admission.open(source)
+        if isinstance(slot, str):
+            reset(conn)
+            return
         try:
-            self._handler(conn)
+            self._workers.submit(self._safe, conn, slot)
+        except Exception as exc:  # RuntimeError: can't start new thread
+            slot.release()
+            reset(conn)
+            self._admission.refused("threads", listener=self.name, error=repr(exc))
+            time.sleep(0.01)  # the system is short of threads: give running streams a moment to end
+
+    def _safe(self, conn: socket.socket, slot: Slot) -> None:
+        try:
+            self._handler(conn, slot)
         except Exception as exc:  # one broken stream must never take the listener down
             event(log, "stream.crash", listener=self.name, error=repr(exc), level=logging.ERROR)
             try:
                 conn.close()
             except OSError:
                 pass
+        finally:
+            slot.release()
 
 
 class InterceptListeners:
@@ -179,6 +215,7 @@ class Agent:
             runtime=lambda: self._runtime, pool=self.pool, parking=self.parking, workers=self.workers, on_flow=self._flow_closed,
             icmp_delivery=lambda src, dst, ident: self._icmp.delivery(src, dst, ident) if self._icmp else None,
         )
+        self.admission = self.forwarder.admission
         self.observer = Observer(
             config,
             sources=Sources(
@@ -206,7 +243,7 @@ class Agent:
         """Bring every part up; on failure, undo what was done and re-raise."""
         try:
             self._sysctl_previous = sysctl.apply()
-            self._tunnel_listener = Listener("tunnel", self.config.listen.tunnel, self.forwarder.handle_tunnel, self.workers)
+            self._tunnel_listener = Listener("tunnel", self.config.listen.tunnel, self.forwarder.handle_tunnel, self.workers, self.admission)
             self._intercept_listener = self._make_intercept_listener(self.config)
             self._install_kernel(self.config, self._runtime.policy)
             self.paths.start()
@@ -223,14 +260,18 @@ class Agent:
         if not (config.local_cidrs and config.remote_cidrs()):
             return None
         endpoint = Endpoint(host="127.0.0.1", port=config.listen.intercept_port)  # type: ignore[arg-type]
-        tcp = Listener("intercept", endpoint, self.forwarder.handle_intercepted, self.workers, transparent=True)
+        tcp = Listener("intercept", endpoint, self.forwarder.handle_intercepted, self.workers, self.admission, transparent=True)
         try:
             udp = UdpInterceptor(config.listen.intercept_port, self.forwarder.handle_datagrams, self.workers, wanted=self._intercepts,
-                                 reject_counts=self.reject_counts)
+                                 reject_counts=self.reject_counts, admission=self.admission, limits=self._datagram_limits)
         except OSError:
             tcp.stop()
             raise
         return InterceptListeners(tcp, udp)
+
+    def _datagram_limits(self) -> tuple[int, int]:
+        limits = self.config.limits
+        return limits.datagram_sessions, limits.datagram_sessions_per_source
 
     def _intercepts(self, src: str, dst: str) -> bool:
         """Is (src, dst) a flow interception takes under the config in force: local source, remote destination?"""
@@ -257,7 +298,7 @@ class Agent:
         if current:
             current.update(wanted)
             return
-        icmp = IcmpInterceptor(wanted, self.forwarder.handle_datagrams, self.workers)
+        icmp = IcmpInterceptor(wanted, self.forwarder.handle_datagrams, self.workers, admission=self.admission, limits=self._datagram_limits)
         try:
             icmp.start()
         except OSError as exc:
@@ -374,7 +415,7 @@ class Agent:
         try:
             tunnel_listener = self._tunnel_listener
             if new.listen.tunnel != old.listen.tunnel:
-                tunnel_listener = Listener("tunnel", new.listen.tunnel, self.forwarder.handle_tunnel, self.workers)
+                tunnel_listener = Listener("tunnel", new.listen.tunnel, self.forwarder.handle_tunnel, self.workers, self.admission)
             intercept_listener = self._intercept_listener
             if (new.listen.intercept_port, bool(new.local_cidrs and new.remote_cidrs())) != (
                 old.listen.intercept_port, bool(old.local_cidrs and old.remote_cidrs())
