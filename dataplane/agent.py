@@ -39,6 +39,7 @@ from dataplane.datagram import RejectCounts
 from dataplane.datagram_intercept import IcmpInterceptor, IcmpPlan, UdpInterceptor
 from dataplane.config import AgentConfig, ConfigError, Endpoint, load_config
 from dataplane.denylog import DeniedPacket
+from dataplane.health import Health
 from dataplane.filter_compile import CompiledPolicy, PolicyTooComplexError, compile_policy
 from dataplane.forward import IP_TRANSPARENT, FlowRecord, Forwarder, Router, Runtime
 from dataplane.intercept import InterceptPlan
@@ -186,6 +187,10 @@ class InterceptListeners:
         self.tcp.stop()
         self.udp.stop()
 
+    def alive(self) -> bool:
+        """Are both the TCP accept thread and the UDP reader running?"""
+        return self.tcp.alive() and self.udp.alive()
+
 
 class Agent:
     """The running agent: owns every listener, kernel object and helper it starts."""
@@ -225,12 +230,20 @@ class Agent:
                 streams=self.forwarder.active,
                 filter_counters=self._filter_counters,
                 icmp_errors=self.reject_counts.snapshot,
+                refused=self.admission.snapshot,
             ),
             rtt=self._rtt,
             on_deny=self._kernel_denied,
         )
         self._tunnel_listener: Listener | None = None
         self._intercept_listener: InterceptListeners | None = None
+        self._reopen = threading.Event()
+        self._kernel_problem: str | None = None  # set when a rollback failed: /healthz fails until a reload succeeds
+        self.health = Health(self._health_info)
+        self.health.add("listeners", self._check_listeners)
+        self.health.add("filter_table", self._check_filter_table)
+        self.health.add("peers", self._check_peers)
+        self.health.add("kernel", lambda: (self._kernel_problem is None, self._kernel_problem or "as configured"))
 
     @property
     def config(self) -> AgentConfig:
@@ -247,7 +260,7 @@ class Agent:
             self._intercept_listener = self._make_intercept_listener(self.config)
             self._install_kernel(self.config, self._runtime.policy)
             self.paths.start()
-            self.observer.start(health=self.health)
+            self.observer.start(health=self.health.report, on_refused=lambda: self.admission.refused("metrics_connections"))
             self._tunnel_listener.start()
             if self._intercept_listener:
                 self._intercept_listener.start()
@@ -360,7 +373,11 @@ class Agent:
             if self._reload.is_set():
                 self._reload.clear()
                 self.reload()
+            if self._reopen.is_set():
+                self._reopen.clear()
+                self.observer.reopen()
             self.pool.reap()
+            self.observer.tick()
             _trim_malloc()
             self._stop.wait(1.0)
         self.drain()
@@ -369,6 +386,10 @@ class Agent:
     def request_reload(self) -> None:
         """Signal-safe: ask the loop to reload."""
         self._reload.set()
+
+    def request_reopen(self) -> None:
+        """Signal-safe: ask the loop to reopen the flow log (SIGUSR1, after log rotation)."""
+        self._reopen.set()
 
     def request_stop(self) -> None:
         """Signal-safe: ask the loop to drain and stop."""
@@ -493,8 +514,33 @@ class Agent:
         value = self.paths.stats().get(peer, {}).get(path, {}).get("rtt_ms")
         return float(value) if value is not None else None
 
-    def health(self) -> dict[str, object]:
-        """The /healthz document."""
+    def _check_listeners(self) -> tuple[bool, str]:
+        """The tunnel listener accepts, and so do the interception listeners when the agent intercepts."""
+        dead = [name for name, listener in (("tunnel", self._tunnel_listener), ("intercept", self._intercept_listener))
+                if listener is not None and not listener.alive()]
+        if self._tunnel_listener is None:
+            dead.append("tunnel (not started)")
+        return (not dead, f"not accepting: {', '.join(dead)}" if dead else "accepting")
+
+    def _check_filter_table(self) -> tuple[bool, str]:
+        """An agent that intercepts has its filter table in the kernel (someone may have flushed nftables)."""
+        if self._intercept is None:
+            return True, "not intercepting"
+        if self._filter_installed is None:
+            return False, "filter table not installed"
+        try:
+            filter_table.read_counters(self._filter_installed)
+        except Exception as exc:
+            return False, f"table {self._filter_installed} unreadable: {exc}"
+        return True, self._filter_installed
+
+    def _check_peers(self) -> tuple[bool, str]:
+        """Every peer is reachable on at least one path (probes get through)."""
+        cut = [peer.name for peer in self.config.peers if not (self.paths.is_up(peer.name, "private") or self.paths.is_up(peer.name, "public"))]
+        return (not cut, f"no path to {', '.join(cut)}" if cut else f"{len(self.config.peers)} peers reachable")
+
+    def _health_info(self) -> dict[str, object]:
+        """The informational part of the /healthz document."""
         return {
             "node": self.config.name,
             "role": self.config.role,
@@ -579,6 +625,7 @@ def main(argv: list[str] | None = None) -> int:
         event(log, "config.invalid", problem=f"filter: {exc}", level=logging.ERROR)
         return ExitCode.CONFIG_INVALID
     signal.signal(signal.SIGHUP, lambda *_: agent.request_reload())
+    signal.signal(signal.SIGUSR1, lambda *_: agent.request_reopen())
     signal.signal(signal.SIGTERM, lambda *_: agent.request_stop())
     signal.signal(signal.SIGINT, lambda *_: agent.request_stop())
     try:

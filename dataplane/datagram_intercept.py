@@ -178,6 +178,10 @@ class _Reader:
     def start(self) -> None:
         self._thread.start()
 
+    def alive(self) -> bool:
+        """Is the reader thread running (the health check)?"""
+        return self._thread.is_alive() and not self._stopped.is_set()
+
     def stop(self) -> None:
         self._stopped.set()
         if self._thread.is_alive() and self._thread is not threading.current_thread():
@@ -227,6 +231,10 @@ class UdpInterceptor:
         """Begin taking datagrams."""
         self._reader.start()
         event(log, "listener.start", listener="udp-intercept", addr=f"127.0.0.1:{self.port}")
+
+    def alive(self) -> bool:
+        """Is the datagram reader running (the health check)?"""
+        return self._reader.alive()
 
     def stop(self) -> None:
         """Stop taking new flows; running sessions end with their streams (refusals after this are silent)."""

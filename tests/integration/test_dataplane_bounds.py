@@ -32,15 +32,20 @@ def _threads(pid: int) -> int:
     return len(os.listdir(f"/proc/{pid}/task"))
 
 
-def _open_silent(ns: Netns, address: tuple[str, int], count: int) -> list[socket.socket]:
-    """`count` TCP connections that never send a byte (connected in the kernel, whatever the agent does with them)."""
+def _open_silent(ns: Netns, address: tuple[str, int], count: int, sources: tuple[str, ...] = ()) -> list[socket.socket]:
+    """`count` TCP connections that never send a byte (connected in the kernel, whatever the agent does with them).
+
+    From `sources` in turn when given (addresses of `ns`), else from its default address.
+    """
 
     def make() -> list[socket.socket]:
         socks = []
-        for _ in range(count):
+        for index in range(count):
             sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
             sock.setblocking(False)
             try:
+                if sources:
+                    sock.bind((sources[index % len(sources)], 0))
                 sock.connect(address)
             except BlockingIOError:
                 pass
@@ -117,9 +122,13 @@ def test_thread_start_failure_does_not_stop_the_listener(seed: Seed000) -> None:
     try:
         (group / "cgroup.procs").write_text(str(edgeb.proc.pid))
         (group / "pids.max").write_text((group / "pids.current").read_text().strip())
-        socks = _open_silent(seed.ns("azapp"), (EDGE_B["app"], 7443), 40)  # more than the idle workers
+        # From four addresses (each within the per-source cap), more than the agent has idle workers.
+        sources = tuple(f"172.18.40.{20 + i}" for i in range(4))
+        for source in sources:
+            seed.ns("azapp").exec("ip", "addr", "add", f"{source}/24", "dev", "eth0", check=False)
+        socks = _open_silent(seed.ns("azapp"), (EDGE_B["app"], 7443), 60, sources)
         try:
-            assert edgeb.wait_for("thread", timeout=3)
+            assert edgeb.wait_for("reason=threads", timeout=3), edgeb.current_log()[-1500:]
             time.sleep(0.3)
             assert int((group / "pids.events").read_text().split()[1]) > 0, "no thread start was refused"
         finally:
