@@ -36,7 +36,7 @@ from pathlib import Path
 from dataplane import filter_table, intercept, sysctl
 from dataplane.admission import Admission, Slot
 from dataplane.datagram import RejectCounts
-from dataplane.datagram_intercept import IcmpInterceptor, IcmpPlan, UdpInterceptor
+from dataplane.datagram_intercept import IcmpInterceptor, IcmpPlan, UdpInterceptor, remove_rules
 from dataplane.config import AgentConfig, ConfigError, Endpoint, load_config
 from dataplane.denylog import DeniedPacket
 from dataplane.health import Health
@@ -48,6 +48,7 @@ from dataplane.metrics import Sources
 from dataplane.observe import Observer
 from dataplane.parking import Parking
 from dataplane.relay import reset
+from dataplane.runstate import RunState
 from dataplane.paths import PathMonitor
 from dataplane.tls import build_contexts
 from dataplane.tunnel import TunnelPool
@@ -202,6 +203,8 @@ class Agent:
         self._stop = threading.Event()
         self.workers = Workers("stream")
         self._sysctl_previous: dict[str, str] = {}
+        self._state = RunState(config.state_dir, config.name)
+        self._forwarding_was: str | None = None
         self._intercept: InterceptPlan | None = None
         self._filter_installed: str | None = None
         self._icmp: IcmpInterceptor | None = None
@@ -255,10 +258,12 @@ class Agent:
     def start(self) -> None:
         """Bring every part up; on failure, undo what was done and re-raise."""
         try:
-            self._sysctl_previous = sysctl.apply()
+            self._apply_sysctls()
+            self._remove_leftovers()
             self._tunnel_listener = Listener("tunnel", self.config.listen.tunnel, self.forwarder.handle_tunnel, self.workers, self.admission)
             self._intercept_listener = self._make_intercept_listener(self.config)
             self._install_kernel(self.config, self._runtime.policy)
+            self._record_kernel()
             self.paths.start()
             self.observer.start(health=self.health.report, on_refused=lambda: self.admission.refused("metrics_connections"))
             self._tunnel_listener.start()
@@ -268,6 +273,39 @@ class Agent:
             self.teardown()
             raise
         event(log, "agent.start", node=self.config.name, role=self.config.role, peers=len(self.config.peers))
+
+    def _apply_sysctls(self) -> None:
+        """Set the sysctls, first recording the values from before any run of the agent (they survive a SIGKILL)."""
+        recorded = self._state.load()
+        original = {**sysctl.changes(), **recorded.get("sysctl", {})}  # a recorded value predates a killed run's changes
+        self._forwarding_was = recorded.get("ip_forward") or sysctl.read("net.ipv4.ip_forward")
+        self._state.update(sysctl=original, ip_forward=self._forwarding_was)
+        sysctl.apply()
+        self._sysctl_previous = original
+
+    def _remove_leftovers(self) -> None:
+        """Remove the kernel objects an earlier run recorded (by their names then, whatever the config says now)."""
+        left = self._state.load()
+        if left.get("intercept"):
+            plan = left["intercept"]
+            _quiet(lambda: intercept.remove(InterceptPlan(plan["table"], (), (), 0, plan["fwmark"], plan["route_table"], plan["rule_priority"])),
+                   "leftover intercept")
+        if left.get("filter_table"):
+            _quiet(lambda: filter_table.remove(left["filter_table"]), "leftover filter")
+        if left.get("icmp"):
+            icmp = left["icmp"]
+            _quiet(lambda: remove_rules(IcmpPlan(icmp["tun"], icmp["route_table"], icmp["rule_priority"], (), ())), "leftover icmp")
+        self._state.update(intercept=None, filter_table=None, icmp=None)
+
+    def _record_kernel(self) -> None:
+        """Record the kernel objects installed now, by name (what a restart after SIGKILL removes)."""
+        plan, icmp = self._intercept, self._icmp
+        self._state.update(
+            intercept={"table": plan.table, "fwmark": plan.fwmark, "route_table": plan.route_table, "rule_priority": plan.rule_priority}
+            if plan else None,
+            filter_table=self._filter_installed,
+            icmp={"tun": icmp.plan.tun, "route_table": icmp.plan.route_table, "rule_priority": icmp.plan.rule_priority} if icmp else None,
+        )
 
     def _make_intercept_listener(self, config: AgentConfig) -> InterceptListeners | None:
         if not (config.local_cidrs and config.remote_cidrs()):
@@ -311,7 +349,8 @@ class Agent:
         if current:
             current.update(wanted)
             return
-        icmp = IcmpInterceptor(wanted, self.forwarder.handle_datagrams, self.workers, admission=self.admission, limits=self._datagram_limits)
+        icmp = IcmpInterceptor(wanted, self.forwarder.handle_datagrams, self.workers, admission=self.admission, limits=self._datagram_limits,
+                               forwarding_was=self._forwarding_was)
         try:
             icmp.start()
         except OSError as exc:
@@ -320,8 +359,10 @@ class Agent:
 
     def _install_kernel(self, config: AgentConfig, policy: CompiledPolicy) -> None:
         """Interception (TCP, UDP, ICMP) and filter table for `config` (each nft change one transaction)."""
-        self._install_icmp(config)
         plan = InterceptPlan.from_config(config)
+        if plan.local and plan.remote:
+            intercept.check(plan)  # before anything changes: a table someone else uses is refused up front
+        self._install_icmp(config)
         if self._intercept and self._intercept != plan and (
             self._intercept.table != plan.table or self._intercept.fwmark != plan.fwmark or self._intercept.route_table != plan.route_table
         ):
@@ -364,8 +405,13 @@ class Agent:
             _quiet(icmp.stop, "icmp")
             self._icmp = None
         self.observer.stop()
-        sysctl.restore(self._sysctl_previous)
-        self._sysctl_previous = {}
+        try:
+            sysctl.restore(self._sysctl_previous)
+            self._sysctl_previous = {}
+            if self._kernel_problem is None:
+                self._state.clear()  # everything is back as it was before the agent
+        except OSError as exc:
+            event(log, "teardown.failed", what="sysctl", error=str(exc), level=logging.ERROR)
 
     def run(self) -> ExitCode:
         """The reconcile loop: act on flags, reap idle tunnels, until asked to stop."""
@@ -447,13 +493,15 @@ class Agent:
             return False
         try:
             self._install_kernel(new, policy)
-        except (intercept.KernelError, filter_table.FilterTableError) as exc:
+        except Exception as exc:  # KernelError, FilterTableError, a netlink or OS error: whatever the kernel said
             event(log, "agent.reload_refused", reason="kernel", error=str(exc), level=logging.ERROR)
             for listener, current in ((tunnel_listener, self._tunnel_listener), (intercept_listener, self._intercept_listener)):
                 if listener is not None and listener is not current:
                     listener.stop()
-            self._install_kernel(old, old_policy)
+            self._roll_back(old, old_policy)
             return False
+        self._kernel_problem = None
+        self._record_kernel()
         self._runtime = Runtime(new, contexts, Router(new), policy)
         for listener, current in ((tunnel_listener, self._tunnel_listener), (intercept_listener, self._intercept_listener)):
             if listener is not current:
@@ -478,6 +526,16 @@ class Agent:
         self.observer.reconfigure(new)
         event(log, "agent.reloaded", node=new.name, peers=len(new.peers), rules=len(new.filter.rules))
         return True
+
+    def _roll_back(self, old: AgentConfig, old_policy: CompiledPolicy) -> None:
+        """Put the old config's kernel objects back; a failure here is reported (log, /healthz), never fatal."""
+        try:
+            self._install_kernel(old, old_policy)
+            event(log, "agent.rolled_back", node=old.name)
+        except Exception as exc:
+            self._kernel_problem = f"rollback failed: {exc}"
+            event(log, "agent.rollback_failed", error=str(exc), level=logging.ERROR)
+        self._record_kernel()
 
     # ---- callbacks -----------------------------------------------------
 

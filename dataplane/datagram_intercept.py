@@ -505,8 +505,9 @@ class IcmpInterceptor:
     """The agent's TUN device, the policy routing into it, and the thread that reads echo requests from it."""
 
     def __init__(self, plan: IcmpPlan, handler: Handler, workers: Workers, *, admission: Admission | None = None,
-                 limits: Callable[[], tuple[int, int]] | None = None) -> None:
+                 limits: Callable[[], tuple[int, int]] | None = None, forwarding_was: str | None = None) -> None:
         self.plan = plan
+        self._forwarding_was = forwarding_was  # ip_forward before any run of the agent (the run state), if known
         self._handler = handler
         self._workers = workers
         self._admission = admission
@@ -521,6 +522,8 @@ class IcmpInterceptor:
         """Create the TUN, switch forwarding on, install the route and rules, start reading; undone on failure."""
         try:
             self._forwarding_previous = sysctl.apply({"net.ipv4.ip_forward": ("1", "route intercepted ICMP into the TUN")})
+            if self._forwarding_was not in (None, "1"):  # a killed run left it on: it was off before the agent
+                self._forwarding_previous = {"net.ipv4.ip_forward": str(self._forwarding_was)}
             self._fd = os.open("/dev/net/tun", os.O_RDWR | os.O_CLOEXEC)
             fcntl.ioctl(self._fd, TUNSETIFF, struct.pack("16sH", self.plan.tun.encode(), IFF_TUN | IFF_NO_PI))
             os.set_blocking(self._fd, False)
