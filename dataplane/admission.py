@@ -3,8 +3,10 @@
 Every listener asks here before it spends a thread on a new connection. A
 connection being set up (TLS handshake and stream header on the tunnel port,
 the tunnel dial for an intercepted connection) holds a `Slot` until it becomes
-a stream or fails; slots are capped overall and per source address, and the
-streams in flight plus the slots are capped overall (`AgentConfig.limits`).
+a stream or fails; slots are capped overall and, for sources that are not
+configured peers, per source address (a peer's bursts of new tunnels are
+bounded by the overall cap and its stream cap instead); the streams in flight
+plus the slots are capped overall (`AgentConfig.limits`).
 Past a cap the connection is reset at once and the refusal is counted by a
 reason from the fixed set `REASONS` (the `transit_refused_total` metric; a
 far end never chooses a label). The checks run at connection setup only,
@@ -63,14 +65,18 @@ class Admission:
         self._refused = dict.fromkeys(REASONS, 0)
         self._logged: dict[str, tuple[float, int]] = {}  # reason -> (last line, count then)
 
-    def open(self, source: str) -> Slot | str:
-        """A slot for a new connection from `source`, or the reason it is refused (counted, not yet logged)."""
+    def open(self, source: str, *, per_source: bool = True) -> Slot | str:
+        """A slot for a new connection from `source`, or the reason it is refused (counted and logged).
+
+        `per_source` False: the per-source cap does not apply (a configured peer's address, or the interception
+        listener, whose sources are the local applications the agent serves).
+        """
         limits = self._limits()
         with self._lock:
             reason = None
             if self._opening >= limits.handshakes:
                 reason = "handshakes"
-            elif self._by_source.get(source, 0) >= limits.handshakes_per_source:
+            elif per_source and self._by_source.get(source, 0) >= limits.handshakes_per_source:
                 reason = "source_handshakes"
             elif self._opening + self._streams() >= limits.streams:
                 reason = "streams"

@@ -84,9 +84,10 @@ class Listener:
 
     def __init__(
         self, name: str, endpoint: Endpoint, handler: Callable[[socket.socket, Slot], None], workers: Workers,
-        admission: Admission, *, transparent: bool = False,
+        admission: Admission, *, transparent: bool = False, per_source: Callable[[str], bool] | None = None,
     ) -> None:
         self.name = name
+        self._per_source = per_source  # does the per-source cap apply to this address? (None: never)
         self._workers = workers
         self._admission = admission
         self.endpoint = endpoint
@@ -146,7 +147,7 @@ class Listener:
                 time.sleep(0.01)
 
     def _admit(self, conn: socket.socket, source: str) -> None:
-        slot = self._admission.open(source)
+        slot = self._admission.open(source, per_source=self._per_source is not None and self._per_source(source))
         if isinstance(slot, str):
             reset(conn)
             return
@@ -260,7 +261,8 @@ class Agent:
         try:
             self._apply_sysctls()
             self._remove_leftovers()
-            self._tunnel_listener = Listener("tunnel", self.config.listen.tunnel, self.forwarder.handle_tunnel, self.workers, self.admission)
+            self._tunnel_listener = Listener("tunnel", self.config.listen.tunnel, self.forwarder.handle_tunnel, self.workers, self.admission,
+                                             per_source=self._not_a_peer)
             self._intercept_listener = self._make_intercept_listener(self.config)
             self._install_kernel(self.config, self._runtime.policy)
             self._record_kernel()
@@ -319,6 +321,10 @@ class Agent:
             tcp.stop()
             raise
         return InterceptListeners(tcp, udp)
+
+    def _not_a_peer(self, address: str) -> bool:
+        """Is `address` none of the configured peers' addresses (so the per-source handshake cap applies)?"""
+        return self._runtime.router.peer_at(address) is None
 
     def _datagram_limits(self) -> tuple[int, int]:
         limits = self.config.limits
@@ -482,7 +488,8 @@ class Agent:
         try:
             tunnel_listener = self._tunnel_listener
             if new.listen.tunnel != old.listen.tunnel:
-                tunnel_listener = Listener("tunnel", new.listen.tunnel, self.forwarder.handle_tunnel, self.workers, self.admission)
+                tunnel_listener = Listener("tunnel", new.listen.tunnel, self.forwarder.handle_tunnel, self.workers, self.admission,
+                                           per_source=self._not_a_peer)
             intercept_listener = self._intercept_listener
             if (new.listen.intercept_port, bool(new.local_cidrs and new.remote_cidrs())) != (
                 old.listen.intercept_port, bool(old.local_cidrs and old.remote_cidrs())

@@ -122,8 +122,8 @@ class LimitSettings(_Model):
 
     streams: int = Field(default=16384, ge=1, le=1_000_000, description="Streams in flight (TCP, UDP, ICMP echo; active or parked) plus connections still being set up, all listeners together. Defaults to 16384.")
     streams_per_peer: int = Field(default=8192, ge=1, le=1_000_000, description="Streams in flight from or to one peer (by its authenticated name). Defaults to 8192.")
-    handshakes: int = Field(default=64, ge=1, le=4096, description="Connections being set up at once (TLS handshake and stream header on the tunnel port, the tunnel dial for an intercepted connection); each holds a thread until its deadline. Defaults to 64.")
-    handshakes_per_source: int = Field(default=16, ge=1, le=4096, description="Connections being set up at once from one source address. Defaults to 16.")
+    handshakes: int = Field(default=512, ge=1, le=16384, description="Connections being set up at once (TLS handshake and stream header on the tunnel port, the tunnel dial for an intercepted connection); each holds a thread until its deadline. Defaults to 512.")
+    handshakes_per_source: int = Field(default=16, ge=1, le=16384, description="Connections being set up at once on the tunnel port from one source address that is not a configured peer's. Defaults to 16.")
     datagram_sessions: int = Field(default=4096, ge=1, le=65536, description="Intercepted UDP (and, separately, ICMP echo) sessions at once. Defaults to 4096.")
     datagram_sessions_per_source: int = Field(default=512, ge=1, le=65536, description="Intercepted UDP (or ICMP echo) sessions at once from one client address. Defaults to 512.")
     metrics_connections: int = Field(default=8, ge=1, le=256, description="Connections the /metrics and /healthz endpoint serves at once; more are closed at once. Defaults to 8.")

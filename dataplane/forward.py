@@ -206,7 +206,8 @@ class Forwarder:
         self._lock = threading.Lock()
         self._ids = itertools.count()
         self._streams: dict[int, tuple[Pump | SplicePump | DatagramPump, str, str]] = {}
-        self._per_peer: dict[str, int] = {}
+        self._per_peer: dict[str, int] = {}  # streams in flight per peer
+        self._idle_tunnels: dict[str, int] = {}  # accepted tunnels parked until their first header, per peer
 
     # ---- registry -------------------------------------------------------
 
@@ -483,26 +484,46 @@ class Forwarder:
         raw.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
         tune_tunnel(raw, rt.config.timeouts)
         raw.settimeout(rt.config.timeouts.handshake)
+        tls: ssl.SSLSocket | None = None
         try:
             tls = rt.contexts.server.wrap_socket(raw, server_side=True, do_handshake_on_connect=False)
             deadlines.handshake(tls, deadline)
         except (OSError, ssl.SSLError, ValueError) as exc:
-            reset(raw)
+            reset(tls if tls is not None else raw)
             event(log, "tunnel.reject", peer=peer_ip, reason=type(exc).__name__, level=logging.WARNING)
             return
         identities = peer_identities(tls)
-        if any(identity in rt.router.by_identity for identity in identities) and not _readable(tls):
-            # A warm tunnel from a peer: it waits for its stream's header without a thread.
+        peer = next((rt.router.by_identity[identity] for identity in identities if identity in rt.router.by_identity), None)
+        if peer is not None and not _readable(tls):
+            # A warm tunnel from a peer: it waits for its stream's header without a thread (and counts as one of its streams).
             if slot is not None:
                 slot.release()
+            with self._lock:
+                waiting = self._per_peer.get(peer.name, 0) + self._idle_tunnels.get(peer.name, 0)
+                if waiting < rt.config.limits.streams_per_peer:
+                    self._idle_tunnels[peer.name] = self._idle_tunnels.get(peer.name, 0) + 1
+            if waiting >= rt.config.limits.streams_per_peer:
+                reset(tls)
+                self.admission.refused("peer_streams", peer=peer.name)
+                return
             parked = self._parking.park((tls,), time.monotonic() + rt.config.timeouts.idle,
-                                        lambda: self._wake_tunnel(tls, peer_ip, identities))
+                                        lambda: self._wake_tunnel(tls, peer_ip, identities, peer.name))
             if parked:
                 return
+            self._tunnel_woke(peer.name)
         self._tunnel_header(tls, peer_ip, identities, deadline)
 
-    def _wake_tunnel(self, tls: ssl.SSLSocket, peer_ip: str, identities: list[str]) -> None:
+    def _tunnel_woke(self, peer: str) -> None:
+        with self._lock:
+            left = self._idle_tunnels.get(peer, 1) - 1
+            if left > 0:
+                self._idle_tunnels[peer] = left
+            else:
+                self._idle_tunnels.pop(peer, None)
+
+    def _wake_tunnel(self, tls: ssl.SSLSocket, peer_ip: str, identities: list[str], peer: str) -> None:
         """A parked warm tunnel spoke (or its idle time ran out): read its header on a worker."""
+        self._tunnel_woke(peer)
         if not _readable(tls):
             reset(tls)  # idle: a warm tunnel nobody used
             return

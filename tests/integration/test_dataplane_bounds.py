@@ -24,7 +24,7 @@ from tests.integration.seed000 import AWS_APP, AZ_APP, EDGE_B, Seed000
 pytestmark = pytest.mark.integration
 
 SILENT = 2000
-THREAD_CAP = 160  # what the agent may hold under attack: its fixed threads, the handshake cap (64) and the streams in flight
+THREAD_CAP = 160  # what the agent may hold under one attacking address: its fixed threads, the per-source handshake cap (16), idle workers and the streams in flight
 CGROUP_PIDS = Path("/sys/fs/cgroup/pids")
 
 
@@ -225,6 +225,45 @@ def test_two_hundred_half_sent_metrics_requests_do_not_hold_two_hundred_threads(
     assert _get(seed.ns("conn"), "/healthz")[0] == 200
 
 
+def test_idle_authenticated_tunnels_wait_without_a_thread_each(seed: Seed000) -> None:
+    """150 tunnels from a real peer (edge A's certificate), handshaken and silent, as warm tunnels are."""
+    edgeb = seed.agents["edgeb"]
+    assert edgeb.proc is not None
+    before = _threads(edgeb.proc.pid)
+    context = seed.member_context("edgea")
+    tunnels = []
+    try:
+        for _ in range(150):
+            sock = seed.ns("edgea").socket()
+            sock.settimeout(3)
+            sock.connect((EDGE_B["private"], 7443))
+            tunnels.append(context.wrap_socket(sock, server_side=False))
+        time.sleep(0.5)
+        held = _threads(edgeb.proc.pid)
+        assert held < before + 30, f"{held - before} more threads for 150 idle tunnels"
+        assert seed.round_trip(b"beside 150 idle tunnels")
+    finally:
+        for tunnel in tunnels:
+            tunnel.close()
+
+
+def test_sigusr1_reopens_the_flow_log_for_logrotate(seed: Seed000) -> None:
+    conn = seed.agents["conn"]
+    flows = Path(seed.read_config("conn")["flow_log"])
+    rotated = flows.with_name("flows.jsonl.1")
+    flows.rename(rotated)
+    try:
+        conn.signal(signal.SIGUSR1)
+        assert conn.wait_for("flowlog.reopened", timeout=5)
+        assert seed.round_trip(b"after rotation")
+        deadline = time.monotonic() + 5
+        while not (flows.exists() and list(FlowLogReader(flows).read())) and time.monotonic() < deadline:
+            time.sleep(0.1)
+        assert 5432 in [entry.dport for entry in FlowLogReader(flows).read()]
+    finally:
+        rotated.unlink(missing_ok=True)
+
+
 def test_reload_with_a_route_table_that_has_a_default_route_is_refused_and_the_old_config_keeps_forwarding(seed: Seed000) -> None:
     conn = seed.agents["conn"]
     space = seed.ns("conn")
@@ -242,6 +281,24 @@ def test_reload_with_a_route_table_that_has_a_default_route_is_refused_and_the_o
     finally:
         seed.write_config("conn", good)
         space.exec("ip", "route", "del", "default", "table", "5000", check=False)
+
+
+def test_healthz_fails_while_the_filter_table_is_gone_and_recovers_on_reload(seed: Seed000) -> None:
+    conn = seed.agents["conn"]
+    status, body = _get(seed.ns("conn"), "/healthz")
+    document = json.loads(body)
+    assert status == 200 and document["status"] == "ok"
+    assert {"listeners", "filter_table", "peers", "kernel"} <= set(document["checks"])
+    seed.ns("conn").exec("nft", "delete", "table", "inet", "transit_filter")
+    status, body = _get(seed.ns("conn"), "/healthz")
+    document = json.loads(body)
+    assert status == 503 and document["status"] == "fail"
+    assert not document["checks"]["filter_table"]["ok"]
+    conn.signal(signal.SIGHUP)
+    deadline = time.monotonic() + 5
+    while _get(seed.ns("conn"), "/healthz")[0] != 200 and time.monotonic() < deadline:
+        time.sleep(0.2)
+    assert _get(seed.ns("conn"), "/healthz")[0] == 200
 
 
 def _sysctls(ns: Netns) -> dict[str, str]:

@@ -105,7 +105,8 @@ def test_connections_past_the_per_source_cap_are_reset_and_counted() -> None:
     release = threading.Event()
     port = _free_port()
     admission = _admission(handshakes_per_source=2)
-    listener = Listener("t", Endpoint(host="127.0.0.1", port=port), lambda conn, slot: (release.wait(5), conn.close()), Workers("t"), admission)
+    listener = Listener("t", Endpoint(host="127.0.0.1", port=port), lambda conn, slot: (release.wait(5), conn.close()), Workers("t"), admission,
+                        per_source=lambda address: True)
     listener.start()
     socks = [socket.create_connection(("127.0.0.1", port), timeout=2) for _ in range(3)]
     try:
