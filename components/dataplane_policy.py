@@ -28,6 +28,7 @@ from ipaddress import IPv4Network, collapse_addresses
 from components.spec import FabricSpec, Network, Rule
 from components.spec_checks import home_edge
 from components.spec_types import parse_port_range
+from dataplane.config import Member
 from dataplane.filter_model import FilterPolicy, FilterRule
 
 ANY = "any"
@@ -135,3 +136,24 @@ def edge_scope(spec: FabricSpec, edge: str) -> list[IPv4Network]:
 def edge_filter(spec: FabricSpec, edge: str) -> FilterPolicy:
     """Policy of `edge` as the far edge of the networks it serves natively."""
     return scoped_filter(spec, edge_scope(spec, edge))
+
+
+def fabric_members(spec: FabricSpec) -> list[Member]:
+    """Every node that speaks for networks, with their CIDRs: the `members` of every agent of the fabric.
+
+    A network with a connector is spoken for by `connector-<network>` (an
+    on-prem one: the CIDRs its DC router announces, which the spec lists); a
+    native network by its home edge, `edge-<edge>`. Edges without native
+    networks are listed with no prefix: they relay, never originate or deliver.
+    """
+    owned: dict[str, list[IPv4Network]] = {f"spiffe://{spec.name}/edge-{edge.name}": [] for edge in spec.edges}
+    for network in spec.networks:
+        if network.attach == "native":
+            home = home_edge(spec, network)
+            if home is None:
+                continue
+            owner = f"spiffe://{spec.name}/edge-{home.name}"
+        else:
+            owner = f"spiffe://{spec.name}/connector-{network.name}"
+        owned.setdefault(owner, []).extend(network.cidrs)
+    return [Member(identity=identity, cidrs=cidrs) for identity, cidrs in owned.items()]

@@ -215,12 +215,12 @@ def parse_echo_reply(packet: bytes) -> tuple[int, int, bytes] | None:
 def refusal_icmp(status: Status) -> tuple[int, int]:
     """(type, code) of the ICMP error for a flow refused with `status`, as a router would answer.
 
-    DENIED: destination unreachable, communication administratively
+    DENIED and FORBIDDEN: destination unreachable, communication administratively
     prohibited (3/13); UNREACHABLE: host unreachable (3/1); NO_ROUTE: network
     unreachable (3/0); HOP_LIMIT: time exceeded in transit (11/0); anything
     else (a bad header): host unreachable (3/1).
     """
-    if status is Status.DENIED:
+    if status in (Status.DENIED, Status.FORBIDDEN):
         return ICMP_DEST_UNREACH, CODE_ADMIN_PROHIBITED
     if status is Status.NO_ROUTE:
         return ICMP_DEST_UNREACH, CODE_NET_UNREACHABLE

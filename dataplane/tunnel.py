@@ -103,6 +103,7 @@ def dial(contexts: TlsContexts, peer: PeerConfig, path: str, timeouts: Timeouts,
         raise
     try:
         require_identity(tls, {peer.identity})
+        contexts.check_denylist(tls)
     except BaseException:
         tls.close()
         raise
@@ -168,11 +169,13 @@ class TunnelPool:
         """The path new traffic to `peer_name` takes now."""
         return self._paths.active(peer_name)
 
-    def open_inner(self, plain: socket.socket, key: tuple[str, str], *, timeout: float) -> ssl.SSLSocket:
+    def open_inner(self, plain: socket.socket, key: tuple[str, str], *, identity: str, timeout: float) -> ssl.SSLSocket:
         """TLS with the delivering agent over a connection a relay splices (end-to-end streams).
 
-        Any identity of the fabric CA is accepted: the relay has already routed
-        the stream, and whichever node delivers the destination answers. The
+        The far end must be `identity`, the member that delivers the
+        destination (`dataplane.trust.Trust.deliverer`), and not denylisted:
+        any other fabric node (an impostor on the far edge's address) is
+        dropped before a byte of the stream is sent (PeerIdentityError). The
         session is cached under `key` (peer, destination route) for resumption.
         """
         contexts = self._contexts()
@@ -180,6 +183,12 @@ class TunnelPool:
         session = cached[1] if cached and cached[0] is contexts.client else None
         plain.settimeout(timeout)
         inner = contexts.client.wrap_socket(plain, server_side=False, session=session)
+        try:
+            require_identity(inner, {identity})
+            contexts.check_denylist(inner)
+        except BaseException:
+            inner.close()
+            raise
         if session is None and not _drain_tickets(inner, wait=TICKET_WAIT):
             inner.close()
             raise ConnectionResetError("the delivering agent closed the end-to-end session")

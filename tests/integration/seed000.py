@@ -162,7 +162,14 @@ class Seed000:
     def configs(self) -> dict[str, dict[str, Any]]:
         """The three AgentConfig documents (before TLS paths are filled in)."""
         timeouts = {"idle": 30, "connect": 2, "handshake": 2, "drain": 2}
-        common = {"filter": self.policy, "timeouts": timeouts, "paths": {"probe_interval": 0.1, "failover_misses": 3, "failback_hold": 2.0}}
+        # Who speaks for which prefixes: the connector for the AWS network, edge B for its native Azure network.
+        members = [
+            {"identity": identity("conn"), "cidrs": ["10.30.40.0/24"]},
+            {"identity": identity("edgea"), "cidrs": []},
+            {"identity": identity("edgeb"), "cidrs": ["172.18.40.0/24"]},
+        ]
+        common = {"filter": self.policy, "timeouts": timeouts, "members": members,
+                  "paths": {"probe_interval": 0.1, "failover_misses": 3, "failback_hold": 2.0}}
         return {
             "conn": {
                 "name": "conn", "role": "connector", "identity": identity("conn"),

@@ -416,6 +416,7 @@ REFUSAL_ERRORS = {
     Status.NO_ROUTE: (3, 0),
     Status.BAD_HEADER: (3, 1),
     Status.HOP_LIMIT: (11, 0),
+    Status.FORBIDDEN: (3, 13),  # the sender may not claim that flow: administratively prohibited, like a denial
 }
 
 
