@@ -229,12 +229,12 @@ class Seed000:
         folder = self.workdir / node
         return build_contexts(TlsPaths(ca=folder / "ca.pem", cert=folder / "node.pem", key=folder / "node.key")).client
 
-    def open_stream(self, node: str, address: str, header: StreamHeader) -> ssl.SSLSocket:
-        """A tunnel stream to the agent at `address`, opened from `node`'s namespace as that member, header sent.
+    def open_stream(self, node: str, address: str, header: StreamHeader, *, ns: str | None = None) -> ssl.SSLSocket:
+        """A tunnel stream to the agent at `address`, opened as member `node` from namespace `ns` (default: `node`'s), header sent.
 
         The caller reads the reply and closes the stream.
         """
-        sock = self.ns(node).socket()
+        sock = self.ns(ns or node).socket()
         sock.settimeout(3)
         try:
             sock.connect((address, 7443))
