@@ -220,6 +220,18 @@ class Seed000:
         """Replace an agent's config file (then signal SIGHUP to reload it)."""
         self.agents[node].config_path.write_text(json.dumps(config, indent=2))
 
+    def reload(self, node: str, config: dict[str, Any], timeout: float = 5) -> None:
+        """Write `config` for `node`, SIGHUP it and wait for `agent.reloaded` (raise if it refuses or times out)."""
+        agent = self.agents[node]
+        start = len(agent.log())
+        self.write_config(node, config)
+        agent.signal(signal.SIGHUP)
+        deadline = time.monotonic() + timeout
+        while "agent.reloaded" not in (fresh := agent.log()[start:]):
+            if "agent.reload_refused" in fresh or time.monotonic() > deadline:
+                raise RuntimeError(f"agent {node} did not reload:\n{fresh}")
+            time.sleep(0.02)
+
     def read_config(self, node: str) -> dict[str, Any]:
         """The agent's current config document."""
         return json.loads(self.agents[node].config_path.read_text())

@@ -158,18 +158,6 @@ def test_a_fabric_ca_impostor_far_edge_receives_zero_bytes_and_the_connector_say
     assert topo.round_trip(b"still ok")
 
 
-def _reload(topo: Seed000, node: str, config: dict[str, object]) -> None:
-    agent = topo.agents[node]
-    before = agent.log().count("agent.reloaded")
-    topo.write_config(node, config)
-    agent.signal(signal.SIGHUP)
-    deadline = time.monotonic() + 5
-    while agent.log().count("agent.reloaded") == before:
-        assert "agent.reload_refused" not in agent.log()[agent.started_at:].split("agent.reloaded")[-1], agent.log()[-2000:]
-        assert time.monotonic() < deadline, "no reload"
-        time.sleep(0.02)
-
-
 def test_a_denylisted_identity_or_serial_is_refused_at_the_handshake(seed: tuple[Seed000, AppServer]) -> None:
     topo, _server = seed
     edgea = topo.agents["edgea"]
@@ -179,11 +167,11 @@ def test_a_denylisted_identity_or_serial_is_refused_at_the_handshake(seed: tuple
     try:
         for denylist in ({"identities": [identity("conn")]}, {"serials": [colons]}):
             rejected = edgea.log().count("reason=denylisted")
-            _reload(topo, "edgea", {**original, "denylist": denylist})
+            topo.reload("edgea", {**original, "denylist": denylist})
             assert not topo.round_trip(b"revoked")
             assert edgea.log().count("reason=denylisted") > rejected, f"{denylist}: no handshake refusal logged"
     finally:
-        _reload(topo, "edgea", original)
+        topo.reload("edgea", original)
     assert topo.round_trip(b"reinstated")
 
 
@@ -214,7 +202,7 @@ def test_a_tightened_policy_resets_an_open_stream_within_a_second(seed: tuple[Se
             assert f"sport={sport} " not in entries.stdout, f"conntrack still holds the revoked flow:\n{entries.stdout}"
     finally:
         app.close()
-        _reload(topo, node, original)
+        topo.reload(node, original)
     assert topo.round_trip(b"allowed again")
 
 
