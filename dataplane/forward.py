@@ -373,9 +373,9 @@ class Forwarder:
         tunnel.sock.settimeout(rt.config.timeouts.handshake)
         tunnel.sock.sendall(header.encode())
         if deliverer is not None:
-            stream = self._open_end_to_end(rt, tunnel.sock, header, peer, deliverer)
-            return tunnel, stream, peer_cert(stream)
-        return tunnel, tunnel.sock, peer_cert(tunnel.sock)
+            stream, cert = self._open_end_to_end(rt, tunnel.sock, header, peer, deliverer)
+            return tunnel, stream, cert
+        return tunnel, tunnel.sock, tunnel.cert
 
     def handle_datagrams(self, endpoint: Endpoint, src: IPv4Address, sport: int, dst: IPv4Address, dport: int, proto: int, first: list[bytes]) -> None:
         """An intercepted UDP flow or ICMP echo flow (sport = echo identifier, dport = 0): one stream until idle.
@@ -425,7 +425,9 @@ class Forwarder:
 
         self._run(pump, peer.name, tunnel.path, done, Claim("ingress", header, far))
 
-    def _open_end_to_end(self, rt: Runtime, outer: ssl.SSLSocket, header: StreamHeader, peer: PeerConfig, deliverer: str) -> ssl.SSLSocket:
+    def _open_end_to_end(
+        self, rt: Runtime, outer: ssl.SSLSocket, header: StreamHeader, peer: PeerConfig, deliverer: str
+    ) -> tuple[ssl.SSLSocket, PeerCert]:
         """Leave the edge's TLS (close_notify both ways) and run TLS with the delivering agent through it.
 
         The edge has authenticated this agent and read the header; from here it
@@ -437,12 +439,12 @@ class Forwarder:
         try:
             route = rt.router.route_for(header.dst)
             key = (peer.name, str(route[0]) if route else str(header.dst))
-            inner = self._pool.open_inner(plain, key, identity=deliverer, timeout=rt.config.timeouts.handshake)
+            inner, cert = self._pool.open_inner(plain, key, identity=deliverer, timeout=rt.config.timeouts.handshake)
         except BaseException:
             plain.close()
             raise
         inner.sendall(header.encode())
-        return inner
+        return inner, cert
 
     # ---- tunnels from peers --------------------------------------------
 

@@ -2,8 +2,8 @@
 
 Hostnames mean nothing in the fabric (peers are reached by address on two
 paths), so the check is on the certificate's URI SAN instead: the dialer knows
-exactly which identity it wants; the listener accepts any identity in its peer
-list. Anything else (another CA, TLS 1.2, no client certificate) fails, and so
+exactly which identity it wants (`TlsContexts.require`); the listener accepts
+any identity in its peer list. Anything else (another CA, TLS 1.2, no client certificate) fails, and so
 does a certificate whose identity or serial is on the config's denylist
 (`TlsContexts.check_denylist`, after every handshake, whichever side dialled).
 The agent's own files are checked before use (`own_credential_problems`):
@@ -12,10 +12,9 @@ its certificate names its configured identity, its key is private.
 from __future__ import annotations
 
 import ctypes
-import ssl
 import os
+import ssl
 import stat
-from collections.abc import Collection
 from dataclasses import dataclass, field
 
 from dataplane import pki
@@ -54,6 +53,13 @@ class TlsContexts:
         reason = self.denied(cert)
         if reason:
             raise PeerDeniedError(reason)
+        return cert
+
+    def require(self, sock: ssl.SSLSocket | ssl.SSLObject, identity: str) -> PeerCert:
+        """What a dialer checks: the peer is exactly `identity` and not denylisted (PeerIdentityError otherwise)."""
+        cert = self.check_denylist(sock)
+        if identity not in cert.identities:
+            raise PeerIdentityError(f"peer presented {', '.join(cert.identities) or 'no identity'}, expected {identity}")
         return cert
 
 
@@ -187,17 +193,3 @@ def peer_cert(sock: ssl.SSLSocket | ssl.SSLObject) -> PeerCert:
     cert = sock.getpeercert() or {}
     identities = tuple(value for kind, value in cert.get("subjectAltName", ()) if kind == "URI")
     return PeerCert(identities, str(cert.get("serialNumber", "")).upper().lstrip("0") or "0")
-
-
-def peer_identities(sock: ssl.SSLSocket | ssl.SSLObject) -> list[str]:
-    """The URI SANs of the (already verified) peer certificate."""
-    return list(peer_cert(sock).identities)
-
-
-def require_identity(sock: ssl.SSLSocket | ssl.SSLObject, allowed: Collection[str]) -> str:
-    """Return the peer's identity if it is one of `allowed`, else raise PeerIdentityError."""
-    found = peer_identities(sock)
-    for identity in found:
-        if identity in allowed:
-            return identity
-    raise PeerIdentityError(f"peer presented {', '.join(found) or 'no identity'}, expected {', '.join(sorted(allowed))}")

@@ -24,7 +24,7 @@ from typing import Protocol
 
 from dataplane.config import PeerConfig, Timeouts
 from dataplane.logfmt import event
-from dataplane.tls import TlsContexts, require_identity
+from dataplane.tls import PeerCert, TlsContexts
 from dataplane.workers import Workers
 
 log = logging.getLogger("dataplane.tunnel")
@@ -46,6 +46,7 @@ class Tunnel:
     sock: ssl.SSLSocket
     peer: str
     path: str
+    cert: PeerCert  # the peer's verified certificate (its identity was required when dialled)
     created: float = field(default_factory=time.monotonic)
 
     def alive(self) -> bool:
@@ -102,12 +103,11 @@ def dial(contexts: TlsContexts, peer: PeerConfig, path: str, timeouts: Timeouts,
         raw.close()
         raise
     try:
-        require_identity(tls, {peer.identity})
-        contexts.check_denylist(tls)
+        cert = contexts.require(tls, peer.identity)
     except BaseException:
         tls.close()
         raise
-    return Tunnel(tls, peer.name, path)
+    return Tunnel(tls, peer.name, path, cert)
 
 
 class _PeerPool:
@@ -169,7 +169,7 @@ class TunnelPool:
         """The path new traffic to `peer_name` takes now."""
         return self._paths.active(peer_name)
 
-    def open_inner(self, plain: socket.socket, key: tuple[str, str], *, identity: str, timeout: float) -> ssl.SSLSocket:
+    def open_inner(self, plain: socket.socket, key: tuple[str, str], *, identity: str, timeout: float) -> tuple[ssl.SSLSocket, PeerCert]:
         """TLS with the delivering agent over a connection a relay splices (end-to-end streams).
 
         The far end must be `identity`, the member that delivers the
@@ -184,8 +184,7 @@ class TunnelPool:
         plain.settimeout(timeout)
         inner = contexts.client.wrap_socket(plain, server_side=False, session=session)
         try:
-            require_identity(inner, {identity})
-            contexts.check_denylist(inner)
+            cert = contexts.require(inner, identity)
         except BaseException:
             inner.close()
             raise
@@ -195,7 +194,7 @@ class TunnelPool:
         fresh = inner.session
         if fresh is not None and fresh.has_ticket:
             self._sessions[key] = (contexts.client, fresh)
-        return inner
+        return inner, cert
 
     def _dial(self, peer: PeerConfig, path: str) -> Tunnel:
         """Dial with a cached session when there is one for this peer, path and context."""

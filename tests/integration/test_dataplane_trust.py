@@ -203,7 +203,7 @@ def test_a_tightened_policy_resets_an_open_stream_within_a_second(seed: tuple[Se
     finally:
         app.close()
         topo.reload(node, original)
-    assert topo.round_trip(b"allowed again")
+    assert topo.round_trip(b"allowed again"), "\n".join(topo.agents[n].log()[-1500:] for n in ("conn", "edgea", "edgeb"))
 
 
 def test_the_agent_refuses_to_start_with_a_certificate_for_another_identity_or_a_readable_key(tmp_path: Path) -> None:

@@ -11,7 +11,7 @@ import pytest
 from dataplane import pki
 from dataplane.config import Denylist, TlsPaths
 from dataplane.tls import (
-    PeerDeniedError, PeerIdentityError, TlsContexts, build_contexts, enable_read_ahead, own_credential_problems, prefer_aes128, require_identity,
+    PeerDeniedError, PeerIdentityError, TlsContexts, build_contexts, enable_read_ahead, own_credential_problems, prefer_aes128,
 )
 
 
@@ -68,7 +68,7 @@ def test_members_connect_and_see_each_others_identity(fabric: dict[str, TlsConte
 
     def serve() -> None:
         tls = fabric["a"].server.wrap_socket(left, server_side=True)
-        box["id"] = require_identity(tls, {"spiffe://acme/edge-b"})
+        box["id"] = fabric["a"].require(tls, "spiffe://acme/edge-b").identities[0]
         box["version"] = tls.version()
         box["cipher"] = tls.cipher()[0]
         tls.sendall(b"ok")
@@ -77,7 +77,7 @@ def test_members_connect_and_see_each_others_identity(fabric: dict[str, TlsConte
     thread = threading.Thread(target=serve)
     thread.start()
     client = fabric["b"].client.wrap_socket(right, server_side=False)
-    assert require_identity(client, {"spiffe://acme/edge-a"}) == "spiffe://acme/edge-a"
+    assert fabric["b"].require(client, "spiffe://acme/edge-a").identities == ("spiffe://acme/edge-a",)
     assert client.recv(2) == b"ok"
     thread.join()
     client.close()
@@ -104,7 +104,7 @@ def test_unexpected_identity_is_refused(fabric: dict[str, TlsContexts]) -> None:
     server, client = _handshake(fabric["a"].server, fabric["b"].client)
     assert isinstance(client, ssl.SSLSocket)
     with pytest.raises(PeerIdentityError):
-        require_identity(client, {"spiffe://acme/edge-c"})
+        fabric["b"].require(client, "spiffe://acme/edge-c")
     client.close()
     if isinstance(server, ssl.SSLSocket):
         server.close()
@@ -138,7 +138,7 @@ def test_resumed_sessions_still_carry_both_identities(fabric: dict[str, TlsConte
             for _ in range(count):
                 conn, _ = listener.accept()
                 tls = fabric["a"].server.wrap_socket(conn, server_side=True)
-                seen.append((require_identity(tls, {"spiffe://acme/edge-b"}), tls.session_reused))
+                seen.append((fabric["a"].require(tls, "spiffe://acme/edge-b").identities[0], tls.session_reused))
                 tls.sendall(b"k")
                 tls.close()
 
@@ -149,7 +149,7 @@ def test_resumed_sessions_still_carry_both_identities(fabric: dict[str, TlsConte
         for _ in range(2):
             client = fabric["b"].client.wrap_socket(socket.create_connection(listener.getsockname()), session=session)
             assert client.recv(1) == b"k"  # also processes the ticket
-            assert require_identity(client, {"spiffe://acme/edge-a"}) == "spiffe://acme/edge-a"
+            assert fabric["b"].require(client, "spiffe://acme/edge-a").identities == ("spiffe://acme/edge-a",)
             reused.append(client.session_reused)
             session = client.session
             client.close()
