@@ -34,7 +34,7 @@ from ipaddress import IPv4Address
 from pathlib import Path
 
 from dataplane import conntrack, filter_table, intercept, sysctl
-from dataplane.datagram import RejectCounts
+from dataplane.icmp_reject import RejectCounts
 from dataplane.datagram_intercept import IcmpInterceptor, IcmpPlan, UdpInterceptor
 from dataplane.config import AgentConfig, ConfigError, Endpoint, load_config
 from dataplane.denylog import DeniedPacket

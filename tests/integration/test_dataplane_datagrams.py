@@ -192,7 +192,7 @@ def test_denied_udp_is_refused_at_once(seed: Seed000, echoes: dict[int, UdpEcho]
 
 def test_a_flood_of_denied_datagrams_gets_rate_limited_errors(seed: Seed000) -> None:
     """The connector is no amplifier: a source's refused datagrams get at most a burst and then a trickle of errors."""
-    from dataplane.datagram import REJECT_BURST, REJECT_RATE
+    from dataplane.icmp_reject import REJECT_BURST, REJECT_RATE
 
     flood = 200
     before = _icmp_error_counts(seed, "conn")
