@@ -3,7 +3,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from components.dataplane_policy import fabric_members
+from components.segmentation.members import fabric_members
 from components.loader import load_spec
 from components.local.layout import build_layout
 
