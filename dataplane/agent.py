@@ -33,9 +33,9 @@ from collections.abc import Callable
 from ipaddress import IPv4Address
 from pathlib import Path
 
-from dataplane import filter_table, intercept, sysctl
+from dataplane import conntrack, filter_table, intercept, sysctl
 from dataplane.admission import Admission, Slot
-from dataplane.datagram import RejectCounts
+from dataplane.icmp_reject import RejectCounts
 from dataplane.datagram_intercept import IcmpInterceptor, IcmpPlan, UdpInterceptor, remove_rules
 from dataplane.config import AgentConfig, ConfigError, Endpoint, load_config
 from dataplane.denylog import DeniedPacket
@@ -50,7 +50,8 @@ from dataplane.parking import Parking
 from dataplane.relay import reset
 from dataplane.runstate import RunState
 from dataplane.paths import PathMonitor
-from dataplane.tls import build_contexts
+from dataplane.tls import TlsContexts, build_contexts, own_credential_problems
+from dataplane.trust import Trust
 from dataplane.tunnel import TunnelPool
 from dataplane.workers import Workers
 
@@ -58,6 +59,8 @@ log = logging.getLogger("dataplane.agent")
 
 # accept() errors that say "not now" rather than "this socket is gone".
 _TRANSIENT_ACCEPT = {errno.EMFILE, errno.ENFILE, errno.ENOBUFS, errno.ENOMEM, errno.ECONNABORTED, errno.EPROTO, errno.EPERM}
+SIGNAL_POLL = 0.1  # seconds between looks at the reload and stop flags
+HOUSEKEEPING = 1.0  # seconds between reaps of idle tunnels and malloc trims
 THREAD_STACK = 256 * 1024  # many stream threads; each needs little stack
 MALLOC_ARENAS = 2  # glibc gives each busy thread its own arena; with a thread per stream that multiplies idle memory
 _M_ARENA_MAX = -8  # malloc.h
@@ -199,7 +202,7 @@ class Agent:
 
     def __init__(self, config_path: Path, config: AgentConfig) -> None:
         self.config_path = config_path
-        self._runtime = Runtime(config, build_contexts(config.tls), Router(config), compile_policy(config.filter))
+        self._runtime = _runtime(config, build_contexts(config.tls, config.denylist), compile_policy(config.filter))
         self._reload = threading.Event()
         self._stop = threading.Event()
         self.workers = Workers("stream")
@@ -424,6 +427,7 @@ class Agent:
 
     def run(self) -> ExitCode:
         """The reconcile loop: act on flags, reap idle tunnels, until asked to stop."""
+        housekeeping = 0.0
         while not self._stop.is_set():
             if self._reload.is_set():
                 self._reload.clear()
@@ -434,10 +438,13 @@ class Agent:
             if self._reopen.is_set():
                 self._reopen.clear()
                 self.observer.reopen()
-            self.pool.reap()
-            self.observer.tick()
-            _trim_malloc()
-            self._stop.wait(1.0)
+            if time.monotonic() >= housekeeping:
+                self.pool.reap()
+                self.observer.tick()
+                _trim_malloc()
+                housekeeping = time.monotonic() + HOUSEKEEPING
+            # Short waits: a signal handler cannot wake Event.wait, and a reload must act (and re-judge open flows) at once.
+            self._stop.wait(SIGNAL_POLL)
         self.drain()
         return ExitCode.OK
 
@@ -477,7 +484,9 @@ class Agent:
         """Apply the config file again; a bad one is refused and nothing changes."""
         try:
             new = load_config(self.config_path)
-            contexts = build_contexts(new.tls)
+            if problems := own_credential_problems(new.tls, new.identity, new.denylist):
+                raise ConfigError(problems)
+            contexts = build_contexts(new.tls, new.denylist)
             policy = compile_policy(new.filter)
         except ConfigError as exc:
             for problem in exc.problems:
@@ -515,7 +524,8 @@ class Agent:
             return False
         self._kernel_problem = None
         self._record_kernel()
-        self._runtime = Runtime(new, contexts, Router(new), policy)
+        self._runtime = runtime = _runtime(new, contexts, policy)
+        self._rejudge(runtime, denylist_changed=new.denylist != old.denylist)
         for listener, current in ((tunnel_listener, self._tunnel_listener), (intercept_listener, self._intercept_listener)):
             if listener is not current:
                 if current:
@@ -549,6 +559,27 @@ class Agent:
             self._kernel_problem = f"rollback failed: {exc}"
             event(log, "agent.rollback_failed", error=str(exc), level=logging.ERROR)
         self._record_kernel()
+
+    def _rejudge(self, runtime: Runtime, *, denylist_changed: bool) -> None:
+        """Reset the open streams the reloaded config refuses, and forget their conntrack entries.
+
+        Where this agent intercepted the flow (ingress) the conntrack entry is
+        the application's own 5-tuple: removing it makes the flow's next packet
+        new, so the kernel filter table judges it against the new policy.
+        """
+        if denylist_changed:
+            self.pool.flush()  # warm tunnels and cached sessions may belong to a certificate denied now
+        doomed = self.forwarder.rejudge(runtime)
+        for claim, reason in doomed:
+            header = claim.header
+            event(log, "flow.revoked", role=claim.role, proto=header.proto_name, src=f"{header.src}:{header.sport}",
+                  dst=f"{header.dst}:{header.dport}", identity=header.identity, reason=reason, level=logging.WARNING)
+        flows = [claim.header.five_tuple() for claim, _ in doomed if claim.role == "ingress"]
+        if flows:
+            try:
+                conntrack.forget(flows)
+            except OSError as exc:
+                event(log, "conntrack.forget_failed", flows=len(flows), error=str(exc), level=logging.WARNING)
 
     # ---- callbacks -----------------------------------------------------
 
@@ -624,6 +655,11 @@ class Agent:
         }
 
 
+def _runtime(config: AgentConfig, contexts: TlsContexts, policy: CompiledPolicy) -> Runtime:
+    """Everything a stream reads of a (re)loaded config, built once."""
+    return Runtime(config, contexts, Router(config), policy, Trust.from_config(config))
+
+
 def _quiet(action: Callable[[], None], what: str) -> None:
     try:
         action()
@@ -684,6 +720,10 @@ def main(argv: list[str] | None = None) -> int:
     if args.check:
         event(log, "config.valid", node=config.name)
         return ExitCode.OK
+    if problems := own_credential_problems(config.tls, config.identity, config.denylist):
+        for problem in problems:
+            event(log, "config.invalid", problem=problem, level=logging.ERROR)
+        return ExitCode.CONFIG_INVALID
     threading.stack_size(THREAD_STACK)
     _limit_malloc_arenas()
     _raise_file_limit()
