@@ -40,6 +40,7 @@ from dataplane.config import AgentConfig, ConfigError, Endpoint, load_config
 from dataplane.denylog import DeniedPacket
 from dataplane.filter_compile import CompiledPolicy, PolicyTooComplexError, compile_policy
 from dataplane.forward import IP_TRANSPARENT, FlowRecord, Forwarder, Router, Runtime
+from dataplane.geneve.gateway import GeneveGateway
 from dataplane.intercept import InterceptPlan
 from dataplane.logfmt import event
 from dataplane.metrics import Sources
@@ -164,6 +165,7 @@ class Agent:
         self._intercept: InterceptPlan | None = None
         self._filter_installed: str | None = None
         self._icmp: IcmpInterceptor | None = None
+        self._geneve: GeneveGateway | None = None
         self.paths = PathMonitor.from_config(config, on_change=self._path_changed)
         self.pool = TunnelPool(
             contexts=lambda: self._runtime.contexts,
@@ -188,6 +190,8 @@ class Agent:
                 streams=self.forwarder.active,
                 filter_counters=self._filter_counters,
                 icmp_errors=self.reject_counts.snapshot,
+                geneve=lambda: self._geneve.counts() if self._geneve else None,
+                geneve_flows=lambda: len(self._geneve.flows) if self._geneve else None,
             ),
             rtt=self._rtt,
             on_deny=self._kernel_denied,
@@ -289,6 +293,25 @@ class Agent:
         elif self._filter_installed:
             filter_table.remove(self._filter_installed)  # nothing is intercepted any more
             self._filter_installed = None
+        self._install_geneve(config)
+
+    def _install_geneve(self, config: AgentConfig) -> None:
+        """The GENEVE gateway: started, restarted on a change, or stopped to match `config` (after interception, which it feeds)."""
+        icmp_tun = self._icmp.plan.tun if self._icmp else None
+        current = self._geneve
+        if current and current.settings == config.geneve and current.plan.icmp_tun == icmp_tun:
+            return
+        if current:
+            current.stop()
+            self._geneve = None
+        if config.geneve is None:
+            return
+        gateway = GeneveGateway(config.geneve, icmp_tun=icmp_tun)
+        try:
+            gateway.start()
+        except OSError as exc:
+            raise intercept.KernelError(f"GENEVE listener {config.geneve.listen.host}:{config.geneve.listen.port}: {exc.strerror or exc}") from exc
+        self._geneve = gateway
 
     def teardown(self) -> None:
         """Remove everything this agent made; safe to call more than once."""
@@ -305,6 +328,9 @@ class Agent:
             table = self._filter_installed
             _quiet(lambda: filter_table.remove(table), "filter")
             self._filter_installed = None
+        if self._geneve:
+            _quiet(self._geneve.stop, "geneve")
+            self._geneve = None
         if self._icmp:
             icmp = self._icmp
             _quiet(icmp.stop, "icmp")
@@ -453,8 +479,14 @@ class Agent:
         return float(value) if value is not None else None
 
     def health(self) -> dict[str, object]:
-        """The /healthz document."""
+        """The /healthz document; `status` is not "ok" (HTTP 503) when a check fails."""
+        checks: dict[str, dict[str, object]] = {}
+        if self._geneve is not None or self.config.geneve is not None:
+            checks["geneve"] = self._geneve_check()
+        failing = sorted(name for name, check in checks.items() if not check.get("ok"))
         return {
+            "status": "failing: " + ", ".join(failing) if failing else "ok",
+            "checks": checks,
             "node": self.config.name,
             "role": self.config.role,
             "identity": self.config.identity,
@@ -464,6 +496,18 @@ class Agent:
             "paths": self.paths.stats(),
             "active_paths": {peer.name: self.paths.active(peer.name) for peer in self.config.peers},
         }
+
+
+    def _geneve_check(self) -> dict[str, object]:
+        """What the load balancer's health check asks: can this target take GENEVE and carry it on?"""
+        gateway = self._geneve
+        if gateway is None:
+            return {"ok": False, "problem": "GENEVE gateway not running"}
+        result = gateway.check()
+        peers = self.config.peers
+        if result.get("ok") and peers and not any(self.paths.is_up(peer.name, path) for peer in peers for path in ("private", "public")):
+            return {"ok": False, "problem": "no peer reachable: the load balancer must send its flows elsewhere"}
+        return result
 
 
 def _quiet(action: Callable[[], None], what: str) -> None:

@@ -308,6 +308,18 @@ def only_from(sock: socket.socket, src: str, sport: int) -> None:
     sock.setsockopt(socket.SOL_SOCKET, SO_ATTACH_FILTER, fprog)
 
 
+def open_tun(name: str) -> int:
+    """A non-blocking descriptor of a new layer-3 TUN device `name` (no packet info); the device goes when it closes."""
+    fd = os.open("/dev/net/tun", os.O_RDWR | os.O_CLOEXEC)
+    try:
+        fcntl.ioctl(fd, TUNSETIFF, struct.pack("16sH", name.encode(), IFF_TUN | IFF_NO_PI))
+        os.set_blocking(fd, False)
+    except BaseException:
+        os.close(fd)
+        raise
+    return fd
+
+
 def _safe(handler: Handler, endpoint: Endpoint, *args: object) -> None:
     try:
         handler(endpoint, *args)  # type: ignore[arg-type]
@@ -471,9 +483,7 @@ class IcmpInterceptor:
         """Create the TUN, switch forwarding on, install the route and rules, start reading; undone on failure."""
         try:
             self._forwarding_previous = sysctl.apply({"net.ipv4.ip_forward": ("1", "route intercepted ICMP into the TUN")})
-            self._fd = os.open("/dev/net/tun", os.O_RDWR | os.O_CLOEXEC)
-            fcntl.ioctl(self._fd, TUNSETIFF, struct.pack("16sH", self.plan.tun.encode(), IFF_TUN | IFF_NO_PI))
-            os.set_blocking(self._fd, False)
+            self._fd = open_tun(self.plan.tun)
             remove_rules(self.plan)  # whatever a killed agent left under the same table and priority
             install_rules(self.plan)
         except BaseException:

@@ -31,6 +31,7 @@ from prometheus_client.registry import Collector
 
 from dataplane.filter_model import DEFAULT_RULE
 from dataplane.flowlog import FlowEntry
+from dataplane.geneve.packet import REASONS
 
 log = logging.getLogger("dataplane.metrics")
 
@@ -47,6 +48,8 @@ class Sources:
     streams: Callable[[], int] | None = None
     filter_counters: Callable[[], Mapping[str, tuple[int, int]]] | None = None
     icmp_errors: Callable[[], Mapping[str, int]] | None = None  # {"sent": n, "limited": n}
+    geneve: Callable[[], Mapping[str, int] | None] | None = None  # packets by result (geneve.gateway.counts); None: no gateway
+    geneve_flows: Callable[[], int | None] | None = None
 
 
 class Metrics:
@@ -114,6 +117,21 @@ class _ScrapeCollector(Collector):
             for result in ("sent", "limited"):
                 errors.add_metric([result], counts.get(result, 0))
             yield errors
+        yield from _guarded(self._geneve, sources)
+
+    @staticmethod
+    def _geneve(sources: Sources) -> Iterable[Metric]:
+        counts = _call(sources.geneve, None)
+        if counts is None:
+            return []
+        packets = CounterMetricFamily(
+            "transit_geneve_packets", "GENEVE packets by result: delivered (into the TUN), returned (to the load balancer), or the reason it was dropped.",
+            labels=["result"],
+        )
+        for result in sorted({"delivered", "returned", *REASONS, *counts}):
+            packets.add_metric([result], counts.get(result, 0))
+        flows = GaugeMetricFamily("transit_geneve_flows", "Flows in the GENEVE flow table.", value=_call(sources.geneve_flows, 0) or 0)
+        return [packets, flows]
 
     @staticmethod
     def _paths(sources: Sources) -> Iterable[Metric]:
@@ -189,8 +207,9 @@ class MetricsServer:
                     self._send(200, CONTENT_TYPE_LATEST, server._metrics.render())
                 elif path == "/healthz":
                     try:
-                        body, status = dict(server._health()), 200
+                        body = dict(server._health())
                         body.setdefault("status", "ok")
+                        status = 200 if body["status"] == "ok" else 503
                     except Exception as exc:
                         body, status = {"status": "error", "error": repr(exc)}, 503
                     self._send(status, "application/json", json.dumps(body, default=str).encode())
