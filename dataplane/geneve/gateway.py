@@ -56,6 +56,9 @@ BUFFER = 65536  # a UDP datagram can be no larger: nothing is ever truncated sil
 SOCKET_BUFFER = 8 * 1024 * 1024
 EXPIRE_EVERY = 1.0  # seconds between flow-table sweeps
 IFF_UP, IFF_RUNNING = 0x1, 0x40
+# The kernel's reverse-path check (rp_filter, which the agent sets to loose) refuses every packet from a device
+# without an IPv4 address; this one, host scope, only gives the TUN one (gwlbtun switches rp_filter off instead).
+TUN_ADDRESS = "169.254.60.81"
 _ADDR = struct.Struct("!I")
 
 
@@ -116,6 +119,8 @@ def install(plan: GenevePlan, *, netns: str | None = None) -> None:
             raise KernelError(f"no device {plan.tun} for GENEVE")
         try:
             ipr.link("set", index=links[0], mtu=plan.mtu, state="up")
+            if not ipr.get_addr(index=links[0], address=TUN_ADDRESS):
+                ipr.addr("add", index=links[0], address=TUN_ADDRESS, prefixlen=32, scope=254)
             ipr.route("replace", dst="0.0.0.0/0", oif=links[0], table=plan.route_table)
             if not _has_rule(ipr, plan):
                 ipr.rule("add", fwmark=plan.fwmark, table=plan.route_table, priority=plan.rule_priority, family=socket.AF_INET)
