@@ -168,6 +168,7 @@ class GwlbFabric:
     """The topology above with its agents; everything goes on exit."""
 
     geneve: dict[str, Any] = field(default_factory=dict)  # overrides of every connector's `geneve` section
+    connectors: tuple[str, ...] = ("conn1", "conn2")  # the load balancer's targets (conn1 alone: 10.30.40.0/24 behind it)
     overrides: dict[str, dict[str, Any]] = field(default_factory=dict)
     mtu: int = 8500
     link_mtu: int = JUMBO
@@ -209,10 +210,12 @@ class GwlbFabric:
 
     def _build(self) -> None:
         lab = self.lab
-        app, gwlb, conn1, conn2, edge, az = (lab.ns(n) for n in ("app", "gwlb", "conn1", "conn2", "edge", "azapp"))
+        app, gwlb, edge, az = (lab.ns(n) for n in ("app", "gwlb", "edge", "azapp"))
+        for node in self.connectors:
+            lab.ns(node)
         lab.link(app, "eth0", f"{APP_HOSTS[0]}/24", gwlb, "g-app", "10.30.40.1/24")
         app.exec("ip", "addr", "add", f"{APP_HOSTS[1]}/24", "dev", "eth0")
-        for node, conn in (("conn1", conn1), ("conn2", conn2)):
+        for node, conn in ((node, self.ns(node)) for node in self.connectors):
             lab.link(gwlb, f"g-{node}", f"{GWLB_SIDE[node]}/30", conn, "c-gwlb", f"{TARGETS[node]}/30")
             edge_addr, conn_addr = EDGE_SIDE[node]
             lab.link(conn, "c-edge", f"{conn_addr}/30", edge, f"e-{node}", f"{edge_addr}/30")
@@ -225,7 +228,7 @@ class GwlbFabric:
         app.exec("ip", "route", "add", "default", "via", "10.30.40.1")
         az.exec("ip", "route", "add", "default", "via", "172.18.40.1")
         gwlb.exec("sysctl", "-qw", "net.ipv4.ip_forward=1")
-        self.gwlb = GwlbEmulator(gwlb, [TARGETS["conn1"], TARGETS["conn2"]], mtu=self.mtu)
+        self.gwlb = GwlbEmulator(gwlb, [TARGETS[node] for node in self.connectors], mtu=self.mtu)
         gwlb.exec("ip", "route", "add", "172.18.40.0/24", "dev", self.gwlb.tun)  # the workload route to the endpoint
         ca = pki.create_ca("acme")
         for node, config in self.configs().items():
@@ -243,7 +246,7 @@ class GwlbFabric:
         common = {"filter": POLICY, "timeouts": {"idle": 30, "connect": 2, "handshake": 2, "drain": 2},
                   "paths": {"probe_interval": 0.1, "failover_misses": 3, "failback_hold": 2.0}}
         configs: dict[str, dict[str, Any]] = {}
-        for node in ("conn1", "conn2"):
+        for node in self.connectors:
             edge_addr, _ = EDGE_SIDE[node]
             configs[node] = {
                 "name": node, "role": "connector", "identity": identity(node), "local_cidrs": ["10.30.40.0/24"],
@@ -254,8 +257,8 @@ class GwlbFabric:
             }
         configs["edge"] = {
             "name": "edge", "role": "edge", "identity": identity("edge"), "local_cidrs": ["172.18.40.0/24"],
-            "peers": [{"name": node, "identity": identity(node), "private_addr": EDGE_SIDE[node][1], "cidrs": [HALVES[node]]}
-                      for node in ("conn1", "conn2")],
+            "peers": [{"name": node, "identity": identity(node), "private_addr": EDGE_SIDE[node][1],
+                       "cidrs": [HALVES[node] if len(self.connectors) > 1 else "10.30.40.0/24"]} for node in self.connectors],
             **common,
         }
         return configs

@@ -237,3 +237,41 @@ def test_agents_leave_no_geneve_state_behind(fabric: GwlbFabric) -> None:
     finally:
         conn.start()
         conn.wait_ready()
+
+
+def _inbound_results(fabric: GwlbFabric, count: int) -> list[bool]:
+    def one(index: int) -> bool:
+        payload = f"inbound {index}".encode()
+        try:
+            return _exchange(fabric, "azapp", APP_HOSTS[index % 2], 9000, payload, timeout=1.5) == payload
+        except OSError:
+            return False
+
+    with ThreadPoolExecutor(10) as pool:
+        return list(pool.map(one, range(count)))
+
+
+def test_delivering_from_the_client_address_behind_two_targets_loses_replies_to_the_other_target() -> None:
+    """Why `deliver_from: node` is the default: the harness really hashes replies the load balancer never saw."""
+    client = {"networks": [{"cidrs": ["10.30.40.0/24"], "deliver_from": "client"}]}
+    with GwlbFabric(geneve=client, tag="gwc") as fabric:
+        server = AppServer(fabric.ns("app"), 9000, echo)
+        try:
+            results = _inbound_results(fabric, 30)
+        finally:
+            server.close()
+        assert server.peers and {peer[0] for peer in server.peers} == {AZ_APP}  # the workload saw the real client
+        assert 0 < results.count(True) < len(results), results  # those hashed to the other target were lost
+
+
+def test_delivering_from_the_client_address_works_behind_a_single_target() -> None:
+    client = {"networks": [{"cidrs": ["10.30.40.0/24"], "deliver_from": "client"}]}
+    with GwlbFabric(geneve=client, connectors=("conn1",), tag="gw1") as fabric:
+        server = AppServer(fabric.ns("app"), 9000, echo)
+        try:
+            results = _inbound_results(fabric, 20)
+        finally:
+            server.close()
+        assert all(results), results
+        assert {peer[0] for peer in server.peers} == {AZ_APP}
+        assert fabric.gwlb is not None and fabric.gwlb.bad_returns == 0
