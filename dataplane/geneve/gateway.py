@@ -53,7 +53,9 @@ log = logging.getLogger("dataplane.geneve")
 READ_BATCH = 256  # packets per wake-up before looking at the stop flag and the clock
 POLL_MS = 500
 BUFFER = 65536  # a UDP datagram can be no larger: nothing is ever truncated silently
-SOCKET_BUFFER = 8 * 1024 * 1024
+SOCKET_BUFFER = 8 * 1024 * 1024  # bursts of 8,568-byte datagrams from the load balancer
+SO_SNDBUFFORCE, SO_RCVBUFFORCE = 32, 33  # asm-generic/socket.h: past net.core.*mem_max (CAP_NET_ADMIN)
+TUN_QUEUE = 4096  # packets queued towards the reader: a burst of replies must not be tail-dropped at 500
 EXPIRE_EVERY = 1.0  # seconds between flow-table sweeps
 IFF_UP, IFF_RUNNING = 0x1, 0x40
 # The kernel's reverse-path check (rp_filter, which the agent sets to loose) refuses every packet from a device
@@ -118,7 +120,7 @@ def install(plan: GenevePlan, *, netns: str | None = None) -> None:
         if not links:
             raise KernelError(f"no device {plan.tun} for GENEVE")
         try:
-            ipr.link("set", index=links[0], mtu=plan.mtu, state="up")
+            ipr.link("set", index=links[0], mtu=plan.mtu, txqlen=TUN_QUEUE, state="up")
             if not ipr.get_addr(index=links[0], address=TUN_ADDRESS):
                 ipr.addr("add", index=links[0], address=TUN_ADDRESS, prefixlen=32, scope=254)
             ipr.route("replace", dst="0.0.0.0/0", oif=links[0], table=plan.route_table)
@@ -148,6 +150,15 @@ def _has_rule(ipr: object, plan: GenevePlan) -> bool:
         if rule.get_attr("FRA_FWMARK") == plan.fwmark and rule.get_attr("FRA_TABLE") == plan.route_table:
             return True
     return False
+
+
+def set_buffers(sock: socket.socket, size: int) -> None:
+    """Receive and send buffers of `size` bytes, past the sysctl limits when the process may (CAP_NET_ADMIN)."""
+    for forced, plain in ((SO_RCVBUFFORCE, socket.SO_RCVBUF), (SO_SNDBUFFORCE, socket.SO_SNDBUF)):
+        try:
+            sock.setsockopt(socket.SOL_SOCKET, forced, size)
+        except PermissionError:
+            sock.setsockopt(socket.SOL_SOCKET, plain, size)
 
 
 class _Sources:
@@ -191,8 +202,7 @@ class GeneveGateway:
             self._installed = True
             sock = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
             self._sock = sock
-            sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, SOCKET_BUFFER)
-            sock.setsockopt(socket.SOL_SOCKET, socket.SO_SNDBUF, SOCKET_BUFFER)
+            set_buffers(sock, SOCKET_BUFFER)
             sock.bind((str(self.settings.listen.host), self.settings.listen.port))
             sock.setblocking(False)
         except BaseException:

@@ -42,6 +42,7 @@ from typing import Any
 
 from dataplane import pki
 from dataplane.datagram_intercept import open_tun
+from dataplane.geneve.gateway import SOCKET_BUFFER, TUN_QUEUE, set_buffers
 from dataplane.geneve.packet import GENEVE_PORT, Malformed, encode, flow_key, parse
 from tests.integration.netns import Lab, Netns, in_netns
 from tests.integration.seed000 import AgentProcess, identity
@@ -82,9 +83,10 @@ class GwlbEmulator:
         self.packets_back = 0
         self._stop = threading.Event()
         self._fd = in_netns(ns.name, lambda: open_tun(tun))
-        ns.exec("ip", "link", "set", tun, "up", "mtu", str(mtu))
+        ns.exec("ip", "link", "set", tun, "up", "mtu", str(mtu), "txqueuelen", str(TUN_QUEUE))
         self.tun = tun
         self._sock = ns.socket(socket.SOCK_DGRAM)
+        set_buffers(self._sock, SOCKET_BUFFER)
         self._sock.bind(("0.0.0.0", GENEVE_PORT))
         self._sock.setblocking(False)
         self._threads = [threading.Thread(target=self._encapsulate, daemon=True), threading.Thread(target=self._decapsulate, daemon=True)]
