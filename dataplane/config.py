@@ -154,7 +154,7 @@ class GeneveNetwork(_Model):
 class GeneveSettings(_Model):
     """The AWS Gateway Load Balancer's GENEVE on this node (see docs/aws.md)."""
 
-    listen: Endpoint = Field(description="Where the load balancer sends GENEVE: this VM's own address and UDP 6081, e.g. {host: 10.30.41.20, port: 6081}.")
+    listen: Endpoint = Field(default=Endpoint(port=6081), description="Where the load balancer sends GENEVE: UDP 6081 on this VM's address. Defaults to 0.0.0.0:6081 (every VM of an autoscaling group shares one document; replies leave from the address the load balancer sent to).")
     gwlb_cidrs: list[IPv4Network] = Field(min_length=1, description="Where GENEVE may come from: the load balancer's subnets. Anything else is dropped and counted.")
     networks: list[GeneveNetwork] = Field(min_length=1, description="The workload networks behind the load balancer.")
     tun: str = Field(default="transit-gnv", pattern=r"^[a-z][a-z0-9-]{0,14}$", description="TUN device inner packets enter the kernel through (at most 15 characters). Defaults to transit-gnv.")
