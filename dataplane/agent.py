@@ -191,7 +191,7 @@ class Agent:
                 filter_counters=self._filter_counters,
                 icmp_errors=self.reject_counts.snapshot,
                 geneve=lambda: self._geneve.counts() if self._geneve else None,
-                geneve_flows=lambda: len(self._geneve.flows) if self._geneve else None,
+                geneve_flows=lambda: self._geneve.flow_count() if self._geneve else None,
             ),
             rtt=self._rtt,
             on_deny=self._kernel_denied,
@@ -346,6 +346,8 @@ class Agent:
                 self._reload.clear()
                 self.reload()
             self.pool.reap()
+            if self._geneve:
+                self._geneve.revive()
             _trim_malloc()
             self._stop.wait(1.0)
         self.drain()

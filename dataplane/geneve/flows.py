@@ -30,7 +30,7 @@ class FlowEntry:
 
 
 class FlowTable:
-    """Key -> FlowEntry, bounded in size and aged; safe to share between the two reader threads."""
+    """Key -> FlowEntry, bounded in size and aged; safe to share between the two packet loops."""
 
     def __init__(self, *, limit: int, idle: float) -> None:
         self.limit = limit

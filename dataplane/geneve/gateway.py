@@ -20,48 +20,41 @@ and counted), and sends `header + packet` back to that load balancer node's
 port 6081 from the node's own 6081: the outer addresses swapped, the GENEVE
 header and options exactly as they came.
 
-Per packet the readers use one preallocated buffer each, read in batches
-until the descriptor would block, parse in place and send with
-scatter-gather (`sendmsg([header, packet])`), so the only per-packet objects
-are the parse result and the flow key. Every drop is counted by reason
-(`counts()`), and a bad packet never stops a reader.
+The packet loops run in a child process (`worker`, why: there) on the
+socket and TUN this process opened. Per packet they use one preallocated
+buffer each, read in batches until the descriptor would block, parse in
+place and send with scatter-gather (`sendmsg([header, packet])`), so the
+only per-packet objects are the parse result and the flow key. Every drop is
+counted by reason (`counts()`), and a bad packet never stops a loop.
 """
 from __future__ import annotations
 
 import logging
 import os
-import select
 import socket
-import struct
-import threading
+import subprocess
+import sys
 import time
-from collections import defaultdict
 from dataclasses import dataclass
-from ipaddress import IPv4Network
 
 from pyroute2.netlink.exceptions import NetlinkError
 
 from dataplane.config import GeneveSettings
 from dataplane.datagram_intercept import open_tun
-from dataplane.geneve.flows import FlowTable
-from dataplane.geneve.packet import GENEVE_PORT, Malformed, flow_key, parse
+from dataplane.geneve.worker import POLL_MS, Counters
 from dataplane.intercept import KernelError, iproute, run_nft
 from dataplane.logfmt import event
 
 log = logging.getLogger("dataplane.geneve")
 
-READ_BATCH = 256  # packets per wake-up before looking at the stop flag and the clock
-POLL_MS = 500
-BUFFER = 65536  # a UDP datagram can be no larger: nothing is ever truncated silently
+WORKER_START = 10.0  # seconds for the worker's interpreter to start and both loops to beat
 SOCKET_BUFFER = 8 * 1024 * 1024  # bursts of 8,568-byte datagrams from the load balancer
 SO_SNDBUFFORCE, SO_RCVBUFFORCE = 32, 33  # asm-generic/socket.h: past net.core.*mem_max (CAP_NET_ADMIN)
 TUN_QUEUE = 4096  # packets queued towards the reader: a burst of replies must not be tail-dropped at 500
-EXPIRE_EVERY = 1.0  # seconds between flow-table sweeps
 IFF_UP, IFF_RUNNING = 0x1, 0x40
 # The kernel's reverse-path check (rp_filter, which the agent sets to loose) refuses every packet from a device
 # without an IPv4 address; this one, host scope, only gives the TUN one (gwlbtun switches rp_filter off instead).
 TUN_ADDRESS = "169.254.60.81"
-_ADDR = struct.Struct("!I")
 
 
 @dataclass(frozen=True)
@@ -161,40 +154,22 @@ def set_buffers(sock: socket.socket, size: int) -> None:
             sock.setsockopt(socket.SOL_SOCKET, plain, size)
 
 
-class _Sources:
-    """Which outer source addresses may send GENEVE: the load balancer's subnets, as integer (network, mask) pairs."""
-
-    def __init__(self, cidrs: list[IPv4Network]) -> None:
-        self._nets = tuple((int(net.network_address), int(net.netmask)) for net in cidrs)
-
-    def allowed(self, address: str) -> bool:
-        try:
-            value = _ADDR.unpack(socket.inet_aton(address))[0]
-        except OSError:
-            return False
-        return any(value & mask == net for net, mask in self._nets)
-
-
 class GeneveGateway:
-    """The UDP listener, the TUN, the flow table and the two reader threads."""
+    """The UDP listener, the TUN and the kernel objects; the packet loops run in `worker`, a child process."""
 
     def __init__(self, settings: GeneveSettings, *, icmp_tun: str | None) -> None:
         self.settings = settings
         self.plan = GenevePlan.from_settings(settings, icmp_tun)
-        self.flows = FlowTable(limit=settings.flow_limit, idle=settings.flow_idle)
-        self._sources = _Sources(settings.gwlb_cidrs)
-        self._inbound: defaultdict[str, int] = defaultdict(int)  # written by the GENEVE reader only
-        self._outbound: defaultdict[str, int] = defaultdict(int)  # written by the TUN reader only
-        self._stopped = threading.Event()
         self._sock: socket.socket | None = None
         self._fd = -1
-        self._threads: list[threading.Thread] = []
+        self._counters: Counters | None = None
+        self._worker: subprocess.Popen[bytes] | None = None
         self._installed = False
 
     # ---- lifecycle -------------------------------------------------------
 
     def start(self) -> None:
-        """Create the TUN, install routing and the table, bind 6081, start reading; undone on failure."""
+        """Create the TUN, install routing and the table, bind 6081, start the worker; undone on failure."""
         try:
             self._fd = open_tun(self.plan.tun)
             remove(self.plan)  # whatever a killed agent left under the same table and mark
@@ -204,28 +179,70 @@ class GeneveGateway:
             self._sock = sock
             set_buffers(sock, SOCKET_BUFFER)
             sock.bind((str(self.settings.listen.host), self.settings.listen.port))
-            sock.setblocking(False)
+            self._counters = Counters.create()
+            self._spawn()
         except BaseException:
             self.stop()
             raise
-        self._threads = [
-            threading.Thread(target=self._guard, args=(self._from_gwlb,), name="geneve-in", daemon=True),
-            threading.Thread(target=self._guard, args=(self._to_gwlb,), name="geneve-out", daemon=True),
-        ]
-        for thread in self._threads:
-            thread.start()
-        event(log, "listener.start", listener="geneve", addr=f"{self.settings.listen.host}:{self.settings.listen.port}", tun=self.plan.tun, mtu=self.plan.mtu)
+        assert self._worker is not None
+        event(log, "listener.start", listener="geneve", addr=f"{self.settings.listen.host}:{self.settings.listen.port}", tun=self.plan.tun,
+              mtu=self.plan.mtu, worker=self._worker.pid)
+
+    def _spawn(self) -> None:
+        """Start the worker on this process's socket, TUN and counters, and wait until both its loops beat."""
+        assert self._sock is not None and self._counters is not None
+        fds = (self._sock.fileno(), self._fd, self._counters.fd)
+        self._counters.reset_heartbeats()
+        self._worker = subprocess.Popen(
+            [sys.executable, "-m", "dataplane.geneve.worker", "--sock-fd", str(fds[0]), "--tun-fd", str(fds[1]),
+             "--counters-fd", str(fds[2]), "--mtu", str(self.plan.mtu), "--flow-limit", str(self.settings.flow_limit),
+             "--flow-idle", str(self.settings.flow_idle), *[arg for cidr in self.settings.gwlb_cidrs for arg in ("--gwlb-cidr", str(cidr))]],
+            pass_fds=fds, stdin=subprocess.DEVNULL,
+        )
+        self._wait_alive()
+
+    def revive(self) -> bool:
+        """Restart a worker that exited (its flow table starts empty: flows resume on their next packet from the
+        load balancer); True when it did. The agent's loop calls this once a second."""
+        if self._worker is None or self._worker.poll() is None:
+            return False
+        code = self._worker.returncode
+        try:
+            self._spawn()
+        except KernelError as exc:
+            event(log, "geneve.worker_restart_failed", exit_code=code, error=str(exc), level=logging.ERROR)
+            return False
+        event(log, "geneve.worker_restart", exit_code=code, worker=self._worker.pid, level=logging.WARNING)
+        return True
+
+    def _wait_alive(self) -> None:
+        """Until both loops of the worker beat (KernelError if it exits or takes too long)."""
+        assert self._worker is not None and self._counters is not None
+        deadline = time.monotonic() + WORKER_START
+        while not self._counters.alive(time.monotonic_ns()):
+            if self._worker.poll() is not None:
+                raise KernelError(f"the GENEVE worker exited with {self._worker.returncode} at start")
+            if time.monotonic() > deadline:
+                raise KernelError(f"the GENEVE worker did not start within {WORKER_START} s")
+            time.sleep(0.02)
 
     def stop(self) -> None:
-        """Stop reading, close the socket and the TUN (the kernel removes the device), remove the routing and table."""
-        self._stopped.set()
-        for thread in self._threads:
-            if thread.is_alive():
-                thread.join(timeout=POLL_MS / 1000 * 2 + 1)
-        self._threads = []
+        """Stop the worker, close the socket and the TUN (the kernel removes the device), remove the routing and table."""
+        if self._worker is not None:
+            if self._worker.poll() is None:
+                self._worker.terminate()
+            try:
+                self._worker.wait(timeout=POLL_MS / 1000 * 2 + 1)
+            except subprocess.TimeoutExpired:
+                self._worker.kill()
+                self._worker.wait()
+            self._worker = None
         if self._sock is not None:
             self._sock.close()
             self._sock = None
+        if self._counters is not None:
+            self._counters.close()
+            self._counters = None
         if self._installed:
             try:
                 remove(self.plan)
@@ -239,12 +256,13 @@ class GeneveGateway:
     # ---- health and counts -------------------------------------------------
 
     def check(self) -> dict[str, object]:
-        """{ok, problem}: the listener and both readers run and the TUN is up and has its carrier."""
-        if self._sock is None or self._fd < 0:
+        """{ok, problem}: the worker runs with both loops awake and the TUN is up and has its carrier."""
+        if self._worker is None or self._counters is None or self._fd < 0:
             return {"ok": False, "problem": "not started"}
-        dead = [thread.name for thread in self._threads if not thread.is_alive()]
-        if dead:
-            return {"ok": False, "problem": f"reader stopped: {', '.join(dead)}"}
+        if self._worker.poll() is not None:
+            return {"ok": False, "problem": f"the GENEVE worker exited with {self._worker.returncode}"}
+        if not self._counters.alive(time.monotonic_ns()):
+            return {"ok": False, "problem": "a GENEVE loop stopped"}
         with iproute(None) as ipr:
             links = ipr.get_links(ifname=self.plan.tun)
         if not links:
@@ -252,106 +270,12 @@ class GeneveGateway:
         flags = links[0]["flags"]
         if not (flags & IFF_UP and flags & IFF_RUNNING):
             return {"ok": False, "problem": f"{self.plan.tun} is down"}
-        return {"ok": True, "flows": len(self.flows)}
+        return {"ok": True, "flows": self.flow_count()}
 
     def counts(self) -> dict[str, int]:
         """Packets by result: `delivered` (into the TUN), `returned` (to the load balancer), and each drop reason."""
-        merged: dict[str, int] = {}
-        for source in (dict(self._inbound), dict(self._outbound)):
-            for key, value in source.items():
-                merged[key] = merged.get(key, 0) + value
-        return merged
+        return self._counters.snapshot() if self._counters else {}
 
-    # ---- the readers ---------------------------------------------------------
-
-    def _guard(self, loop: object) -> None:
-        try:
-            loop()  # type: ignore[operator]
-        except Exception as exc:  # a reader that dies makes the health check fail: the load balancer moves flows away
-            event(log, "geneve.reader_crash", error=repr(exc), level=logging.ERROR)
-
-    def _wait(self, poller: select.poll) -> bool:
-        """Wait until the descriptor is readable; False when stopping."""
-        while not self._stopped.is_set():
-            if poller.poll(POLL_MS):
-                return True
-        return False
-
-    def _from_gwlb(self) -> None:
-        """GENEVE in: validate, learn the flow, write the inner packet into the TUN."""
-        sock, fd, flows, counts = self._sock, self._fd, self.flows, self._inbound
-        assert sock is not None
-        allowed, mtu = self._sources.allowed, self.plan.mtu
-        buf = bytearray(BUFFER)
-        view = memoryview(buf)
-        poller = select.poll()
-        poller.register(sock.fileno(), select.POLLIN)
-        swept = time.monotonic()
-        while self._wait(poller):
-            now = time.monotonic()
-            if now - swept > EXPIRE_EVERY:
-                flows.expire(now)
-                swept = now
-            for _ in range(READ_BATCH):
-                try:
-                    length, (source, _port) = sock.recvfrom_into(buf)
-                except (BlockingIOError, InterruptedError):
-                    break
-                except OSError:
-                    counts["receive_error"] += 1
-                    break
-                if not allowed(source):
-                    counts["foreign_source"] += 1
-                    continue
-                try:
-                    packet = parse(view, length)
-                except Malformed as exc:
-                    counts[exc.reason] += 1
-                    continue
-                if packet.inner_len > mtu:
-                    counts["oversize"] += 1
-                    continue
-                if not flows.learn(packet.key, source, view[:packet.header_len], now):
-                    counts["flow_table_full"] += 1
-                    continue
-                try:
-                    os.write(fd, view[packet.header_len:length])
-                except OSError:
-                    counts["tun_write_failed"] += 1
-                    continue
-                counts["delivered"] += 1
-
-    def _to_gwlb(self) -> None:
-        """Replies out of the TUN: find the flow, send it back to its load balancer node with its header."""
-        sock, fd, flows, counts = self._sock, self._fd, self.flows, self._outbound
-        assert sock is not None
-        buf = bytearray(BUFFER)
-        view = memoryview(buf)
-        buffers = [buf]
-        poller = select.poll()
-        poller.register(fd, select.POLLIN)
-        while self._wait(poller):
-            now = time.monotonic()
-            for _ in range(READ_BATCH):
-                try:
-                    length = os.readv(fd, buffers)
-                except (BlockingIOError, InterruptedError):
-                    break
-                except OSError:
-                    counts["tun_read_error"] += 1
-                    break
-                try:
-                    key = flow_key(view, 0, length)
-                except Malformed:
-                    counts["reply_not_carried"] += 1  # IPv6 router solicitations and the like: nothing to return
-                    continue
-                entry = flows.lookup(key, now)
-                if entry is None:
-                    counts["no_flow"] += 1
-                    continue
-                try:
-                    sock.sendmsg([entry.header, view[:length]], (), 0, (entry.gwlb, GENEVE_PORT))
-                except OSError:
-                    counts["send_failed"] += 1
-                    continue
-                counts["returned"] += 1
+    def flow_count(self) -> int:
+        """Flows in the worker's table (as of its last batch)."""
+        return self._counters.value("flows") if self._counters else 0

@@ -13,12 +13,16 @@ import hashlib
 import json
 import os
 import random
+import re
+import signal
 import socket
 import struct
+import subprocess
 import time
 import urllib.request
 from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
 
 import pytest
 
@@ -225,6 +229,31 @@ def test_health_check_fails_when_the_agent_cannot_forward(fabric: GwlbFabric) ->
     assert _health(fabric, "conn1")[0] == 200
 
 
+def _worker_pid(fabric: GwlbFabric, node: str) -> int:
+    found = re.findall(r"(?:listener=geneve|geneve.worker_restart).* worker=(\d+)", fabric.agents[node].current_log())
+    assert found, fabric.agents[node].current_log()
+    return int(found[-1])
+
+
+def test_health_check_fails_while_the_packet_loops_are_stuck_and_a_dead_worker_is_restarted(fabric: GwlbFabric) -> None:
+    worker = _worker_pid(fabric, "conn1")
+    os.kill(worker, signal.SIGSTOP)
+    try:
+        deadline = time.monotonic() + 6
+        while (status := _health(fabric, "conn1")[0]) == 200 and time.monotonic() < deadline:
+            time.sleep(0.2)
+        assert status == 503 and "a GENEVE loop stopped" in str(_health(fabric, "conn1")[1]["checks"])
+    finally:
+        os.kill(worker, signal.SIGCONT)
+    os.kill(worker, signal.SIGKILL)
+    assert fabric.agents["conn1"].wait_for("geneve.worker_restart", timeout=10)
+    assert _worker_pid(fabric, "conn1") != worker
+    assert _health(fabric, "conn1")[0] == 200
+    payload = b"after a restart" * 100
+    for _ in range(6):  # flows on either target
+        assert _exchange(fabric, "app", AZ_APP, 5432, payload) == payload
+
+
 def test_agents_leave_no_geneve_state_behind(fabric: GwlbFabric) -> None:
     conn = fabric.agents["conn2"]
     conn.stop()
@@ -234,6 +263,8 @@ def test_agents_leave_no_geneve_state_behind(fabric: GwlbFabric) -> None:
         assert "0x4d45" not in space.ip_rules()
         links = space.exec("ip", "-o", "link").stdout
         assert "transit-gnv" not in links
+        pids = subprocess.run(["ip", "netns", "pids", space.name], capture_output=True, text=True, check=True).stdout.split()
+        assert not [pid for pid in pids if b"dataplane.geneve.worker" in Path(f"/proc/{pid}/cmdline").read_bytes()]
     finally:
         conn.start()
         conn.wait_ready()
