@@ -13,8 +13,6 @@ longer than `idle` seconds go (the GWLB forgets a TCP flow after 350 s).
 """
 from __future__ import annotations
 
-import threading
-
 Key = tuple[int, int, int, int, int]
 
 
@@ -30,13 +28,12 @@ class FlowEntry:
 
 
 class FlowTable:
-    """Key -> FlowEntry, bounded in size and aged; safe to share between the two packet loops."""
+    """Key -> FlowEntry, bounded in size and aged; used by the worker's one thread."""
 
     def __init__(self, *, limit: int, idle: float) -> None:
         self.limit = limit
         self.idle = idle
         self._flows: dict[Key, FlowEntry] = {}
-        self._lock = threading.Lock()
 
     def __len__(self) -> int:
         return len(self._flows)
@@ -49,10 +46,9 @@ class FlowTable:
             if entry.gwlb != gwlb or entry.header != header:  # the load balancer moved the flow (new node or cookie)
                 entry.gwlb, entry.header = gwlb, bytes(header)
             return True
-        with self._lock:
-            if len(self._flows) >= self.limit and not self._sweep(now):
-                return False
-            self._flows[key] = FlowEntry(gwlb, bytes(header), now)
+        if len(self._flows) >= self.limit and not self._sweep(now):
+            return False
+        self._flows[key] = FlowEntry(gwlb, bytes(header), now)
         return True
 
     def lookup(self, key: Key, now: float) -> FlowEntry | None:
@@ -64,8 +60,7 @@ class FlowTable:
 
     def expire(self, now: float) -> int:
         """Remove flows idle longer than `idle`; how many went."""
-        with self._lock:
-            return self._sweep(now)
+        return self._sweep(now)
 
     def _sweep(self, now: float) -> int:
         deadline = now - self.idle

@@ -20,7 +20,7 @@ and counted), and sends `header + packet` back to that load balancer node's
 port 6081 from the node's own 6081: the outer addresses swapped, the GENEVE
 header and options exactly as they came.
 
-The packet loops run in a child process (`worker`, why: there) on the
+The packet loop runs in a child process (`worker`, why: there) on the
 socket and TUN this process opened. Per packet they use one preallocated
 buffer each, read in batches until the descriptor would block, parse in
 place and send with scatter-gather (`sendmsg([header, packet])`), so the
@@ -47,7 +47,7 @@ from dataplane.logfmt import event
 
 log = logging.getLogger("dataplane.geneve")
 
-WORKER_START = 10.0  # seconds for the worker's interpreter to start and both loops to beat
+WORKER_START = 10.0  # seconds for the worker's interpreter to start and its loop to beat
 SOCKET_BUFFER = 8 * 1024 * 1024  # bursts of 8,568-byte datagrams from the load balancer
 SO_SNDBUFFORCE, SO_RCVBUFFORCE = 32, 33  # asm-generic/socket.h: past net.core.*mem_max (CAP_NET_ADMIN)
 TUN_QUEUE = 4096  # packets queued towards the reader: a burst of replies must not be tail-dropped at 500
@@ -155,7 +155,7 @@ def set_buffers(sock: socket.socket, size: int) -> None:
 
 
 class GeneveGateway:
-    """The UDP listener, the TUN and the kernel objects; the packet loops run in `worker`, a child process."""
+    """The UDP listener, the TUN and the kernel objects; the packet loop runs in `worker`, a child process."""
 
     def __init__(self, settings: GeneveSettings, *, icmp_tun: str | None) -> None:
         self.settings = settings
@@ -189,10 +189,10 @@ class GeneveGateway:
               mtu=self.plan.mtu, worker=self._worker.pid)
 
     def _spawn(self) -> None:
-        """Start the worker on this process's socket, TUN and counters, and wait until both its loops beat."""
+        """Start the worker on this process's socket, TUN and counters, and wait until its loop beats."""
         assert self._sock is not None and self._counters is not None
         fds = (self._sock.fileno(), self._fd, self._counters.fd)
-        self._counters.reset_heartbeats()
+        self._counters.reset_heartbeat()
         self._worker = subprocess.Popen(
             [sys.executable, "-m", "dataplane.geneve.worker", "--sock-fd", str(fds[0]), "--tun-fd", str(fds[1]),
              "--counters-fd", str(fds[2]), "--mtu", str(self.plan.mtu), "--flow-limit", str(self.settings.flow_limit),
@@ -216,7 +216,7 @@ class GeneveGateway:
         return True
 
     def _wait_alive(self) -> None:
-        """Until both loops of the worker beat (KernelError if it exits or takes too long)."""
+        """Until the worker's loop beats (KernelError if it exits or takes too long)."""
         assert self._worker is not None and self._counters is not None
         deadline = time.monotonic() + WORKER_START
         while not self._counters.alive(time.monotonic_ns()):
@@ -256,13 +256,13 @@ class GeneveGateway:
     # ---- health and counts -------------------------------------------------
 
     def check(self) -> dict[str, object]:
-        """{ok, problem}: the worker runs with both loops awake and the TUN is up and has its carrier."""
+        """{ok, problem}: the worker runs, its loop is awake, and the TUN is up and has its carrier."""
         if self._worker is None or self._counters is None or self._fd < 0:
             return {"ok": False, "problem": "not started"}
         if self._worker.poll() is not None:
             return {"ok": False, "problem": f"the GENEVE worker exited with {self._worker.returncode}"}
         if not self._counters.alive(time.monotonic_ns()):
-            return {"ok": False, "problem": "a GENEVE loop stopped"}
+            return {"ok": False, "problem": "the GENEVE loop stopped"}
         with iproute(None) as ipr:
             links = ipr.get_links(ifname=self.plan.tun)
         if not links:

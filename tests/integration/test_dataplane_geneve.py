@@ -242,7 +242,7 @@ def test_health_check_fails_while_the_packet_loops_are_stuck_and_a_dead_worker_i
         deadline = time.monotonic() + 6
         while (status := _health(fabric, "conn1")[0]) == 200 and time.monotonic() < deadline:
             time.sleep(0.2)
-        assert status == 503 and "a GENEVE loop stopped" in str(_health(fabric, "conn1")[1]["checks"])
+        assert status == 503 and "the GENEVE loop stopped" in str(_health(fabric, "conn1")[1]["checks"])
     finally:
         os.kill(worker, signal.SIGCONT)
     os.kill(worker, signal.SIGKILL)
