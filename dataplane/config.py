@@ -112,6 +112,21 @@ class Timeouts(_Model):
     drain: float = Field(default=5.0, ge=0, description="On SIGTERM, wait this long for open streams before resetting them. Defaults to 5.")
     park: float = Field(default=1.0, ge=0, description="A stream quiet this long gives up its thread and waits in the shared parking thread until bytes arrive (memory per idle flow); 0 disables. Defaults to 1.")
     datagram_idle: float = Field(default=30.0, gt=0, le=3600, description="End a UDP or ICMP echo flow (its session and tunnel stream) after this long without a datagram either way; the next datagram opens a new one. Valid values: more than 0, at most 3600. Defaults to 30.")
+    keepalive: float = Field(default=15.0, ge=1, le=3600, description="TCP keepalive on tunnel connections: first probe after this many idle seconds, then every third of it, 3 probes. Defaults to 15.")
+    user_timeout: float = Field(default=30.0, ge=1, le=3600, description="TCP_USER_TIMEOUT on tunnel connections: a tunnel whose sent bytes stay unacknowledged this long is dropped (a dead peer or path is noticed without waiting for TCP's minutes of retries). Defaults to 30.")
+    metrics_request: float = Field(default=2.0, gt=0, le=60, description="Whole-request deadline on the /metrics and /healthz endpoint: a client that has not sent its request and read the answer by then is cut off. Defaults to 2.")
+
+
+class LimitSettings(_Model):
+    """Caps on what outsiders can make the agent hold; past a cap a new connection is reset at once and counted (`transit_refused_total`)."""
+
+    streams: int = Field(default=16384, ge=1, le=1_000_000, description="Streams in flight (TCP, UDP, ICMP echo; active or parked) plus connections still being set up, all listeners together. Defaults to 16384.")
+    streams_per_peer: int = Field(default=8192, ge=1, le=1_000_000, description="Streams in flight from or to one peer (by its authenticated name). Defaults to 8192.")
+    handshakes: int = Field(default=512, ge=1, le=16384, description="Connections being set up at once (TLS handshake and stream header on the tunnel port, the tunnel dial for an intercepted connection); each holds a thread until its deadline. Defaults to 512.")
+    handshakes_per_source: int = Field(default=16, ge=1, le=16384, description="Connections being set up at once on the tunnel port from one source address that is not a configured peer's. Defaults to 16.")
+    datagram_sessions: int = Field(default=4096, ge=1, le=65536, description="Intercepted UDP (and, separately, ICMP echo) sessions at once. Defaults to 4096.")
+    datagram_sessions_per_source: int = Field(default=512, ge=1, le=65536, description="Intercepted UDP (or ICMP echo) sessions at once from one client address. Defaults to 512.")
+    metrics_connections: int = Field(default=8, ge=1, le=256, description="Connections the /metrics and /healthz endpoint serves at once; more are closed at once. Defaults to 8.")
 
 
 class PathSettings(_Model):
@@ -186,6 +201,8 @@ class AgentConfig(_Model):
     filter: FilterPolicy = Field(default=FilterPolicy(), description="Zero-trust policy, checked at ingress (interception) and egress (delivery). Defaults to deny all.")
     tls: TlsPaths = Field(description="CA, certificate and key files.")
     timeouts: Timeouts = Field(default=Timeouts(), description="Timers. Defaults to the Timeouts defaults.")
+    limits: LimitSettings = Field(default=LimitSettings(), description="Resource caps. Defaults to the LimitSettings defaults.")
+    state_dir: Path = Field(default=Path("/run/transit-agent"), description="Directory for state that must survive a crash or SIGKILL but not a reboot: the sysctl values from before the agent first changed them and the kernel objects it owns, one file per network namespace and node. Defaults to /run/transit-agent.")
     paths: PathSettings = Field(default=PathSettings(), description="Path probing and failover. Defaults to the PathSettings defaults.")
     intercept: InterceptSettings = Field(default=InterceptSettings(), description="Interception kernel objects. Defaults to the InterceptSettings defaults.")
     filter_table: str = Field(default="transit_filter", pattern=r"^[a-z][a-z0-9_]{0,30}$", description="nftables table the filter policy is compiled into. Defaults to transit_filter.")

@@ -30,6 +30,7 @@ from __future__ import annotations
 import itertools
 import logging
 import secrets
+import select
 import socket
 import ssl
 import threading
@@ -38,7 +39,9 @@ from collections.abc import Callable
 from dataclasses import asdict, dataclass
 from ipaddress import IPv4Address, IPv4Network
 
+from dataplane.admission import Admission, Slot
 from dataplane.config import AgentConfig, PeerConfig
+from dataplane import deadline as deadlines
 from dataplane.filter_compile import CompiledPolicy
 from dataplane.filter_table import verdict_for
 from dataplane.datagram import DatagramPump, Endpoint, IcmpOrigin, udp_destination
@@ -49,7 +52,7 @@ from dataplane.workers import Workers
 from dataplane.relay import Outcome, Pump, PumpResult, reset
 from dataplane.splice import SplicePump
 from dataplane.tls import TlsContexts, peer_identities
-from dataplane.tunnel import Tunnel, TunnelPool, peer_address
+from dataplane.tunnel import Tunnel, TunnelPool, peer_address, tune_tunnel
 
 log = logging.getLogger("dataplane.forward")
 
@@ -128,22 +131,28 @@ class Runtime:
     policy: CompiledPolicy  # config.filter compiled once: a few bisections per check, whatever the rule count
 
 
-def _recv_exact(sock: ssl.SSLSocket, size: int) -> bytes:
-    data = bytearray()
-    while len(data) < size:
-        chunk = sock.recv(size - len(data))
-        if not chunk:
-            raise HeaderError("stream closed inside the header")
-        data += chunk
-    return bytes(data)
+def _recv_exact(sock: ssl.SSLSocket, size: int, deadline: float) -> bytes:
+    try:
+        return deadlines.recv_exact(sock, size, deadline)
+    except ConnectionError:
+        raise HeaderError("stream closed inside the header") from None
 
 
-def read_header(sock: ssl.SSLSocket) -> tuple[StreamHeader, bytes]:
-    """Read and validate one stream header; returns it and its raw bytes."""
-    fixed = _recv_exact(sock, HEADER_FIXED_LEN)
+def read_header(sock: ssl.SSLSocket, deadline: float) -> tuple[StreamHeader, bytes]:
+    """Read and validate one stream header, all of it by `deadline` (monotonic); returns it and its raw bytes."""
+    fixed = _recv_exact(sock, HEADER_FIXED_LEN, deadline)
     ident_len = parse_fixed(fixed)
-    raw = fixed + _recv_exact(sock, ident_len)
+    raw = fixed + _recv_exact(sock, ident_len, deadline)
     return decode(raw), raw
+
+
+def _readable(tls: ssl.SSLSocket) -> bool:
+    """Has the peer sent something (TLS holds decrypted bytes, or the socket has input)?"""
+    if tls.pending():
+        return True
+    poller = select.poll()
+    poller.register(tls, select.POLLIN | select.POLLHUP | select.POLLERR)
+    return bool(poller.poll(0))
 
 
 def _unwrap(tls: ssl.SSLSocket) -> socket.socket:
@@ -184,9 +193,11 @@ class Forwarder:
         parking: Parking,
         workers: Workers,
         on_flow: Callable[[FlowRecord], None],
+        admission: Admission | None = None,
         icmp_delivery: Callable[[IPv4Address, IPv4Address, int], Endpoint | None] | None = None,
     ) -> None:
         self._runtime = runtime
+        self.admission = admission or Admission(lambda: runtime().config.limits, self.active)
         self._icmp_delivery = icmp_delivery  # echoes from the client's own address, when the agent's ICMP TUN can
         self._pool = pool
         self._parking = parking
@@ -195,6 +206,8 @@ class Forwarder:
         self._lock = threading.Lock()
         self._ids = itertools.count()
         self._streams: dict[int, tuple[Pump | SplicePump | DatagramPump, str, str]] = {}
+        self._per_peer: dict[str, int] = {}  # streams in flight per peer
+        self._idle_tunnels: dict[str, int] = {}  # accepted tunnels parked until their first header, per peer
 
     # ---- registry -------------------------------------------------------
 
@@ -202,6 +215,11 @@ class Forwarder:
         """Streams in flight."""
         with self._lock:
             return len(self._streams)
+
+    def peer_full(self, rt: Runtime, peer: str) -> bool:
+        """Has `peer` as many streams in flight as `limits.streams_per_peer` allows?"""
+        with self._lock:
+            return self._per_peer.get(peer, 0) >= rt.config.limits.streams_per_peer
 
     def by_path(self) -> dict[str, dict[str, int]]:
         """Streams in flight per peer and path."""
@@ -241,7 +259,27 @@ class Forwarder:
         key = next(self._ids)
         with self._lock:
             self._streams[key] = (pump, peer, path)
+            self._per_peer[peer] = self._per_peer.get(peer, 0) + 1
         self._continue(key, pump, peer, path, done)
+
+    def _forget(self, key: int, peer: str) -> None:
+        with self._lock:
+            if self._streams.pop(key, None) is not None:
+                left = self._per_peer.get(peer, 1) - 1
+                if left > 0:
+                    self._per_peer[peer] = left
+                else:
+                    self._per_peer.pop(peer, None)
+
+    def _resume(self, key: int, pump: Pump | SplicePump | DatagramPump, peer: str, path: str, done: Callable[[PumpResult], None]) -> None:
+        """Wake a parked stream on a worker; if no thread can be started, end it here (abort) rather than lose it."""
+        try:
+            self._workers.submit(self._continue, key, pump, peer, path, done)
+        except Exception as exc:  # RuntimeError: can't start new thread
+            self.admission.refused("threads", error=repr(exc))
+            pump.abort()
+            pump.park_after = 0.0
+            self._continue(key, pump, peer, path, done)
 
     def _continue(self, key: int, pump: Pump | SplicePump | DatagramPump, peer: str, path: str, done: Callable[[PumpResult], None]) -> None:
         try:
@@ -249,16 +287,14 @@ class Forwarder:
                 result = pump.run()
                 if result.outcome is not Outcome.PARKED:
                     break
-                resume = lambda: self._workers.submit(self._continue, key, pump, peer, path, done)  # noqa: E731
+                resume = lambda: self._resume(key, pump, peer, path, done)  # noqa: E731
                 if self._parking.park(_watched(pump), pump.idle_deadline(), resume):
                     return
                 pump.park_after = 0.0  # parking is closed (shutdown): finish in this thread
         except BaseException:
-            with self._lock:
-                self._streams.pop(key, None)
+            self._forget(key, peer)
             raise
-        with self._lock:
-            self._streams.pop(key, None)
+        self._forget(key, peer)
         if result.error:
             event(log, "stream.error", peer=peer, path=path, outcome=result.outcome.value, error=result.error, level=logging.DEBUG)
         done(result)
@@ -282,8 +318,18 @@ class Forwarder:
 
     # ---- ingress --------------------------------------------------------
 
-    def handle_intercepted(self, app: socket.socket) -> None:
-        """An application connection captured by TPROXY: its local address is the original destination."""
+    def handle_intercepted(self, app: socket.socket, slot: Slot | None = None) -> None:
+        """An application connection captured by TPROXY: its local address is the original destination.
+
+        `slot` (admission) is held while the tunnel is set up and given back once the stream runs.
+        """
+        try:
+            self._intercepted(app, slot)
+        finally:
+            if slot is not None:
+                slot.release()
+
+    def _intercepted(self, app: socket.socket, slot: Slot | None) -> None:
         started = time.monotonic()
         rt = self._runtime()
         try:
@@ -315,6 +361,8 @@ class Forwarder:
             return
         app.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
         pump = Pump(app, stream, idle=rt.config.timeouts.idle, park_after=rt.config.timeouts.park, framed="b", expect_reply=True)
+        if slot is not None:
+            slot.release()
 
         def done(result: PumpResult) -> None:
             verdict_out = "deny" if result.status is Status.DENIED else ("permit" if result.status is Status.OK else "error")
@@ -410,28 +458,93 @@ class Forwarder:
 
     # ---- tunnels from peers --------------------------------------------
 
-    def handle_tunnel(self, raw: socket.socket) -> None:
-        """A TCP connection on the tunnel port: TLS, identity, header, then relay or deliver."""
+    def handle_tunnel(self, raw: socket.socket, slot: Slot | None = None) -> None:
+        """A TCP connection on the tunnel port: TLS, identity, header, then relay or deliver.
+
+        The handshake and the header each have one deadline for the whole
+        exchange (`timeouts.handshake`), not per receive. A configured peer's
+        tunnel that is quiet after its handshake (a warm tunnel waiting for a
+        stream) waits in the parking thread, not on a thread, until its header
+        arrives or `timeouts.idle` passes. `slot` (admission) is held until then.
+        """
+        try:
+            self._tunnel(raw, slot)
+        finally:
+            if slot is not None:
+                slot.release()
+
+    def _tunnel(self, raw: socket.socket, slot: Slot | None) -> None:
         rt = self._runtime()
+        deadline = time.monotonic() + rt.config.timeouts.handshake
         try:
             peer_ip = raw.getpeername()[0]
         except OSError:
             raw.close()
             return
         raw.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+        tune_tunnel(raw, rt.config.timeouts)
         raw.settimeout(rt.config.timeouts.handshake)
+        tls: ssl.SSLSocket | None = None
         try:
-            tls = rt.contexts.server.wrap_socket(raw, server_side=True)
+            tls = rt.contexts.server.wrap_socket(raw, server_side=True, do_handshake_on_connect=False)
+            deadlines.handshake(tls, deadline)
         except (OSError, ssl.SSLError, ValueError) as exc:
-            raw.close()
+            reset(tls if tls is not None else raw)
             event(log, "tunnel.reject", peer=peer_ip, reason=type(exc).__name__, level=logging.WARNING)
             return
         identities = peer_identities(tls)
+        peer = next((rt.router.by_identity[identity] for identity in identities if identity in rt.router.by_identity), None)
+        if peer is not None and not _readable(tls):
+            # A warm tunnel from a peer: it waits for its stream's header without a thread (and counts as one of its streams).
+            if slot is not None:
+                slot.release()
+            with self._lock:
+                waiting = self._per_peer.get(peer.name, 0) + self._idle_tunnels.get(peer.name, 0)
+                if waiting < rt.config.limits.streams_per_peer:
+                    self._idle_tunnels[peer.name] = self._idle_tunnels.get(peer.name, 0) + 1
+            if waiting >= rt.config.limits.streams_per_peer:
+                reset(tls)
+                self.admission.refused("peer_streams", peer=peer.name)
+                return
+            parked = self._parking.park((tls,), time.monotonic() + rt.config.timeouts.idle,
+                                        lambda: self._wake_tunnel(tls, peer_ip, identities, peer.name))
+            if parked:
+                return
+            self._tunnel_woke(peer.name)
+        self._tunnel_header(tls, peer_ip, identities, deadline)
+
+    def _tunnel_woke(self, peer: str) -> None:
+        with self._lock:
+            left = self._idle_tunnels.get(peer, 1) - 1
+            if left > 0:
+                self._idle_tunnels[peer] = left
+            else:
+                self._idle_tunnels.pop(peer, None)
+
+    def _wake_tunnel(self, tls: ssl.SSLSocket, peer_ip: str, identities: list[str], peer: str) -> None:
+        """A parked warm tunnel spoke (or its idle time ran out): read its header on a worker."""
+        self._tunnel_woke(peer)
+        if not _readable(tls):
+            reset(tls)  # idle: a warm tunnel nobody used
+            return
+        try:
+            self._workers.submit(self._tunnel_header_safe, tls, peer_ip, identities)
+        except Exception as exc:  # RuntimeError: can't start new thread
+            self.admission.refused("threads", error=repr(exc))
+            reset(tls)
+
+    def _tunnel_header_safe(self, tls: ssl.SSLSocket, peer_ip: str, identities: list[str]) -> None:
+        try:
+            self._tunnel_header(tls, peer_ip, identities, time.monotonic() + self._runtime().config.timeouts.handshake)
+        except Exception as exc:  # one broken stream must never take a worker's caller down
+            event(log, "stream.crash", listener="tunnel", error=repr(exc), level=logging.ERROR)
+            reset(tls)
+
+    def _tunnel_header(self, tls: ssl.SSLSocket, peer_ip: str, identities: list[str], deadline: float) -> None:
+        rt = self._runtime()
         known = next((identity for identity in identities if identity in rt.router.by_identity), None)
         try:
-            # A warm tunnel from a peer waits here until a stream needs it; anyone else gets the handshake timeout.
-            tls.settimeout(rt.config.timeouts.idle if known else rt.config.timeouts.handshake)
-            header, _raw = read_header(tls)
+            header, _raw = read_header(tls, deadline)
         except (OSError, ssl.SSLError, HeaderError) as exc:
             reason = "PeerIdentityError" if known is None else str(exc) if isinstance(exc, HeaderError) else type(exc).__name__
             if isinstance(exc, HeaderError) and known:
@@ -449,6 +562,10 @@ class Forwarder:
             self._deliver(rt, tls, header, relayed_by.name if relayed_by else "direct", _path_of(relayed_by, peer_ip) if relayed_by else "private")
             return
         from_peer = rt.router.by_identity[known]
+        if self.peer_full(rt, from_peer.name):
+            reset(tls)
+            self.admission.refused("peer_streams", peer=from_peer.name)
+            return
         in_path = _path_of(from_peer, peer_ip)
         if rt.router.is_local(header.dst) and header.end_to_end:
             # The ingress is our direct peer: its end-to-end session runs on this same connection.
@@ -468,10 +585,12 @@ class Forwarder:
         The inner session must carry the header's identity and repeat the header
         (the ingress sends it again inside, as it does through a splicing relay).
         """
+        deadline = time.monotonic() + rt.config.timeouts.handshake
         try:
             plain = _unwrap(tls)
-            inner = rt.contexts.server.wrap_socket(plain, server_side=True)
-            again, _raw = read_header(inner)
+            inner = rt.contexts.server.wrap_socket(plain, server_side=True, do_handshake_on_connect=False)
+            deadlines.handshake(inner, deadline)
+            again, _raw = read_header(inner, deadline)
         except (OSError, ssl.SSLError, ValueError, HeaderError) as exc:
             reset(tls)
             event(log, "tunnel.reject", peer=peer_ip, reason=f"inner {type(exc).__name__}", level=logging.WARNING)
@@ -588,6 +707,7 @@ class Forwarder:
             self._emit(rt, "relay", header, started, verdict="error", outcome=Outcome.RESET.value, peer=peer.name)
             return
         onward.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+        tune_tunnel(onward, rt.config.timeouts)
         pump = SplicePump(plain, onward, idle=rt.config.timeouts.idle, park_after=rt.config.timeouts.park)
         self._run(pump, peer.name, path, lambda result: self._emit(
             rt, "relay", header, started, verdict="permit", bytes_up=result.up, bytes_down=result.down,

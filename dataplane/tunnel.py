@@ -60,6 +60,22 @@ def peer_address(peer: PeerConfig, path: str) -> str:
     return str(peer.private_addr)
 
 
+def tune_tunnel(sock: socket.socket, timeouts: Timeouts) -> None:
+    """Liveness for a tunnel's TCP connection: keepalive probes while it is quiet, and TCP_USER_TIMEOUT.
+
+    A peer that vanished (a VM gone, a path black-holed) is noticed within
+    `timeouts.keepalive` plus three probes when nothing is sent, and within
+    `timeouts.user_timeout` when sent bytes stay unacknowledged, instead of
+    after TCP's default retries (minutes). Set once at connection setup.
+    """
+    idle = max(1, int(timeouts.keepalive))
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_KEEPALIVE, 1)
+    sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_KEEPIDLE, idle)
+    sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_KEEPINTVL, max(1, idle // 3))
+    sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_KEEPCNT, 3)
+    sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_USER_TIMEOUT, int(timeouts.user_timeout * 1000))
+
+
 def _drain_tickets(sock: ssl.SSLSocket, *, wait: float) -> bool:
     """Process what a tunnel received before its stream started (TLS 1.3 session tickets).
 
@@ -96,6 +112,7 @@ def dial(contexts: TlsContexts, peer: PeerConfig, path: str, timeouts: Timeouts,
     raw = socket.create_connection((address, peer.tunnel_port), timeout=timeouts.connect)
     try:
         raw.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+        tune_tunnel(raw, timeouts)
         raw.settimeout(timeouts.handshake)
         tls = contexts.client.wrap_socket(raw, server_side=False, session=session)
     except BaseException:

@@ -13,7 +13,8 @@ from collections.abc import Mapping
 from ipaddress import IPv4Address, IPv4Network
 
 from components.aws.planning import AwsEdgeLayout, AwsLayout, AwsNetworkLayout
-from components.dataplane_policy import ResolvedRule, edge_scope, endpoint_cidrs, resolve_rules
+from components.segmentation.agent_filters import edge_scope
+from components.segmentation.resolve import ResolvedRule, endpoint_cidrs, resolve_rules
 from components.spec import FabricSpec
 from dataplane.config import AgentConfig, Endpoint, ListenConfig, PeerConfig, TlsPaths
 from dataplane.filter_model import FilterPolicy, FilterRule
@@ -24,7 +25,7 @@ TLS_DIR = "/etc/transit/tls"
 class ScopedFilters:
     """Each agent's FilterPolicy, with the policy resolved once per fabric instead of once per agent.
 
-    Same meaning as dataplane_policy.connector_filter and edge_filter (the tests
+    Same meaning as agent_filters.connector_filter and edge_filter (the tests
     hold them equal): a point keeps, in order, the rules whose source or
     destination can overlap its scope.
     """

@@ -28,10 +28,11 @@ from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
-from components.dataplane_policy import connector_filter, edge_filter, endpoint_cidrs
 from components.local.frr_config import BgpNeighbor, RouterConfig, StaticRoute
 from components.plan import build_plan
 from components.plan_models import CircuitPlan, ConnectorPlan, Plan
+from components.segmentation.agent_filters import connector_filter, edge_filter
+from components.segmentation.resolve import endpoint_cidrs
 from components.spec import Edge, FabricSpec, Network
 from components.spec_checks import home_edge
 from dataplane.config import AgentConfig, PeerConfig, TlsPaths

@@ -245,7 +245,7 @@ class GwlbFabric:
 
     def configs(self) -> dict[str, dict[str, Any]]:
         """The AgentConfig documents (before TLS paths and flow logs are filled in)."""
-        common = {"filter": POLICY, "timeouts": {"idle": 30, "connect": 2, "handshake": 2, "drain": 2},
+        common = {"filter": POLICY, "timeouts": {"idle": 30, "connect": 3, "handshake": 5, "drain": 2},  # a loaded shared machine
                   "paths": {"probe_interval": 0.1, "failover_misses": 3, "failback_hold": 2.0}}
         configs: dict[str, dict[str, Any]] = {}
         for node in self.connectors:

@@ -21,7 +21,6 @@ import subprocess
 import time
 import urllib.request
 from collections.abc import Iterator
-from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import pytest
@@ -106,8 +105,7 @@ def test_many_outbound_flows_spread_over_both_targets_and_each_returns_from_its_
         payload = f"flow {index}".encode() * 50
         return _exchange(fabric, "app", AZ_APP, 5432, payload) == payload
 
-    with ThreadPoolExecutor(8) as pool:
-        results = list(pool.map(one, range(60)))
+    results = [one(index) for index in range(60)]  # one after the other: concurrency is the scale tests' business
     assert all(results)
     by_target = {target: len(keys) for target, keys in gwlb.returns_by_target.items()}
     assert set(by_target) == set(TARGETS.values()), by_target  # the hash used both targets
@@ -126,8 +124,7 @@ def test_inbound_flows_get_every_reply_at_the_target_that_delivered_them(fabric:
         payload = f"inbound {index}".encode() * 20
         return _exchange(fabric, "azapp", APP_HOSTS[index % 2], 9000, payload, timeout=5) == payload
 
-    with ThreadPoolExecutor(8) as pool:
-        results = list(pool.map(one, range(60)))
+    results = [one(index) for index in range(60)]
     assert all(results), f"{results.count(False)} of 60 inbound flows failed"
     # The workload saw each flow from the connector that delivered it (its own address, deliver_from=node),
     # so its replies went straight back to that VM and never through the load balancer.
@@ -219,7 +216,7 @@ def test_health_check_fails_when_the_agent_cannot_forward(fabric: GwlbFabric) ->
         while (status := _health(fabric, "conn1")[0]) == 200 and time.monotonic() < deadline:
             time.sleep(0.1)
         assert status == 503
-        assert "no peer reachable" in str(_health(fabric, "conn1")[1]["checks"])
+        assert not _health(fabric, "conn1")[1]["checks"]["peers"]["ok"]  # type: ignore[index]
     finally:
         edge.start()
         edge.wait_ready()
@@ -270,16 +267,15 @@ def test_agents_leave_no_geneve_state_behind(fabric: GwlbFabric) -> None:
         conn.wait_ready()
 
 
-def _inbound_results(fabric: GwlbFabric, count: int) -> list[bool]:
+def _inbound_results(fabric: GwlbFabric, count: int, *, timeout: float) -> list[bool]:
     def one(index: int) -> bool:
         payload = f"inbound {index}".encode()
         try:
-            return _exchange(fabric, "azapp", APP_HOSTS[index % 2], 9000, payload, timeout=1.5) == payload
+            return _exchange(fabric, "azapp", APP_HOSTS[index % 2], 9000, payload, timeout=timeout) == payload
         except OSError:
             return False
 
-    with ThreadPoolExecutor(10) as pool:
-        return list(pool.map(one, range(count)))
+    return [one(index) for index in range(count)]
 
 
 def test_delivering_from_the_client_address_behind_two_targets_loses_replies_to_the_other_target() -> None:
@@ -288,7 +284,7 @@ def test_delivering_from_the_client_address_behind_two_targets_loses_replies_to_
     with GwlbFabric(geneve=client, tag="gwc") as fabric:
         server = AppServer(fabric.ns("app"), 9000, echo)
         try:
-            results = _inbound_results(fabric, 30)
+            results = _inbound_results(fabric, 20, timeout=1.5)  # a lost reply is a timeout: keep it short
         finally:
             server.close()
         assert server.peers and {peer[0] for peer in server.peers} == {AZ_APP}  # the workload saw the real client
@@ -300,7 +296,7 @@ def test_delivering_from_the_client_address_works_behind_a_single_target() -> No
     with GwlbFabric(geneve=client, connectors=("conn1",), tag="gw1") as fabric:
         server = AppServer(fabric.ns("app"), 9000, echo)
         try:
-            results = _inbound_results(fabric, 20)
+            results = _inbound_results(fabric, 20, timeout=8)
         finally:
             server.close()
         assert all(results), results
