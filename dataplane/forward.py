@@ -736,10 +736,10 @@ class Forwarder:
         ), Claim("egress", header, cert))
 
     def _connect(self, rt: Runtime, header: StreamHeader) -> socket.socket:
-        """Connect to the destination, from the original source address when configured."""
+        """Connect to the destination, from the original source address when configured for it (`preserve_source_for`)."""
         sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
         try:
-            if rt.config.preserve_source:
+            if rt.config.preserve_source_for(header.dst):
                 sock.setsockopt(socket.SOL_IP, IP_TRANSPARENT, 1)
                 sock.bind((str(header.src), 0))
             sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
@@ -755,9 +755,9 @@ class Forwarder:
         echoes from the original source through the agent's ICMP TUN (when configured and the TUN covers
         the flow), else re-originated from this agent's own address."""
         if header.proto == UDP:
-            return udp_destination(header.src, header.dst, header.dport, preserve_source=rt.config.preserve_source)
+            return udp_destination(header.src, header.dst, header.dport, preserve_source=rt.config.preserve_source_for(header.dst))
         assert header.proto == ICMP
-        if rt.config.preserve_source and self._icmp_delivery is not None:
+        if rt.config.preserve_source_for(header.dst) and self._icmp_delivery is not None:
             endpoint = self._icmp_delivery(header.src, header.dst, header.sport)
             if endpoint is not None:
                 return endpoint
