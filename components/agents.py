@@ -1,7 +1,8 @@
 """The one AgentConfig builder every target uses: the plan's agent plus the target's addresses.
 
-The plan decides who an agent is, what it serves, whom it talks to and its
-filter (components.plan_agents). A target adds only what it alone knows:
+The plan decides who an agent is, what it serves, whom it talks to, its
+filter (components.plan_agents) and the fabric's members (which identity
+speaks for which prefixes, components.segmentation.members). A target adds only what it alone knows:
 where each peer is reached (its private and public addresses, and ports when
 they are not the agent's defaults), what this agent listens on, and where its
 TLS material is. A peer the target gives no address is one that stack cannot
@@ -16,7 +17,7 @@ from dataclasses import dataclass
 from ipaddress import IPv4Address, IPv4Network
 
 from components.plan_models import AgentPlan
-from dataplane.config import AgentConfig, ListenConfig, PeerConfig, TlsPaths
+from dataplane.config import AgentConfig, ListenConfig, Member, PeerConfig, TlsPaths
 
 
 @dataclass(frozen=True)
@@ -37,13 +38,14 @@ class PeerAddress:
 
 def agent_config(
     agent: AgentPlan,
+    members: list[Member],
     addresses: Mapping[str, PeerAddress],
     tls: TlsPaths,
     *,
     listen: ListenConfig | None = None,
     flow_log: str | None = None,
 ) -> AgentConfig:
-    """The AgentConfig of `agent`, with its peers placed at `addresses` (peer name -> address)."""
+    """The AgentConfig of `agent` with the fabric's `members` (the plan's), its peers placed at `addresses` (peer name -> address)."""
     peers = []
     for peer in agent.peers:
         where = addresses.get(peer.name)
@@ -57,5 +59,5 @@ def agent_config(
     extra = {"listen": listen} if listen is not None else {}
     return AgentConfig(
         name=agent.name, role=agent.role, identity=agent.identity, local_cidrs=agent.local_cidrs,  # type: ignore[arg-type]
-        peers=peers, filter=agent.filter, tls=tls, flow_log=flow_log, **extra,  # type: ignore[arg-type]
+        peers=peers, filter=agent.filter, tls=tls, members=members, flow_log=flow_log, **extra,  # type: ignore[arg-type]
     )

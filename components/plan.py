@@ -32,6 +32,7 @@ from components.plan_models import (
     Plan,
     ZoneSubnet,
 )
+from components.segmentation.members import fabric_members
 from components.spec import Circuit, Edge, FabricSpec, Network
 from components.spec_checks import CONNECTOR_SUBNET_PREFIX, home_edge, required_connector_prefix
 from components.spec_providers import PEERING_RULES, PROVIDER_CLOUD
@@ -63,6 +64,7 @@ def build_plan(spec: FabricSpec) -> Plan:
         cloud_router=_cloud_router(spec),
         links=_edge_links(spec) + _uplinks(spec),
         agents=plan_agents(spec),
+        members=fabric_members(spec),
     )
 
 

@@ -10,7 +10,8 @@ Pulumi.
 """
 from __future__ import annotations
 
-from components.dataplane_policy import edge_scope, endpoint_cidrs, scoper
+from components.segmentation.agent_filters import edge_scope, scoper
+from components.segmentation.resolve import endpoint_cidrs
 from components.plan_models import AgentPeerPlan, AgentPlan
 from components.spec import FabricSpec, Network
 from components.spec_checks import home_edge

@@ -12,6 +12,7 @@ from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field, SerializeAsAny
 
+from dataplane.config import Member
 from dataplane.filter_model import FilterPolicy
 
 
@@ -175,7 +176,7 @@ class AgentPlan(_PlanModel):
     identity: str = Field(description="spiffe://<fabric>/<name>: the URI its certificate carries.")
     local_cidrs: list[str] = Field(description="What it delivers to and intercepts from: its network, or an edge's native networks.")
     peers: list[AgentPeerPlan]
-    filter: FilterPolicy = Field(description="Its scoped share of the policy (components.dataplane_policy).")
+    filter: FilterPolicy = Field(description="Its scoped share of the policy (components.segmentation.agent_filters).")
 
 
 class Plan(_PlanModel):
@@ -189,6 +190,7 @@ class Plan(_PlanModel):
     cloud_router: CloudRouterPlan | None
     links: list[LinkPlan]
     agents: list[AgentPlan] = Field(description="Every agent: edges first, then connectors, in spec order.")
+    members: list[Member] = Field(description="Every identity with the prefixes it speaks for: the same list in every agent's config.")
     sections: dict[str, SerializeAsAny[BaseModel]] = Field(
         default_factory=dict,
         description="Each target's own part of the plan, by target name, computed once (components.targets.plan_fabric).",

@@ -14,8 +14,8 @@ A target is a cloud (aws, azure, gcp) or the `local` machine. Each provides:
   Fabric (named as "module:function" and imported only when a stack builds
   it, so `transit plan` and `check` never load Pulumi); None while the
   target has no builder, with `home` saying where it goes;
-- `evaluator(section)`: its enforcement point for `transit check`, a pure
-  function (src, dst, proto, port) -> (verdict, what decided) or None;
+- `evaluator(section)`: its enforcement point for `transit check`, read from
+  the section through the segmentation protocol (components.segmentation);
 - `tables(section)`: what `transit plan` prints for it.
 
 To add a target, write `components/<name>/target.py` with those hooks (pure)
@@ -40,14 +40,9 @@ from components.gcp import target as gcp_target
 from components.local import target as local_target
 from components.plan import build_plan
 from components.plan_models import Plan
+from components.segmentation.protocol import Point
 from components.spec import FabricSpec
 from components.spec_providers import PROVIDER_CLOUD
-
-Decision = tuple[str, str]
-"""(permit | deny, what decided: a rule, an NSG rule, a chain's counter)."""
-
-Decide = Callable[[str, str, str, "int | None"], "Decision | None"]
-"""An enforcement point: (source IP, destination IP, protocol name or number, port) -> decision, or None off its path."""
 
 PlanTable = tuple[str, list[str], list[list[str]]]
 """(title, column names, rows) of one table `transit plan` prints."""
@@ -75,8 +70,7 @@ class Target:
     default_options: Callable[[], Any] = lambda: None
     build: str | None = None
     home: str = ""
-    point: str = ""
-    evaluator: Callable[[Any], Decide] | None = None
+    evaluator: Callable[[Any], Point] | None = None
     tables: Callable[[Any], list[PlanTable]] = lambda section: []
 
     def builder(self) -> Callable[[BuildParent, Any, Any, Mapping[str, Any]], dict[str, Any]]:
@@ -98,17 +92,17 @@ TARGETS: dict[str, Target] = {
             name="aws", kind="cloud", section=aws_planning.aws_section, problems=aws_target.problems,
             plan_problems=aws_target.plan_problems,
             options=AwsOptions.from_config, default_options=AwsOptions, build="components.aws.build:build",
-            point="aws:security-groups", evaluator=aws_target.evaluator, tables=aws_target.tables,
+            evaluator=aws_target.evaluator, tables=aws_target.tables,
         ),
         Target(
             name="azure", kind="cloud", section=azure_target.section, problems=_no_problems,
             home="components/azure/build.py (register it in components.targets.TARGETS)",
-            point="azure:nsgs", evaluator=azure_target.evaluator,
+            evaluator=azure_target.evaluator,
         ),
         Target(
             name="gcp", kind="cloud", section=gcp_target.section, problems=_no_problems,
             home="components/gcp/build.py (register it in components.targets.TARGETS)",
-            point="gcp:firewall", evaluator=gcp_target.evaluator,
+            evaluator=gcp_target.evaluator,
         ),
         Target(
             name="local", kind="local", section=lambda spec, plan: None, problems=local_target.problems,

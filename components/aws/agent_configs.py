@@ -16,7 +16,7 @@ from ipaddress import IPv4Address
 from components.agents import PeerAddress, agent_config
 from components.aws.planning import AwsEdgeLayout, AwsLayout, AwsNetworkLayout
 from components.plan_models import AgentPlan
-from dataplane.config import AgentConfig, Endpoint, ListenConfig, TlsPaths
+from dataplane.config import AgentConfig, Endpoint, ListenConfig, Member, TlsPaths
 
 TLS_DIR = "/etc/transit/tls"
 TLS = TlsPaths(ca=f"{TLS_DIR}/ca.pem", cert=f"{TLS_DIR}/node.pem", key=f"{TLS_DIR}/node.key")  # type: ignore[arg-type]
@@ -36,7 +36,9 @@ def _edge_address(edge: AwsEdgeLayout, public_ips: Mapping[str, str]) -> PeerAdd
     )
 
 
-def edge_config(agent: AgentPlan, layout: AwsLayout, edge: AwsEdgeLayout, public_ips: Mapping[str, str]) -> AgentConfig:
+def edge_config(
+    agent: AgentPlan, members: list[Member], layout: AwsLayout, edge: AwsEdgeLayout, public_ips: Mapping[str, str]
+) -> AgentConfig:
     """An AWS edge: delivers to its native networks, relays to the other AWS edges and its connectors."""
     addresses = {f"edge-{other.name}": _edge_address(other, public_ips) for other in layout.edges if other.name != edge.name}
     addresses.update({
@@ -44,10 +46,12 @@ def edge_config(agent: AgentPlan, layout: AwsLayout, edge: AwsEdgeLayout, public
         for n in layout.networks
         if n.edge == edge.name and n.attach == "connector"
     })
-    return agent_config(agent, addresses, TLS, listen=_listen(edge.tunnel_port, edge.probe_port, edge.metrics_port))
+    return agent_config(agent, members, addresses, TLS, listen=_listen(edge.tunnel_port, edge.probe_port, edge.metrics_port))
 
 
-def connector_config(agent: AgentPlan, layout: AwsLayout, network: AwsNetworkLayout, public_ips: Mapping[str, str]) -> AgentConfig:
+def connector_config(
+    agent: AgentPlan, members: list[Member], layout: AwsLayout, network: AwsNetworkLayout, public_ips: Mapping[str, str]
+) -> AgentConfig:
     """A connector: intercepts its network's traffic to the destinations it routes and relays it to its edge."""
     edges = {e.name: e for e in layout.edges}
     if network.edge not in edges:
@@ -60,4 +64,4 @@ def connector_config(agent: AgentPlan, layout: AwsLayout, network: AwsNetworkLay
         private=edge.private_ips[0], public=public_ips.get(edge.name) or None, tunnel_port=edge.tunnel_port,
         probe_port=edge.probe_port, cidrs=network.destinations,
     )
-    return agent_config(agent, {f"edge-{edge.name}": home}, TLS, listen=_listen(edge.tunnel_port, edge.probe_port, edge.metrics_port))
+    return agent_config(agent, members, {f"edge-{edge.name}": home}, TLS, listen=_listen(edge.tunnel_port, edge.probe_port, edge.metrics_port))

@@ -30,6 +30,7 @@ from components.aws.segmentation import Segmentation, SegmentationArgs
 from components.aws.target import layout_problems
 from components.plan_models import AgentPlan
 from components.spec import FabricSpec
+from dataplane.config import Member
 
 if TYPE_CHECKING:
     from components.targets import BuildParent
@@ -47,7 +48,9 @@ def build(parent: BuildParent, section: AwsPlanSection, options: AwsOptions, sec
     """The registry's hook: build the AWS part under the Fabric component from the plan's AWS section."""
     assert section.layout is not None, "the registry checks the AWS problems first"
     agents = {a.name: a for a in parent.plan.agents}
-    return build_aws(parent, parent.resource_name, parent.spec, section.layout, agents, parent.environment, secrets, options).outputs
+    return build_aws(
+        parent, parent.resource_name, parent.spec, section.layout, agents, parent.plan.members, parent.environment, secrets, options,
+    ).outputs
 
 
 def build_aws(
@@ -56,6 +59,7 @@ def build_aws(
     spec: FabricSpec,
     layout: AwsLayout,
     agents: Mapping[str, AgentPlan],
+    members: list[Member],
     environment: str,
     secrets: Mapping[str, pulumi.Output[str]],
     options: AwsOptions,
@@ -125,7 +129,7 @@ def build_aws(
             EdgeArgs(
                 **common, zones=zones(e.region, len(e.zones)), cidr=e.cidr, public_subnets=e.public_subnets, attachment_subnets=e.attachment_subnets,
                 private_ips=e.private_ips, image_id=options.image_id,  # type: ignore[arg-type]
-                agent_config_json=first_ips.apply(lambda ips, e=e: edge_config(agents[f"edge-{e.name}"], layout, e, ips).model_dump_json()),
+                agent_config_json=first_ips.apply(lambda ips, e=e: edge_config(agents[f"edge-{e.name}"], members, layout, e, ips).model_dump_json()),
                 instance_type=options.instance_type, instances=e.instances, tunnel_port=e.tunnel_port, probe_port=e.probe_port,
                 elastic_ips=eips[e.name],
                 transit_gateway_id=gateway.transit_gateway_id, transit_gateway_route_table_id=gateway.transit_gateway_route_table_id,
@@ -165,7 +169,7 @@ def build_aws(
                 route_table_ids=v.workload_route_table_ids, destination_cidrs=n.destinations, connector_cidrs=n.fabric_subnets,
                 connector_route_table_ids=v.fabric_route_table_ids if tgw else [], image_id=options.image_id,  # type: ignore[arg-type]
                 instance_type=options.instance_type, instances=n.instances,
-                agent_config_json=first_ips.apply(lambda ips, n=n: connector_config(agents[f"connector-{n.name}"], layout, n, ips).model_dump_json()),
+                agent_config_json=first_ips.apply(lambda ips, n=n: connector_config(agents[f"connector-{n.name}"], members, layout, n, ips).model_dump_json()),
                 health_port=edge.metrics_port, tunnel_port=edge.tunnel_port, probe_port=edge.probe_port,
                 edge_cidrs=n.edge_cidrs if tgw else [], endpoint_ips=n.endpoint_ips, **tgw,  # type: ignore[arg-type]
             ),

@@ -12,7 +12,7 @@ from __future__ import annotations
 from collections import Counter, defaultdict
 from dataclasses import dataclass
 
-from components.aws.security_rules import SecurityPlan
+from components.segmentation.aws_security_groups import SecurityPlan
 
 
 @dataclass(frozen=True, kw_only=True)

@@ -8,17 +8,16 @@ stack builds AWS.
 """
 from __future__ import annotations
 
-from collections.abc import Callable, Mapping
-from ipaddress import IPv4Address, IPv4Network
+from collections.abc import Mapping
 from typing import Any
 
 from components.aws.options import AwsOptions
 from components.aws.planning import AwsLayout, AwsPlanSection
 from components.aws.quotas import quota_problems
 from components.plan_models import Plan
+from components.segmentation.aws_security_groups import AWS_SECURITY_GROUPS, SecurityPlan
+from components.segmentation.protocol import Point, point
 from components.spec import FabricSpec
-
-Decision = tuple[str, str]
 
 
 def problems(spec: FabricSpec, plan: Plan, section: AwsPlanSection, options: AwsOptions | None, secrets: Mapping[str, Any]) -> list[str]:
@@ -71,54 +70,9 @@ def layout_problems(layout: AwsLayout, secrets: Mapping[str, Any], options: AwsO
     return out
 
 
-def evaluator(section: AwsPlanSection) -> Callable[[str, str, str, int | None], Decision | None]:
-    """AWS security groups as the section lists them (what the components build).
-
-    The source's egress and the destination's ingress must both allow; a rule's
-    peer is a prefix list, a security group or a CIDR, read from the section.
-    """
-    groups = {g.name: [IPv4Network(c) for c in g.cidrs] for g in section.security_groups}
-    lists = {p.name: [IPv4Network(c) for c in p.cidrs] for p in section.prefix_lists}
-
-    def peer_has(peer: str, address: IPv4Address) -> bool:
-        kind, _, key = peer.partition(":")
-        nets = lists[key] if kind == "prefix_list" else groups[key] if kind == "security_group" else [IPv4Network(key)]
-        return any(address in net for net in nets)
-
-    def group_of(address: IPv4Address) -> str | None:
-        return next((name for name, nets in groups.items() if any(address in n for n in nets)), None)
-
-    def port_ok(ports: str, port: int | None) -> bool:
-        if not ports:
-            return True
-        low, _, high = ports.partition("-")
-        return port is not None and int(low) <= port <= int(high or low)
-
-    def grant(group: str, direction: str, peer: IPv4Address, proto: str, port: int | None) -> str | None:
-        proto = proto if proto in ("tcp", "udp", "icmp") else "other"
-        for rule in section.rules:
-            if rule.security_group != group or rule.direction != direction or not peer_has(rule.peer, peer):
-                continue
-            if rule.protocol == "all" or (rule.protocol == proto and (proto not in ("tcp", "udp") or port_ok(rule.ports, port))):
-                return f"{group}/{direction}/{'+'.join(rule.policy_rules)}"
-        return None
-
-    def decide(src_ip: str, dst_ip: str, proto: str, port: int | None) -> Decision | None:
-        src, dst = IPv4Address(src_ip), IPv4Address(dst_ip)
-        src_group, dst_group = group_of(src), group_of(dst)
-        if src_group is None and dst_group is None:
-            return None
-        reasons = []
-        for group, direction, peer in ((dst_group, "ingress", src), (src_group, "egress", dst)):
-            if group is None:
-                continue
-            reason = grant(group, direction, peer, proto, port)
-            if reason is None:
-                return "deny", f"{group}/{direction}: no rule allows it"
-            reasons.append(reason)
-        return "permit", ", ".join(reasons)
-
-    return decide
+def evaluator(section: AwsPlanSection) -> Point:
+    """AWS security groups as the section lists them (what the components build), read back and judged as AWS would."""
+    return point(AWS_SECURITY_GROUPS, SecurityPlan.from_rows(section))
 
 
 def tables(section: AwsPlanSection) -> list[tuple[str, list[str], list[list[str]]]]:

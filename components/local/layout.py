@@ -29,7 +29,7 @@ from typing import Literal
 from pydantic import BaseModel, ConfigDict, Field
 
 from components.agents import PeerAddress, agent_config
-from components.dataplane_policy import endpoint_cidrs
+from components.segmentation.resolve import endpoint_cidrs
 from components.local.frr_config import BgpNeighbor, RouterConfig, StaticRoute
 from components.plan import build_plan
 from components.plan_models import CircuitPlan, ConnectorPlan, Plan
@@ -451,7 +451,7 @@ class _Builder:
         """The plan's agent, placed at the local link addresses, with its files under RUN_ROOT."""
         planned = self.planned_agents[agent]
         name = f"{self.prefix}-agent-{agent}"
-        config = agent_config(planned, addresses, self.tls(name), flow_log=f"{RUN_ROOT}/{name}/flows.jsonl")
+        config = agent_config(planned, self.plan.members, addresses, self.tls(name), flow_log=f"{RUN_ROOT}/{name}/flows.jsonl")
         self.agents.append(AgentSpec(ns=ns, name=name, identity=planned.identity, config=config))
 
     # helpers -------------------------------------------------------------

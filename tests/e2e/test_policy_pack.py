@@ -18,10 +18,11 @@ from pathlib import Path
 import pytest
 import yaml
 
-from components.checks.points import Flow, build_points
+from components.checks.points import build_points
 from components.checks.reachability import decisions
 from components.loader import load_spec
 from components.local.scratch_stack import ScratchStack
+from components.segmentation.protocol import Flow
 from transit_cli.local_check import find_local_outputs, send_flow
 
 pytestmark = pytest.mark.e2e
@@ -144,7 +145,7 @@ def test_policy_tests_proved_before_deploy_hold_with_real_traffic(scratch, fabri
     what `transit check` proves at every enforcement point before the deploy is the verdict the test
     expects, and for TCP it is what real traffic gets on the local stack after the deploy.
 
-    The local data plane carries TCP only (ARCHITECTURE.md, "Data plane"); udp and icmp assertions are
+    The local data plane carries TCP only (docs/architecture.md, "Data plane"); udp and icmp assertions are
     proved by `transit check` alone.
     """
     spec = load_spec(REPO / "stacks" / "fabrics" / fabric)

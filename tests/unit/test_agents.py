@@ -8,7 +8,7 @@ import pytest
 from components.agents import PeerAddress, agent_config
 from components.aws.agent_configs import connector_config, edge_config
 from components.aws.planning import build_aws_layout
-from components.dataplane_policy import connector_filter, edge_filter
+from components.segmentation.agent_filters import connector_filter, edge_filter
 from components.loader import load_spec
 from components.local.layout import build_layout
 from components.plan import build_plan
@@ -35,12 +35,12 @@ def test_local_and_aws_agents_are_the_same_plan_agent_at_different_addresses() -
     agents = {a.name: a for a in plan.agents}
     layout = build_aws_layout(spec, plan)
     aws = {
-        "edge-aws-use1": edge_config(agents["edge-aws-use1"], layout, layout.edges[0], {"aws-use1": "203.0.113.7"}),
-        "connector-aws-app": connector_config(agents["connector-aws-app"], layout, layout.networks[0], {"aws-use1": "203.0.113.7"}),
+        "edge-aws-use1": edge_config(agents["edge-aws-use1"], plan.members, layout, layout.edges[0], {"aws-use1": "203.0.113.7"}),
+        "connector-aws-app": connector_config(agents["connector-aws-app"], plan.members, layout, layout.networks[0], {"aws-use1": "203.0.113.7"}),
     }
     local = {a.config.name: a.config for a in build_layout(spec, "t", plan).agents}
     for name, config in aws.items():
-        same = ("name", "role", "identity", "local_cidrs", "filter")
+        same = ("name", "role", "identity", "local_cidrs", "filter", "members")
         assert config.model_dump(include=set(same)) == local[name].model_dump(include=set(same)), name
         assert str(config.tls.ca).startswith("/etc/transit/tls") and str(local[name].tls.ca).startswith("/run/transit/")
     # The AWS edge reaches only AWS peers; the local edge reaches every edge of the fabric.
@@ -52,12 +52,12 @@ def test_a_peer_the_target_cannot_address_is_left_out_and_a_narrower_prefix_list
     spec = load_spec(FABRICS / "architecture_example.yaml")
     agent = next(a for a in build_plan(spec).agents if a.role == "connector")
     [home] = agent.peers
-    config = agent_config(agent, {}, TLS)
+    config = agent_config(agent, [], {}, TLS)
     assert config.peers == [] and config.filter == agent.filter
-    narrowed = agent_config(agent, {home.name: PeerAddress(private="10.0.0.1", cidrs=["172.18.40.0/24"])}, TLS)
+    narrowed = agent_config(agent, [], {home.name: PeerAddress(private="10.0.0.1", cidrs=["172.18.40.0/24"])}, TLS)
     assert [str(c) for c in narrowed.peers[0].cidrs] == ["172.18.40.0/24"]
     assert narrowed.peers[0].tunnel_port == 7443  # no port given: the agent's default
-    whole = agent_config(agent, {home.name: PeerAddress(private="10.0.0.1", tunnel_port=8443)}, TLS)
+    whole = agent_config(agent, [], {home.name: PeerAddress(private="10.0.0.1", tunnel_port=8443)}, TLS)
     assert [str(c) for c in whole.peers[0].cidrs] == home.cidrs and whole.peers[0].tunnel_port == 8443
 
 

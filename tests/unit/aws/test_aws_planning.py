@@ -102,9 +102,9 @@ def test_cloud_agent_configs_name_load_balancers_not_vms() -> None:
     spec, plan = _load("seed000_aws_azure")
     layout = build_aws_layout(spec, plan)
     agents = {a.name: a for a in plan.agents}
-    edge = edge_config(agents["edge-aws-use1"], layout, layout.edges[0], {"aws-use1": "203.0.113.7"})
+    edge = edge_config(agents["edge-aws-use1"], plan.members, layout, layout.edges[0], {"aws-use1": "203.0.113.7"})
     assert [(p.name, str(p.private_addr)) for p in edge.peers] == [("connector-aws-app", "10.30.40.228")]
-    connector = connector_config(agents["connector-aws-app"], layout, layout.networks[0], {"aws-use1": "203.0.113.7"})
+    connector = connector_config(agents["connector-aws-app"], plan.members, layout, layout.networks[0], {"aws-use1": "203.0.113.7"})
     peer = connector.peers[0]
     assert (str(peer.private_addr), str(peer.public_addr), peer.tunnel_port) == ("10.250.37.4", "203.0.113.7", 8443)
     assert [str(c) for c in peer.cidrs] == ["172.18.40.0/24"]
