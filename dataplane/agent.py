@@ -33,9 +33,9 @@ from collections.abc import Callable
 from ipaddress import IPv4Address
 from pathlib import Path
 
-from dataplane import filter_table, intercept, sysctl
+from dataplane import conntrack, filter_table, intercept, sysctl
 from dataplane.admission import Admission, Slot
-from dataplane.datagram import RejectCounts
+from dataplane.icmp_reject import RejectCounts
 from dataplane.datagram_intercept import IcmpInterceptor, IcmpPlan, UdpInterceptor, remove_rules
 from dataplane.config import AgentConfig, ConfigError, Endpoint, load_config
 from dataplane.denylog import DeniedPacket
@@ -52,7 +52,8 @@ from dataplane.parking import Parking
 from dataplane.relay import reset
 from dataplane.runstate import RunState
 from dataplane.paths import PathMonitor
-from dataplane.tls import build_contexts
+from dataplane.tls import TlsContexts, build_contexts, own_credential_problems
+from dataplane.trust import Trust
 from dataplane.tunnel import TunnelPool
 from dataplane.workers import Workers
 
@@ -60,6 +61,8 @@ log = logging.getLogger("dataplane.agent")
 
 # accept() errors that say "not now" rather than "this socket is gone".
 _TRANSIENT_ACCEPT = {errno.EMFILE, errno.ENFILE, errno.ENOBUFS, errno.ENOMEM, errno.ECONNABORTED, errno.EPROTO, errno.EPERM}
+SIGNAL_POLL = 0.1  # seconds between looks at the reload and stop flags
+HOUSEKEEPING = 1.0  # seconds between reaps of idle tunnels and malloc trims
 THREAD_STACK = 256 * 1024  # many stream threads; each needs little stack
 MALLOC_ARENAS = 2  # glibc gives each busy thread its own arena; with a thread per stream that multiplies idle memory
 _M_ARENA_MAX = -8  # malloc.h
@@ -201,7 +204,7 @@ class Agent:
 
     def __init__(self, config_path: Path, config: AgentConfig) -> None:
         self.config_path = config_path
-        self._runtime = Runtime(config, build_contexts(config.tls), Router(config), compile_policy(config.filter))
+        self._runtime = _runtime(config, build_contexts(config.tls, config.denylist), compile_policy(config.filter))
         self._reload = threading.Event()
         self._stop = threading.Event()
         self.workers = Workers("stream")
@@ -312,14 +315,17 @@ class Agent:
         """Record the kernel objects installed now, by name (what a restart after SIGKILL removes)."""
         plan, icmp = self._intercept, self._icmp
         gnv = self._geneve.plan if self._geneve else None
-        self._state.update(
-            intercept={"table": plan.table, "fwmark": plan.fwmark, "route_table": plan.route_table, "rule_priority": plan.rule_priority}
-            if plan else None,
-            filter_table=self._filter_installed,
-            icmp={"tun": icmp.plan.tun, "route_table": icmp.plan.route_table, "rule_priority": icmp.plan.rule_priority} if icmp else None,
-            geneve={"tun": gnv.tun, "fwmark": gnv.fwmark, "route_table": gnv.route_table, "rule_priority": gnv.rule_priority,
-                    "nft_table": gnv.nft_table} if gnv else None,
-        )
+        try:
+            self._state.update(
+                intercept={"table": plan.table, "fwmark": plan.fwmark, "route_table": plan.route_table, "rule_priority": plan.rule_priority}
+                if plan else None,
+                filter_table=self._filter_installed,
+                icmp={"tun": icmp.plan.tun, "route_table": icmp.plan.route_table, "rule_priority": icmp.plan.rule_priority} if icmp else None,
+                geneve={"tun": gnv.tun, "fwmark": gnv.fwmark, "route_table": gnv.route_table, "rule_priority": gnv.rule_priority,
+                        "nft_table": gnv.nft_table} if gnv else None,
+            )
+        except OSError as exc:  # the objects work; only a restart after SIGKILL would miss them
+            event(log, "runstate.write_failed", path=str(self._state.path), error=str(exc), level=logging.ERROR)
 
     def _make_intercept_listener(self, config: AgentConfig) -> InterceptListeners | None:
         if not (config.local_cidrs and config.remote_cidrs()):
@@ -457,19 +463,26 @@ class Agent:
 
     def run(self) -> ExitCode:
         """The reconcile loop: act on flags, reap idle tunnels, until asked to stop."""
+        housekeeping = 0.0
         while not self._stop.is_set():
             if self._reload.is_set():
                 self._reload.clear()
-                self.reload()
+                try:
+                    self.reload()
+                except Exception as exc:  # a reload must never end the agent: what runs keeps running
+                    event(log, "agent.reload_failed", error=repr(exc), level=logging.ERROR)
             if self._reopen.is_set():
                 self._reopen.clear()
                 self.observer.reopen()
-            self.pool.reap()
-            self.observer.tick()
-            if self._geneve:
-                self._geneve.revive()
-            _trim_malloc()
-            self._stop.wait(1.0)
+            if time.monotonic() >= housekeeping:
+                self.pool.reap()
+                self.observer.tick()
+                if self._geneve:
+                    self._geneve.revive()
+                _trim_malloc()
+                housekeeping = time.monotonic() + HOUSEKEEPING
+            # Short waits: a signal handler cannot wake Event.wait, and a reload must act (and re-judge open flows) at once.
+            self._stop.wait(SIGNAL_POLL)
         self.drain()
         return ExitCode.OK
 
@@ -509,7 +522,9 @@ class Agent:
         """Apply the config file again; a bad one is refused and nothing changes."""
         try:
             new = load_config(self.config_path)
-            contexts = build_contexts(new.tls)
+            if problems := own_credential_problems(new.tls, new.identity, new.denylist):
+                raise ConfigError(problems)
+            contexts = build_contexts(new.tls, new.denylist)
             policy = compile_policy(new.filter)
         except ConfigError as exc:
             for problem in exc.problems:
@@ -547,7 +562,8 @@ class Agent:
             return False
         self._kernel_problem = None
         self._record_kernel()
-        self._runtime = Runtime(new, contexts, Router(new), policy)
+        self._runtime = runtime = _runtime(new, contexts, policy)
+        self._rejudge(runtime, denylist_changed=new.denylist != old.denylist)
         for listener, current in ((tunnel_listener, self._tunnel_listener), (intercept_listener, self._intercept_listener)):
             if listener is not current:
                 if current:
@@ -581,6 +597,27 @@ class Agent:
             self._kernel_problem = f"rollback failed: {exc}"
             event(log, "agent.rollback_failed", error=str(exc), level=logging.ERROR)
         self._record_kernel()
+
+    def _rejudge(self, runtime: Runtime, *, denylist_changed: bool) -> None:
+        """Reset the open streams the reloaded config refuses, and forget their conntrack entries.
+
+        Where this agent intercepted the flow (ingress) the conntrack entry is
+        the application's own 5-tuple: removing it makes the flow's next packet
+        new, so the kernel filter table judges it against the new policy.
+        """
+        if denylist_changed:
+            self.pool.flush()  # warm tunnels and cached sessions may belong to a certificate denied now
+        doomed = self.forwarder.rejudge(runtime)
+        for claim, reason in doomed:
+            header = claim.header
+            event(log, "flow.revoked", role=claim.role, proto=header.proto_name, src=f"{header.src}:{header.sport}",
+                  dst=f"{header.dst}:{header.dport}", identity=header.identity, reason=reason, level=logging.WARNING)
+        flows = [claim.header.five_tuple() for claim, _ in doomed if claim.role == "ingress"]
+        if flows:
+            try:
+                conntrack.forget(flows)
+            except OSError as exc:
+                event(log, "conntrack.forget_failed", flows=len(flows), error=str(exc), level=logging.WARNING)
 
     # ---- callbacks -----------------------------------------------------
 
@@ -664,6 +701,11 @@ class Agent:
         return bool(result["ok"]), str(result.get("problem") or f"{result.get('flows', 0)} flows")
 
 
+def _runtime(config: AgentConfig, contexts: TlsContexts, policy: CompiledPolicy) -> Runtime:
+    """Everything a stream reads of a (re)loaded config, built once."""
+    return Runtime(config, contexts, Router(config), policy, Trust.from_config(config))
+
+
 def _quiet(action: Callable[[], None], what: str) -> None:
     try:
         action()
@@ -724,6 +766,10 @@ def main(argv: list[str] | None = None) -> int:
     if args.check:
         event(log, "config.valid", node=config.name)
         return ExitCode.OK
+    if problems := own_credential_problems(config.tls, config.identity, config.denylist):
+        for problem in problems:
+            event(log, "config.invalid", problem=problem, level=logging.ERROR)
+        return ExitCode.CONFIG_INVALID
     threading.stack_size(THREAD_STACK)
     _limit_malloc_arenas()
     _raise_file_limit()

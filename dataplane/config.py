@@ -103,6 +103,31 @@ class TlsPaths(_Model):
     key: Path = Field(description="PEM private key of this node; mode 0600, never logged.")
 
 
+class Member(_Model):
+    """A fabric node and the prefixes it speaks for: the sources it may claim and the destinations it delivers."""
+
+    identity: Identity = Field(description="The node's URI identity, spiffe://<fabric>/<node>.")
+    cidrs: list[IPv4Network] = Field(default_factory=list, description="Prefixes the node speaks for: a connector its network's CIDRs, an edge its native networks, an on-prem connector the prefixes its DC router announces. Defaults to [] (it may relay, never originate or deliver).")
+
+
+def _check_serial(value: str) -> str:
+    digits = value.replace(":", "")
+    if not digits or len(digits) > 40 or any(c not in "0123456789abcdefABCDEF" for c in digits):
+        raise ValueError("must be a certificate serial in hex (up to 20 bytes, colons allowed), e.g. 4F:1A:09 or 4f1a09")
+    return digits.upper().lstrip("0") or "0"
+
+
+Serial = Annotated[str, AfterValidator(_check_serial)]
+"""A certificate serial number in hex, normalised to upper case without colons or leading zeros."""
+
+
+class Denylist(_Model):
+    """Revoked certificates: refused at every handshake, whichever side dials."""
+
+    identities: list[Identity] = Field(default_factory=list, description="URI identities whose certificates are refused. Defaults to [].")
+    serials: list[Serial] = Field(default_factory=list, description="Certificate serial numbers (hex, colons allowed) refused whatever identity they carry. Defaults to [].")
+
+
 class Timeouts(_Model):
     """Timers, in seconds."""
 
@@ -207,7 +232,9 @@ class AgentConfig(_Model):
     intercept: InterceptSettings = Field(default=InterceptSettings(), description="Interception kernel objects. Defaults to the InterceptSettings defaults.")
     filter_table: str = Field(default="transit_filter", pattern=r"^[a-z][a-z0-9_]{0,30}$", description="nftables table the filter policy is compiled into. Defaults to transit_filter.")
     preserve_source: bool = Field(default=True, description="Deliver streams from the original source address (transparent bind) so servers see the real client. Defaults to true.")
-    end_to_end: bool = Field(default=True, description="As an ingress, run each stream's TLS session with the delivering agent itself: relay edges splice the encrypted bytes in the kernel instead of decrypting and re-encrypting them (half the crypto, relays never see plaintext, one more round trip before the first byte). The delivering agent accepts any identity of the fabric CA for such streams, provided the header names that same identity and the destination is its own. false: hop-by-hop TLS, each edge decrypts and re-encrypts. Defaults to true.")
+    end_to_end: bool = Field(default=True, description="As an ingress, run each stream's TLS session with the delivering agent itself: relay edges splice the encrypted bytes in the kernel instead of decrypting and re-encrypting them (half the crypto, relays never see plaintext, one more round trip before the first byte). The ingress pins that session to the member whose prefixes hold the destination; the delivering agent accepts a non-peer fabric identity for such streams only if the header names that same identity, its source lies in that member's prefixes and the destination is its own. Every agent refuses headers of the other mode. false: hop-by-hop TLS, each edge decrypts and re-encrypts. Defaults to true.")
+    members: list[Member] = Field(default_factory=list, description="Every fabric node with the prefixes it speaks for (the same list for every agent of a fabric). A stream is delivered only if its header's identity is a member whose prefixes hold its source, and the end-to-end session to a destination is pinned to the member whose prefixes hold it. Defaults to [] (nothing is delivered and no end-to-end session can be opened).")
+    denylist: Denylist = Field(default=Denylist(), description="Revoked identities and certificate serials, refused at every handshake; re-read on reload. Defaults to none.")
     warm_tunnels: int = Field(default=2, ge=0, le=64, description="Ready TLS connections kept per peer while it is in use, so new streams skip the handshake. Defaults to 2.")
     flow_log: Path | None = Field(default=None, description="JSON-lines flow log file, one line per closed stream. Defaults to none.")
     log_level: Literal["debug", "info", "warning", "error"] = Field(default="info", description="Log level. Valid values: debug, info, warning, error. Defaults to info.")
@@ -231,7 +258,30 @@ class AgentConfig(_Model):
                     if cidr.overlaps(other):
                         raise ValueError(f"peers[{index}].cidrs {cidr} overlaps {other} of peer '{other_name}'")
                 owner[cidr] = peer.name
+        self._check_members()
+        if self.identity in self.denylist.identities:
+            raise ValueError(f"denylist.identities[{self.denylist.identities.index(self.identity)}]: this node's own identity cannot be denied (replace its certificate instead)")
         return self
+
+    def _check_members(self) -> None:
+        """Members are unique and own disjoint prefixes, and this node's entry holds its local_cidrs."""
+        seen: dict[str, int] = {}
+        owner: dict[IPv4Network, int] = {}
+        for index, member in enumerate(self.members):
+            if member.identity in seen:
+                raise ValueError(f"members[{index}].identity: {member.identity} is listed by members[{seen[member.identity]}] already")
+            seen[member.identity] = index
+            for cidr in member.cidrs:
+                for other, other_index in owner.items():
+                    if cidr.overlaps(other):
+                        raise ValueError(f"members[{index}].cidrs: {cidr} overlaps {other} of members[{other_index}] (each prefix has one owner)")
+                owner[cidr] = index
+        if not self.members:
+            return
+        own = self.members[seen[self.identity]].cidrs if self.identity in seen else []
+        for cidr in self.local_cidrs:
+            if not any(cidr.subnet_of(mine) for mine in own):
+                raise ValueError(f"members: local_cidrs {cidr} is not among this node's prefixes; add it to the entry of {self.identity}")
 
     @model_validator(mode="after")
     def _check_geneve(self) -> AgentConfig:
@@ -290,7 +340,8 @@ def parse_config(data: object) -> AgentConfig:
         problems = []
         for error in exc.errors():
             message = error["msg"].removeprefix("Value error, ")
-            problems.append(f"{_path(error['loc'])}: {message}")
+            # Checks across fields are raised at the root and name their own field path.
+            problems.append(f"{_path(error['loc'])}: {message}" if error["loc"] else message)
         raise ConfigError(problems) from None
 
 

@@ -33,11 +33,11 @@ the TUN is dropped.
 
 A refused UDP datagram is answered at once with an ICMP error from its
 original destination, through a rate-limited raw socket
-(`datagram.IcmpRejecter`): destination unreachable, administratively
+(`icmp_reject.IcmpRejecter`): destination unreachable, administratively
 prohibited (3/13) for the kernel filter table's denials, which the agent
 learns through NFLOG (`UdpInterceptor.refuse_denied`); for a refusal the far
 end reports, the session endpoint's `refuse` sends the error
-`datagram.refusal_icmp` gives for its status (3/13 denied, 3/1 unreachable,
+`packets.refusal_icmp` gives for its status (3/13 denied, 3/1 unreachable,
 3/0 no route, 11/0 hop limit). A refused echo gets the same error through
 the TUN.
 
@@ -66,21 +66,9 @@ from pyroute2.netlink.exceptions import NetlinkError
 
 from dataplane import sysctl
 from dataplane.admission import Admission
-from dataplane.datagram import (
-    ICMP_ECHO_REPLY,
-    ICMP_ECHO_REQUEST,
-    IP_TRANSPARENT,
-    Endpoint,
-    IcmpRejecter,
-    RejectCounts,
-    echo,
-    icmp_error,
-    inbox,
-    ipv4_packet,
-    parse_echo,
-    refusal_icmp,
-    udp_quote,
-)
+from dataplane.datagram import IP_TRANSPARENT, Endpoint, inbox
+from dataplane.icmp_reject import IcmpRejecter, RejectCounts
+from dataplane.packets import ICMP_ECHO_REPLY, ICMP_ECHO_REQUEST, echo, icmp_error, ipv4_packet, parse_echo, refusal_icmp, udp_quote
 from dataplane.header import ICMP, UDP, Status
 from dataplane.intercept import KernelError, iproute
 from dataplane.logfmt import event

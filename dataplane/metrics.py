@@ -8,7 +8,7 @@ Two kinds of figures:
   and active flags from the path monitor, open tunnels per peer and path,
   streams in flight, the kernel filter table's per-rule counters, and the
   ICMP errors answering refused UDP datagrams, sent or rate-limited
-  (`datagram.RejectCounts`). Reading at scrape time keeps the hot path free
+  (`icmp_reject.RejectCounts`). Reading at scrape time keeps the hot path free
   of metric updates for state that already lives elsewhere.
 
 Each agent gets its own registry, so several agents (or tests) in one process

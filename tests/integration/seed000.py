@@ -193,7 +193,14 @@ class Seed000:
     def configs(self) -> dict[str, dict[str, Any]]:
         """The three AgentConfig documents (before TLS paths are filled in)."""
         timeouts = {"idle": 30, "connect": 2, "handshake": 2, "drain": 2}
-        common = {"filter": self.policy, "timeouts": timeouts, "paths": {"probe_interval": 0.1, "failover_misses": 3, "failback_hold": 2.0}}
+        # Who speaks for which prefixes: the connector for the AWS network, edge B for its native Azure network.
+        members = [
+            {"identity": identity("conn"), "cidrs": ["10.30.40.0/24"]},
+            {"identity": identity("edgea"), "cidrs": []},
+            {"identity": identity("edgeb"), "cidrs": ["172.18.40.0/24"]},
+        ]
+        common = {"filter": self.policy, "timeouts": timeouts, "members": members,
+                  "paths": {"probe_interval": 0.1, "failover_misses": 3, "failback_hold": 2.0}}
         return {
             "conn": {
                 "name": "conn", "role": "connector", "identity": identity("conn"),
@@ -231,6 +238,18 @@ class Seed000:
         """Replace an agent's config file (then signal SIGHUP to reload it)."""
         self.agents[node].config_path.write_text(json.dumps(config, indent=2))
 
+    def reload(self, node: str, config: dict[str, Any], timeout: float = 5) -> None:
+        """Write `config` for `node`, SIGHUP it and wait for `agent.reloaded` (raise if it refuses or times out)."""
+        agent = self.agents[node]
+        start = len(agent.log())
+        self.write_config(node, config)
+        agent.signal(signal.SIGHUP)
+        deadline = time.monotonic() + timeout
+        while "agent.reloaded" not in (fresh := agent.log()[start:]):
+            if "agent.reload_refused" in fresh or time.monotonic() > deadline:
+                raise RuntimeError(f"agent {node} did not reload:\n{fresh}")
+            time.sleep(0.02)
+
     def read_config(self, node: str) -> dict[str, Any]:
         """The agent's current config document."""
         return json.loads(self.agents[node].config_path.read_text())
@@ -240,12 +259,12 @@ class Seed000:
         folder = self.workdir / node
         return build_contexts(TlsPaths(ca=folder / "ca.pem", cert=folder / "node.pem", key=folder / "node.key")).client
 
-    def open_stream(self, node: str, address: str, header: StreamHeader) -> ssl.SSLSocket:
-        """A tunnel stream to the agent at `address`, opened from `node`'s namespace as that member, header sent.
+    def open_stream(self, node: str, address: str, header: StreamHeader, *, ns: str | None = None) -> ssl.SSLSocket:
+        """A tunnel stream to the agent at `address`, opened as member `node` from namespace `ns` (default: `node`'s), header sent.
 
         The caller reads the reply and closes the stream.
         """
-        sock = self.ns(node).socket()
+        sock = self.ns(ns or node).socket()
         sock.settimeout(3)
         try:
             sock.connect((address, 7443))
