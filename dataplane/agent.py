@@ -302,12 +302,15 @@ class Agent:
     def _record_kernel(self) -> None:
         """Record the kernel objects installed now, by name (what a restart after SIGKILL removes)."""
         plan, icmp = self._intercept, self._icmp
-        self._state.update(
-            intercept={"table": plan.table, "fwmark": plan.fwmark, "route_table": plan.route_table, "rule_priority": plan.rule_priority}
-            if plan else None,
-            filter_table=self._filter_installed,
-            icmp={"tun": icmp.plan.tun, "route_table": icmp.plan.route_table, "rule_priority": icmp.plan.rule_priority} if icmp else None,
-        )
+        try:
+            self._state.update(
+                intercept={"table": plan.table, "fwmark": plan.fwmark, "route_table": plan.route_table, "rule_priority": plan.rule_priority}
+                if plan else None,
+                filter_table=self._filter_installed,
+                icmp={"tun": icmp.plan.tun, "route_table": icmp.plan.route_table, "rule_priority": icmp.plan.rule_priority} if icmp else None,
+            )
+        except OSError as exc:  # the objects work; only a restart after SIGKILL would miss them
+            event(log, "runstate.write_failed", path=str(self._state.path), error=str(exc), level=logging.ERROR)
 
     def _make_intercept_listener(self, config: AgentConfig) -> InterceptListeners | None:
         if not (config.local_cidrs and config.remote_cidrs()):
@@ -424,7 +427,10 @@ class Agent:
         while not self._stop.is_set():
             if self._reload.is_set():
                 self._reload.clear()
-                self.reload()
+                try:
+                    self.reload()
+                except Exception as exc:  # a reload must never end the agent: what runs keeps running
+                    event(log, "agent.reload_failed", error=repr(exc), level=logging.ERROR)
             if self._reopen.is_set():
                 self._reopen.clear()
                 self.observer.reopen()

@@ -30,7 +30,6 @@ from __future__ import annotations
 import itertools
 import logging
 import secrets
-import select
 import socket
 import ssl
 import threading
@@ -138,21 +137,34 @@ def _recv_exact(sock: ssl.SSLSocket, size: int, deadline: float) -> bytes:
         raise HeaderError("stream closed inside the header") from None
 
 
-def read_header(sock: ssl.SSLSocket, deadline: float) -> tuple[StreamHeader, bytes]:
-    """Read and validate one stream header, all of it by `deadline` (monotonic); returns it and its raw bytes."""
-    fixed = _recv_exact(sock, HEADER_FIXED_LEN, deadline)
+def read_header(sock: ssl.SSLSocket, deadline: float, first: bytes = b"") -> tuple[StreamHeader, bytes]:
+    """Read and validate one stream header, all of it by `deadline` (monotonic); returns it and its raw bytes.
+
+    `first`: the header's first bytes, already read (`_first_bytes`).
+    """
+    fixed = first + (_recv_exact(sock, HEADER_FIXED_LEN - len(first), deadline) if len(first) < HEADER_FIXED_LEN else b"")
     ident_len = parse_fixed(fixed)
     raw = fixed + _recv_exact(sock, ident_len, deadline)
     return decode(raw), raw
 
 
-def _readable(tls: ssl.SSLSocket) -> bool:
-    """Has the peer sent something (TLS holds decrypted bytes, or the socket has input)?"""
-    if tls.pending():
-        return True
-    poller = select.poll()
-    poller.register(tls, select.POLLIN | select.POLLHUP | select.POLLERR)
-    return bool(poller.poll(0))
+def _first_bytes(tls: ssl.SSLSocket) -> bytes | None:
+    """What the peer sent so far (at most a header's fixed part) without blocking: None if nothing yet, b"" if it closed.
+
+    A read, not a poll: with read-ahead OpenSSL may already hold the header's
+    record (it came with the handshake's last flight), which neither `pending()`
+    nor the socket's readiness shows.
+    """
+    timeout = tls.gettimeout()
+    tls.setblocking(False)
+    try:
+        return tls.recv(HEADER_FIXED_LEN)
+    except (ssl.SSLWantReadError, ssl.SSLWantWriteError, BlockingIOError):
+        return None
+    except (OSError, ssl.SSLError):
+        return b""
+    finally:
+        tls.settimeout(timeout)
 
 
 def _unwrap(tls: ssl.SSLSocket) -> socket.socket:
@@ -494,7 +506,8 @@ class Forwarder:
             return
         identities = peer_identities(tls)
         peer = next((rt.router.by_identity[identity] for identity in identities if identity in rt.router.by_identity), None)
-        if peer is not None and not _readable(tls):
+        first = _first_bytes(tls) if peer is not None else b""
+        if peer is not None and first is None:
             # A warm tunnel from a peer: it waits for its stream's header without a thread (and counts as one of its streams).
             if slot is not None:
                 slot.release()
@@ -506,12 +519,14 @@ class Forwarder:
                 reset(tls)
                 self.admission.refused("peer_streams", peer=peer.name)
                 return
-            parked = self._parking.park((tls,), time.monotonic() + rt.config.timeouts.idle,
-                                        lambda: self._wake_tunnel(tls, peer_ip, identities, peer.name))
-            if parked:
+            if self._park_tunnel(tls, peer_ip, identities, peer.name, time.monotonic() + rt.config.timeouts.idle):
                 return
             self._tunnel_woke(peer.name)
-        self._tunnel_header(tls, peer_ip, identities, deadline)
+            first = b""
+        self._tunnel_header(tls, peer_ip, identities, deadline, first or b"")
+
+    def _park_tunnel(self, tls: ssl.SSLSocket, peer_ip: str, identities: list[str], peer: str, until: float) -> bool:
+        return self._parking.park((tls,), until, lambda: self._wake_tunnel(tls, peer_ip, identities, peer, until))
 
     def _tunnel_woke(self, peer: str) -> None:
         with self._lock:
@@ -521,30 +536,33 @@ class Forwarder:
             else:
                 self._idle_tunnels.pop(peer, None)
 
-    def _wake_tunnel(self, tls: ssl.SSLSocket, peer_ip: str, identities: list[str], peer: str) -> None:
+    def _wake_tunnel(self, tls: ssl.SSLSocket, peer_ip: str, identities: list[str], peer: str, until: float) -> None:
         """A parked warm tunnel spoke (or its idle time ran out): read its header on a worker."""
+        first = _first_bytes(tls)
+        if first is None and time.monotonic() < until and self._park_tunnel(tls, peer_ip, identities, peer, until):
+            return  # only TLS housekeeping arrived: keep waiting
         self._tunnel_woke(peer)
-        if not _readable(tls):
+        if first is None:
             reset(tls)  # idle: a warm tunnel nobody used
             return
         try:
-            self._workers.submit(self._tunnel_header_safe, tls, peer_ip, identities)
+            self._workers.submit(self._tunnel_header_safe, tls, peer_ip, identities, first)
         except Exception as exc:  # RuntimeError: can't start new thread
             self.admission.refused("threads", error=repr(exc))
             reset(tls)
 
-    def _tunnel_header_safe(self, tls: ssl.SSLSocket, peer_ip: str, identities: list[str]) -> None:
+    def _tunnel_header_safe(self, tls: ssl.SSLSocket, peer_ip: str, identities: list[str], first: bytes) -> None:
         try:
-            self._tunnel_header(tls, peer_ip, identities, time.monotonic() + self._runtime().config.timeouts.handshake)
+            self._tunnel_header(tls, peer_ip, identities, time.monotonic() + self._runtime().config.timeouts.handshake, first)
         except Exception as exc:  # one broken stream must never take a worker's caller down
             event(log, "stream.crash", listener="tunnel", error=repr(exc), level=logging.ERROR)
             reset(tls)
 
-    def _tunnel_header(self, tls: ssl.SSLSocket, peer_ip: str, identities: list[str], deadline: float) -> None:
+    def _tunnel_header(self, tls: ssl.SSLSocket, peer_ip: str, identities: list[str], deadline: float, first: bytes = b"") -> None:
         rt = self._runtime()
         known = next((identity for identity in identities if identity in rt.router.by_identity), None)
         try:
-            header, _raw = read_header(tls, deadline)
+            header, _raw = read_header(tls, deadline, first)
         except (OSError, ssl.SSLError, HeaderError) as exc:
             reason = "PeerIdentityError" if known is None else str(exc) if isinstance(exc, HeaderError) else type(exc).__name__
             if isinstance(exc, HeaderError) and known:
