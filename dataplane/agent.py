@@ -33,15 +33,16 @@ from collections.abc import Callable
 from ipaddress import IPv4Address
 from pathlib import Path
 
-from dataplane import filter_table, intercept, sysctl
+from dataplane import conntrack, filter_table, intercept, sysctl
 from dataplane.admission import Admission, Slot
-from dataplane.datagram import RejectCounts
+from dataplane.icmp_reject import RejectCounts
 from dataplane.datagram_intercept import IcmpInterceptor, IcmpPlan, UdpInterceptor, remove_rules
 from dataplane.config import AgentConfig, ConfigError, Endpoint, load_config
 from dataplane.denylog import DeniedPacket
 from dataplane.health import Health
 from dataplane.filter_compile import CompiledPolicy, PolicyTooComplexError, compile_policy
 from dataplane.forward import IP_TRANSPARENT, FlowRecord, Forwarder, Router, Runtime
+from dataplane.geneve.gateway import GeneveGateway
 from dataplane.intercept import InterceptPlan
 from dataplane.logfmt import event
 from dataplane.metrics import Sources
@@ -50,7 +51,8 @@ from dataplane.parking import Parking
 from dataplane.relay import reset
 from dataplane.runstate import RunState
 from dataplane.paths import PathMonitor
-from dataplane.tls import build_contexts
+from dataplane.tls import TlsContexts, build_contexts, own_credential_problems
+from dataplane.trust import Trust
 from dataplane.tunnel import TunnelPool
 from dataplane.workers import Workers
 
@@ -58,6 +60,8 @@ log = logging.getLogger("dataplane.agent")
 
 # accept() errors that say "not now" rather than "this socket is gone".
 _TRANSIENT_ACCEPT = {errno.EMFILE, errno.ENFILE, errno.ENOBUFS, errno.ENOMEM, errno.ECONNABORTED, errno.EPROTO, errno.EPERM}
+SIGNAL_POLL = 0.1  # seconds between looks at the reload and stop flags
+HOUSEKEEPING = 1.0  # seconds between reaps of idle tunnels and malloc trims
 THREAD_STACK = 256 * 1024  # many stream threads; each needs little stack
 MALLOC_ARENAS = 2  # glibc gives each busy thread its own arena; with a thread per stream that multiplies idle memory
 _M_ARENA_MAX = -8  # malloc.h
@@ -199,7 +203,7 @@ class Agent:
 
     def __init__(self, config_path: Path, config: AgentConfig) -> None:
         self.config_path = config_path
-        self._runtime = Runtime(config, build_contexts(config.tls), Router(config), compile_policy(config.filter))
+        self._runtime = _runtime(config, build_contexts(config.tls, config.denylist), compile_policy(config.filter))
         self._reload = threading.Event()
         self._stop = threading.Event()
         self.workers = Workers("stream")
@@ -209,6 +213,7 @@ class Agent:
         self._intercept: InterceptPlan | None = None
         self._filter_installed: str | None = None
         self._icmp: IcmpInterceptor | None = None
+        self._geneve: GeneveGateway | None = None
         self.paths = PathMonitor.from_config(config, on_change=self._path_changed)
         self.pool = TunnelPool(
             contexts=lambda: self._runtime.contexts,
@@ -235,6 +240,8 @@ class Agent:
                 filter_counters=self._filter_counters,
                 icmp_errors=self.reject_counts.snapshot,
                 refused=self.admission.snapshot,
+                geneve=lambda: self._geneve.counts() if self._geneve else None,
+                geneve_flows=lambda: self._geneve.flow_count() if self._geneve else None,
             ),
             rtt=self._rtt,
             on_deny=self._kernel_denied,
@@ -393,6 +400,27 @@ class Agent:
         elif self._filter_installed:
             filter_table.remove(self._filter_installed)  # nothing is intercepted any more
             self._filter_installed = None
+        self._install_geneve(config)
+
+    def _install_geneve(self, config: AgentConfig) -> None:
+        """The GENEVE gateway: started, restarted on a change, or stopped to match `config` (after interception, which it feeds)."""
+        icmp_tun = self._icmp.plan.tun if self._icmp else None
+        current = self._geneve
+        if current and current.settings == config.geneve and current.plan.icmp_tun == icmp_tun:
+            return
+        if current:
+            current.stop()
+            self._geneve = None
+        if config.geneve is None:
+            self.health.remove("geneve")
+            return
+        gateway = GeneveGateway(config.geneve, icmp_tun=icmp_tun)
+        try:
+            gateway.start()
+        except OSError as exc:
+            raise intercept.KernelError(f"GENEVE listener {config.geneve.listen.host}:{config.geneve.listen.port}: {exc.strerror or exc}") from exc
+        self._geneve = gateway
+        self.health.add("geneve", self._check_geneve)  # the load balancer's health check: can this target take GENEVE?
 
     def teardown(self) -> None:
         """Remove everything this agent made; safe to call more than once."""
@@ -409,6 +437,9 @@ class Agent:
             table = self._filter_installed
             _quiet(lambda: filter_table.remove(table), "filter")
             self._filter_installed = None
+        if self._geneve:
+            _quiet(self._geneve.stop, "geneve")
+            self._geneve = None
         if self._icmp:
             icmp = self._icmp
             _quiet(icmp.stop, "icmp")
@@ -424,6 +455,7 @@ class Agent:
 
     def run(self) -> ExitCode:
         """The reconcile loop: act on flags, reap idle tunnels, until asked to stop."""
+        housekeeping = 0.0
         while not self._stop.is_set():
             if self._reload.is_set():
                 self._reload.clear()
@@ -434,10 +466,15 @@ class Agent:
             if self._reopen.is_set():
                 self._reopen.clear()
                 self.observer.reopen()
-            self.pool.reap()
-            self.observer.tick()
-            _trim_malloc()
-            self._stop.wait(1.0)
+            if time.monotonic() >= housekeeping:
+                self.pool.reap()
+                self.observer.tick()
+                if self._geneve:
+                    self._geneve.revive()
+                _trim_malloc()
+                housekeeping = time.monotonic() + HOUSEKEEPING
+            # Short waits: a signal handler cannot wake Event.wait, and a reload must act (and re-judge open flows) at once.
+            self._stop.wait(SIGNAL_POLL)
         self.drain()
         return ExitCode.OK
 
@@ -477,7 +514,9 @@ class Agent:
         """Apply the config file again; a bad one is refused and nothing changes."""
         try:
             new = load_config(self.config_path)
-            contexts = build_contexts(new.tls)
+            if problems := own_credential_problems(new.tls, new.identity, new.denylist):
+                raise ConfigError(problems)
+            contexts = build_contexts(new.tls, new.denylist)
             policy = compile_policy(new.filter)
         except ConfigError as exc:
             for problem in exc.problems:
@@ -515,7 +554,8 @@ class Agent:
             return False
         self._kernel_problem = None
         self._record_kernel()
-        self._runtime = Runtime(new, contexts, Router(new), policy)
+        self._runtime = runtime = _runtime(new, contexts, policy)
+        self._rejudge(runtime, denylist_changed=new.denylist != old.denylist)
         for listener, current in ((tunnel_listener, self._tunnel_listener), (intercept_listener, self._intercept_listener)):
             if listener is not current:
                 if current:
@@ -549,6 +589,27 @@ class Agent:
             self._kernel_problem = f"rollback failed: {exc}"
             event(log, "agent.rollback_failed", error=str(exc), level=logging.ERROR)
         self._record_kernel()
+
+    def _rejudge(self, runtime: Runtime, *, denylist_changed: bool) -> None:
+        """Reset the open streams the reloaded config refuses, and forget their conntrack entries.
+
+        Where this agent intercepted the flow (ingress) the conntrack entry is
+        the application's own 5-tuple: removing it makes the flow's next packet
+        new, so the kernel filter table judges it against the new policy.
+        """
+        if denylist_changed:
+            self.pool.flush()  # warm tunnels and cached sessions may belong to a certificate denied now
+        doomed = self.forwarder.rejudge(runtime)
+        for claim, reason in doomed:
+            header = claim.header
+            event(log, "flow.revoked", role=claim.role, proto=header.proto_name, src=f"{header.src}:{header.sport}",
+                  dst=f"{header.dst}:{header.dport}", identity=header.identity, reason=reason, level=logging.WARNING)
+        flows = [claim.header.five_tuple() for claim, _ in doomed if claim.role == "ingress"]
+        if flows:
+            try:
+                conntrack.forget(flows)
+            except OSError as exc:
+                event(log, "conntrack.forget_failed", flows=len(flows), error=str(exc), level=logging.WARNING)
 
     # ---- callbacks -----------------------------------------------------
 
@@ -624,6 +685,19 @@ class Agent:
         }
 
 
+    def _check_geneve(self) -> tuple[bool, str]:
+        """The GENEVE worker runs and its loop is awake, and the TUN is up (`GeneveGateway.check`)."""
+        if self._geneve is None:
+            return False, "GENEVE gateway not running"
+        result = self._geneve.check()
+        return bool(result["ok"]), str(result.get("problem") or f"{result.get('flows', 0)} flows")
+
+
+def _runtime(config: AgentConfig, contexts: TlsContexts, policy: CompiledPolicy) -> Runtime:
+    """Everything a stream reads of a (re)loaded config, built once."""
+    return Runtime(config, contexts, Router(config), policy, Trust.from_config(config))
+
+
 def _quiet(action: Callable[[], None], what: str) -> None:
     try:
         action()
@@ -684,6 +758,10 @@ def main(argv: list[str] | None = None) -> int:
     if args.check:
         event(log, "config.valid", node=config.name)
         return ExitCode.OK
+    if problems := own_credential_problems(config.tls, config.identity, config.denylist):
+        for problem in problems:
+            event(log, "config.invalid", problem=problem, level=logging.ERROR)
+        return ExitCode.CONFIG_INVALID
     threading.stack_size(THREAD_STACK)
     _limit_malloc_arenas()
     _raise_file_limit()

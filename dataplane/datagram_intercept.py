@@ -33,11 +33,11 @@ the TUN is dropped.
 
 A refused UDP datagram is answered at once with an ICMP error from its
 original destination, through a rate-limited raw socket
-(`datagram.IcmpRejecter`): destination unreachable, administratively
+(`icmp_reject.IcmpRejecter`): destination unreachable, administratively
 prohibited (3/13) for the kernel filter table's denials, which the agent
 learns through NFLOG (`UdpInterceptor.refuse_denied`); for a refusal the far
 end reports, the session endpoint's `refuse` sends the error
-`datagram.refusal_icmp` gives for its status (3/13 denied, 3/1 unreachable,
+`packets.refusal_icmp` gives for its status (3/13 denied, 3/1 unreachable,
 3/0 no route, 11/0 hop limit). A refused echo gets the same error through
 the TUN.
 
@@ -66,21 +66,9 @@ from pyroute2.netlink.exceptions import NetlinkError
 
 from dataplane import sysctl
 from dataplane.admission import Admission
-from dataplane.datagram import (
-    ICMP_ECHO_REPLY,
-    ICMP_ECHO_REQUEST,
-    IP_TRANSPARENT,
-    Endpoint,
-    IcmpRejecter,
-    RejectCounts,
-    echo,
-    icmp_error,
-    inbox,
-    ipv4_packet,
-    parse_echo,
-    refusal_icmp,
-    udp_quote,
-)
+from dataplane.datagram import IP_TRANSPARENT, Endpoint, inbox
+from dataplane.icmp_reject import IcmpRejecter, RejectCounts
+from dataplane.packets import ICMP_ECHO_REPLY, ICMP_ECHO_REQUEST, echo, icmp_error, ipv4_packet, parse_echo, refusal_icmp, udp_quote
 from dataplane.header import ICMP, UDP, Status
 from dataplane.intercept import KernelError, iproute
 from dataplane.logfmt import event
@@ -356,6 +344,18 @@ def only_from(sock: socket.socket, src: str, sport: int) -> None:
     sock.setsockopt(socket.SOL_SOCKET, SO_ATTACH_FILTER, fprog)
 
 
+def open_tun(name: str) -> int:
+    """A non-blocking descriptor of a new layer-3 TUN device `name` (no packet info); the device goes when it closes."""
+    fd = os.open("/dev/net/tun", os.O_RDWR | os.O_CLOEXEC)
+    try:
+        fcntl.ioctl(fd, TUNSETIFF, struct.pack("16sH", name.encode(), IFF_TUN | IFF_NO_PI))
+        os.set_blocking(fd, False)
+    except BaseException:
+        os.close(fd)
+        raise
+    return fd
+
+
 def _safe(handler: Handler, endpoint: Endpoint, *args: object) -> None:
     try:
         handler(endpoint, *args)  # type: ignore[arg-type]
@@ -524,9 +524,7 @@ class IcmpInterceptor:
             self._forwarding_previous = sysctl.apply({"net.ipv4.ip_forward": ("1", "route intercepted ICMP into the TUN")})
             if self._forwarding_was not in (None, "1"):  # a killed run left it on: it was off before the agent
                 self._forwarding_previous = {"net.ipv4.ip_forward": str(self._forwarding_was)}
-            self._fd = os.open("/dev/net/tun", os.O_RDWR | os.O_CLOEXEC)
-            fcntl.ioctl(self._fd, TUNSETIFF, struct.pack("16sH", self.plan.tun.encode(), IFF_TUN | IFF_NO_PI))
-            os.set_blocking(self._fd, False)
+            self._fd = open_tun(self.plan.tun)
             remove_rules(self.plan)  # whatever a killed agent left under the same table and priority
             install_rules(self.plan)
         except BaseException:

@@ -8,7 +8,7 @@ import urllib.request
 import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
-from dataplane.datagram import RejectCounts
+from dataplane.icmp_reject import RejectCounts
 from dataplane.metrics import Metrics, MetricsServer, Sources
 
 
