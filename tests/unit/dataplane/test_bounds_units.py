@@ -189,3 +189,18 @@ def test_the_probe_responder_answers_after_an_error_on_its_socket() -> None:
         client.close()
         responder._sock = real
         responder.stop()
+
+
+def test_datagram_sessions_are_capped_overall_and_per_client() -> None:
+    from dataplane.datagram_intercept import _Sessions
+
+    sessions = _Sessions(lambda: (3, 2))
+    writers = [socket.socketpair()[1] for _ in range(5)]
+    assert sessions.add(("10.0.0.1", 1, "10.1.0.1", 53), writers[0]) is None
+    assert sessions.add(("10.0.0.1", 2, "10.1.0.1", 53), writers[1]) is None
+    assert sessions.add(("10.0.0.1", 3, "10.1.0.1", 53), writers[2]) == "source_datagram_sessions"
+    assert sessions.add(("10.0.0.2", 1, "10.1.0.1", 53), writers[2]) is None
+    assert sessions.add(("10.0.0.3", 1, "10.1.0.1", 53), writers[3]) == "datagram_sessions"
+    sessions.forget(("10.0.0.1", 1, "10.1.0.1", 53), writers[0])
+    assert sessions.add(("10.0.0.1", 3, "10.1.0.1", 53), writers[4]) is None  # a slot is free again, for that client too
+    assert len(sessions) == 3
