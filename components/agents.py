@@ -17,7 +17,7 @@ from dataclasses import dataclass
 from ipaddress import IPv4Address, IPv4Network
 
 from components.plan_models import AgentPlan
-from dataplane.config import AgentConfig, ListenConfig, Member, PeerConfig, TlsPaths
+from dataplane.config import AgentConfig, GeneveSettings, ListenConfig, Member, PeerConfig, TlsPaths
 
 
 @dataclass(frozen=True)
@@ -44,6 +44,7 @@ def agent_config(
     *,
     listen: ListenConfig | None = None,
     flow_log: str | None = None,
+    geneve: GeneveSettings | None = None,
 ) -> AgentConfig:
     """The AgentConfig of `agent` with the fabric's `members` (the plan's), its peers placed at `addresses` (peer name -> address)."""
     peers = []
@@ -56,7 +57,7 @@ def agent_config(
             name=peer.name, identity=peer.identity, private_addr=where.private, public_addr=where.public,  # type: ignore[arg-type]
             cidrs=peer.cidrs if where.cidrs is None else where.cidrs, **ports,  # type: ignore[arg-type]
         ))
-    extra = {"listen": listen} if listen is not None else {}
+    extra = {k: v for k, v in (("listen", listen), ("geneve", geneve)) if v is not None}
     return AgentConfig(
         name=agent.name, role=agent.role, identity=agent.identity, local_cidrs=agent.local_cidrs,  # type: ignore[arg-type]
         peers=peers, filter=agent.filter, tls=tls, members=members, flow_log=flow_log, **extra,  # type: ignore[arg-type]

@@ -4,7 +4,11 @@ Peers dial load balancers, never VMs: an AWS edge's private address is its
 internal NLB (zone 0), its public address its first Elastic IP (known only
 once allocated, so passed in); a connector's address is its internal NLB. A
 connector sends its edge only what its route tables bring it (the routed
-destinations). The documents carry no secret: TLS files are written at boot
+destinations). Agents behind a Gateway Load Balancer (every connector, and
+an edge whose native networks reach it through its own GWLB) get a `geneve`
+section: GENEVE only from the load balancer's subnets, the networks behind
+it delivered from the node's own address so replies return to the same VM
+(docs/aws.md, "GENEVE"). The documents carry no secret: TLS files are written at boot
 from SSM parameters under /transit/<fabric>/<environment>/<node> (the
 instance role can read only that path). Never imports Pulumi.
 """
@@ -16,7 +20,7 @@ from ipaddress import IPv4Address
 from components.agents import PeerAddress, agent_config
 from components.aws.planning import AwsEdgeLayout, AwsLayout, AwsNetworkLayout
 from components.plan_models import AgentPlan
-from dataplane.config import AgentConfig, Endpoint, ListenConfig, Member, TlsPaths
+from dataplane.config import AgentConfig, Endpoint, GeneveNetwork, GeneveSettings, ListenConfig, Member, TlsPaths
 
 TLS_DIR = "/etc/transit/tls"
 TLS = TlsPaths(ca=f"{TLS_DIR}/ca.pem", cert=f"{TLS_DIR}/node.pem", key=f"{TLS_DIR}/node.key")  # type: ignore[arg-type]
@@ -28,6 +32,13 @@ def _listen(tunnel_port: int, probe_port: int, metrics_port: int) -> ListenConfi
         tunnel=Endpoint(port=tunnel_port), probe=Endpoint(port=probe_port),
         metrics=Endpoint(host=IPv4Address("0.0.0.0"), port=metrics_port),
     )
+
+
+def geneve(gwlb_subnets: list[str], cidrs: list[str]) -> GeneveSettings:
+    """GENEVE from the GWLB nodes in `gwlb_subnets` for workloads in `cidrs`, delivered from the node's own address
+    (`deliver_from: node`): with two or more VMs behind the load balancer it is the only mode whose replies come back
+    to the VM that delivered (the flow log keeps the real client)."""
+    return GeneveSettings(gwlb_cidrs=gwlb_subnets, networks=[GeneveNetwork(cidrs=cidrs, deliver_from="node")])  # type: ignore[arg-type]
 
 
 def _edge_address(edge: AwsEdgeLayout, public_ips: Mapping[str, str]) -> PeerAddress:
@@ -46,7 +57,8 @@ def edge_config(
         for n in layout.networks
         if n.edge == edge.name and n.attach == "connector"
     })
-    return agent_config(agent, members, addresses, TLS, listen=_listen(edge.tunnel_port, edge.probe_port, edge.metrics_port))
+    behind = geneve(edge.public_subnets, edge.native_cidrs) if edge.ingress_cidrs and edge.native_cidrs else None  # the edge's GWLB is in its public subnets
+    return agent_config(agent, members, addresses, TLS, listen=_listen(edge.tunnel_port, edge.probe_port, edge.metrics_port), geneve=behind)
 
 
 def connector_config(
@@ -64,4 +76,7 @@ def connector_config(
         private=edge.private_ips[0], public=public_ips.get(edge.name) or None, tunnel_port=edge.tunnel_port,
         probe_port=edge.probe_port, cidrs=network.destinations,
     )
-    return agent_config(agent, members, {f"edge-{edge.name}": home}, TLS, listen=_listen(edge.tunnel_port, edge.probe_port, edge.metrics_port))
+    return agent_config(
+        agent, members, {f"edge-{edge.name}": home}, TLS, listen=_listen(edge.tunnel_port, edge.probe_port, edge.metrics_port),
+        geneve=geneve(network.fabric_subnets, network.cidrs),
+    )

@@ -192,6 +192,7 @@ class Edge(pulumi.ComponentResource):
             route_tables: list[pulumi.Input[str]] = [route_table.id]
             private_ips = list(args.private_ips)
             vpc_cidr = args.cidr
+            gwlb_sources = [str(c) for c in public_cidrs]  # the edge's GWLB has its nodes in the public subnets
         else:
             vpc_id = args.existing_vpc.vpc_id
             public = list(args.existing_vpc.public_subnet_ids)
@@ -200,13 +201,14 @@ class Edge(pulumi.ComponentResource):
             attach_tables = list(args.existing_vpc.attachment_route_table_ids)
             private_ips = list(args.existing_vpc.private_endpoint_ips)
             vpc_cidr = args.existing_vpc.cidr
+            gwlb_sources = [vpc_cidr]  # the public subnets' CIDRs are not given for an existing VPC
 
         # The NLB health-checks from inside the VPC; keep that open even when tunnel_sources is narrow.
         sources = list(dict.fromkeys([*args.tunnel_sources, vpc_cidr]))
         rules: list[SgRuleSpec] = [("ingress", "tcp", args.tunnel_port, source) for source in sources]
         rules += [("ingress", "udp", args.probe_port, source) for source in args.tunnel_sources]
-        if args.ingress_cidrs:  # GENEVE and health checks from the edge's GWLB
-            rules += [("ingress", "udp", GENEVE_PORT, vpc_cidr), ("ingress", "tcp", args.health_port, vpc_cidr)]
+        if args.ingress_cidrs:  # GENEVE and health checks from the edge's GWLB nodes only
+            rules += [r for c in gwlb_sources for r in (("ingress", "udp", GENEVE_PORT, c), ("ingress", "tcp", args.health_port, c))]
         rules += [("egress", "tcp", args.tunnel_port, "0.0.0.0/0"), ("egress", "udp", args.probe_port, "0.0.0.0/0")]
         rules += [("egress", "tcp", HTTPS, "0.0.0.0/0")]  # AWS APIs (SSM) at boot
         rules += [("egress", "-1", None, cidr) for cidr in args.native_cidrs]

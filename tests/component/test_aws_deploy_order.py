@@ -9,6 +9,7 @@ principal, and circuits doubled or spread over two regions.
 """
 from __future__ import annotations
 
+import base64
 from typing import Any
 
 import pulumi
@@ -19,6 +20,7 @@ from tests.component.conftest import FakeCloud, Graph, build_graph
 from components.aws.options import AwsOptions  # noqa: E402  (mocks are set in conftest first)
 from components.fabric import Fabric, FabricArgs
 from components.spec import FabricSpec, validate_spec
+from dataplane.config import AgentConfig
 from tests.unit.spec_helpers import example
 
 SECRETS = {"fraDxMd5": "k1", "fraDx2Md5": "k2", "fraErMd5": "k3", "dcFraMd5": "k4"}
@@ -134,3 +136,23 @@ def test_a_region_with_fewer_available_zones_than_planned_is_refused(monkeypatch
     monkeypatch.setattr(FakeCloud, "ZONE_LETTERS", "a")
     with pytest.raises(Exception, match=r"region us-east-1 has 1 available zones \(us-east-1a\); the plan needs 2"):
         _fabric(validate_spec(example()))
+
+
+def test_the_connector_takes_geneve_only_from_its_gwlb_subnets_and_delivers_from_its_own_address(acme: Graph) -> None:
+    config = AgentConfig.model_validate_json(base64.b64decode(acme.by_name["aws-app-connector-lt"].inputs["userData"]))
+    assert config.geneve is not None
+    assert [str(c) for c in config.geneve.gwlb_cidrs] == ["10.30.40.224/28", "10.30.40.240/28"]
+    assert [([str(c) for c in n.cidrs], n.deliver_from) for n in config.geneve.networks] == [(["10.30.40.0/24"], "node")]
+    assert (config.geneve.listen.port, config.geneve.mtu) == (6081, 8500)
+    assert config.listen.metrics is not None and str(config.listen.metrics.host) == "0.0.0.0"
+    ingress = acme.by_name["aws-app-connector-sg"].inputs["ingress"]
+    opened = {(r["protocol"], r["fromPort"], r["cidrBlocks"][0]) for r in ingress}
+    for subnet in ("10.30.40.224/28", "10.30.40.240/28"):
+        assert {("udp", 6081, subnet), ("tcp", config.listen.metrics.port, subnet)} <= opened
+    assert {r["cidrBlocks"][0] for r in ingress if r["fromPort"] == 6081} == {"10.30.40.224/28", "10.30.40.240/28"}
+
+
+def test_an_edge_without_native_networks_behind_its_gwlb_has_no_geneve(acme: Graph) -> None:
+    config = AgentConfig.model_validate_json(base64.b64decode(acme.by_name["aws-use1-lt"].inputs["userData"]))
+    assert config.geneve is None
+    assert not any(r["fromPort"] == 6081 for r in acme.by_name["aws-use1-sg"].inputs["ingress"])

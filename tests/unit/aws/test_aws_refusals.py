@@ -128,3 +128,23 @@ def test_circuits_reaching_networks_in_two_regions_lay_out_a_vgw_in_each() -> No
     layout = build_aws_layout(spec, build_plan(spec))
     vgws = {g.region: g.vpn_gateways for g in layout.gateways}
     assert vgws == {"us-east-1": [("aws-app", 64512)], "eu-central-1": [("aws-eu", 64512)]}
+
+
+def test_an_edge_whose_native_networks_reach_it_through_its_gwlb_gets_geneve_from_its_public_subnets() -> None:
+    from components.aws.agent_configs import edge_config
+    from components.segmentation.members import fabric_members
+
+    data = example()
+    data["networks"][0]["attach"] = "native"  # aws-app reaches az-app through the edge's GWLB
+    data.pop("cloud_router")
+    data["circuits"] = []  # (over the circuits, its routes would be BGP's, not the edge's)
+    spec = spec_of(data)
+    plan = plan_fabric(spec)
+    layout = build_aws_layout(spec, plan)
+    edge = layout.edges[0]
+    assert edge.ingress_cidrs and edge.native_cidrs == ["10.30.40.0/24"]
+    agent = next(a for a in plan.agents if a.name == "edge-aws-use1")
+    config = edge_config(agent, fabric_members(spec), layout, edge, {})
+    assert config.geneve is not None
+    assert [str(c) for c in config.geneve.gwlb_cidrs] == edge.public_subnets
+    assert [[str(c) for c in n.cidrs] for n in config.geneve.networks] == [["10.30.40.0/24"]]
