@@ -149,12 +149,36 @@ def _recv_exact(sock: ssl.SSLSocket, size: int, deadline: float) -> bytes:
         raise HeaderError("stream closed inside the header") from None
 
 
-def read_header(sock: ssl.SSLSocket, deadline: float) -> tuple[StreamHeader, bytes]:
-    """Read and validate one stream header, all of it by `deadline` (monotonic); returns it and its raw bytes."""
-    fixed = _recv_exact(sock, HEADER_FIXED_LEN, deadline)
+def read_header(sock: ssl.SSLSocket, deadline: float, early: bytes = b"") -> tuple[StreamHeader, bytes]:
+    """Read and validate one stream header, all of it by `deadline` (monotonic); returns it and its raw bytes.
+
+    `early` is its beginning, already read (at most the fixed part: `_early_bytes`).
+    """
+    fixed = early + _recv_exact(sock, HEADER_FIXED_LEN - len(early), deadline) if len(early) < HEADER_FIXED_LEN else early
     ident_len = parse_fixed(fixed)
     raw = fixed + _recv_exact(sock, ident_len, deadline)
     return decode(raw), raw
+
+
+def _early_bytes(tls: ssl.SSLSocket) -> bytes:
+    """Whatever of the header came with the handshake (at most its fixed part), read without waiting.
+
+    With read-ahead, OpenSSL can take the header's record off the socket
+    together with the client's Finished: then neither `pending()` (only
+    decrypted bytes) nor a poll of the socket shows it, and a tunnel parked
+    to wait for it would never wake. Reading once decrypts it. b"" when
+    nothing is there yet (or the peer closed: the header read says so).
+    """
+    timeout = tls.gettimeout()
+    tls.setblocking(False)
+    try:
+        return tls.recv(HEADER_FIXED_LEN)
+    except (ssl.SSLWantReadError, ssl.SSLWantWriteError, BlockingIOError):
+        return b""
+    except (OSError, ssl.SSLError):
+        return b""  # broken: the header read fails and says why
+    finally:
+        tls.settimeout(timeout)
 
 
 def _readable(tls: ssl.SSLSocket) -> bool:
@@ -534,7 +558,8 @@ class Forwarder:
             return
         identities = cert.identities
         peer = next((rt.router.by_identity[identity] for identity in identities if identity in rt.router.by_identity), None)
-        if peer is not None and not _readable(tls):
+        early = _early_bytes(tls)
+        if peer is not None and not early and not _readable(tls):
             # A warm tunnel from a peer: it waits for its stream's header without a thread (and counts as one of its streams).
             if slot is not None:
                 slot.release()
@@ -551,7 +576,7 @@ class Forwarder:
             if parked:
                 return
             self._tunnel_woke(peer.name)
-        self._tunnel_header(tls, peer_ip, cert, deadline)
+        self._tunnel_header(tls, peer_ip, cert, deadline, early)
 
     def _tunnel_woke(self, peer: str) -> None:
         with self._lock:
@@ -580,12 +605,12 @@ class Forwarder:
             event(log, "stream.crash", listener="tunnel", error=repr(exc), level=logging.ERROR)
             reset(tls)
 
-    def _tunnel_header(self, tls: ssl.SSLSocket, peer_ip: str, cert: PeerCert, deadline: float) -> None:
+    def _tunnel_header(self, tls: ssl.SSLSocket, peer_ip: str, cert: PeerCert, deadline: float, early: bytes = b"") -> None:
         rt = self._runtime()
         identities = cert.identities
         known = next((identity for identity in identities if identity in rt.router.by_identity), None)
         try:
-            header, _raw = read_header(tls, deadline)
+            header, _raw = read_header(tls, deadline, early)
         except (OSError, ssl.SSLError, HeaderError) as exc:
             reason = "PeerIdentityError" if known is None else str(exc) if isinstance(exc, HeaderError) else type(exc).__name__
             if isinstance(exc, HeaderError) and known:
