@@ -42,6 +42,8 @@ from dataplane.denylog import DeniedPacket
 from dataplane.health import Health
 from dataplane.filter_compile import CompiledPolicy, PolicyTooComplexError, compile_policy
 from dataplane.forward import IP_TRANSPARENT, FlowRecord, Forwarder, Router, Runtime
+from dataplane.geneve import gateway as geneve_gateway
+from dataplane.geneve.gateway import GeneveGateway
 from dataplane.intercept import InterceptPlan
 from dataplane.logfmt import event
 from dataplane.metrics import Sources
@@ -212,6 +214,7 @@ class Agent:
         self._intercept: InterceptPlan | None = None
         self._filter_installed: str | None = None
         self._icmp: IcmpInterceptor | None = None
+        self._geneve: GeneveGateway | None = None
         self.paths = PathMonitor.from_config(config, on_change=self._path_changed)
         self.pool = TunnelPool(
             contexts=lambda: self._runtime.contexts,
@@ -238,6 +241,8 @@ class Agent:
                 filter_counters=self._filter_counters,
                 icmp_errors=self.reject_counts.snapshot,
                 refused=self.admission.snapshot,
+                geneve=lambda: self._geneve.counts() if self._geneve else None,
+                geneve_flows=lambda: self._geneve.flow_count() if self._geneve else None,
             ),
             rtt=self._rtt,
             on_deny=self._kernel_denied,
@@ -300,17 +305,27 @@ class Agent:
         if left.get("icmp"):
             icmp = left["icmp"]
             _quiet(lambda: remove_rules(IcmpPlan(icmp["tun"], icmp["route_table"], icmp["rule_priority"], (), ())), "leftover icmp")
-        self._state.update(intercept=None, filter_table=None, icmp=None)
+        if left.get("geneve"):
+            gnv = left["geneve"]
+            _quiet(lambda: geneve_gateway.remove(geneve_gateway.GenevePlan(gnv["tun"], 0, gnv["fwmark"], gnv["route_table"], gnv["rule_priority"],
+                                                                           gnv["nft_table"], None)), "leftover geneve")
+        self._state.update(intercept=None, filter_table=None, icmp=None, geneve=None)
 
     def _record_kernel(self) -> None:
         """Record the kernel objects installed now, by name (what a restart after SIGKILL removes)."""
         plan, icmp = self._intercept, self._icmp
-        self._state.update(
-            intercept={"table": plan.table, "fwmark": plan.fwmark, "route_table": plan.route_table, "rule_priority": plan.rule_priority}
-            if plan else None,
-            filter_table=self._filter_installed,
-            icmp={"tun": icmp.plan.tun, "route_table": icmp.plan.route_table, "rule_priority": icmp.plan.rule_priority} if icmp else None,
-        )
+        gnv = self._geneve.plan if self._geneve else None
+        try:
+            self._state.update(
+                intercept={"table": plan.table, "fwmark": plan.fwmark, "route_table": plan.route_table, "rule_priority": plan.rule_priority}
+                if plan else None,
+                filter_table=self._filter_installed,
+                icmp={"tun": icmp.plan.tun, "route_table": icmp.plan.route_table, "rule_priority": icmp.plan.rule_priority} if icmp else None,
+                geneve={"tun": gnv.tun, "fwmark": gnv.fwmark, "route_table": gnv.route_table, "rule_priority": gnv.rule_priority,
+                        "nft_table": gnv.nft_table} if gnv else None,
+            )
+        except OSError as exc:  # the objects work; only a restart after SIGKILL would miss them
+            event(log, "runstate.write_failed", path=str(self._state.path), error=str(exc), level=logging.ERROR)
 
     def _make_intercept_listener(self, config: AgentConfig) -> InterceptListeners | None:
         if not (config.local_cidrs and config.remote_cidrs()):
@@ -393,6 +408,27 @@ class Agent:
         elif self._filter_installed:
             filter_table.remove(self._filter_installed)  # nothing is intercepted any more
             self._filter_installed = None
+        self._install_geneve(config)
+
+    def _install_geneve(self, config: AgentConfig) -> None:
+        """The GENEVE gateway: started, restarted on a change, or stopped to match `config` (after interception, which it feeds)."""
+        icmp_tun = self._icmp.plan.tun if self._icmp else None
+        current = self._geneve
+        if current and current.settings == config.geneve and current.plan.icmp_tun == icmp_tun:
+            return
+        if current:
+            current.stop()
+            self._geneve = None
+        if config.geneve is None:
+            self.health.remove("geneve")
+            return
+        gateway = GeneveGateway(config.geneve, icmp_tun=icmp_tun)
+        try:
+            gateway.start()
+        except OSError as exc:
+            raise intercept.KernelError(f"GENEVE listener {config.geneve.listen.host}:{config.geneve.listen.port}: {exc.strerror or exc}") from exc
+        self._geneve = gateway
+        self.health.add("geneve", self._check_geneve)  # the load balancer's health check: can this target take GENEVE?
 
     def teardown(self) -> None:
         """Remove everything this agent made; safe to call more than once."""
@@ -409,6 +445,9 @@ class Agent:
             table = self._filter_installed
             _quiet(lambda: filter_table.remove(table), "filter")
             self._filter_installed = None
+        if self._geneve:
+            _quiet(self._geneve.stop, "geneve")
+            self._geneve = None
         if self._icmp:
             icmp = self._icmp
             _quiet(icmp.stop, "icmp")
@@ -428,13 +467,18 @@ class Agent:
         while not self._stop.is_set():
             if self._reload.is_set():
                 self._reload.clear()
-                self.reload()
+                try:
+                    self.reload()
+                except Exception as exc:  # a reload must never end the agent: what runs keeps running
+                    event(log, "agent.reload_failed", error=repr(exc), level=logging.ERROR)
             if self._reopen.is_set():
                 self._reopen.clear()
                 self.observer.reopen()
             if time.monotonic() >= housekeeping:
                 self.pool.reap()
                 self.observer.tick()
+                if self._geneve:
+                    self._geneve.revive()
                 _trim_malloc()
                 housekeeping = time.monotonic() + HOUSEKEEPING
             # Short waits: a signal handler cannot wake Event.wait, and a reload must act (and re-judge open flows) at once.
@@ -647,6 +691,14 @@ class Agent:
             "paths": self.paths.stats(),
             "active_paths": {peer.name: self.paths.active(peer.name) for peer in self.config.peers},
         }
+
+
+    def _check_geneve(self) -> tuple[bool, str]:
+        """The GENEVE worker runs and its loop is awake, and the TUN is up (`GeneveGateway.check`)."""
+        if self._geneve is None:
+            return False, "GENEVE gateway not running"
+        result = self._geneve.check()
+        return bool(result["ok"]), str(result.get("problem") or f"{result.get('flows', 0)} flows")
 
 
 def _runtime(config: AgentConfig, contexts: TlsContexts, policy: CompiledPolicy) -> Runtime:

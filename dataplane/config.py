@@ -180,6 +180,40 @@ class InterceptSettings(_Model):
         return self
 
 
+class GeneveNetwork(_Model):
+    """Application CIDRs whose traffic reaches this node through a Gateway Load Balancer, and how replies are drawn back."""
+
+    cidrs: list[IPv4Network] = Field(min_length=1, description="Workload CIDRs behind the load balancer (each inside `local_cidrs`).")
+    deliver_from: Literal["node", "client"] = Field(default="node", description=(
+        "Source address of streams this node delivers into these CIDRs. node: this VM's own address, so the workload's "
+        "replies come straight back to this VM whatever the load balancer would hash them to (the flow log keeps the real "
+        "client). client: the original client's address (`preserve_source`), correct only while one target serves the "
+        "network, since the load balancer may hash the replies to another target. Valid values: node, client. Defaults to node."))
+
+
+class GeneveSettings(_Model):
+    """The AWS Gateway Load Balancer's GENEVE on this node (see docs/aws.md)."""
+
+    listen: Endpoint = Field(default=Endpoint(port=6081), description="Where the load balancer sends GENEVE: UDP 6081 on this VM's address. Defaults to 0.0.0.0:6081 (every VM of an autoscaling group shares one document; replies leave from the address the load balancer sent to).")
+    gwlb_cidrs: list[IPv4Network] = Field(min_length=1, description="Where GENEVE may come from: the load balancer's subnets. Anything else is dropped and counted.")
+    networks: list[GeneveNetwork] = Field(min_length=1, description="The workload networks behind the load balancer.")
+    tun: str = Field(default="transit-gnv", pattern=r"^[a-z][a-z0-9-]{0,14}$", description="TUN device inner packets enter the kernel through (at most 15 characters). Defaults to transit-gnv.")
+    mtu: int = Field(default=8500, ge=576, le=8500, description="MTU of that TUN: the largest inner packet. The Gateway Load Balancer carries 8,500 bytes (plus 68 of GENEVE); the VM's interface needs 8,568 or more. Valid values: 576-8500. Defaults to 8500.")
+    fwmark: int = Field(default=0x4D45, ge=1, le=0xFFFFFFFF, description="Conntrack and packet mark that routes a GENEVE flow's replies into the TUN. Defaults to 0x4d45.")
+    route_table: int = Field(default=4645, ge=1, le=0xFFFFFFF0, description="Policy routing table whose default route is the TUN. Defaults to 4645.")
+    rule_priority: int = Field(default=4642, ge=1, le=32765, description="`ip rule` priority of the fwmark rule for that table (before the interception rules). Defaults to 4642.")
+    nft_table: str = Field(default="transit_geneve", pattern=r"^[a-z][a-z0-9_]{0,30}$", description="nftables table (family ip) that marks GENEVE flows and keeps anything else from being routed out of or into the TUN. Defaults to transit_geneve.")
+    flow_limit: int = Field(default=65536, ge=16, le=1_048_576, description="Flows remembered at once (about 200 bytes each); past that a new flow is dropped and counted until one ages out. Valid values: 16-1048576. Defaults to 65536.")
+    flow_idle: float = Field(default=350.0, gt=0, le=3600, description="Forget a flow after this long without a packet either way (the load balancer's own TCP idle timeout is 350 s). Defaults to 350.")
+
+    def network_for(self, address: IPv4Address) -> GeneveNetwork | None:
+        """The network behind the load balancer that holds `address`, if any."""
+        for network in self.networks:
+            if any(address in cidr for cidr in network.cidrs):
+                return network
+        return None
+
+
 class AgentConfig(_Model):
     """Everything one `transit-agent` needs; one document per connector or edge VM."""
 
@@ -204,6 +238,7 @@ class AgentConfig(_Model):
     warm_tunnels: int = Field(default=2, ge=0, le=64, description="Ready TLS connections kept per peer while it is in use, so new streams skip the handshake. Defaults to 2.")
     flow_log: Path | None = Field(default=None, description="JSON-lines flow log file, one line per closed stream. Defaults to none.")
     log_level: Literal["debug", "info", "warning", "error"] = Field(default="info", description="Log level. Valid values: debug, info, warning, error. Defaults to info.")
+    geneve: GeneveSettings | None = Field(default=None, description="GENEVE from an AWS Gateway Load Balancer, for connectors and edges behind one. Defaults to none.")
 
     @model_validator(mode="after")
     def _check_peers(self) -> AgentConfig:
@@ -247,6 +282,30 @@ class AgentConfig(_Model):
         for cidr in self.local_cidrs:
             if not any(cidr.subnet_of(mine) for mine in own):
                 raise ValueError(f"members: local_cidrs {cidr} is not among this node's prefixes; add it to the entry of {self.identity}")
+
+    @model_validator(mode="after")
+    def _check_geneve(self) -> AgentConfig:
+        geneve = self.geneve
+        if geneve is None:
+            return self
+        for index, network in enumerate(geneve.networks):
+            for position, cidr in enumerate(network.cidrs):
+                if not any(cidr.subnet_of(local) for local in self.local_cidrs):
+                    raise ValueError(f"geneve.networks[{index}].cidrs[{position}] {cidr} is not inside local_cidrs: add it there, GENEVE delivers into the node's own networks")
+        if geneve.route_table in (self.intercept.route_table, self.intercept.icmp_route_table):
+            raise ValueError(f"geneve.route_table {geneve.route_table} is already used by intercept: pick another table")
+        if geneve.fwmark == self.intercept.fwmark:
+            raise ValueError(f"geneve.fwmark 0x{geneve.fwmark:x} equals intercept.fwmark: pick another mark")
+        if geneve.tun == self.intercept.icmp_tun:
+            raise ValueError(f"geneve.tun {geneve.tun} is intercept.icmp_tun: pick another name")
+        return self
+
+    def preserve_source_for(self, destination: IPv4Address) -> bool:
+        """Deliver to `destination` from the original client's address? (`preserve_source`, and `geneve.networks[].deliver_from`)."""
+        if not self.preserve_source:
+            return False
+        network = self.geneve.network_for(destination) if self.geneve else None
+        return network is None or network.deliver_from == "client"
 
     def peer(self, name: str) -> PeerConfig:
         """The peer called `name` (KeyError if none)."""

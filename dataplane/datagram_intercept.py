@@ -344,6 +344,18 @@ def only_from(sock: socket.socket, src: str, sport: int) -> None:
     sock.setsockopt(socket.SOL_SOCKET, SO_ATTACH_FILTER, fprog)
 
 
+def open_tun(name: str) -> int:
+    """A non-blocking descriptor of a new layer-3 TUN device `name` (no packet info); the device goes when it closes."""
+    fd = os.open("/dev/net/tun", os.O_RDWR | os.O_CLOEXEC)
+    try:
+        fcntl.ioctl(fd, TUNSETIFF, struct.pack("16sH", name.encode(), IFF_TUN | IFF_NO_PI))
+        os.set_blocking(fd, False)
+    except BaseException:
+        os.close(fd)
+        raise
+    return fd
+
+
 def _safe(handler: Handler, endpoint: Endpoint, *args: object) -> None:
     try:
         handler(endpoint, *args)  # type: ignore[arg-type]
@@ -512,9 +524,7 @@ class IcmpInterceptor:
             self._forwarding_previous = sysctl.apply({"net.ipv4.ip_forward": ("1", "route intercepted ICMP into the TUN")})
             if self._forwarding_was not in (None, "1"):  # a killed run left it on: it was off before the agent
                 self._forwarding_previous = {"net.ipv4.ip_forward": str(self._forwarding_was)}
-            self._fd = os.open("/dev/net/tun", os.O_RDWR | os.O_CLOEXEC)
-            fcntl.ioctl(self._fd, TUNSETIFF, struct.pack("16sH", self.plan.tun.encode(), IFF_TUN | IFF_NO_PI))
-            os.set_blocking(self._fd, False)
+            self._fd = open_tun(self.plan.tun)
             remove_rules(self.plan)  # whatever a killed agent left under the same table and priority
             install_rules(self.plan)
         except BaseException:

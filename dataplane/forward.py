@@ -30,7 +30,6 @@ from __future__ import annotations
 import itertools
 import logging
 import secrets
-import select
 import socket
 import ssl
 import threading
@@ -149,45 +148,34 @@ def _recv_exact(sock: ssl.SSLSocket, size: int, deadline: float) -> bytes:
         raise HeaderError("stream closed inside the header") from None
 
 
-def read_header(sock: ssl.SSLSocket, deadline: float, early: bytes = b"") -> tuple[StreamHeader, bytes]:
+def read_header(sock: ssl.SSLSocket, deadline: float, first: bytes = b"") -> tuple[StreamHeader, bytes]:
     """Read and validate one stream header, all of it by `deadline` (monotonic); returns it and its raw bytes.
 
-    `early` is its beginning, already read (at most the fixed part: `_early_bytes`).
+    `first`: the header's first bytes, already read (`_first_bytes`).
     """
-    fixed = early + _recv_exact(sock, HEADER_FIXED_LEN - len(early), deadline) if len(early) < HEADER_FIXED_LEN else early
+    fixed = first + (_recv_exact(sock, HEADER_FIXED_LEN - len(first), deadline) if len(first) < HEADER_FIXED_LEN else b"")
     ident_len = parse_fixed(fixed)
     raw = fixed + _recv_exact(sock, ident_len, deadline)
     return decode(raw), raw
 
 
-def _early_bytes(tls: ssl.SSLSocket) -> bytes:
-    """Whatever of the header came with the handshake (at most its fixed part), read without waiting.
+def _first_bytes(tls: ssl.SSLSocket) -> bytes | None:
+    """What the peer sent so far (at most a header's fixed part) without blocking: None if nothing yet, b"" if it closed.
 
-    With read-ahead, OpenSSL can take the header's record off the socket
-    together with the client's Finished: then neither `pending()` (only
-    decrypted bytes) nor a poll of the socket shows it, and a tunnel parked
-    to wait for it would never wake. Reading once decrypts it. b"" when
-    nothing is there yet (or the peer closed: the header read says so).
+    A read, not a poll: with read-ahead OpenSSL may already hold the header's
+    record (it came with the handshake's last flight), which neither `pending()`
+    nor the socket's readiness shows.
     """
     timeout = tls.gettimeout()
     tls.setblocking(False)
     try:
         return tls.recv(HEADER_FIXED_LEN)
     except (ssl.SSLWantReadError, ssl.SSLWantWriteError, BlockingIOError):
-        return b""
+        return None
     except (OSError, ssl.SSLError):
-        return b""  # broken: the header read fails and says why
+        return b""
     finally:
         tls.settimeout(timeout)
-
-
-def _readable(tls: ssl.SSLSocket) -> bool:
-    """Has the peer sent something (TLS holds decrypted bytes, or the socket has input)?"""
-    if tls.pending():
-        return True
-    poller = select.poll()
-    poller.register(tls, select.POLLIN | select.POLLHUP | select.POLLERR)
-    return bool(poller.poll(0))
 
 
 def _unwrap(tls: ssl.SSLSocket) -> socket.socket:
@@ -558,8 +546,8 @@ class Forwarder:
             return
         identities = cert.identities
         peer = next((rt.router.by_identity[identity] for identity in identities if identity in rt.router.by_identity), None)
-        early = _early_bytes(tls)
-        if peer is not None and not early and not _readable(tls):
+        first = _first_bytes(tls) if peer is not None else b""
+        if peer is not None and first is None:
             # A warm tunnel from a peer: it waits for its stream's header without a thread (and counts as one of its streams).
             if slot is not None:
                 slot.release()
@@ -571,12 +559,14 @@ class Forwarder:
                 reset(tls)
                 self.admission.refused("peer_streams", peer=peer.name)
                 return
-            parked = self._parking.park((tls,), time.monotonic() + rt.config.timeouts.idle,
-                                        lambda: self._wake_tunnel(tls, peer_ip, cert, peer.name))
-            if parked:
+            if self._park_tunnel(tls, peer_ip, cert, peer.name, time.monotonic() + rt.config.timeouts.idle):
                 return
             self._tunnel_woke(peer.name)
-        self._tunnel_header(tls, peer_ip, cert, deadline, early)
+            first = b""
+        self._tunnel_header(tls, peer_ip, cert, deadline, first or b"")
+
+    def _park_tunnel(self, tls: ssl.SSLSocket, peer_ip: str, cert: PeerCert, peer: str, until: float) -> bool:
+        return self._parking.park((tls,), until, lambda: self._wake_tunnel(tls, peer_ip, cert, peer, until))
 
     def _tunnel_woke(self, peer: str) -> None:
         with self._lock:
@@ -586,31 +576,34 @@ class Forwarder:
             else:
                 self._idle_tunnels.pop(peer, None)
 
-    def _wake_tunnel(self, tls: ssl.SSLSocket, peer_ip: str, cert: PeerCert, peer: str) -> None:
+    def _wake_tunnel(self, tls: ssl.SSLSocket, peer_ip: str, cert: PeerCert, peer: str, until: float) -> None:
         """A parked warm tunnel spoke (or its idle time ran out): read its header on a worker."""
+        first = _first_bytes(tls)
+        if first is None and time.monotonic() < until and self._park_tunnel(tls, peer_ip, cert, peer, until):
+            return  # only TLS housekeeping arrived: keep waiting
         self._tunnel_woke(peer)
-        if not _readable(tls):
+        if first is None:
             reset(tls)  # idle: a warm tunnel nobody used
             return
         try:
-            self._workers.submit(self._tunnel_header_safe, tls, peer_ip, cert)
+            self._workers.submit(self._tunnel_header_safe, tls, peer_ip, cert, first)
         except Exception as exc:  # RuntimeError: can't start new thread
             self.admission.refused("threads", error=repr(exc))
             reset(tls)
 
-    def _tunnel_header_safe(self, tls: ssl.SSLSocket, peer_ip: str, cert: PeerCert) -> None:
+    def _tunnel_header_safe(self, tls: ssl.SSLSocket, peer_ip: str, cert: PeerCert, first: bytes) -> None:
         try:
-            self._tunnel_header(tls, peer_ip, cert, time.monotonic() + self._runtime().config.timeouts.handshake)
+            self._tunnel_header(tls, peer_ip, cert, time.monotonic() + self._runtime().config.timeouts.handshake, first)
         except Exception as exc:  # one broken stream must never take a worker's caller down
             event(log, "stream.crash", listener="tunnel", error=repr(exc), level=logging.ERROR)
             reset(tls)
 
-    def _tunnel_header(self, tls: ssl.SSLSocket, peer_ip: str, cert: PeerCert, deadline: float, early: bytes = b"") -> None:
+    def _tunnel_header(self, tls: ssl.SSLSocket, peer_ip: str, cert: PeerCert, deadline: float, first: bytes = b"") -> None:
         rt = self._runtime()
         identities = cert.identities
         known = next((identity for identity in identities if identity in rt.router.by_identity), None)
         try:
-            header, _raw = read_header(tls, deadline, early)
+            header, _raw = read_header(tls, deadline, first)
         except (OSError, ssl.SSLError, HeaderError) as exc:
             reason = "PeerIdentityError" if known is None else str(exc) if isinstance(exc, HeaderError) else type(exc).__name__
             if isinstance(exc, HeaderError) and known:
@@ -743,10 +736,10 @@ class Forwarder:
         ), Claim("egress", header, cert))
 
     def _connect(self, rt: Runtime, header: StreamHeader) -> socket.socket:
-        """Connect to the destination, from the original source address when configured."""
+        """Connect to the destination, from the original source address when configured for it (`preserve_source_for`)."""
         sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
         try:
-            if rt.config.preserve_source:
+            if rt.config.preserve_source_for(header.dst):
                 sock.setsockopt(socket.SOL_IP, IP_TRANSPARENT, 1)
                 sock.bind((str(header.src), 0))
             sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
@@ -762,9 +755,9 @@ class Forwarder:
         echoes from the original source through the agent's ICMP TUN (when configured and the TUN covers
         the flow), else re-originated from this agent's own address."""
         if header.proto == UDP:
-            return udp_destination(header.src, header.dst, header.dport, preserve_source=rt.config.preserve_source)
+            return udp_destination(header.src, header.dst, header.dport, preserve_source=rt.config.preserve_source_for(header.dst))
         assert header.proto == ICMP
-        if rt.config.preserve_source and self._icmp_delivery is not None:
+        if rt.config.preserve_source_for(header.dst) and self._icmp_delivery is not None:
             endpoint = self._icmp_delivery(header.src, header.dst, header.sport)
             if endpoint is not None:
                 return endpoint

@@ -43,6 +43,7 @@ from prometheus_client.registry import Collector
 
 from dataplane.filter_model import DEFAULT_RULE
 from dataplane.flowlog import FlowEntry
+from dataplane.geneve.packet import REASONS
 
 log = logging.getLogger("dataplane.metrics")
 
@@ -63,6 +64,8 @@ class Sources:
     filter_counters: Callable[[], Mapping[str, tuple[int, int]]] | None = None
     icmp_errors: Callable[[], Mapping[str, int]] | None = None  # {"sent": n, "limited": n}
     refused: Callable[[], Mapping[str, int]] | None = None  # admission refusals per reason (admission.REASONS)
+    geneve: Callable[[], Mapping[str, int] | None] | None = None  # packets by result (geneve.gateway.counts); None: no gateway
+    geneve_flows: Callable[[], int | None] | None = None
 
 
 class Metrics:
@@ -146,6 +149,21 @@ class _ScrapeCollector(Collector):
             for reason, count in sorted(_call(sources.refused, {}).items()):
                 refused.add_metric([reason], count)
             yield refused
+        yield from _guarded(self._geneve, sources)
+
+    @staticmethod
+    def _geneve(sources: Sources) -> Iterable[Metric]:
+        counts = _call(sources.geneve, None)
+        if counts is None:
+            return []
+        packets = CounterMetricFamily(
+            "transit_geneve_packets", "GENEVE packets by result: delivered (into the TUN), returned (to the load balancer), or the reason it was dropped.",
+            labels=["result"],
+        )
+        for result in sorted({"delivered", "returned", *REASONS, *counts}):
+            packets.add_metric([result], counts.get(result, 0))
+        flows = GaugeMetricFamily("transit_geneve_flows", "Flows in the GENEVE flow table.", value=_call(sources.geneve_flows, 0) or 0)
+        return [packets, flows]
 
     @staticmethod
     def _paths(sources: Sources) -> Iterable[Metric]:

@@ -17,10 +17,11 @@ from dataclasses import dataclass
 from typing import Any, Literal
 
 from components.checks.violation import Resource
-from components.segmentation.ports import Interval, port_range
+from components.segmentation.intervals import ALL_PORTS, Interval
+from components.segmentation.ports import port_range
 
 ALL = "all"
-EVERY_PORT: tuple[Interval, ...] = ((0, 65535),)
+EVERY_PORT: tuple[Interval, ...] = (ALL_PORTS,)
 OPEN_SOURCES = frozenset({"0.0.0.0/0", "::/0", "*", "Internet", "any", "Any"})
 """How the clouds write "anywhere": CIDRs, Azure's `*` and `Internet` tag, and the spec's `any`."""
 _PROTOCOLS = {"-1": ALL, "*": ALL, ALL: ALL, "6": "tcp", "17": "udp", "1": "icmp"}

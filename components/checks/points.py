@@ -13,6 +13,7 @@ parity run only pays for lookups. Never imports Pulumi.
 from __future__ import annotations
 
 from ipaddress import IPv4Network
+from typing import Any
 
 from components.aws.planning import AwsPlanSection
 from components.local.layout import build_layout, name_prefix
@@ -28,7 +29,7 @@ from components.spec import FabricSpec
 from dataplane.filter_model import FilterPolicy
 
 CLOUD_TARGETS = (INTENT, AWS_SECURITY_GROUPS, AZURE_NSGS, GCP_FIREWALL)
-"""The targets compiled from the spec, in report order; the agents' points follow them."""
+"""The targets compiled from the spec, in report order; the agents' nftables targets follow them."""
 
 
 def nft_point(name: str, table: NftTable, scope: list[IPv4Network]) -> Point:
@@ -46,17 +47,9 @@ def agent_filters(spec: FabricSpec) -> dict[str, tuple[FilterPolicy, list[IPv4Ne
     return {agent.config.name: (agent.config.filter, list(agent.config.local_cidrs)) for agent in layout.agents if agent.config.local_cidrs}
 
 
-def dataplane_points(spec: FabricSpec, filters: dict[str, tuple[FilterPolicy, list[IPv4Network]]] | None = None) -> list[Point]:
-    """One point per filtering agent: its filter compiled to nftables, read back from the document.
-
-    `filters` (name -> (policy, scope)) defaults to the agents' configs.
-    """
-    filters = agent_filters(spec) if filters is None else filters
-    out = []
-    for name, (policy, scope) in filters.items():
-        target = Nftables(f"dataplane:{name}", tuple(scope))
-        out.append(point(target, target.document(policy)))
-    return out
+def agent_tables(spec: FabricSpec) -> dict[Nftables, dict[str, Any]]:
+    """One nftables target per filtering agent, with the document its filter compiles to (what the agent installs)."""
+    return {Nftables(f"dataplane:{name}", tuple(scope)): Nftables.document(policy) for name, (policy, scope) in agent_filters(spec).items()}
 
 
 def aws_point(section: AwsPlanSection) -> Point:
@@ -70,7 +63,14 @@ def azure_point(seg: AzureSegmentation) -> Point:
 
 
 def build_points(spec: FabricSpec, plan: Plan | None = None) -> list[Point]:
-    """Compile every enforcement point the fabric has; the intent comes first."""
+    """Every enforcement point the fabric has, in one loop: the intent first, then the clouds', then the agents'.
+
+    What is already compiled is read, not compiled again: the AWS rows of the
+    plan, and each agent's filter as its config carries it.
+    """
     plan = build_plan(spec) if plan is None else plan
-    compiled = {AWS_SECURITY_GROUPS.name: SecurityPlan.from_rows(plan.aws)} if plan.aws is not None else {}
-    return [*compile_points(CLOUD_TARGETS, Context.of(spec), compiled), *dataplane_points(spec)]
+    agents = agent_tables(spec)
+    compiled: dict[str, object] = {target.name: document for target, document in agents.items()}
+    if plan.aws is not None:
+        compiled[AWS_SECURITY_GROUPS.name] = SecurityPlan.from_rows(plan.aws)
+    return compile_points([*CLOUD_TARGETS, *agents], Context.of(spec), compiled)

@@ -193,16 +193,21 @@ def multi_az_spec(ctx: Context, options: Options) -> list[Violation]:
     return out
 
 
+_ZONE_PROPS: dict[str, tuple[str, ...]] = {
+    "aws:autoscaling/group": ("vpcZoneIdentifiers", "availabilityZones"),
+    "azure-native:compute:VirtualMachineScaleSet": ("zones",),
+}
+"""Where a VM group lists its zones (or one subnet per zone), first property first; violations point at the first."""
+
+
 def multi_az_resource(resource: Resource, options: Options) -> list[Violation]:
     """An autoscaling group or scale set pinned to fewer than `min_zones` zones."""
     need = int(options["min_zones"])
-    if resource.type == "aws:autoscaling/group":
-        zones = resource.props.get("vpcZoneIdentifiers") or resource.props.get("availabilityZones") or []
-        path = "vpcZoneIdentifiers"
-    elif resource.type == "azure-native:compute:VirtualMachineScaleSet":
-        zones, path = resource.props.get("zones") or [], "zones"
-    else:
+    props = _ZONE_PROPS.get(resource.type)
+    if props is None:
         return []
+    zones = next((value for prop in props if (value := resource.props.get(prop))), [])
+    path = props[0]
     if len(zones) >= need:
         return []
     return [Violation("edges-multi-az", f"{resource.name}.{path}",

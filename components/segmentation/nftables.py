@@ -19,6 +19,7 @@ from ipaddress import IPv4Address, IPv4Network
 from typing import Any
 
 from components.segmentation.agent_filters import scoped_filter
+from components.segmentation.intervals import Interval
 from components.segmentation.protocol import Context, Decision, Evaluator, Flow
 from components.segmentation.resolve import ResolvedRule
 from dataplane.filter_model import FilterPolicy, proto_number
@@ -28,7 +29,6 @@ TABLE = "transit_filter"
 HOOK = "forward"
 
 _PORT_PROTOS = {6, 17}
-Interval = tuple[int, int]
 
 
 Element = tuple[tuple[Interval, ...], str]

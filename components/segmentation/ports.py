@@ -3,7 +3,8 @@ from __future__ import annotations
 
 from collections.abc import Iterable
 
-Interval = tuple[int, int]
+from components.segmentation.intervals import ALL_PORTS, Interval
+
 ANY_PORT = "*"
 """Azure's word for every port; GCP and AWS leave the list empty instead."""
 
@@ -17,7 +18,7 @@ def port_range(item: str | int) -> Interval:
     """One item (`22`, `"8000-8080"`) as an inclusive range; `*` is every port."""
     text = str(item).strip()
     if text == ANY_PORT:
-        return 0, 65535
+        return ALL_PORTS
     low, _, high = text.partition("-")
     return int(low), int(high or low)
 

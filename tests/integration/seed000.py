@@ -90,6 +90,37 @@ class AgentProcess:
         assert self.proc is not None
         self.proc.send_signal(sig)
 
+    def start(self) -> AgentProcess:
+        """Start (or restart) the agent inside its namespace, logging to `log_path`."""
+        self.started_at = len(self.log())
+        handle = self.log_path.open("ab")
+        self.proc = self.ns.spawn(*AGENT, "--config", str(self.config_path), stdout=handle, stderr=handle, cwd=REPO)
+        handle.close()
+        return self
+
+    def wait_ready(self, timeout: float = 15) -> None:
+        """Wait for the agent's start line; raise with its log if it exits or times out."""
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            if "agent.start " in self.current_log():
+                return
+            if self.proc is not None and self.proc.poll() is not None:
+                raise RuntimeError(f"agent {self.node} exited {self.proc.returncode}:\n{self.log()}")
+            time.sleep(0.05)
+        raise TimeoutError(f"agent {self.node} not ready:\n{self.log()}")
+
+    def stop(self, timeout: float = 15) -> None:
+        """SIGTERM the agent and wait for it (killed if it does not stop in time)."""
+        if self.proc is None:
+            return
+        if self.proc.poll() is None:
+            self.proc.send_signal(signal.SIGTERM)
+        try:
+            self.proc.wait(timeout=timeout)
+        except subprocess.TimeoutExpired:
+            self.proc.kill()
+            self.proc.wait()
+
 
 @dataclass
 class Seed000:
@@ -197,24 +228,11 @@ class Seed000:
 
     def start_agent(self, node: str) -> AgentProcess:
         """Start (or restart) one agent inside its namespace."""
-        agent = self.agents[node]
-        agent.started_at = len(agent.log())
-        handle = agent.log_path.open("ab")
-        agent.proc = agent.ns.spawn(*AGENT, "--config", str(agent.config_path), stdout=handle, stderr=handle, cwd=REPO)
-        handle.close()
-        return agent
+        return self.agents[node].start()
 
     def wait_ready(self, node: str, timeout: float = 15) -> None:
         """Wait for the agent's start line; raise with its log if it exits or times out."""
-        agent = self.agents[node]
-        deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline:
-            if "agent.start " in agent.current_log():
-                return
-            if agent.proc is not None and agent.proc.poll() is not None:
-                raise RuntimeError(f"agent {node} exited {agent.proc.returncode}:\n{agent.log()}")
-            time.sleep(0.05)
-        raise TimeoutError(f"agent {node} not ready:\n{agent.log()}")
+        self.agents[node].wait_ready(timeout)
 
     def write_config(self, node: str, config: dict[str, Any]) -> None:
         """Replace an agent's config file (then signal SIGHUP to reload it)."""
