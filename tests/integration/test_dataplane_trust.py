@@ -190,6 +190,7 @@ def test_a_tightened_policy_resets_an_open_stream_within_a_second(seed: tuple[Se
     original = topo.read_config(node)
     tightened = json.loads(json.dumps(original))
     tightened["filter"]["rules"] = [rule for rule in tightened["filter"]["rules"] if rule["name"] != "app-to-db"]
+    reloads = topo.agents[node].log().count("agent.reloaded")
     app = topo.ns("awsapp").socket()
     app.settimeout(5)
     try:
@@ -211,6 +212,10 @@ def test_a_tightened_policy_resets_an_open_stream_within_a_second(seed: tuple[Se
             assert f"sport={sport} " not in entries.stdout, f"conntrack still holds the revoked flow:\n{entries.stdout}"
     finally:
         app.close()
+        # The reset can come before the tightening reload logs its end: let it finish before the next one.
+        deadline = time.monotonic() + 5
+        while topo.agents[node].log().count("agent.reloaded") <= reloads and time.monotonic() < deadline:
+            time.sleep(0.02)
         topo.reload(node, original)
     assert topo.round_trip(b"allowed again"), _logs(topo)
 
