@@ -236,7 +236,7 @@ def aws_section(spec: FabricSpec, plan: Plan) -> AwsPlanSection | None:
         if edge.cloud == "aws"
         for cidr in _ingress(spec, [n for n, h in homes.items() if h == edge.name], edge.region, routes)
     ]
-    layout, problems = None, circuit_problems(spec)
+    layout, problems = None, circuit_problems(spec) + connector_capacity_problems(spec, plan)
     if not problems:
         try:
             layout = _layout(spec, plan, security, routes)
@@ -340,6 +340,32 @@ def circuit_problems(spec: FabricSpec) -> list[str]:
             out.append(
                 f"circuits[{first[key][0]}].attaches: the DX gateway of {key} would associate {len(reached)} VGWs (one per network), "
                 f"over the AWS limit of {DX_GATEWAY_VGWS}; split the networks over circuits that share none"
+            )
+    return out
+
+
+AWS_RESERVED_PER_SUBNET = 5
+"""Addresses AWS keeps in every subnet (network, router, DNS, future, broadcast)."""
+CONNECTOR_SUBNET_ENIS = 4
+"""Interfaces besides the VMs in each connector subnet: GWLB node, GWLB endpoint, internal NLB, TGW attachment."""
+
+
+def connector_capacity_problems(spec: FabricSpec, plan: Plan) -> list[str]:
+    """Connector subnets too small for the autoscaling group's `max_size` (2 x instances) beside the
+    load balancers' and the TGW attachment's interfaces: the group could not scale or refresh."""
+    subnets = {c.network: c.subnets for c in plan.connectors if c.cloud == "aws"}
+    out = []
+    for i, n in enumerate(spec.networks):
+        if n.name not in subnets or not subnets[n.name]:
+            continue
+        size = min(IPv4Network(s.cidr).num_addresses for s in subnets[n.name])
+        room = size - AWS_RESERVED_PER_SUBNET - CONNECTOR_SUBNET_ENIS
+        if 2 * n.instances > room:
+            out.append(
+                f"networks[{i}].instances: {n.instances} connector VMs scale to {2 * n.instances} (max_size = 2 x instances), "
+                f"but each /{IPv4Network(subnets[n.name][0].cidr).prefixlen} connector subnet holds {room} VMs beside AWS's "
+                f"{AWS_RESERVED_PER_SUBNET} reserved addresses and the GWLB node, GWLB endpoint, NLB and TGW interfaces; "
+                f"use at most {room // 2} instances"
             )
     return out
 

@@ -148,3 +148,13 @@ def test_an_edge_whose_native_networks_reach_it_through_its_gwlb_gets_geneve_fro
     assert config.geneve is not None
     assert [str(c) for c in config.geneve.gwlb_cidrs] == edge.public_subnets
     assert [[str(c) for c in n.cidrs] for n in config.geneve.networks] == [["10.30.40.0/24"]]
+
+
+def test_connector_vms_that_would_not_fit_their_subnet_at_max_size_are_refused() -> None:
+    data = example()
+    data["networks"][0]["instances"] = 4  # max_size 8; a /28 holds 11 - 4 interfaces = 7 VMs
+    problems = _problems(data)
+    assert len(problems) == 1 and problems[0].startswith("networks[0].instances: 4 connector VMs scale to 8")
+    assert problems[0].endswith("use at most 3 instances")
+    data["networks"][0]["instances"] = 3
+    assert _problems(data) == []
