@@ -14,11 +14,12 @@ only pays for lookups. Never imports Pulumi.
 from __future__ import annotations
 
 from ipaddress import IPv4Network
+from typing import Any
 
 from components.plan_models import Plan
 from components.segmentation.intent import INTENT
 from components.segmentation.nftables import Nftables, NftTable
-from components.segmentation.protocol import Context, Point, compile_points, point
+from components.segmentation.protocol import Context, Point, compile_points
 from components.spec import FabricSpec
 from components.targets import TARGETS, plan_fabric
 from dataplane.filter_model import FilterPolicy
@@ -38,17 +39,9 @@ def agent_filters(plan: Plan) -> dict[str, tuple[FilterPolicy, list[IPv4Network]
     return {a.name: (a.filter, [IPv4Network(c) for c in a.local_cidrs]) for a in plan.agents if a.local_cidrs}
 
 
-def dataplane_points(plan: Plan, filters: dict[str, tuple[FilterPolicy, list[IPv4Network]]] | None = None) -> list[Point]:
-    """One point per filtering agent: its filter compiled to nftables, read back from the document.
-
-    `filters` (name -> (policy, scope)) defaults to the plan's agents.
-    """
-    filters = agent_filters(plan) if filters is None else filters
-    out = []
-    for name, (policy, scope) in filters.items():
-        target = Nftables(f"dataplane:{name}", tuple(scope))
-        out.append(point(target, target.document(policy)))
-    return out
+def agent_tables(plan: Plan) -> dict[Nftables, dict[str, Any]]:
+    """One nftables target per filtering agent, with the document its filter compiles to (what the agent installs)."""
+    return {Nftables(f"dataplane:{name}", tuple(scope)): Nftables.document(policy) for name, (policy, scope) in agent_filters(plan).items()}
 
 
 def target_point(name: str, section: object) -> Point:
@@ -59,7 +52,14 @@ def target_point(name: str, section: object) -> Point:
 
 
 def build_points(spec: FabricSpec, plan: Plan | None = None) -> list[Point]:
-    """Compile every enforcement point the fabric has: the intent first, then each target's, then the agents'."""
+    """Every enforcement point the fabric has: the intent first, then each target's, then the agents'.
+
+    What is already compiled is read, not compiled again: each target's plan
+    section (components.targets), and each agent's filter as the plan gives it.
+    """
     plan = plan_fabric(spec) if plan is None else plan
+    context = Context.of(spec)
     targets = [target_point(name, section) for name, section in plan.sections.items() if TARGETS[name].evaluator is not None]
-    return [*compile_points([INTENT], Context.of(spec)), *targets, *dataplane_points(plan)]
+    agents = agent_tables(plan)
+    compiled: dict[str, object] = {target.name: document for target, document in agents.items()}
+    return [*compile_points([INTENT], context), *targets, *compile_points(agents, context, compiled)]
