@@ -19,7 +19,7 @@ from typing import Any
 from components.plan_models import Plan
 from components.segmentation.intent import INTENT
 from components.segmentation.nftables import Nftables, NftTable
-from components.segmentation.protocol import Context, Point, compile_points
+from components.segmentation.protocol import Context, Point, compile_points, point
 from components.spec import FabricSpec
 from components.targets import TARGETS, plan_fabric
 from dataplane.filter_model import FilterPolicy
@@ -52,14 +52,14 @@ def target_point(name: str, section: object) -> Point:
 
 
 def build_points(spec: FabricSpec, plan: Plan | None = None) -> list[Point]:
-    """Every enforcement point the fabric has: the intent first, then each target's, then the agents'.
+    """Every enforcement point the fabric has: the intent first, then each target's (from its plan section), then the agents'.
 
-    What is already compiled is read, not compiled again: each target's plan
-    section (components.targets), and each agent's filter as the plan gives it.
+    What is already compiled is read, not compiled again: each target judges its
+    plan section, and each agent's filter is read from the document it installs.
     """
     plan = plan_fabric(spec) if plan is None else plan
-    context = Context.of(spec)
     targets = [target_point(name, section) for name, section in plan.sections.items() if TARGETS[name].evaluator is not None]
     agents = agent_tables(plan)
-    compiled: dict[str, object] = {target.name: document for target, document in agents.items()}
-    return [*compile_points([INTENT], context), *targets, *compile_points(agents, context, compiled)]
+    context = Context.of(spec)
+    return [*compile_points([INTENT], context), *targets,
+            *compile_points(list(agents), context, {target.name: document for target, document in agents.items()})]
