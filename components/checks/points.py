@@ -40,7 +40,7 @@ def agent_filters(plan: Plan) -> dict[str, tuple[FilterPolicy, list[IPv4Network]
 
 
 def agent_tables(plan: Plan) -> dict[Nftables, dict[str, Any]]:
-    """One nftables target per filtering agent, with the document its plan filter compiles to (what the agent installs)."""
+    """One nftables target per filtering agent, with the document its filter compiles to (what the agent installs)."""
     return {Nftables(f"dataplane:{name}", tuple(scope)): Nftables.document(policy) for name, (policy, scope) in agent_filters(plan).items()}
 
 
@@ -52,13 +52,14 @@ def target_point(name: str, section: object) -> Point:
 
 
 def build_points(spec: FabricSpec, plan: Plan | None = None) -> list[Point]:
-    """Every enforcement point the fabric has: the intent first, then each target's, then the agents'.
+    """Every enforcement point the fabric has: the intent first, then each target's (from its plan section), then the agents'.
 
-    What is already compiled is read, not compiled again: each target's plan
-    section, and each agent's filter as the plan carries it.
+    What is already compiled is read, not compiled again: each target judges its
+    plan section, and each agent's filter is read from the document it installs.
     """
     plan = plan_fabric(spec) if plan is None else plan
     targets = [target_point(name, section) for name, section in plan.sections.items() if TARGETS[name].evaluator is not None]
     agents = agent_tables(plan)
-    compiled: dict[str, object] = {target.name: document for target, document in agents.items()}
-    return [*compile_points([INTENT], Context.of(spec)), *targets, *compile_points([*agents], Context.of(spec), compiled)]
+    context = Context.of(spec)
+    return [*compile_points([INTENT], context), *targets,
+            *compile_points(list(agents), context, {target.name: document for target, document in agents.items()})]

@@ -46,7 +46,9 @@ def _name(urn: str) -> str:
 
 
 def _digest(value: Any) -> str:
-    return hashlib.sha256(json.dumps(value, sort_keys=True, default=str).encode()).hexdigest()[:16]
+    """A short digest of `value`, with this checkout's path written as <repo> so every clone pins the same graph."""
+    text = json.dumps(value, sort_keys=True, default=str).replace(str(ROOT), "<repo>")
+    return hashlib.sha256(text.encode()).hexdigest()[:16]
 
 
 def resource_line(reg: Registration) -> str:
