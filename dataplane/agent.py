@@ -21,6 +21,7 @@ import argparse
 import ctypes
 import enum
 import errno
+import importlib.metadata
 import logging
 import resource
 import signal
@@ -455,6 +456,7 @@ class Agent:
     def health(self) -> dict[str, object]:
         """The /healthz document."""
         return {
+            "version": agent_version(),
             "node": self.config.name,
             "role": self.config.role,
             "identity": self.config.identity,
@@ -464,6 +466,14 @@ class Agent:
             "paths": self.paths.stats(),
             "active_paths": {peer.name: self.paths.active(peer.name) for peer in self.config.peers},
         }
+
+
+def agent_version() -> str:
+    """The installed distribution's version (the repository's, in an image: docs/images.md)."""
+    try:
+        return importlib.metadata.version("multicloud-transit")
+    except importlib.metadata.PackageNotFoundError:
+        return "unknown"
 
 
 def _quiet(action: Callable[[], None], what: str) -> None:
@@ -514,6 +524,7 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="transit-agent", description="multicloud-transit data plane agent")
     parser.add_argument("--config", required=True, type=Path, help="AgentConfig JSON file")
     parser.add_argument("--check", action="store_true", help="validate the config and exit (0 valid, 2 invalid)")
+    parser.add_argument("--version", action="version", version=f"transit-agent {agent_version()}")
     args = parser.parse_args(argv)
     _setup_logging("info")
     try:

@@ -206,16 +206,17 @@ def _path(loc: tuple[object, ...]) -> str:
     return out or "(root)"
 
 
+def validation_problems(exc: ValidationError) -> list[str]:
+    """A pydantic error as `path: message` lines (the shape ConfigError carries)."""
+    return [f"{_path(error['loc'])}: {error['msg'].removeprefix('Value error, ')}" for error in exc.errors()]
+
+
 def parse_config(data: object) -> AgentConfig:
     """Validate a decoded document; raise ConfigError listing every bad field."""
     try:
         return AgentConfig.model_validate(data)
     except ValidationError as exc:
-        problems = []
-        for error in exc.errors():
-            message = error["msg"].removeprefix("Value error, ")
-            problems.append(f"{_path(error['loc'])}: {message}")
-        raise ConfigError(problems) from None
+        raise ConfigError(validation_problems(exc)) from None
 
 
 def load_config(path: str | Path, environ: dict[str, str] | None = None) -> AgentConfig:

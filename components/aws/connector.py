@@ -17,7 +17,7 @@ from typing import Literal
 import pulumi
 import pulumi_aws as aws
 
-from components.aws.base import ASSUME_EC2, HTTPS, Common, SgRuleSpec, child, inline_rules, raise_problems, node_policy, user_data
+from components.aws.base import ASSUME_EC2, HTTPS, Common, SgRuleSpec, child, inline_rules, raise_problems, node_policy, parameter_prefix, user_data
 from components.aws.gwlb import GENEVE_PORT, gwlb_ingress
 from components.aws.naming import cidr_slug
 from components.aws.tunnel_lb import TunnelLb, tunnel_lb
@@ -202,7 +202,7 @@ class Connector(pulumi.ComponentResource):
             f"{name}-lt", image_id=args.image_id, instance_type=args.instance_type,
             iam_instance_profile={"arn": profile.arn}, vpc_security_group_ids=[self.security_group.id],
             metadata_options={"http_tokens": "required", "http_endpoint": "enabled"},
-            user_data=user_data(args.agent_config_json), update_default_version=True,
+            user_data=user_data(args.agent_config_json, parameter_prefix(args.fabric, args.environment, name)), update_default_version=True,
             tag_specifications=[{"resource_type": "instance", "tags": args.tags("connector", f"{name}-vm")}],
             tags=args.tags("connector", f"{name}-lt"), opts=child(self),
         )

@@ -21,7 +21,7 @@ from ipaddress import IPv4Network
 import pulumi
 import pulumi_aws as aws
 
-from components.aws.base import ASSUME_EC2, HTTPS, Common, SgRuleSpec, child, inline_rules, raise_problems, node_policy, user_data
+from components.aws.base import ASSUME_EC2, HTTPS, Common, SgRuleSpec, child, inline_rules, raise_problems, node_policy, parameter_prefix, user_data
 from components.aws.gwlb import GENEVE_PORT, GwlbIngress, gwlb_ingress
 from components.aws.naming import cidr_slug, edge_subnets, endpoint_ip, zone_names
 from components.aws.tunnel_lb import tunnel_lb
@@ -204,7 +204,7 @@ class Edge(pulumi.ComponentResource):
             iam_instance_profile={"arn": self.instance_profile.arn},
             network_interfaces=[{"device_index": 0, "associate_public_ip_address": "true", "security_groups": [self.security_group.id]}],
             metadata_options={"http_tokens": "required", "http_endpoint": "enabled"},
-            user_data=user_data(args.agent_config_json), update_default_version=True,
+            user_data=user_data(args.agent_config_json, parameter_prefix(args.fabric, args.environment, name)), update_default_version=True,
             tag_specifications=[{"resource_type": "instance", "tags": args.tags("edge", f"{name}-vm")}],
             tags=args.tags("edge", f"{name}-lt"), opts=child(self),
         )
