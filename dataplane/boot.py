@@ -3,7 +3,8 @@
 Run once per boot by transit-boot.service, before transit-agent.service (and,
 on a data-center connector, transit-exabgp.service) which require it. It reads
 the boot document (dataplane/boot_document.py) from the source, validates it,
-fetches every secret it names with the VM's own identity, and only then writes
+fetches every secret it names with the VM's own identity, makes the instance
+settings only the VM can make (AWS: source/destination check off), and only then writes
 the files: TLS files where AgentConfig.tls says (the key mode 0600), the ExaBGP
 config (0600) when the document has a BGP session, and /etc/transit/agent.json
 last. A document it refuses or a secret it cannot fetch writes nothing and
@@ -71,6 +72,7 @@ def boot(source: Source, root: Path = Path("/")) -> BootDocument:
     missing = [item for item in document.items() if not secrets.get(item)]
     if missing:
         raise BootError(f"secrets: {', '.join(missing)} empty or missing in {document.secrets.store}")
+    source.prepare_instance()
     install(document, secrets, root)
     return document
 

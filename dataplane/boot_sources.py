@@ -47,6 +47,9 @@ class Source(Protocol):
     def secrets(self, document: BootDocument) -> dict[str, str]:
         """Every item the document names (`document.items()`), by item."""
 
+    def prepare_instance(self) -> None:
+        """Instance settings only the VM can make for itself, before the agent starts."""
+
 
 class Http:
     """Small HTTP client for metadata services and REST stores: retries while the network comes up."""
@@ -95,9 +98,12 @@ def _store(document: BootDocument, kind: type, source: str):  # type: ignore[no-
 class Aws:
     """An EC2 instance: IMDSv2 and SSM Parameter Store."""
 
-    def __init__(self, imds: str = "http://169.254.169.254", ssm_endpoint: str | None = None, http: Http | None = None) -> None:
+    def __init__(
+        self, imds: str = "http://169.254.169.254", ssm_endpoint: str | None = None, ec2_endpoint: str | None = None,
+        http: Http | None = None,
+    ) -> None:
         self.imds = imds.rstrip("/")
-        self.ssm_endpoint = ssm_endpoint
+        self.endpoints = {"ssm": ssm_endpoint, "ec2": ec2_endpoint}
         self.http = http or Http()
         self._token: str | None = None
 
@@ -113,6 +119,23 @@ class Aws:
 
     def secrets(self, document: BootDocument) -> dict[str, str]:
         store: AwsSsm = _store(document, AwsSsm, "an AWS instance (expected aws-ssm)")
+        names = {store.name(item): item for item in document.items()}
+        answer = self._call("ssm", "get_parameters", Names=sorted(names), WithDecryption=True)
+        if answer.get("InvalidParameters"):
+            raise BootError(f"ssm: no parameter {', '.join(answer['InvalidParameters'])}")
+        return {names[p["Name"]]: p["Value"] for p in answer["Parameters"]}
+
+    def prepare_instance(self) -> None:
+        """Turn off the source/destination check: agents deliver from the original source address.
+
+        A launch template cannot turn it off; the instance role may, on its own
+        fabric's instances only (components/aws/base.py `node_policy`).
+        """
+        instance = self._get("/latest/meta-data/instance-id").decode()
+        self._call("ec2", "modify_instance_attribute", InstanceId=instance, SourceDestCheck={"Value": False})
+
+    def _call(self, service: str, operation: str, **params: object) -> dict:
+        """One AWS API call signed (SigV4, by botocore) with the instance role's credentials from IMDSv2."""
         import botocore.session  # only AWS images pay for botocore's import time
         from botocore.exceptions import BotoCoreError, ClientError
 
@@ -121,15 +144,11 @@ class Aws:
         creds = json.loads(self._get(f"/latest/meta-data/iam/security-credentials/{role}"))
         session = botocore.session.Session()
         session.set_credentials(creds["AccessKeyId"], creds["SecretAccessKey"], creds["Token"])
-        client = session.create_client("ssm", region_name=region, endpoint_url=self.ssm_endpoint)
-        names = {store.name(item): item for item in document.items()}
+        client = session.create_client(service, region_name=region, endpoint_url=self.endpoints[service])
         try:
-            answer = client.get_parameters(Names=sorted(names), WithDecryption=True)
+            return getattr(client, operation)(**params)
         except (BotoCoreError, ClientError) as exc:
-            raise BootError(f"ssm GetParameters {sorted(names)}: {exc}") from None
-        if answer.get("InvalidParameters"):
-            raise BootError(f"ssm: no parameter {', '.join(answer['InvalidParameters'])}")
-        return {names[p["Name"]]: p["Value"] for p in answer["Parameters"]}
+            raise BootError(f"{service} {operation}: {exc}") from None
 
 
 class Azure:
@@ -162,6 +181,9 @@ class Azure:
             out[item] = answer["value"]
         return out
 
+    def prepare_instance(self) -> None:
+        """Nothing: IP forwarding on the NIC is the components' setting."""
+
 
 class Gcp:
     """A GCE instance: the metadata server and Secret Manager with the VM's service account."""
@@ -191,6 +213,9 @@ class Gcp:
             answer = self.http.json("GET", url, {"Authorization": f"Bearer {token}"})
             out[item] = base64.b64decode(answer["payload"]["data"]).decode()
         return out
+
+    def prepare_instance(self) -> None:
+        """Nothing: IP forwarding on the NIC is the components' setting."""
 
 
 class Drive:
@@ -237,3 +262,6 @@ class Drive:
     def secrets(self, document: BootDocument) -> dict[str, str]:
         store: ConfigDrive = _store(document, ConfigDrive, "a config drive (expected config-drive)")
         return {item: self._read(store.name(item)).decode() for item in document.items()}
+
+    def prepare_instance(self) -> None:
+        """Nothing: a data-center VM's hypervisor needs no per-instance setting."""

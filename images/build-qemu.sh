@@ -41,7 +41,9 @@ truncate -s "$size" "$raw"
 echo 'label: dos
 start=2048, type=83, bootable' | sfdisk -q "$raw"
 loop=$(losetup -f --show -P "$raw")
-for _ in $(seq 50); do [[ -b "${loop}p1" ]] && break; sleep 0.1; done
+for _ in $(seq 20); do [[ -b "${loop}p1" ]] && break; sleep 0.1; done
+# Some kernels (loop max_part=0) scan the table only when asked.
+[[ -b "${loop}p1" ]] || partx -a "$loop"
 mkfs.ext4 -q -L transit-root "${loop}p1"
 mount "${loop}p1" "$mnt"
 

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import json
 import threading
+import urllib.parse
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -74,7 +75,7 @@ AWS_CREDS = {"Code": "Success", "Type": "AWS-HMAC", "AccessKeyId": "ASIATESTKEY"
 
 
 def aws_server(document: bytes, parameters: dict[str, str]) -> MetadataServer:
-    """AWS IMDSv2 (token PUT, then token-bearing GETs, 401 without) and SSM GetParameters (JSON 1.1)."""
+    """AWS IMDSv2 (token PUT, then token-bearing GETs, 401 without), SSM GetParameters (JSON 1.1), EC2 ModifyInstanceAttribute (query)."""
     server = MetadataServer()
 
     def token(request: Request) -> tuple[int, bytes]:
@@ -84,7 +85,11 @@ def aws_server(document: bytes, parameters: dict[str, str]) -> MetadataServer:
     def imds(body: bytes):  # type: ignore[no-untyped-def]
         return lambda request: (200, body) if request.headers.get("x-aws-ec2-metadata-token") == AWS_TOKEN else (401, b"")
 
-    def ssm(request: Request) -> tuple[int, bytes]:
+    def api(request: Request) -> tuple[int, bytes]:
+        if "x-amz-target" not in request.headers:  # EC2's query protocol: a form body, an XML answer
+            form = urllib.parse.parse_qs(request.body.decode())
+            assert form["Action"] == ["ModifyInstanceAttribute"]
+            return 200, b'<ModifyInstanceAttributeResponse xmlns="http://ec2.amazonaws.com/doc/2016-11-15/"><requestId>r-1</requestId><return>true</return></ModifyInstanceAttributeResponse>'
         assert request.headers["x-amz-target"] == "AmazonSSM.GetParameters"
         asked = json.loads(request.body)
         assert asked["WithDecryption"] is True
@@ -97,5 +102,6 @@ def aws_server(document: bytes, parameters: dict[str, str]) -> MetadataServer:
     server.route("GET", "/latest/meta-data/placement/region", imds(b"eu-west-1"))
     server.route("GET", "/latest/meta-data/iam/security-credentials/", imds(b"transit-node-role"))
     server.route("GET", "/latest/meta-data/iam/security-credentials/transit-node-role", imds(json.dumps(AWS_CREDS).encode()))
-    server.route("POST", "/", ssm)
+    server.route("GET", "/latest/meta-data/instance-id", imds(b"i-0123456789abcdef0"))
+    server.route("POST", "/", api)
     return server

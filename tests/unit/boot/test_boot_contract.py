@@ -48,7 +48,7 @@ def test_what_the_aws_components_write_into_user_data_boots_a_connector(tmp_path
     served = _user_data(prefix)
     server = aws_server(served, {f"{prefix}/{item}": SECRETS[item] for item in ITEMS})
     with server.running():
-        document = boot(Aws(imds=server.url, ssm_endpoint=server.url, http=Http(deadline=0.5)), tmp_path)
+        document = boot(Aws(imds=server.url, ssm_endpoint=server.url, ec2_endpoint=server.url, http=Http(deadline=0.5)), tmp_path)
     assert document.agent.role == "connector"
     written = json.loads((tmp_path / "etc/transit/agent.json").read_text())
     assert written == json.loads(document.agent.model_dump_json())

@@ -11,6 +11,7 @@ from __future__ import annotations
 import base64
 import json
 import stat
+import urllib.parse
 from pathlib import Path
 from typing import Any
 
@@ -45,25 +46,28 @@ def _assert_installed(root: Path) -> None:
 
 # --- AWS: IMDSv2 + SSM --------------------------------------------------------
 
-def test_aws_boot_reads_user_data_with_an_imdsv2_token_and_ssm_with_the_instance_role(tmp_path: Path) -> None:
+def test_aws_boot_reads_user_data_with_an_imdsv2_token_ssm_with_the_instance_role_and_turns_off_source_dest_check(tmp_path: Path) -> None:
     prefix = "/transit/acme/dev/connector-dc-fra"
     server = aws_server(_document({"store": "aws-ssm", "prefix": prefix}), {f"{prefix}/{k}": v for k, v in SECRETS.items()})
     with server.running():
-        boot(Aws(imds=server.url, ssm_endpoint=server.url, http=FAST), tmp_path)
+        boot(Aws(imds=server.url, ssm_endpoint=server.url, ec2_endpoint=server.url, http=FAST), tmp_path)
     _assert_installed(tmp_path)
-    signed = [r for r in server.requests if r.method == "POST"]
-    assert len(signed) == 1
-    auth = signed[0].headers["authorization"]
-    assert auth.startswith("AWS4-HMAC-SHA256 Credential=ASIATESTKEY/") and "/eu-west-1/ssm/aws4_request" in auth
-    assert signed[0].headers["x-amz-security-token"] == "session-token"
+    ssm, ec2 = [r for r in server.requests if r.method == "POST"]
+    for call, service in ((ssm, "ssm"), (ec2, "ec2")):
+        auth = call.headers["authorization"]
+        assert auth.startswith("AWS4-HMAC-SHA256 Credential=ASIATESTKEY/") and f"/eu-west-1/{service}/aws4_request" in auth
+        assert call.headers["x-amz-security-token"] == "session-token"
+    form = urllib.parse.parse_qs(ec2.body.decode())
+    assert form["InstanceId"] == ["i-0123456789abcdef0"] and form["SourceDestCheck.Value"] == ["false"]
 
 
 def test_aws_boot_fails_and_writes_nothing_when_a_parameter_is_missing(tmp_path: Path) -> None:
     prefix = "/transit/acme/dev/connector-dc-fra"
     server = aws_server(_document({"store": "aws-ssm", "prefix": prefix}), {f"{prefix}/ca": "x", f"{prefix}/cert": "y"})
     with server.running(), pytest.raises(BootError, match="no parameter /transit/acme/dev/connector-dc-fra/key"):
-        boot(Aws(imds=server.url, ssm_endpoint=server.url, http=FAST), tmp_path)
+        boot(Aws(imds=server.url, ssm_endpoint=server.url, ec2_endpoint=server.url, http=FAST), tmp_path)
     assert not any(tmp_path.rglob("*.*"))
+    assert all("x-amz-target" in r.headers for r in server.requests if r.method == "POST")  # no instance change either
 
 
 # --- Azure: IMDS userData + Key Vault ---------------------------------------------
