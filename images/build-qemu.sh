@@ -61,7 +61,7 @@ mkdir -p "$mnt/tmp/transit-image"
 mount --bind "$out/stage" "$mnt/tmp/transit-image"
 
 echo "image: provision (images/provision.sh)"
-chroot "$mnt" env TRANSIT_BOOT_SOURCE=drive TRANSIT_IMAGE_FILES=/tmp/transit-image PATH=/usr/sbin:/usr/bin:/sbin:/bin \
+chroot "$mnt" /usr/bin/env -i TRANSIT_BOOT_SOURCE=drive TRANSIT_IMAGE_FILES=/tmp/transit-image PATH=/usr/sbin:/usr/bin:/sbin:/bin \
   nice -n 10 bash /tmp/transit-image/provision.sh
 
 echo "image: system settings, GRUB"
@@ -86,13 +86,17 @@ ExecStart=
 ExecStart=/lib/systemd/systemd-networkd-wait-online --any --timeout=60
 NET
 chroot "$mnt" systemctl enable systemd-networkd.service systemd-networkd-wait-online.service
+# GRUB and the kernel on the serial console too: a data-center VM is often run headless.
 sed -i 's/^GRUB_CMDLINE_LINUX_DEFAULT=.*/GRUB_CMDLINE_LINUX_DEFAULT="console=tty0 console=ttyS0,115200n8"/; s/^GRUB_TIMEOUT=.*/GRUB_TIMEOUT=1/' "$mnt/etc/default/grub"
+printf 'GRUB_TERMINAL="console serial"\nGRUB_SERIAL_COMMAND="serial --unit=0 --speed=115200"\n' >> "$mnt/etc/default/grub"
 chroot "$mnt" passwd -l root >/dev/null
 chroot "$mnt" grub-install --target=i386-pc "$loop" 2>&1 | tail -1
 chroot "$mnt" update-grub 2>&1 | tail -1
+# Without udev in the chroot grub-mkconfig names the root by its loop device; boot by UUID.
+sed -i "s|root=/dev/loop[0-9]*p1|root=UUID=$uuid|" "$mnt/boot/grub/grub.cfg"
+grep -q "root=UUID=$uuid" "$mnt/boot/grub/grub.cfg"
 chroot "$mnt" apt-get clean
-echo "$version" > "$out/transit-$version.version"
-chroot "$mnt" /opt/transit/bin/transit-agent --version | tee -a "$out/transit-$version.version"
+chroot "$mnt" /opt/transit/bin/transit-agent --version
 
 cleanup
 loop=""

@@ -38,6 +38,7 @@ for line in metadata.requires("multicloud-transit") or []:
 PY
 )
 [[ ${#requirements[@]} -gt 0 ]] || { echo "provision: the wheel declares no agent extra" >&2; exit 1; }
+# pip then reports the distribution's Pulumi dependencies as missing: deliberately so.
 /opt/transit/bin/python -m pip install -q --no-index --find-links "$src/wheelhouse" "${requirements[@]}"
 /opt/transit/bin/transit-agent --version
 

@@ -25,7 +25,7 @@ packer {
     }
     qemu = {
       source  = "github.com/hashicorp/qemu"
-      version = "~> 1.1"
+      version = "~> 1.0"
     }
   }
 }
