@@ -507,18 +507,46 @@ def _cpu_jiffies() -> tuple[int, int]:
     return sum(fields) - fields[3] - fields[4], sum(fields)
 
 
-def _sampled(m: dict[str, Any], errors: dict[str, str], key: str, action: Callable[[], float]) -> None:
+ROLES = {"conn": "ingress", "edgea": "relay", "edgeb": "egress"}  # seed 000's agents and what each does to a flow
+
+
+def _agent_pids(topo: Seed000) -> dict[str, int]:
+    return {node: agent.proc.pid for node, agent in topo.agents.items() if agent.proc and agent.proc.poll() is None}
+
+
+def _process_cpu_s(pid: int) -> float:
+    """utime + stime of a process (all its threads) in seconds, from /proc/<pid>/stat."""
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")  # fields 14 and 15 of proc(5)
+
+
+def _sampled(m: dict[str, Any], errors: dict[str, str], key: str, action: Callable[[], float], agents: dict[str, int] | None = None) -> None:
     """One more sample of a throughput figure; the figure is the median of its samples.
 
     Each sample also records how many cores the whole machine kept busy while it
     ran: with every hop on the same CPUs, busy cores per Gbit/s is the path's
     cost, and a path at `nproc` busy cores is bound by CPU rather than by itself.
+    With `agents` ({node: pid}) it records each agent's own CPU (utime + stime)
+    per GB moved, and the single-flow Gbit/s one core would carry in that role
+    (8 / core-seconds per GB): what a VM with a core to itself per agent would do.
     """
+    cpu0 = {node: _process_cpu_s(pid) for node, pid in (agents or {}).items()}
     busy0, total0 = _cpu_jiffies()
     value = _measure({}, errors, key, action)
     busy1, total1 = _cpu_jiffies()
     if value is None:
         return
+    if agents and value:
+        gigabytes = value * DURATION / 8
+        per_key = m.setdefault("agent_cpu_samples", {}).setdefault(key, {})
+        for node, pid in agents.items():
+            per_key.setdefault(node, []).append((_process_cpu_s(pid) - cpu0[node]) / gigabytes)
+        m.setdefault("agent_cpu_s_per_gb", {})[key] = {
+            ROLES.get(node, node): round(statistics.median(values), 3) for node, values in per_key.items()
+        }
+        m.setdefault("agent_gbps_per_core", {})[key] = {
+            ROLES.get(node, node): round(8 / statistics.median(values), 2) for node, values in per_key.items() if statistics.median(values) > 0
+        }
     samples = m.setdefault("samples", {}).setdefault(key, [])
     samples.append(value)
     m[key] = round(statistics.median(samples), 3)
@@ -550,7 +578,7 @@ def run() -> dict[str, Any]:
             with stunnel_chain(topo, (IPERF_PORT, TTFB_PORT)) as dial:
                 address, port = dial[IPERF_PORT]
                 for _ in range(ROUNDS):
-                    _sampled(m, errors, "transit_single_gbps", lambda: iperf(az, aws, AZ_APP))
+                    _sampled(m, errors, "transit_single_gbps", lambda: iperf(az, aws, AZ_APP), _agent_pids(topo))
                     _sampled(m, errors, "stunnel_single_gbps", lambda: iperf(az, aws, address, client_port=port))
                 for _ in range(ROUNDS_8FLOW):
                     _sampled(m, errors, "transit_8flow_gbps", lambda: iperf(az, aws, AZ_APP, parallel=8))
@@ -563,7 +591,7 @@ def run() -> dict[str, Any]:
             _measure(m, errors, "reload_hop_by_hop", lambda: reload_agents(topo, lambda _n, c: c.update(end_to_end=False)))
             if "reload_hop_by_hop" not in errors:
                 for _ in range(ROUNDS):
-                    _sampled(m, errors, "transit_hop_by_hop_single_gbps", lambda: iperf(az, aws, AZ_APP))
+                    _sampled(m, errors, "transit_hop_by_hop_single_gbps", lambda: iperf(az, aws, AZ_APP), _agent_pids(topo))
                 _measure(m, errors, "transit_hop_by_hop_ttfb", lambda: ttfb(aws, AZ_APP, TTFB_PORT))
                 _measure(m, errors, "reload_end_to_end", lambda: reload_agents(topo, lambda _n, c: c.update(end_to_end=True)))
 
@@ -649,6 +677,9 @@ def _document(m: dict[str, Any], errors: dict[str, str], seconds: float) -> dict
         # machine-wide CPU per GB moved by one flow: what each path costs when every hop shares the same cores
         "core_s_per_gb": {path: m.get("core_s_per_gb", {}).get(f"{path}_single_gbps") for path in PATHS},
         "busy_cores_single": {path: _median(m.get("busy_cores", {}).get(f"{path}_single_gbps")) for path in PATHS},
+        # each agent's own CPU (utime+stime from /proc/<pid>/stat) per GB of one flow, by role, and the Gbit/s per core it implies
+        "agent_cpu_s_per_gb": {path: m.get("agent_cpu_s_per_gb", {}).get(f"{path}_single_gbps") for path in ("transit", "transit_hop_by_hop")},
+        "agent_single_gbps_per_core": {path: m.get("agent_gbps_per_core", {}).get(f"{path}_single_gbps") for path in ("transit", "transit_hop_by_hop")},
     }
     doc["ratios"] = {
         "transit_vs_stunnel_single": _ratio(doc["transit_single_gbps"], doc["stunnel_single_gbps"]),
@@ -740,6 +771,11 @@ def readme_section(doc: dict[str, Any]) -> str:
         f"| 1 flow: busy cores of {doc['machine']['nproc']} ; core-seconds per GB | {_cost(doc, 'raw')} | {_cost(doc, 'stunnel')} (end to end {_cost(doc, 'stunnel_e2e')}) | {_cost(doc, 'transit')} (hop-by-hop {_cost(doc, 'transit_hop_by_hop')}) | | |",
         f"| peak RSS per agent, {FLOWS} open flows, MB | | | {_fmt(doc['agent_rss_mb_1000_flows'])} (max of {', '.join(f'{k} {v}' for k, v in (d['flows_1000'].get('peak_rss_mb') or {}).items()) or '-'}) | < 150 MB | {met('agent_rss_mb_1000_flows')} |",
     ]
+    for path, label in (("transit", "end to end"), ("transit_hop_by_hop", "hop-by-hop")):
+        cpu, per_core = (doc.get("agent_cpu_s_per_gb") or {}).get(path), (doc.get("agent_single_gbps_per_core") or {}).get(path)
+        if cpu:
+            roles = ", ".join(f"{role} {cpu[role]} s/GB = {(per_core or {}).get(role, '-')} Gbit/s per core" for role in cpu)
+            rows.append(f"| 1 flow {label}: each agent's own CPU per GB and the single-flow Gbit/s per core it implies | | | {roles} | | |")
     udp = d.get("udp_sessions_1000") or {}
     if udp.get("quiet"):
         per_node = ", ".join(f"{node} {v['rss_mb']} MB / {v['threads']} threads" for node, v in udp["quiet"].items())

@@ -34,20 +34,26 @@ from collections.abc import Callable
 from ipaddress import IPv4Address
 from pathlib import Path
 
-from dataplane import filter_table, intercept, sysctl
-from dataplane.datagram import RejectCounts
-from dataplane.datagram_intercept import IcmpInterceptor, IcmpPlan, UdpInterceptor
+from dataplane import conntrack, filter_table, intercept, sysctl
+from dataplane.admission import Admission, Slot
+from dataplane.icmp_reject import RejectCounts
+from dataplane.datagram_intercept import IcmpInterceptor, IcmpPlan, UdpInterceptor, remove_rules
 from dataplane.config import AgentConfig, ConfigError, Endpoint, load_config
 from dataplane.denylog import DeniedPacket
+from dataplane.health import Health
 from dataplane.filter_compile import CompiledPolicy, PolicyTooComplexError, compile_policy
 from dataplane.forward import IP_TRANSPARENT, FlowRecord, Forwarder, Router, Runtime
+from dataplane.geneve.gateway import GeneveGateway
 from dataplane.intercept import InterceptPlan
 from dataplane.logfmt import event
 from dataplane.metrics import Sources
 from dataplane.observe import Observer
 from dataplane.parking import Parking
+from dataplane.relay import reset
+from dataplane.runstate import RunState
 from dataplane.paths import PathMonitor
-from dataplane.tls import build_contexts
+from dataplane.tls import TlsContexts, build_contexts, own_credential_problems
+from dataplane.trust import Trust
 from dataplane.tunnel import TunnelPool
 from dataplane.workers import Workers
 
@@ -55,6 +61,8 @@ log = logging.getLogger("dataplane.agent")
 
 # accept() errors that say "not now" rather than "this socket is gone".
 _TRANSIENT_ACCEPT = {errno.EMFILE, errno.ENFILE, errno.ENOBUFS, errno.ENOMEM, errno.ECONNABORTED, errno.EPROTO, errno.EPERM}
+SIGNAL_POLL = 0.1  # seconds between looks at the reload and stop flags
+HOUSEKEEPING = 1.0  # seconds between reaps of idle tunnels and malloc trims
 THREAD_STACK = 256 * 1024  # many stream threads; each needs little stack
 MALLOC_ARENAS = 2  # glibc gives each busy thread its own arena; with a thread per stream that multiplies idle memory
 _M_ARENA_MAX = -8  # malloc.h
@@ -71,13 +79,22 @@ class ExitCode(enum.IntEnum):
 
 
 class Listener:
-    """A listening TCP socket with an accept thread that hands each connection to a handler thread."""
+    """A listening TCP socket with an accept thread that hands each admitted connection to a handler thread.
+
+    Each connection takes an admission slot (`dataplane.admission`) before it
+    gets a thread: past a cap, or when the system refuses a thread, it is reset
+    at once and counted. The accept loop survives any exception; it ends only
+    when the listener is stopped or its socket is gone.
+    """
 
     def __init__(
-        self, name: str, endpoint: Endpoint, handler: Callable[[socket.socket], None], workers: Workers, *, transparent: bool = False
+        self, name: str, endpoint: Endpoint, handler: Callable[[socket.socket, Slot], None], workers: Workers,
+        admission: Admission, *, transparent: bool = False, per_source: Callable[[str], bool] | None = None,
     ) -> None:
         self.name = name
+        self._per_source = per_source  # does the per-source cap apply to this address? (None: never)
         self._workers = workers
+        self._admission = admission
         self.endpoint = endpoint
         self.transparent = transparent
         self._handler = handler
@@ -99,6 +116,10 @@ class Listener:
         self._thread.start()
         event(log, "listener.start", listener=self.name, addr=f"{self.endpoint.host}:{self.endpoint.port}")
 
+    def alive(self) -> bool:
+        """Is the accept thread running (the health check)?"""
+        return self._thread.is_alive() and not self._stopped
+
     def stop(self) -> None:
         """Stop accepting; connections already handed over keep running."""
         self._stopped = True
@@ -113,25 +134,47 @@ class Listener:
     def _accept(self) -> None:
         while not self._stopped:
             try:
-                conn, _addr = self._sock.accept()
+                conn, addr = self._sock.accept()
             except OSError as exc:
                 if self._stopped or exc.errno not in _TRANSIENT_ACCEPT:
+                    if not self._stopped:
+                        event(log, "listener.failed", listener=self.name, error=exc.strerror, level=logging.ERROR)
                     return
                 # Out of descriptors or memory: keep the listener, shed load for a moment.
                 event(log, "listener.accept_failed", listener=self.name, error=exc.strerror, level=logging.WARNING)
                 time.sleep(0.05)
                 continue
-            self._workers.submit(self._safe, conn)
+            try:
+                self._admit(conn, addr[0])
+            except Exception as exc:  # whatever goes wrong with one connection, the listener keeps accepting
+                reset(conn)
+                event(log, "listener.accept_failed", listener=self.name, error=repr(exc), level=logging.ERROR)
+                time.sleep(0.01)
 
-    def _safe(self, conn: socket.socket) -> None:
+    def _admit(self, conn: socket.socket, source: str) -> None:
+        slot = self._admission.open(source, per_source=self._per_source is not None and self._per_source(source))
+        if isinstance(slot, str):
+            reset(conn)
+            return
         try:
-            self._handler(conn)
+            self._workers.submit(self._safe, conn, slot)
+        except Exception as exc:  # RuntimeError: can't start new thread
+            slot.release()
+            reset(conn)
+            self._admission.refused("threads", listener=self.name, error=repr(exc))
+            time.sleep(0.01)  # the system is short of threads: give running streams a moment to end
+
+    def _safe(self, conn: socket.socket, slot: Slot) -> None:
+        try:
+            self._handler(conn, slot)
         except Exception as exc:  # one broken stream must never take the listener down
             event(log, "stream.crash", listener=self.name, error=repr(exc), level=logging.ERROR)
             try:
                 conn.close()
             except OSError:
                 pass
+        finally:
+            slot.release()
 
 
 class InterceptListeners:
@@ -151,20 +194,27 @@ class InterceptListeners:
         self.tcp.stop()
         self.udp.stop()
 
+    def alive(self) -> bool:
+        """Are both the TCP accept thread and the UDP reader running?"""
+        return self.tcp.alive() and self.udp.alive()
+
 
 class Agent:
     """The running agent: owns every listener, kernel object and helper it starts."""
 
     def __init__(self, config_path: Path, config: AgentConfig) -> None:
         self.config_path = config_path
-        self._runtime = Runtime(config, build_contexts(config.tls), Router(config), compile_policy(config.filter))
+        self._runtime = _runtime(config, build_contexts(config.tls, config.denylist), compile_policy(config.filter))
         self._reload = threading.Event()
         self._stop = threading.Event()
         self.workers = Workers("stream")
         self._sysctl_previous: dict[str, str] = {}
+        self._state = RunState(config.state_dir, config.name)
+        self._forwarding_was: str | None = None
         self._intercept: InterceptPlan | None = None
         self._filter_installed: str | None = None
         self._icmp: IcmpInterceptor | None = None
+        self._geneve: GeneveGateway | None = None
         self.paths = PathMonitor.from_config(config, on_change=self._path_changed)
         self.pool = TunnelPool(
             contexts=lambda: self._runtime.contexts,
@@ -180,6 +230,7 @@ class Agent:
             runtime=lambda: self._runtime, pool=self.pool, parking=self.parking, workers=self.workers, on_flow=self._flow_closed,
             icmp_delivery=lambda src, dst, ident: self._icmp.delivery(src, dst, ident) if self._icmp else None,
         )
+        self.admission = self.forwarder.admission
         self.observer = Observer(
             config,
             sources=Sources(
@@ -189,12 +240,22 @@ class Agent:
                 streams=self.forwarder.active,
                 filter_counters=self._filter_counters,
                 icmp_errors=self.reject_counts.snapshot,
+                refused=self.admission.snapshot,
+                geneve=lambda: self._geneve.counts() if self._geneve else None,
+                geneve_flows=lambda: self._geneve.flow_count() if self._geneve else None,
             ),
             rtt=self._rtt,
             on_deny=self._kernel_denied,
         )
         self._tunnel_listener: Listener | None = None
         self._intercept_listener: InterceptListeners | None = None
+        self._reopen = threading.Event()
+        self._kernel_problem: str | None = None  # set when a rollback failed: /healthz fails until a reload succeeds
+        self.health = Health(self._health_info)
+        self.health.add("listeners", self._check_listeners)
+        self.health.add("filter_table", self._check_filter_table)
+        self.health.add("peers", self._check_peers)
+        self.health.add("kernel", lambda: (self._kernel_problem is None, self._kernel_problem or "as configured"))
 
     @property
     def config(self) -> AgentConfig:
@@ -206,12 +267,15 @@ class Agent:
     def start(self) -> None:
         """Bring every part up; on failure, undo what was done and re-raise."""
         try:
-            self._sysctl_previous = sysctl.apply()
-            self._tunnel_listener = Listener("tunnel", self.config.listen.tunnel, self.forwarder.handle_tunnel, self.workers)
+            self._apply_sysctls()
+            self._remove_leftovers()
+            self._tunnel_listener = Listener("tunnel", self.config.listen.tunnel, self.forwarder.handle_tunnel, self.workers, self.admission,
+                                             per_source=self._not_a_peer)
             self._intercept_listener = self._make_intercept_listener(self.config)
             self._install_kernel(self.config, self._runtime.policy)
+            self._record_kernel()
             self.paths.start()
-            self.observer.start(health=self.health)
+            self.observer.start(health=self.health.report, on_refused=lambda: self.admission.refused("metrics_connections"))
             self._tunnel_listener.start()
             if self._intercept_listener:
                 self._intercept_listener.start()
@@ -220,18 +284,62 @@ class Agent:
             raise
         event(log, "agent.start", node=self.config.name, role=self.config.role, peers=len(self.config.peers))
 
+    def _apply_sysctls(self) -> None:
+        """Set the sysctls, first recording the values from before any run of the agent (they survive a SIGKILL)."""
+        recorded = self._state.load()
+        original = {**sysctl.changes(), **recorded.get("sysctl", {})}  # a recorded value predates a killed run's changes
+        self._forwarding_was = recorded.get("ip_forward") or sysctl.read("net.ipv4.ip_forward")
+        self._state.update(sysctl=original, ip_forward=self._forwarding_was)
+        sysctl.apply()
+        self._sysctl_previous = original
+
+    def _remove_leftovers(self) -> None:
+        """Remove the kernel objects an earlier run recorded (by their names then, whatever the config says now)."""
+        left = self._state.load()
+        if left.get("intercept"):
+            plan = left["intercept"]
+            _quiet(lambda: intercept.remove(InterceptPlan(plan["table"], (), (), 0, plan["fwmark"], plan["route_table"], plan["rule_priority"])),
+                   "leftover intercept")
+        if left.get("filter_table"):
+            _quiet(lambda: filter_table.remove(left["filter_table"]), "leftover filter")
+        if left.get("icmp"):
+            icmp = left["icmp"]
+            _quiet(lambda: remove_rules(IcmpPlan(icmp["tun"], icmp["route_table"], icmp["rule_priority"], (), ())), "leftover icmp")
+        self._state.update(intercept=None, filter_table=None, icmp=None)
+
+    def _record_kernel(self) -> None:
+        """Record the kernel objects installed now, by name (what a restart after SIGKILL removes)."""
+        plan, icmp = self._intercept, self._icmp
+        try:
+            self._state.update(
+                intercept={"table": plan.table, "fwmark": plan.fwmark, "route_table": plan.route_table, "rule_priority": plan.rule_priority}
+                if plan else None,
+                filter_table=self._filter_installed,
+                icmp={"tun": icmp.plan.tun, "route_table": icmp.plan.route_table, "rule_priority": icmp.plan.rule_priority} if icmp else None,
+            )
+        except OSError as exc:  # the objects work; only a restart after SIGKILL would miss them
+            event(log, "runstate.write_failed", path=str(self._state.path), error=str(exc), level=logging.ERROR)
+
     def _make_intercept_listener(self, config: AgentConfig) -> InterceptListeners | None:
         if not (config.local_cidrs and config.remote_cidrs()):
             return None
         endpoint = Endpoint(host="127.0.0.1", port=config.listen.intercept_port)  # type: ignore[arg-type]
-        tcp = Listener("intercept", endpoint, self.forwarder.handle_intercepted, self.workers, transparent=True)
+        tcp = Listener("intercept", endpoint, self.forwarder.handle_intercepted, self.workers, self.admission, transparent=True)
         try:
             udp = UdpInterceptor(config.listen.intercept_port, self.forwarder.handle_datagrams, self.workers, wanted=self._intercepts,
-                                 reject_counts=self.reject_counts)
+                                 reject_counts=self.reject_counts, admission=self.admission, limits=self._datagram_limits)
         except OSError:
             tcp.stop()
             raise
         return InterceptListeners(tcp, udp)
+
+    def _not_a_peer(self, address: str) -> bool:
+        """Is `address` none of the configured peers' addresses (so the per-source handshake cap applies)?"""
+        return self._runtime.router.peer_at(address) is None
+
+    def _datagram_limits(self) -> tuple[int, int]:
+        limits = self.config.limits
+        return limits.datagram_sessions, limits.datagram_sessions_per_source
 
     def _intercepts(self, src: str, dst: str) -> bool:
         """Is (src, dst) a flow interception takes under the config in force: local source, remote destination?"""
@@ -258,7 +366,8 @@ class Agent:
         if current:
             current.update(wanted)
             return
-        icmp = IcmpInterceptor(wanted, self.forwarder.handle_datagrams, self.workers)
+        icmp = IcmpInterceptor(wanted, self.forwarder.handle_datagrams, self.workers, admission=self.admission, limits=self._datagram_limits,
+                               forwarding_was=self._forwarding_was)
         try:
             icmp.start()
         except OSError as exc:
@@ -267,8 +376,10 @@ class Agent:
 
     def _install_kernel(self, config: AgentConfig, policy: CompiledPolicy) -> None:
         """Interception (TCP, UDP, ICMP) and filter table for `config` (each nft change one transaction)."""
-        self._install_icmp(config)
         plan = InterceptPlan.from_config(config)
+        if plan.local and plan.remote:
+            intercept.check(plan)  # before anything changes: a table someone else uses is refused up front
+        self._install_icmp(config)
         if self._intercept and self._intercept != plan and (
             self._intercept.table != plan.table or self._intercept.fwmark != plan.fwmark or self._intercept.route_table != plan.route_table
         ):
@@ -290,6 +401,27 @@ class Agent:
         elif self._filter_installed:
             filter_table.remove(self._filter_installed)  # nothing is intercepted any more
             self._filter_installed = None
+        self._install_geneve(config)
+
+    def _install_geneve(self, config: AgentConfig) -> None:
+        """The GENEVE gateway: started, restarted on a change, or stopped to match `config` (after interception, which it feeds)."""
+        icmp_tun = self._icmp.plan.tun if self._icmp else None
+        current = self._geneve
+        if current and current.settings == config.geneve and current.plan.icmp_tun == icmp_tun:
+            return
+        if current:
+            current.stop()
+            self._geneve = None
+        if config.geneve is None:
+            self.health.remove("geneve")
+            return
+        gateway = GeneveGateway(config.geneve, icmp_tun=icmp_tun)
+        try:
+            gateway.start()
+        except OSError as exc:
+            raise intercept.KernelError(f"GENEVE listener {config.geneve.listen.host}:{config.geneve.listen.port}: {exc.strerror or exc}") from exc
+        self._geneve = gateway
+        self.health.add("geneve", self._check_geneve)  # the load balancer's health check: can this target take GENEVE?
 
     def teardown(self) -> None:
         """Remove everything this agent made; safe to call more than once."""
@@ -306,29 +438,54 @@ class Agent:
             table = self._filter_installed
             _quiet(lambda: filter_table.remove(table), "filter")
             self._filter_installed = None
+        if self._geneve:
+            _quiet(self._geneve.stop, "geneve")
+            self._geneve = None
         if self._icmp:
             icmp = self._icmp
             _quiet(icmp.stop, "icmp")
             self._icmp = None
         self.observer.stop()
-        sysctl.restore(self._sysctl_previous)
-        self._sysctl_previous = {}
+        try:
+            sysctl.restore(self._sysctl_previous)
+            self._sysctl_previous = {}
+            if self._kernel_problem is None:
+                self._state.clear()  # everything is back as it was before the agent
+        except OSError as exc:
+            event(log, "teardown.failed", what="sysctl", error=str(exc), level=logging.ERROR)
 
     def run(self) -> ExitCode:
         """The reconcile loop: act on flags, reap idle tunnels, until asked to stop."""
+        housekeeping = 0.0
         while not self._stop.is_set():
             if self._reload.is_set():
                 self._reload.clear()
-                self.reload()
-            self.pool.reap()
-            _trim_malloc()
-            self._stop.wait(1.0)
+                try:
+                    self.reload()
+                except Exception as exc:  # a reload must never end the agent: what runs keeps running
+                    event(log, "agent.reload_failed", error=repr(exc), level=logging.ERROR)
+            if self._reopen.is_set():
+                self._reopen.clear()
+                self.observer.reopen()
+            if time.monotonic() >= housekeeping:
+                self.pool.reap()
+                self.observer.tick()
+                if self._geneve:
+                    self._geneve.revive()
+                _trim_malloc()
+                housekeeping = time.monotonic() + HOUSEKEEPING
+            # Short waits: a signal handler cannot wake Event.wait, and a reload must act (and re-judge open flows) at once.
+            self._stop.wait(SIGNAL_POLL)
         self.drain()
         return ExitCode.OK
 
     def request_reload(self) -> None:
         """Signal-safe: ask the loop to reload."""
         self._reload.set()
+
+    def request_reopen(self) -> None:
+        """Signal-safe: ask the loop to reopen the flow log (SIGUSR1, after log rotation)."""
+        self._reopen.set()
 
     def request_stop(self) -> None:
         """Signal-safe: ask the loop to drain and stop."""
@@ -358,7 +515,9 @@ class Agent:
         """Apply the config file again; a bad one is refused and nothing changes."""
         try:
             new = load_config(self.config_path)
-            contexts = build_contexts(new.tls)
+            if problems := own_credential_problems(new.tls, new.identity, new.denylist):
+                raise ConfigError(problems)
+            contexts = build_contexts(new.tls, new.denylist)
             policy = compile_policy(new.filter)
         except ConfigError as exc:
             for problem in exc.problems:
@@ -375,7 +534,8 @@ class Agent:
         try:
             tunnel_listener = self._tunnel_listener
             if new.listen.tunnel != old.listen.tunnel:
-                tunnel_listener = Listener("tunnel", new.listen.tunnel, self.forwarder.handle_tunnel, self.workers)
+                tunnel_listener = Listener("tunnel", new.listen.tunnel, self.forwarder.handle_tunnel, self.workers, self.admission,
+                                           per_source=self._not_a_peer)
             intercept_listener = self._intercept_listener
             if (new.listen.intercept_port, bool(new.local_cidrs and new.remote_cidrs())) != (
                 old.listen.intercept_port, bool(old.local_cidrs and old.remote_cidrs())
@@ -386,14 +546,17 @@ class Agent:
             return False
         try:
             self._install_kernel(new, policy)
-        except (intercept.KernelError, filter_table.FilterTableError) as exc:
+        except Exception as exc:  # KernelError, FilterTableError, a netlink or OS error: whatever the kernel said
             event(log, "agent.reload_refused", reason="kernel", error=str(exc), level=logging.ERROR)
             for listener, current in ((tunnel_listener, self._tunnel_listener), (intercept_listener, self._intercept_listener)):
                 if listener is not None and listener is not current:
                     listener.stop()
-            self._install_kernel(old, old_policy)
+            self._roll_back(old, old_policy)
             return False
-        self._runtime = Runtime(new, contexts, Router(new), policy)
+        self._kernel_problem = None
+        self._record_kernel()
+        self._runtime = runtime = _runtime(new, contexts, policy)
+        self._rejudge(runtime, denylist_changed=new.denylist != old.denylist)
         for listener, current in ((tunnel_listener, self._tunnel_listener), (intercept_listener, self._intercept_listener)):
             if listener is not current:
                 if current:
@@ -417,6 +580,37 @@ class Agent:
         self.observer.reconfigure(new)
         event(log, "agent.reloaded", node=new.name, peers=len(new.peers), rules=len(new.filter.rules))
         return True
+
+    def _roll_back(self, old: AgentConfig, old_policy: CompiledPolicy) -> None:
+        """Put the old config's kernel objects back; a failure here is reported (log, /healthz), never fatal."""
+        try:
+            self._install_kernel(old, old_policy)
+            event(log, "agent.rolled_back", node=old.name)
+        except Exception as exc:
+            self._kernel_problem = f"rollback failed: {exc}"
+            event(log, "agent.rollback_failed", error=str(exc), level=logging.ERROR)
+        self._record_kernel()
+
+    def _rejudge(self, runtime: Runtime, *, denylist_changed: bool) -> None:
+        """Reset the open streams the reloaded config refuses, and forget their conntrack entries.
+
+        Where this agent intercepted the flow (ingress) the conntrack entry is
+        the application's own 5-tuple: removing it makes the flow's next packet
+        new, so the kernel filter table judges it against the new policy.
+        """
+        if denylist_changed:
+            self.pool.flush()  # warm tunnels and cached sessions may belong to a certificate denied now
+        doomed = self.forwarder.rejudge(runtime)
+        for claim, reason in doomed:
+            header = claim.header
+            event(log, "flow.revoked", role=claim.role, proto=header.proto_name, src=f"{header.src}:{header.sport}",
+                  dst=f"{header.dst}:{header.dport}", identity=header.identity, reason=reason, level=logging.WARNING)
+        flows = [claim.header.five_tuple() for claim, _ in doomed if claim.role == "ingress"]
+        if flows:
+            try:
+                conntrack.forget(flows)
+            except OSError as exc:
+                event(log, "conntrack.forget_failed", flows=len(flows), error=str(exc), level=logging.WARNING)
 
     # ---- callbacks -----------------------------------------------------
 
@@ -453,8 +647,33 @@ class Agent:
         value = self.paths.stats().get(peer, {}).get(path, {}).get("rtt_ms")
         return float(value) if value is not None else None
 
-    def health(self) -> dict[str, object]:
-        """The /healthz document."""
+    def _check_listeners(self) -> tuple[bool, str]:
+        """The tunnel listener accepts, and so do the interception listeners when the agent intercepts."""
+        dead = [name for name, listener in (("tunnel", self._tunnel_listener), ("intercept", self._intercept_listener))
+                if listener is not None and not listener.alive()]
+        if self._tunnel_listener is None:
+            dead.append("tunnel (not started)")
+        return (not dead, f"not accepting: {', '.join(dead)}" if dead else "accepting")
+
+    def _check_filter_table(self) -> tuple[bool, str]:
+        """An agent that intercepts has its filter table in the kernel (someone may have flushed nftables)."""
+        if self._intercept is None:
+            return True, "not intercepting"
+        if self._filter_installed is None:
+            return False, "filter table not installed"
+        try:
+            filter_table.read_counters(self._filter_installed)
+        except Exception as exc:
+            return False, f"table {self._filter_installed} unreadable: {exc}"
+        return True, self._filter_installed
+
+    def _check_peers(self) -> tuple[bool, str]:
+        """Every peer is reachable on at least one path (probes get through)."""
+        cut = [peer.name for peer in self.config.peers if not (self.paths.is_up(peer.name, "private") or self.paths.is_up(peer.name, "public"))]
+        return (not cut, f"no path to {', '.join(cut)}" if cut else f"{len(self.config.peers)} peers reachable")
+
+    def _health_info(self) -> dict[str, object]:
+        """The informational part of the /healthz document."""
         return {
             "version": agent_version(),
             "node": self.config.name,
@@ -466,6 +685,19 @@ class Agent:
             "paths": self.paths.stats(),
             "active_paths": {peer.name: self.paths.active(peer.name) for peer in self.config.peers},
         }
+
+
+    def _check_geneve(self) -> tuple[bool, str]:
+        """The GENEVE worker runs and its loop is awake, and the TUN is up (`GeneveGateway.check`)."""
+        if self._geneve is None:
+            return False, "GENEVE gateway not running"
+        result = self._geneve.check()
+        return bool(result["ok"]), str(result.get("problem") or f"{result.get('flows', 0)} flows")
+
+
+def _runtime(config: AgentConfig, contexts: TlsContexts, policy: CompiledPolicy) -> Runtime:
+    """Everything a stream reads of a (re)loaded config, built once."""
+    return Runtime(config, contexts, Router(config), policy, Trust.from_config(config))
 
 
 def agent_version() -> str:
@@ -537,6 +769,10 @@ def main(argv: list[str] | None = None) -> int:
     if args.check:
         event(log, "config.valid", node=config.name)
         return ExitCode.OK
+    if problems := own_credential_problems(config.tls, config.identity, config.denylist):
+        for problem in problems:
+            event(log, "config.invalid", problem=problem, level=logging.ERROR)
+        return ExitCode.CONFIG_INVALID
     threading.stack_size(THREAD_STACK)
     _limit_malloc_arenas()
     _raise_file_limit()
@@ -549,6 +785,7 @@ def main(argv: list[str] | None = None) -> int:
         event(log, "config.invalid", problem=f"filter: {exc}", level=logging.ERROR)
         return ExitCode.CONFIG_INVALID
     signal.signal(signal.SIGHUP, lambda *_: agent.request_reload())
+    signal.signal(signal.SIGUSR1, lambda *_: agent.request_reopen())
     signal.signal(signal.SIGTERM, lambda *_: agent.request_stop())
     signal.signal(signal.SIGINT, lambda *_: agent.request_stop())
     try:

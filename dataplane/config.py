@@ -103,6 +103,31 @@ class TlsPaths(_Model):
     key: Path = Field(description="PEM private key of this node; mode 0600, never logged.")
 
 
+class Member(_Model):
+    """A fabric node and the prefixes it speaks for: the sources it may claim and the destinations it delivers."""
+
+    identity: Identity = Field(description="The node's URI identity, spiffe://<fabric>/<node>.")
+    cidrs: list[IPv4Network] = Field(default_factory=list, description="Prefixes the node speaks for: a connector its network's CIDRs, an edge its native networks, an on-prem connector the prefixes its DC router announces. Defaults to [] (it may relay, never originate or deliver).")
+
+
+def _check_serial(value: str) -> str:
+    digits = value.replace(":", "")
+    if not digits or len(digits) > 40 or any(c not in "0123456789abcdefABCDEF" for c in digits):
+        raise ValueError("must be a certificate serial in hex (up to 20 bytes, colons allowed), e.g. 4F:1A:09 or 4f1a09")
+    return digits.upper().lstrip("0") or "0"
+
+
+Serial = Annotated[str, AfterValidator(_check_serial)]
+"""A certificate serial number in hex, normalised to upper case without colons or leading zeros."""
+
+
+class Denylist(_Model):
+    """Revoked certificates: refused at every handshake, whichever side dials."""
+
+    identities: list[Identity] = Field(default_factory=list, description="URI identities whose certificates are refused. Defaults to [].")
+    serials: list[Serial] = Field(default_factory=list, description="Certificate serial numbers (hex, colons allowed) refused whatever identity they carry. Defaults to [].")
+
+
 class Timeouts(_Model):
     """Timers, in seconds."""
 
@@ -112,6 +137,21 @@ class Timeouts(_Model):
     drain: float = Field(default=5.0, ge=0, description="On SIGTERM, wait this long for open streams before resetting them. Defaults to 5.")
     park: float = Field(default=1.0, ge=0, description="A stream quiet this long gives up its thread and waits in the shared parking thread until bytes arrive (memory per idle flow); 0 disables. Defaults to 1.")
     datagram_idle: float = Field(default=30.0, gt=0, le=3600, description="End a UDP or ICMP echo flow (its session and tunnel stream) after this long without a datagram either way; the next datagram opens a new one. Valid values: more than 0, at most 3600. Defaults to 30.")
+    keepalive: float = Field(default=15.0, ge=1, le=3600, description="TCP keepalive on tunnel connections: first probe after this many idle seconds, then every third of it, 3 probes. Defaults to 15.")
+    user_timeout: float = Field(default=30.0, ge=1, le=3600, description="TCP_USER_TIMEOUT on tunnel connections: a tunnel whose sent bytes stay unacknowledged this long is dropped (a dead peer or path is noticed without waiting for TCP's minutes of retries). Defaults to 30.")
+    metrics_request: float = Field(default=2.0, gt=0, le=60, description="Whole-request deadline on the /metrics and /healthz endpoint: a client that has not sent its request and read the answer by then is cut off. Defaults to 2.")
+
+
+class LimitSettings(_Model):
+    """Caps on what outsiders can make the agent hold; past a cap a new connection is reset at once and counted (`transit_refused_total`)."""
+
+    streams: int = Field(default=16384, ge=1, le=1_000_000, description="Streams in flight (TCP, UDP, ICMP echo; active or parked) plus connections still being set up, all listeners together. Defaults to 16384.")
+    streams_per_peer: int = Field(default=8192, ge=1, le=1_000_000, description="Streams in flight from or to one peer (by its authenticated name). Defaults to 8192.")
+    handshakes: int = Field(default=512, ge=1, le=16384, description="Connections being set up at once (TLS handshake and stream header on the tunnel port, the tunnel dial for an intercepted connection); each holds a thread until its deadline. Defaults to 512.")
+    handshakes_per_source: int = Field(default=16, ge=1, le=16384, description="Connections being set up at once on the tunnel port from one source address that is not a configured peer's. Defaults to 16.")
+    datagram_sessions: int = Field(default=4096, ge=1, le=65536, description="Intercepted UDP (and, separately, ICMP echo) sessions at once. Defaults to 4096.")
+    datagram_sessions_per_source: int = Field(default=512, ge=1, le=65536, description="Intercepted UDP (or ICMP echo) sessions at once from one client address. Defaults to 512.")
+    metrics_connections: int = Field(default=8, ge=1, le=256, description="Connections the /metrics and /healthz endpoint serves at once; more are closed at once. Defaults to 8.")
 
 
 class PathSettings(_Model):
@@ -140,6 +180,40 @@ class InterceptSettings(_Model):
         return self
 
 
+class GeneveNetwork(_Model):
+    """Application CIDRs whose traffic reaches this node through a Gateway Load Balancer, and how replies are drawn back."""
+
+    cidrs: list[IPv4Network] = Field(min_length=1, description="Workload CIDRs behind the load balancer (each inside `local_cidrs`).")
+    deliver_from: Literal["node", "client"] = Field(default="node", description=(
+        "Source address of streams this node delivers into these CIDRs. node: this VM's own address, so the workload's "
+        "replies come straight back to this VM whatever the load balancer would hash them to (the flow log keeps the real "
+        "client). client: the original client's address (`preserve_source`), correct only while one target serves the "
+        "network, since the load balancer may hash the replies to another target. Valid values: node, client. Defaults to node."))
+
+
+class GeneveSettings(_Model):
+    """The AWS Gateway Load Balancer's GENEVE on this node (see docs/aws.md)."""
+
+    listen: Endpoint = Field(default=Endpoint(port=6081), description="Where the load balancer sends GENEVE: UDP 6081 on this VM's address. Defaults to 0.0.0.0:6081 (every VM of an autoscaling group shares one document; replies leave from the address the load balancer sent to).")
+    gwlb_cidrs: list[IPv4Network] = Field(min_length=1, description="Where GENEVE may come from: the load balancer's subnets. Anything else is dropped and counted.")
+    networks: list[GeneveNetwork] = Field(min_length=1, description="The workload networks behind the load balancer.")
+    tun: str = Field(default="transit-gnv", pattern=r"^[a-z][a-z0-9-]{0,14}$", description="TUN device inner packets enter the kernel through (at most 15 characters). Defaults to transit-gnv.")
+    mtu: int = Field(default=8500, ge=576, le=8500, description="MTU of that TUN: the largest inner packet. The Gateway Load Balancer carries 8,500 bytes (plus 68 of GENEVE); the VM's interface needs 8,568 or more. Valid values: 576-8500. Defaults to 8500.")
+    fwmark: int = Field(default=0x4D45, ge=1, le=0xFFFFFFFF, description="Conntrack and packet mark that routes a GENEVE flow's replies into the TUN. Defaults to 0x4d45.")
+    route_table: int = Field(default=4645, ge=1, le=0xFFFFFFF0, description="Policy routing table whose default route is the TUN. Defaults to 4645.")
+    rule_priority: int = Field(default=4642, ge=1, le=32765, description="`ip rule` priority of the fwmark rule for that table (before the interception rules). Defaults to 4642.")
+    nft_table: str = Field(default="transit_geneve", pattern=r"^[a-z][a-z0-9_]{0,30}$", description="nftables table (family ip) that marks GENEVE flows and keeps anything else from being routed out of or into the TUN. Defaults to transit_geneve.")
+    flow_limit: int = Field(default=65536, ge=16, le=1_048_576, description="Flows remembered at once (about 200 bytes each); past that a new flow is dropped and counted until one ages out. Valid values: 16-1048576. Defaults to 65536.")
+    flow_idle: float = Field(default=350.0, gt=0, le=3600, description="Forget a flow after this long without a packet either way (the load balancer's own TCP idle timeout is 350 s). Defaults to 350.")
+
+    def network_for(self, address: IPv4Address) -> GeneveNetwork | None:
+        """The network behind the load balancer that holds `address`, if any."""
+        for network in self.networks:
+            if any(address in cidr for cidr in network.cidrs):
+                return network
+        return None
+
+
 class AgentConfig(_Model):
     """Everything one `transit-agent` needs; one document per connector or edge VM."""
 
@@ -152,14 +226,19 @@ class AgentConfig(_Model):
     filter: FilterPolicy = Field(default=FilterPolicy(), description="Zero-trust policy, checked at ingress (interception) and egress (delivery). Defaults to deny all.")
     tls: TlsPaths = Field(description="CA, certificate and key files.")
     timeouts: Timeouts = Field(default=Timeouts(), description="Timers. Defaults to the Timeouts defaults.")
+    limits: LimitSettings = Field(default=LimitSettings(), description="Resource caps. Defaults to the LimitSettings defaults.")
+    state_dir: Path = Field(default=Path("/run/transit-agent"), description="Directory for state that must survive a crash or SIGKILL but not a reboot: the sysctl values from before the agent first changed them and the kernel objects it owns, one file per network namespace and node. Defaults to /run/transit-agent.")
     paths: PathSettings = Field(default=PathSettings(), description="Path probing and failover. Defaults to the PathSettings defaults.")
     intercept: InterceptSettings = Field(default=InterceptSettings(), description="Interception kernel objects. Defaults to the InterceptSettings defaults.")
     filter_table: str = Field(default="transit_filter", pattern=r"^[a-z][a-z0-9_]{0,30}$", description="nftables table the filter policy is compiled into. Defaults to transit_filter.")
     preserve_source: bool = Field(default=True, description="Deliver streams from the original source address (transparent bind) so servers see the real client. Defaults to true.")
-    end_to_end: bool = Field(default=True, description="As an ingress, run each stream's TLS session with the delivering agent itself: relay edges splice the encrypted bytes in the kernel instead of decrypting and re-encrypting them (half the crypto, relays never see plaintext, one more round trip before the first byte). The delivering agent accepts any identity of the fabric CA for such streams, provided the header names that same identity and the destination is its own. false: hop-by-hop TLS, each edge decrypts and re-encrypts. Defaults to true.")
+    end_to_end: bool = Field(default=True, description="As an ingress, run each stream's TLS session with the delivering agent itself: relay edges splice the encrypted bytes in the kernel instead of decrypting and re-encrypting them (half the crypto, relays never see plaintext, one more round trip before the first byte). The ingress pins that session to the member whose prefixes hold the destination; the delivering agent accepts a non-peer fabric identity for such streams only if the header names that same identity, its source lies in that member's prefixes and the destination is its own. Every agent refuses headers of the other mode. false: hop-by-hop TLS, each edge decrypts and re-encrypts. Defaults to true.")
+    members: list[Member] = Field(default_factory=list, description="Every fabric node with the prefixes it speaks for (the same list for every agent of a fabric). A stream is delivered only if its header's identity is a member whose prefixes hold its source, and the end-to-end session to a destination is pinned to the member whose prefixes hold it. Defaults to [] (nothing is delivered and no end-to-end session can be opened).")
+    denylist: Denylist = Field(default=Denylist(), description="Revoked identities and certificate serials, refused at every handshake; re-read on reload. Defaults to none.")
     warm_tunnels: int = Field(default=2, ge=0, le=64, description="Ready TLS connections kept per peer while it is in use, so new streams skip the handshake. Defaults to 2.")
     flow_log: Path | None = Field(default=None, description="JSON-lines flow log file, one line per closed stream. Defaults to none.")
     log_level: Literal["debug", "info", "warning", "error"] = Field(default="info", description="Log level. Valid values: debug, info, warning, error. Defaults to info.")
+    geneve: GeneveSettings | None = Field(default=None, description="GENEVE from an AWS Gateway Load Balancer, for connectors and edges behind one. Defaults to none.")
 
     @model_validator(mode="after")
     def _check_peers(self) -> AgentConfig:
@@ -179,7 +258,54 @@ class AgentConfig(_Model):
                     if cidr.overlaps(other):
                         raise ValueError(f"peers[{index}].cidrs {cidr} overlaps {other} of peer '{other_name}'")
                 owner[cidr] = peer.name
+        self._check_members()
+        if self.identity in self.denylist.identities:
+            raise ValueError(f"denylist.identities[{self.denylist.identities.index(self.identity)}]: this node's own identity cannot be denied (replace its certificate instead)")
         return self
+
+    def _check_members(self) -> None:
+        """Members are unique and own disjoint prefixes, and this node's entry holds its local_cidrs."""
+        seen: dict[str, int] = {}
+        owner: dict[IPv4Network, int] = {}
+        for index, member in enumerate(self.members):
+            if member.identity in seen:
+                raise ValueError(f"members[{index}].identity: {member.identity} is listed by members[{seen[member.identity]}] already")
+            seen[member.identity] = index
+            for cidr in member.cidrs:
+                for other, other_index in owner.items():
+                    if cidr.overlaps(other):
+                        raise ValueError(f"members[{index}].cidrs: {cidr} overlaps {other} of members[{other_index}] (each prefix has one owner)")
+                owner[cidr] = index
+        if not self.members:
+            return
+        own = self.members[seen[self.identity]].cidrs if self.identity in seen else []
+        for cidr in self.local_cidrs:
+            if not any(cidr.subnet_of(mine) for mine in own):
+                raise ValueError(f"members: local_cidrs {cidr} is not among this node's prefixes; add it to the entry of {self.identity}")
+
+    @model_validator(mode="after")
+    def _check_geneve(self) -> AgentConfig:
+        geneve = self.geneve
+        if geneve is None:
+            return self
+        for index, network in enumerate(geneve.networks):
+            for position, cidr in enumerate(network.cidrs):
+                if not any(cidr.subnet_of(local) for local in self.local_cidrs):
+                    raise ValueError(f"geneve.networks[{index}].cidrs[{position}] {cidr} is not inside local_cidrs: add it there, GENEVE delivers into the node's own networks")
+        if geneve.route_table in (self.intercept.route_table, self.intercept.icmp_route_table):
+            raise ValueError(f"geneve.route_table {geneve.route_table} is already used by intercept: pick another table")
+        if geneve.fwmark == self.intercept.fwmark:
+            raise ValueError(f"geneve.fwmark 0x{geneve.fwmark:x} equals intercept.fwmark: pick another mark")
+        if geneve.tun == self.intercept.icmp_tun:
+            raise ValueError(f"geneve.tun {geneve.tun} is intercept.icmp_tun: pick another name")
+        return self
+
+    def preserve_source_for(self, destination: IPv4Address) -> bool:
+        """Deliver to `destination` from the original client's address? (`preserve_source`, and `geneve.networks[].deliver_from`)."""
+        if not self.preserve_source:
+            return False
+        network = self.geneve.network_for(destination) if self.geneve else None
+        return network is None or network.deliver_from == "client"
 
     def peer(self, name: str) -> PeerConfig:
         """The peer called `name` (KeyError if none)."""
@@ -208,7 +334,12 @@ def _path(loc: tuple[object, ...]) -> str:
 
 def validation_problems(exc: ValidationError) -> list[str]:
     """A pydantic error as `path: message` lines (the shape ConfigError carries)."""
-    return [f"{_path(error['loc'])}: {error['msg'].removeprefix('Value error, ')}" for error in exc.errors()]
+    problems = []
+    for error in exc.errors():
+        message = error["msg"].removeprefix("Value error, ")
+        # Checks across fields are raised at the root and name their own field path.
+        problems.append(f"{_path(error['loc'])}: {message}" if error["loc"] else message)
+    return problems
 
 
 def parse_config(data: object) -> AgentConfig:

@@ -1,4 +1,7 @@
-"""Datagram flows (UDP, ICMP echo) over a tunnel stream: framing, packets, endpoints, the pump.
+"""Datagram flows (UDP, ICMP echo) over a tunnel stream: framing, endpoints, the pump.
+
+The packets they build and parse are in `dataplane.packets`; the ICMP errors
+that answer refused UDP datagrams in `dataplane.icmp_reject`.
 
 A datagram flow rides one tunnel stream exactly like a TCP stream (same TLS,
 header, reply, end-to-end splicing, path registration and flow record); only
@@ -45,6 +48,7 @@ from collections.abc import Callable, Iterable
 from ipaddress import IPv4Address
 
 from dataplane.header import ICMP, UDP, HeaderError, Status, decode_reply, reply_length
+from dataplane.packets import ICMP_ECHO_REPLY, ICMP_ECHO_REQUEST, echo, parse_echo_reply
 from dataplane.relay import Outcome, PumpResult, reset, wait_ready
 
 FRAME_HEADER = 2
@@ -55,9 +59,6 @@ RECV_BATCH = 64  # datagrams read from one endpoint socket per turn
 IP_TRANSPARENT = 19
 SOL_RAW = 255
 ICMP_FILTER = 1
-ICMP_ECHO_REPLY, ICMP_DEST_UNREACH, ICMP_ECHO_REQUEST, ICMP_TIME_EXCEEDED = 0, 3, 8, 11
-CODE_NET_UNREACHABLE, CODE_HOST_UNREACHABLE, CODE_ADMIN_PROHIBITED = 0, 1, 13
-CODE_TTL_EXCEEDED = 0
 _READ = select.POLLIN | select.POLLPRI
 _WRITE = select.POLLOUT
 
@@ -118,266 +119,6 @@ class FrameDecoder:
     def partial(self) -> bool:
         """True while a frame is incomplete (the tunnel must not end here)."""
         return bool(self._buf)
-
-
-# ---- ICMP and IPv4 packets -------------------------------------------------
-
-
-def checksum(data: bytes) -> int:
-    """The Internet checksum (RFC 1071)."""
-    if len(data) % 2:
-        data += b"\0"
-    total = sum(struct.unpack(f"!{len(data) // 2}H", data))
-    while total >> 16:
-        total = (total & 0xFFFF) + (total >> 16)
-    return ~total & 0xFFFF
-
-
-def icmp_message(kind: int, code: int, rest: bytes, body: bytes) -> bytes:
-    """An ICMP message with its checksum: type, code, checksum, 4 bytes `rest`, body."""
-    head = struct.pack("!BBH", kind, code, 0) + rest
-    csum = checksum(head + body)
-    return struct.pack("!BBH", kind, code, csum) + rest + body
-
-
-def echo(kind: int, ident: int, seq: int, data: bytes) -> bytes:
-    """An echo request (8) or reply (0)."""
-    return icmp_message(kind, 0, struct.pack("!HH", ident, seq), data)
-
-
-def ipv4_header(src: IPv4Address, dst: IPv4Address, proto: int, total: int, ttl: int = 64) -> bytes:
-    """A 20-byte IPv4 header (no options) for a packet of `total` bytes, with its checksum."""
-    ident = secrets.randbits(16)
-    head = struct.pack("!BBHHHBBH4s4s", 0x45, 0, total, ident, 0, ttl, proto, 0, src.packed, dst.packed)
-    return head[:10] + struct.pack("!H", checksum(head)) + head[12:]
-
-
-def ipv4_packet(src: IPv4Address, dst: IPv4Address, proto: int, payload: bytes, ttl: int = 64) -> bytes:
-    """An IPv4 packet (no options) with its header checksum."""
-    return ipv4_header(src, dst, proto, 20 + len(payload), ttl) + payload
-
-
-def udp_quote(src: IPv4Address, sport: int, dst: IPv4Address, dport: int, length: int) -> bytes:
-    """The IPv4 and UDP headers of a datagram of `length` payload bytes: what an ICMP error about it quotes.
-
-    For a flow the far end refused, the ingress no longer has the packet (a
-    socket gave it the payload only); the kernel that receives the error
-    matches it to the client's socket by these addresses, ports and protocol.
-    """
-    udp = struct.pack("!HHHH", sport, dport, 8 + length, 0)  # checksum 0: "none", and nobody checks a quote's
-    return ipv4_header(src, dst, UDP, 28 + length) + udp
-
-
-def parse_echo_request(packet: bytes) -> tuple[IPv4Address, IPv4Address, int, int, bytes] | None:
-    """(src, dst, identifier, sequence, data) of an IPv4 ICMP echo request, or None for anything else.
-
-    Strict: version 4, a consistent header and total length, no fragment,
-    ICMP type 8 code 0 with a valid checksum.
-    """
-    parsed = parse_echo(packet)
-    if parsed is None or parsed[0] != ICMP_ECHO_REQUEST:
-        return None
-    return parsed[1:]
-
-
-def parse_echo(packet: bytes) -> tuple[int, IPv4Address, IPv4Address, int, int, bytes] | None:
-    """(type, src, dst, identifier, sequence, data) of an IPv4 echo request (8) or reply (0), or None.
-
-    Strict as `parse_echo_request`.
-    """
-    if len(packet) < 28 or packet[0] >> 4 != 4:
-        return None
-    ihl = (packet[0] & 0x0F) * 4
-    total = struct.unpack_from("!H", packet, 2)[0]
-    if ihl < 20 or total > len(packet) or total < ihl + 8 or packet[9] != ICMP:
-        return None
-    if struct.unpack_from("!H", packet, 6)[0] & 0x3FFF:  # more fragments or an offset
-        return None
-    icmp = packet[ihl:total]
-    if icmp[0] not in (ICMP_ECHO_REQUEST, ICMP_ECHO_REPLY) or icmp[1] != 0 or checksum(icmp) != 0:
-        return None
-    ident, seq = struct.unpack_from("!HH", icmp, 4)
-    return icmp[0], IPv4Address(packet[12:16]), IPv4Address(packet[16:20]), ident, seq, bytes(icmp[8:])
-
-
-def parse_echo_reply(packet: bytes) -> tuple[int, int, bytes] | None:
-    """(identifier, sequence, data) of an IPv4 echo reply as a raw socket reads it, or None."""
-    if len(packet) < 28 or packet[0] >> 4 != 4:
-        return None
-    ihl = (packet[0] & 0x0F) * 4
-    icmp = packet[ihl:]
-    if len(icmp) < 8 or icmp[0] != ICMP_ECHO_REPLY or icmp[1] != 0 or checksum(icmp) != 0:
-        return None
-    ident, seq = struct.unpack_from("!HH", icmp, 4)
-    return ident, seq, bytes(icmp[8:])
-
-
-def refusal_icmp(status: Status) -> tuple[int, int]:
-    """(type, code) of the ICMP error for a flow refused with `status`, as a router would answer.
-
-    DENIED: destination unreachable, communication administratively
-    prohibited (3/13); UNREACHABLE: host unreachable (3/1); NO_ROUTE: network
-    unreachable (3/0); HOP_LIMIT: time exceeded in transit (11/0); anything
-    else (a bad header): host unreachable (3/1).
-    """
-    if status is Status.DENIED:
-        return ICMP_DEST_UNREACH, CODE_ADMIN_PROHIBITED
-    if status is Status.NO_ROUTE:
-        return ICMP_DEST_UNREACH, CODE_NET_UNREACHABLE
-    if status is Status.HOP_LIMIT:
-        return ICMP_TIME_EXCEEDED, CODE_TTL_EXCEEDED
-    return ICMP_DEST_UNREACH, CODE_HOST_UNREACHABLE
-
-
-def icmp_error(original: bytes, kind: int, code: int) -> bytes:
-    """An ICMP error (destination unreachable, time exceeded) of `kind`/`code` quoting `original`.
-
-    Sent from the original destination back to the original source, as the
-    router that refused it would; the quote is the IP header and 8 bytes
-    (RFC 792).
-    """
-    src, dst = IPv4Address(original[12:16]), IPv4Address(original[16:20])
-    ihl = (original[0] & 0x0F) * 4
-    quoted = original[:ihl + 8]
-    return ipv4_packet(dst, src, ICMP, icmp_message(kind, code, bytes(4), quoted))
-
-
-def admin_prohibited(original: bytes) -> bytes:
-    """ICMP destination unreachable, communication administratively prohibited (3/13), quoting `original`."""
-    return icmp_error(original, ICMP_DEST_UNREACH, CODE_ADMIN_PROHIBITED)
-
-
-def quotable_udp(original: bytes) -> bool:
-    """True when an ICMP error may be sent about `original` (RFC 1122 3.2.2, RFC 1812 4.3.2.7).
-
-    An IPv4 UDP datagram with its whole header and 8 bytes to quote, the first
-    fragment, from a unicast source to a unicast destination.
-    """
-    if len(original) < 28 or original[0] >> 4 != 4 or original[9] != UDP:
-        return False
-    ihl = (original[0] & 0x0F) * 4
-    if ihl < 20 or len(original) < ihl + 8 or struct.unpack_from("!H", original, 6)[0] & 0x1FFF:
-        return False
-    src, dst = IPv4Address(original[12:16]), IPv4Address(original[16:20])
-    unicast = lambda a: not (a.is_multicast or a.is_unspecified or a == IPv4Address("255.255.255.255"))  # noqa: E731
-    return unicast(src) and unicast(dst)
-
-
-class TokenBuckets:
-    """A token bucket per key (`rate` a second, up to `burst`) under one for all keys together.
-
-    Bounded: past `max_keys` the least recently used key is forgotten (it
-    comes back full, which the shared bucket still limits).
-    """
-
-    def __init__(self, rate: float, burst: float, *, total_rate: float, total_burst: float,
-                 max_keys: int = 4096, clock: Callable[[], float] = time.monotonic) -> None:
-        self.rate, self.burst = rate, burst
-        self.max_keys = max_keys
-        self._clock = clock
-        self._keys: dict[object, tuple[float, float]] = {}  # key -> (tokens, when), oldest use first
-        self._total = _Bucket(total_rate, total_burst, clock())
-
-    def take(self, key: object) -> bool:
-        """Spend one token of `key` and one of the total; False (nothing spent) if either is empty."""
-        now = self._clock()
-        tokens, when = self._keys.pop(key, (self.burst, now))
-        tokens = min(self.burst, tokens + (now - when) * self.rate)
-        allowed = tokens >= 1 and self._total.take(now)
-        self._keys[key] = (tokens - 1 if allowed else tokens, now)
-        while len(self._keys) > self.max_keys:
-            del self._keys[next(iter(self._keys))]
-        return allowed
-
-
-class _Bucket:
-    def __init__(self, rate: float, burst: float, now: float) -> None:
-        self.rate, self.burst, self.tokens, self.when = rate, burst, burst, now
-
-    def take(self, now: float) -> bool:
-        self.tokens = min(self.burst, self.tokens + (now - self.when) * self.rate)
-        self.when = now
-        if self.tokens < 1:
-            return False
-        self.tokens -= 1
-        return True
-
-
-REJECT_RATE = 5.0  # ICMP errors a second per source address
-REJECT_BURST = 10.0
-REJECT_TOTAL_RATE = 200.0  # ... and for all sources together
-REJECT_TOTAL_BURST = 100.0
-
-
-class RejectCounts:
-    """ICMP errors the rejecters sent and those the rate limit held back; safe to update from any thread.
-
-    One instance can outlive the rejecters that feed it (the agent keeps one
-    across reloads), so the totals only ever grow, as a Prometheus counter's
-    must.
-    """
-
-    def __init__(self) -> None:
-        self._lock = threading.Lock()
-        self._sent = 0
-        self._limited = 0
-
-    def sent(self) -> None:
-        """Count one error sent."""
-        with self._lock:
-            self._sent += 1
-
-    def limited(self) -> None:
-        """Count one error the rate limit held back."""
-        with self._lock:
-            self._limited += 1
-
-    def snapshot(self) -> dict[str, int]:
-        """{"sent": n, "limited": n}, read together."""
-        with self._lock:
-            return {"sent": self._sent, "limited": self._limited}
-
-
-class IcmpRejecter:
-    """Answers a refused UDP datagram with an ICMP error from its original destination, rate-limited.
-
-    The error is the one `refusal_icmp` gives for the refusal's status
-    (admin-prohibited for a denial). The kernel cannot send it: the destination of a TPROXY'd datagram is not a local
-    address, and it never sources an ICMP error from one. A raw socket with
-    IP_HDRINCL (IPPROTO_RAW) can; token buckets per source and in total keep a
-    flood of refused datagrams from turning the agent into an amplifier (at
-    most one error per datagram, each no larger than what it quotes plus 48
-    bytes). `counts` (thread-safe) counts the errors sent and rate-limited.
-    """
-
-    def __init__(self, *, rate: float = REJECT_RATE, burst: float = REJECT_BURST,
-                 total_rate: float = REJECT_TOTAL_RATE, total_burst: float = REJECT_TOTAL_BURST,
-                 counts: RejectCounts | None = None) -> None:
-        self._sock = socket.socket(socket.AF_INET, socket.SOCK_RAW, socket.IPPROTO_RAW)  # implies IP_HDRINCL
-        self._buckets = TokenBuckets(rate, burst, total_rate=total_rate, total_burst=total_burst)
-        self._lock = threading.Lock()  # the buckets are shared by the NFLOG thread and the pump threads
-        self.counts = counts if counts is not None else RejectCounts()
-
-    def reject(self, original: bytes, status: Status = Status.DENIED) -> bool:
-        """Send the error for `status` about `original` (its IPv4 header and at least 8 bytes); False if not sent."""
-        if not quotable_udp(original):
-            return False
-        src = IPv4Address(original[12:16])
-        with self._lock:
-            allowed = self._buckets.take(src)
-        if not allowed:
-            self.counts.limited()
-            return False
-        try:
-            self._sock.sendto(icmp_error(original, *refusal_icmp(status)), (str(src), 0))
-        except OSError:
-            return False  # closed (shutdown), or no route back: the client times out as before
-        self.counts.sent()
-        return True
-
-    def close(self) -> None:
-        """Close the raw socket (later rejects are not sent)."""
-        self._sock.close()
 
 
 # ---- endpoints -------------------------------------------------------------

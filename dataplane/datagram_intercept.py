@@ -33,16 +33,18 @@ the TUN is dropped.
 
 A refused UDP datagram is answered at once with an ICMP error from its
 original destination, through a rate-limited raw socket
-(`datagram.IcmpRejecter`): destination unreachable, administratively
+(`icmp_reject.IcmpRejecter`): destination unreachable, administratively
 prohibited (3/13) for the kernel filter table's denials, which the agent
 learns through NFLOG (`UdpInterceptor.refuse_denied`); for a refusal the far
 end reports, the session endpoint's `refuse` sends the error
-`datagram.refusal_icmp` gives for its status (3/13 denied, 3/1 unreachable,
+`packets.refusal_icmp` gives for its status (3/13 denied, 3/1 unreachable,
 3/0 no route, 11/0 hop limit). A refused echo gets the same error through
 the TUN.
 
-Sessions are bounded (`MAX_SESSIONS`); past that, new flows are dropped and
-logged.
+Sessions are bounded overall and per client address (`limits.datagram_sessions`,
+`limits.datagram_sessions_per_source`); past that, new flows are dropped and
+counted (`transit_refused_total`), and a session whose thread cannot be
+started is dropped the same way.
 """
 from __future__ import annotations
 
@@ -63,21 +65,10 @@ from pyroute2 import IPRoute
 from pyroute2.netlink.exceptions import NetlinkError
 
 from dataplane import sysctl
-from dataplane.datagram import (
-    ICMP_ECHO_REPLY,
-    ICMP_ECHO_REQUEST,
-    IP_TRANSPARENT,
-    Endpoint,
-    IcmpRejecter,
-    RejectCounts,
-    echo,
-    icmp_error,
-    inbox,
-    ipv4_packet,
-    parse_echo,
-    refusal_icmp,
-    udp_quote,
-)
+from dataplane.admission import Admission
+from dataplane.datagram import IP_TRANSPARENT, Endpoint, inbox
+from dataplane.icmp_reject import IcmpRejecter, RejectCounts
+from dataplane.packets import ICMP_ECHO_REPLY, ICMP_ECHO_REQUEST, echo, icmp_error, ipv4_packet, parse_echo, refusal_icmp, udp_quote
 from dataplane.header import ICMP, UDP, Status
 from dataplane.intercept import KernelError, iproute
 from dataplane.logfmt import event
@@ -89,7 +80,7 @@ IP_RECVORIGDSTADDR = 20  # linux/in.h (also IP_ORIGDSTADDR, the control message 
 TUNSETIFF = 0x400454CA
 IFF_TUN = 0x0001
 IFF_NO_PI = 0x1000
-MAX_SESSIONS = 4096
+MAX_SESSIONS = 4096  # when no limits are given (tests); the agent passes `limits.datagram_sessions`
 POLL_SECONDS = 0.5  # how often the reader threads look at their stop flag
 READ_BATCH = 256
 SO_ATTACH_FILTER = 26  # asm-generic/socket.h
@@ -111,27 +102,43 @@ def orig_dst(ancillary: list[tuple[int, int, bytes]]) -> tuple[str, int] | None:
 
 
 class _Sessions:
-    """Key -> inbox writer of the live sessions, shared by a reader thread and the pump threads."""
+    """Key -> inbox writer of the live sessions, shared by a reader thread and the pump threads.
 
-    def __init__(self) -> None:
+    Capped overall and per client (the key's first element): `limits()` gives
+    (sessions, sessions per source), read at each new session.
+    """
+
+    def __init__(self, limits: Callable[[], tuple[int, int]] | None = None) -> None:
         self._lock = threading.Lock()
         self._map: dict[tuple[object, ...], socket.socket] = {}
+        self._limits = limits or (lambda: (MAX_SESSIONS, MAX_SESSIONS))
+        self._by_source: dict[object, int] = {}
 
     def get(self, key: tuple[object, ...]) -> socket.socket | None:
         with self._lock:
             return self._map.get(key)
 
-    def add(self, key: tuple[object, ...], writer: socket.socket) -> bool:
+    def add(self, key: tuple[object, ...], writer: socket.socket) -> str | None:
+        """Register a session; None, or the reason it is refused (`admission.REASONS`)."""
+        total, per_source = self._limits()
         with self._lock:
-            if len(self._map) >= MAX_SESSIONS:
-                return False
+            if len(self._map) >= total:
+                return "datagram_sessions"
+            if self._by_source.get(key[0], 0) >= per_source:
+                return "source_datagram_sessions"
             self._map[key] = writer
-            return True
+            self._by_source[key[0]] = self._by_source.get(key[0], 0) + 1
+            return None
 
     def forget(self, key: tuple[object, ...], writer: socket.socket) -> None:
         with self._lock:
             if self._map.get(key) is writer:
                 del self._map[key]
+                left = self._by_source.get(key[0], 1) - 1
+                if left > 0:
+                    self._by_source[key[0]] = left
+                else:
+                    self._by_source.pop(key[0], None)
         writer.close()
 
     def __len__(self) -> int:
@@ -159,6 +166,10 @@ class _Reader:
     def start(self) -> None:
         self._thread.start()
 
+    def alive(self) -> bool:
+        """Is the reader thread running (the health check)?"""
+        return self._thread.is_alive() and not self._stopped.is_set()
+
     def stop(self) -> None:
         self._stopped.set()
         if self._thread.is_alive() and self._thread is not threading.current_thread():
@@ -179,12 +190,14 @@ class UdpInterceptor:
     """The transparent UDP socket TPROXY sends intercepted datagrams to, and its session table."""
 
     def __init__(self, port: int, handler: Handler, workers: Workers, *, wanted: Callable[[str, str], bool],
-                 reject_counts: RejectCounts | None = None) -> None:
+                 reject_counts: RejectCounts | None = None, admission: Admission | None = None,
+                 limits: Callable[[], tuple[int, int]] | None = None) -> None:
         self.port = port
         self._wanted = wanted  # (src, dst): is this a flow interception should take (local to remote)?
         self._handler = handler
         self._workers = workers
-        self.sessions = _Sessions()
+        self._admission = admission
+        self.sessions = _Sessions(limits)
         self._sock = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
         try:
             self._sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
@@ -206,6 +219,10 @@ class UdpInterceptor:
         """Begin taking datagrams."""
         self._reader.start()
         event(log, "listener.start", listener="udp-intercept", addr=f"127.0.0.1:{self.port}")
+
+    def alive(self) -> bool:
+        """Is the datagram reader running (the health check)?"""
+        return self._reader.alive()
 
     def stop(self) -> None:
         """Stop taking new flows; running sessions end with their streams (refusals after this are silent)."""
@@ -273,16 +290,35 @@ class UdpInterceptor:
             return
         first = [data]
         reader, writer = inbox()
-        if not self.sessions.add(key, writer):
+        refused = self.sessions.add(key, writer)
+        if refused:
             for sock in (reply, reader, writer):
                 sock.close()
-            event(log, "datagram.session_limit", proto="udp", limit=MAX_SESSIONS, level=logging.WARNING)
+            _refused(self._admission, refused, "udp")
             return
         endpoint = Endpoint(
             [reply, reader], reply.send, refuse=lambda status: self._refuse_session(src, sport, dst, dport, len(data), status),
             on_close=lambda: self.sessions.forget(key, writer),
         )
-        self._workers.submit(_safe, self._handler, endpoint, IPv4Address(src), sport, IPv4Address(dst), dport, UDP, first)
+        _start(self._workers, self._admission, endpoint, self._handler, IPv4Address(src), sport, IPv4Address(dst), dport, UDP, first)
+
+
+def _refused(admission: Admission | None, reason: str, proto: str) -> None:
+    """A new datagram session over a cap: counted (and logged at most once a second) by admission."""
+    if admission is not None:
+        admission.refused(reason, proto=proto)
+    else:
+        event(log, "datagram.session_limit", proto=proto, reason=reason, level=logging.WARNING)
+
+
+def _start(workers: Workers, admission: Admission | None, endpoint: Endpoint, handler: Handler, *args: object) -> None:
+    """Run a new session on a worker; when no thread can be started, drop it (its first datagrams with it)."""
+    try:
+        workers.submit(_safe, handler, endpoint, *args)
+    except Exception as exc:  # RuntimeError: can't start new thread
+        endpoint.close()
+        if admission is not None:
+            admission.refused("threads", error=repr(exc))
 
 
 def only_from(sock: socket.socket, src: str, sport: int) -> None:
@@ -306,6 +342,18 @@ def only_from(sock: socket.socket, src: str, sport: int) -> None:
     code = ctypes.create_string_buffer(b"".join(struct.pack("HBBI", *insn) for insn in program))
     fprog = struct.pack("HL", len(program), ctypes.addressof(code))
     sock.setsockopt(socket.SOL_SOCKET, SO_ATTACH_FILTER, fprog)
+
+
+def open_tun(name: str) -> int:
+    """A non-blocking descriptor of a new layer-3 TUN device `name` (no packet info); the device goes when it closes."""
+    fd = os.open("/dev/net/tun", os.O_RDWR | os.O_CLOEXEC)
+    try:
+        fcntl.ioctl(fd, TUNSETIFF, struct.pack("16sH", name.encode(), IFF_TUN | IFF_NO_PI))
+        os.set_blocking(fd, False)
+    except BaseException:
+        os.close(fd)
+        raise
+    return fd
 
 
 def _safe(handler: Handler, endpoint: Endpoint, *args: object) -> None:
@@ -456,11 +504,14 @@ def remove_rules(plan: IcmpPlan, *, netns: str | None = None) -> None:
 class IcmpInterceptor:
     """The agent's TUN device, the policy routing into it, and the thread that reads echo requests from it."""
 
-    def __init__(self, plan: IcmpPlan, handler: Handler, workers: Workers) -> None:
+    def __init__(self, plan: IcmpPlan, handler: Handler, workers: Workers, *, admission: Admission | None = None,
+                 limits: Callable[[], tuple[int, int]] | None = None, forwarding_was: str | None = None) -> None:
         self.plan = plan
+        self._forwarding_was = forwarding_was  # ip_forward before any run of the agent (the run state), if known
         self._handler = handler
         self._workers = workers
-        self.sessions = _Sessions()
+        self._admission = admission
+        self.sessions = _Sessions(limits)
         self.deliveries = _Sessions()
         self._forwarding_previous: dict[str, str] = {}
         self._fd = -1
@@ -471,9 +522,9 @@ class IcmpInterceptor:
         """Create the TUN, switch forwarding on, install the route and rules, start reading; undone on failure."""
         try:
             self._forwarding_previous = sysctl.apply({"net.ipv4.ip_forward": ("1", "route intercepted ICMP into the TUN")})
-            self._fd = os.open("/dev/net/tun", os.O_RDWR | os.O_CLOEXEC)
-            fcntl.ioctl(self._fd, TUNSETIFF, struct.pack("16sH", self.plan.tun.encode(), IFF_TUN | IFF_NO_PI))
-            os.set_blocking(self._fd, False)
+            if self._forwarding_was not in (None, "1"):  # a killed run left it on: it was off before the agent
+                self._forwarding_previous = {"net.ipv4.ip_forward": str(self._forwarding_was)}
+            self._fd = open_tun(self.plan.tun)
             remove_rules(self.plan)  # whatever a killed agent left under the same table and priority
             install_rules(self.plan)
         except BaseException:
@@ -565,7 +616,7 @@ class IcmpInterceptor:
             return None
         key = (src, dst, ident)
         reader, writer = inbox()
-        if not self.deliveries.add(key, writer):
+        if self.deliveries.add(key, writer):
             reader.close()
             writer.close()
             return None
@@ -579,10 +630,11 @@ class IcmpInterceptor:
     def _open(self, key: tuple[IPv4Address, IPv4Address, int], payload: bytes, packet: bytes) -> None:
         src, dst, ident = key
         reader, writer = inbox()
-        if not self.sessions.add(key, writer):
+        refused = self.sessions.add(key, writer)
+        if refused:
             reader.close()
             writer.close()
-            event(log, "datagram.session_limit", proto="icmp", limit=MAX_SESSIONS, level=logging.WARNING)
+            _refused(self._admission, refused, "icmp")
             return
 
         def reply(frame: bytes) -> None:
@@ -593,4 +645,4 @@ class IcmpInterceptor:
             [reader], reply, refuse=lambda status: self._write(icmp_error(packet, *refusal_icmp(status))),
             on_close=lambda: self.sessions.forget(key, writer),
         )
-        self._workers.submit(_safe, self._handler, endpoint, src, ident, dst, 0, ICMP, [payload])
+        _start(self._workers, self._admission, endpoint, self._handler, src, ident, dst, 0, ICMP, [payload])

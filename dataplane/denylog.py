@@ -2,7 +2,7 @@
 
 Each report also carries the refused packet's first bytes (`DeniedPacket.head`:
 its IPv4 header and 8 more), which is what the agent quotes when it answers a
-refused UDP datagram with an ICMP error (`datagram.IcmpRejecter`).
+refused UDP datagram with an ICMP error (`icmp_reject.IcmpRejecter`).
 
 A deny in the filter table happens in the kernel, before any agent socket sees
 the connection, so the agent learns about it only if the kernel tells it. The

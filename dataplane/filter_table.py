@@ -52,6 +52,8 @@ NOPORTS_MAP = "noports"
 LOG_PREFIX = "transit.deny"
 # NFLOG group the deny chains also log to; `denylog.DenyListener` reads it back into the flow log.
 LOG_GROUP = 4643
+LOG_RATE = 1000  # denied packets logged per second (kernel log and NFLOG), after a burst of LOG_BURST; the counters count all
+LOG_BURST = 5000
 
 
 class FilterTableError(RuntimeError):
@@ -153,7 +155,10 @@ def _verdict_rules(table: str, chain: str, counter: str, action: Action) -> list
     else:
         prefix = f"{LOG_PREFIX} rule={counter} "
         exprs = [
-            [{"counter": counter}, {"log": {"prefix": prefix}}, {"log": {"prefix": prefix, "group": LOG_GROUP}}],
+            # Every packet is counted; only LOG_RATE a second (after a burst) reach the kernel log and NFLOG,
+            # so a flood cannot make the agent parse and log without bound. The rest are still refused below.
+            [{"counter": counter}, {"limit": {"rate": LOG_RATE, "per": "second", "burst": LOG_BURST}},
+             {"log": {"prefix": prefix}}, {"log": {"prefix": prefix, "group": LOG_GROUP}}],
             [_match({"meta": {"key": "l4proto"}}, "tcp"), {"reject": {"type": "tcp reset"}}],
             [{"reject": {"type": "icmpx", "expr": "admin-prohibited"}}],
         ]

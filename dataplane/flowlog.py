@@ -45,6 +45,7 @@ class FlowEntry(BaseModel):
     rtt_ms: float | None = Field(default=None, description="Path RTT when the flow closed.")
     outcome: str = ""
     flow_id: str = ""
+    count: int = Field(default=1, ge=1, description="Flows this line stands for: denials of one 5-tuple are aggregated over a short window (see dataplane.observe).")
 
 
 class FlowLogWriter:

@@ -53,6 +53,7 @@ class Status(enum.IntEnum):
     NO_ROUTE = 3
     BAD_HEADER = 4
     HOP_LIMIT = 5
+    FORBIDDEN = 6  # the header claims what its authenticated sender may not (dataplane.trust)
 
 
 @dataclass(frozen=True)

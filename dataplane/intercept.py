@@ -29,8 +29,12 @@ from dataclasses import dataclass
 from ipaddress import IPv4Network
 
 from pyroute2 import IPRoute, NetNS
+from pyroute2.netlink.exceptions import NetlinkError
 
 from dataplane.config import AgentConfig
+
+
+_RTN_LOCAL = 2  # linux/rtnetlink.h: the type of our `local 0.0.0.0/0 dev lo` route
 
 
 class KernelError(RuntimeError):
@@ -139,23 +143,58 @@ def _has_route(ipr: IPRoute, plan: InterceptPlan) -> bool:
     return bool(ipr.get_routes(family=2, table=plan.route_table, type="local", dst_len=0))
 
 
+def check(plan: InterceptPlan, *, netns: str | None = None) -> None:
+    """KernelError when `plan.route_table` holds routes the agent did not make (another user's table).
+
+    Checked before anything changes, so a config that points at such a table
+    is refused while the running interception keeps working.
+    """
+    try:
+        with iproute(netns) as ipr:
+            foreign = [route for route in ipr.get_routes(family=2, table=plan.route_table)
+                       if route.get_attr("RTA_TABLE") == plan.route_table and not (route["type"] == _RTN_LOCAL and route["dst_len"] == 0)]
+    except (NetlinkError, OSError) as exc:
+        raise KernelError(f"reading route table {plan.route_table}: {exc}") from exc
+    if foreign:
+        raise KernelError(f"intercept.route_table {plan.route_table} already holds {len(foreign)} route(s) the agent did not make; choose a free table")
+
+
 def apply(plan: InterceptPlan, *, netns: str | None = None, forward_drop: bool = False) -> None:
-    """Create or update the interception objects (idempotent)."""
+    """Create or update the interception objects (idempotent).
+
+    All or nothing: if the kernel refuses a step (a netlink error of any kind,
+    e.g. EEXIST because `route_table` already holds a default route), what
+    this plan installed is removed again and KernelError names the step; the
+    caller puts its previous plan back.
+    """
     run_nft(render_nft(plan, forward_drop=forward_drop), netns=netns)
-    with iproute(netns) as ipr:
-        lo = ipr.link_lookup(ifname="lo")[0]
-        if not _has_route(ipr, plan):
-            ipr.route("add", dst="0.0.0.0/0", type="local", scope=254, oif=lo, table=plan.route_table)
-        if not _has_rule(ipr, plan):
-            ipr.rule("add", fwmark=plan.fwmark, table=plan.route_table, priority=plan.rule_priority, family=2)
+    step = "lo lookup"
+    try:
+        with iproute(netns) as ipr:
+            lo = ipr.link_lookup(ifname="lo")[0]
+            if not _has_route(ipr, plan):
+                step = f"ip route add local 0.0.0.0/0 dev lo table {plan.route_table}"
+                ipr.route("add", dst="0.0.0.0/0", type="local", scope=254, oif=lo, table=plan.route_table)
+            if not _has_rule(ipr, plan):
+                step = f"ip rule add fwmark {plan.fwmark:#x} lookup {plan.route_table} priority {plan.rule_priority}"
+                ipr.rule("add", fwmark=plan.fwmark, table=plan.route_table, priority=plan.rule_priority, family=2)
+    except (NetlinkError, OSError, IndexError) as exc:
+        try:
+            remove(plan, netns=netns)
+        except KernelError:
+            pass  # the caller's rollback and /healthz report what is left
+        raise KernelError(f"{step}: {exc}") from exc
 
 
 def remove(plan: InterceptPlan, *, netns: str | None = None) -> None:
-    """Remove every object `apply` made; missing ones are fine."""
+    """Remove every object `apply` made; missing ones are fine. KernelError if the kernel refuses."""
     run_nft(f"table ip {plan.table} {{}}\ndelete table ip {plan.table}\n", netns=netns)
-    with iproute(netns) as ipr:
-        while _has_rule(ipr, plan):
-            ipr.rule("del", fwmark=plan.fwmark, table=plan.route_table, priority=plan.rule_priority, family=2)
-        if _has_route(ipr, plan):
-            lo = ipr.link_lookup(ifname="lo")[0]
-            ipr.route("del", dst="0.0.0.0/0", type="local", scope=254, oif=lo, table=plan.route_table)
+    try:
+        with iproute(netns) as ipr:
+            while _has_rule(ipr, plan):
+                ipr.rule("del", fwmark=plan.fwmark, table=plan.route_table, priority=plan.rule_priority, family=2)
+            if _has_route(ipr, plan):
+                lo = ipr.link_lookup(ifname="lo")[0]
+                ipr.route("del", dst="0.0.0.0/0", type="local", scope=254, oif=lo, table=plan.route_table)
+    except (NetlinkError, OSError, IndexError) as exc:
+        raise KernelError(f"removing policy routing of table {plan.route_table}: {exc}") from exc

@@ -8,21 +8,33 @@ Two kinds of figures:
   and active flags from the path monitor, open tunnels per peer and path,
   streams in flight, the kernel filter table's per-rule counters, and the
   ICMP errors answering refused UDP datagrams, sent or rate-limited
-  (`datagram.RejectCounts`). Reading at scrape time keeps the hot path free
+  (`icmp_reject.RejectCounts`). Reading at scrape time keeps the hot path free
   of metric updates for state that already lives elsewhere.
 
 Each agent gets its own registry, so several agents (or tests) in one process
-never share series. The endpoint binds where the config says (loopback by
-default: metrics carry addresses, never secrets).
+never share series. Every label value comes from a local, bounded set: rule
+names from this agent's own policy (a far end's rule name in a DENIED reply
+counts as `remote`), peer names from its config, fixed words otherwise; so
+nothing a far end sends can create series.
+
+The endpoint binds where the config says (loopback by default: metrics carry
+addresses, never secrets). It serves at most `max_connections` connections at
+once (more are closed at once and counted), each with one deadline for the
+whole request and answer; and on a non-loopback local address it serves only
+/healthz, so a load balancer can check the agent without seeing its metrics.
 """
 from __future__ import annotations
 
+import io
 import json
 import logging
+import socket
 import threading
+import time
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from ipaddress import IPv4Address
 from typing import Any
 
 from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, Counter, generate_latest
@@ -31,8 +43,12 @@ from prometheus_client.registry import Collector
 
 from dataplane.filter_model import DEFAULT_RULE
 from dataplane.flowlog import FlowEntry
+from dataplane.geneve.packet import REASONS
 
 log = logging.getLogger("dataplane.metrics")
+
+ROLES = frozenset({"ingress", "relay", "egress"})
+REMOTE_RULE = "remote"  # label for a rule named by a far end (a DENIED reply), never its name
 
 PathStats = Mapping[str, Mapping[str, Mapping[str, Any]]]
 
@@ -47,13 +63,17 @@ class Sources:
     streams: Callable[[], int] | None = None
     filter_counters: Callable[[], Mapping[str, tuple[int, int]]] | None = None
     icmp_errors: Callable[[], Mapping[str, int]] | None = None  # {"sent": n, "limited": n}
+    refused: Callable[[], Mapping[str, int]] | None = None  # admission refusals per reason (admission.REASONS)
+    geneve: Callable[[], Mapping[str, int] | None] | None = None  # packets by result (geneve.gateway.counts); None: no gateway
+    geneve_flows: Callable[[], int | None] | None = None
 
 
 class Metrics:
     """The agent's metrics in its own registry."""
 
-    def __init__(self, *, node: str, sources: Sources | None = None) -> None:
+    def __init__(self, *, node: str, sources: Sources | None = None, rules: Iterable[str] = (), peers: Iterable[str] = ()) -> None:
         self.node = node
+        self.set_names(rules, peers)
         self.registry = CollectorRegistry(auto_describe=True)
         self.sources = sources or Sources()
         self._flows = Counter("transit_flows", "Closed flows by role and verdict.", ["role", "verdict"], registry=self.registry)
@@ -61,12 +81,20 @@ class Metrics:
         self._bytes = Counter("transit_bytes", "Bytes carried by closed flows.", ["direction", "peer", "path"], registry=self.registry)
         self.registry.register(_ScrapeCollector(self))
 
+    def set_names(self, rules: Iterable[str], peers: Iterable[str]) -> None:
+        """The local rule and peer names labels may carry (the config in force)."""
+        self._rules = frozenset(rules)
+        self._peers = frozenset(peers)
+
     def flow(self, flow: FlowEntry | Mapping[str, Any]) -> None:
-        """Count one closed flow."""
+        """Count one closed flow (`count` of them for an aggregated deny line)."""
         entry = flow if isinstance(flow, FlowEntry) else FlowEntry.model_validate(dict(flow))
-        self._flows.labels(role=entry.role or "unknown", verdict=entry.verdict).inc()
-        self._verdicts.labels(verdict=entry.verdict, rule=entry.rule or DEFAULT_RULE).inc()
-        peer, path = entry.peer or "local", entry.path or "local"
+        role = entry.role if entry.role in ROLES else "unknown"
+        self._flows.labels(role=role, verdict=entry.verdict).inc(entry.count)
+        rule = DEFAULT_RULE if entry.rule is None else entry.rule if entry.rule in self._rules else REMOTE_RULE
+        self._verdicts.labels(verdict=entry.verdict, rule=rule).inc(entry.count)
+        peer = "local" if entry.peer is None else entry.peer if entry.peer in self._peers else "other"
+        path = entry.path if entry.path in ("private", "public") else "local"
         if entry.bytes_up:
             self._bytes.labels(direction="up", peer=peer, path=path).inc(entry.bytes_up)
         if entry.bytes_down:
@@ -114,6 +142,28 @@ class _ScrapeCollector(Collector):
             for result in ("sent", "limited"):
                 errors.add_metric([result], counts.get(result, 0))
             yield errors
+        if sources.refused is not None:
+            refused = CounterMetricFamily(
+                "transit_refused", "Connections, streams and datagram sessions refused at a resource cap, by reason.", labels=["reason"],
+            )
+            for reason, count in sorted(_call(sources.refused, {}).items()):
+                refused.add_metric([reason], count)
+            yield refused
+        yield from _guarded(self._geneve, sources)
+
+    @staticmethod
+    def _geneve(sources: Sources) -> Iterable[Metric]:
+        counts = _call(sources.geneve, None)
+        if counts is None:
+            return []
+        packets = CounterMetricFamily(
+            "transit_geneve_packets", "GENEVE packets by result: delivered (into the TUN), returned (to the load balancer), or the reason it was dropped.",
+            labels=["result"],
+        )
+        for result in sorted({"delivered", "returned", *REASONS, *counts}):
+            packets.add_metric([result], counts.get(result, 0))
+        flows = GaugeMetricFamily("transit_geneve_flows", "Flows in the GENEVE flow table.", value=_call(sources.geneve_flows, 0) or 0)
+        return [packets, flows]
 
     @staticmethod
     def _paths(sources: Sources) -> Iterable[Metric]:
@@ -153,14 +203,79 @@ def _guarded(produce: Callable[[Sources], Iterable[Metric]], sources: Sources) -
         return []
 
 
-class MetricsServer:
-    """HTTP on one address: GET /metrics (Prometheus text) and GET /healthz (JSON)."""
+class _BoundedServer(ThreadingHTTPServer):
+    """A threading HTTP server that serves at most `limit` connections at once and closes the rest at once."""
 
-    def __init__(self, host: str, port: int, metrics: Metrics, health: Callable[[], Mapping[str, Any]]) -> None:
+    daemon_threads = True
+
+    def __init__(self, address: tuple[str, int], handler: type[BaseHTTPRequestHandler], limit: int,
+                 on_refused: Callable[[], None] | None) -> None:
+        self._slots = threading.BoundedSemaphore(limit)
+        self._on_refused = on_refused
+        super().__init__(address, handler)
+
+    def process_request(self, request: Any, client_address: Any) -> None:
+        if not self._slots.acquire(blocking=False):
+            if self._on_refused is not None:
+                self._on_refused()
+            self.shutdown_request(request)
+            return
+        try:
+            super().process_request(request, client_address)
+        except BaseException:  # RuntimeError: can't start new thread
+            self._slots.release()
+            self.shutdown_request(request)
+            if self._on_refused is not None:
+                self._on_refused()
+
+    def process_request_thread(self, request: Any, client_address: Any) -> None:
+        try:
+            super().process_request_thread(request, client_address)
+        finally:
+            self._slots.release()
+
+
+class _DeadlineReader(io.RawIOBase):
+    """Reads a socket with what is left of one deadline as its timeout (a trickled request cannot outlive it)."""
+
+    def __init__(self, sock: socket.socket, deadline: float) -> None:
+        self._sock = sock
+        self._deadline = deadline
+
+    def readable(self) -> bool:
+        return True
+
+    def readinto(self, buffer: Any) -> int:
+        left = self._deadline - time.monotonic()
+        if left <= 0:
+            raise TimeoutError("request deadline passed")
+        self._sock.settimeout(left)
+        return self._sock.recv_into(buffer)
+
+
+def serves_metrics(local_address: str) -> bool:
+    """/metrics only on loopback; any other local address gets /healthz alone."""
+    try:
+        return IPv4Address(local_address).is_loopback
+    except ValueError:
+        return False
+
+
+class MetricsServer:
+    """HTTP on one address: GET /metrics (Prometheus text, loopback only) and GET /healthz (JSON).
+
+    `health()` returns the /healthz document; its `status` other than `ok`
+    (or an exception) answers 503.
+    """
+
+    def __init__(
+        self, host: str, port: int, metrics: Metrics, health: Callable[[], Mapping[str, Any]], *,
+        max_connections: int = 8, deadline: float = 2.0, on_refused: Callable[[], None] | None = None,
+    ) -> None:
         self._metrics = metrics
         self._health = health
-        self._server = ThreadingHTTPServer((host, port), self._handler_class())
-        self._server.daemon_threads = True
+        self._deadline = deadline
+        self._server = _BoundedServer((host, port), self._handler_class(), max_connections, on_refused)
         self._thread = threading.Thread(target=self._server.serve_forever, name="metrics-http", daemon=True)
 
     @property
@@ -183,21 +298,28 @@ class MetricsServer:
         server = self
 
         class Handler(BaseHTTPRequestHandler):
+            def setup(self) -> None:  # one deadline for the whole exchange, not per receive
+                super().setup()
+                self._deadline = time.monotonic() + server._deadline
+                self.rfile = io.BufferedReader(_DeadlineReader(self.connection, self._deadline))
+
             def do_GET(self) -> None:  # the name http.server dispatches GET to
                 path = self.path.split("?", 1)[0]
-                if path == "/metrics":
+                if path == "/metrics" and serves_metrics(self.connection.getsockname()[0]):
                     self._send(200, CONTENT_TYPE_LATEST, server._metrics.render())
                 elif path == "/healthz":
                     try:
-                        body, status = dict(server._health()), 200
+                        body = dict(server._health())
                         body.setdefault("status", "ok")
+                        status = 200 if body["status"] == "ok" else 503
                     except Exception as exc:
                         body, status = {"status": "error", "error": repr(exc)}, 503
                     self._send(status, "application/json", json.dumps(body, default=str).encode())
                 else:
-                    self._send(404, "text/plain; charset=utf-8", b"not found: try /metrics or /healthz\n")
+                    self._send(404, "text/plain; charset=utf-8", b"not found: /healthz (and /metrics on loopback)\n")
 
             def _send(self, status: int, content_type: str, body: bytes) -> None:
+                self.connection.settimeout(max(0.05, self._deadline - time.monotonic()))
                 self.send_response(status)
                 self.send_header("Content-Type", content_type)
                 self.send_header("Content-Length", str(len(body)))

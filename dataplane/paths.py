@@ -21,11 +21,16 @@ new path, resets streams stuck on a dead path and lets streams on a live path
 finish.
 
 Probe wire format (network order): magic b"TXP1", kind (1 request, 2 reply),
-sequence (u32), sender timestamp (u64 ns). Anything else is ignored.
+then a 12-byte nonce (u32 + u64) the responder echoes unchanged. Each probe's
+nonce comes from `secrets`, and a reply counts only if it carries the nonce of
+a probe in flight and comes from the address that probe went to, so nobody
+off the path can fake a healthy path (or keep a dead one up). The responder
+survives any error on its socket. Anything else is ignored.
 """
 from __future__ import annotations
 
 import logging
+import secrets
 import selectors
 import socket
 import struct
@@ -53,19 +58,19 @@ PROBE_SIZE = _PROBE.size
 OnChange = Callable[[str, str, str], None]
 
 
-def encode_probe(kind: int, seq: int, sent_ns: int) -> bytes:
-    """One probe datagram."""
-    return _PROBE.pack(MAGIC, kind, seq & 0xFFFFFFFF, sent_ns & 0xFFFFFFFFFFFFFFFF)
+def encode_probe(kind: int, nonce_a: int, nonce_b: int) -> bytes:
+    """One probe datagram carrying a (u32, u64) nonce."""
+    return _PROBE.pack(MAGIC, kind, nonce_a & 0xFFFFFFFF, nonce_b & 0xFFFFFFFFFFFFFFFF)
 
 
 def decode_probe(data: bytes) -> tuple[int, int, int] | None:
-    """(kind, seq, sent_ns) of a well-formed probe, else None."""
+    """(kind, nonce_a, nonce_b) of a well-formed probe, else None."""
     if len(data) != PROBE_SIZE:
         return None
-    magic, kind, seq, sent_ns = _PROBE.unpack(data)
+    magic, kind, nonce_a, nonce_b = _PROBE.unpack(data)
     if magic != MAGIC or kind not in (KIND_REQUEST, KIND_REPLY):
         return None
-    return kind, seq, sent_ns
+    return kind, nonce_a, nonce_b
 
 
 @dataclass
@@ -144,6 +149,7 @@ class ProbeResponder:
         except OSError:
             self._sock.close()
             raise
+        self._stopped = False
         self._thread = threading.Thread(target=self._serve, name="probe-responder", daemon=True)
 
     @property
@@ -157,6 +163,7 @@ class ProbeResponder:
 
     def stop(self) -> None:
         """Stop answering and release the port."""
+        self._stopped = True
         try:
             self._sock.shutdown(socket.SHUT_RDWR)
         except OSError:
@@ -165,18 +172,18 @@ class ProbeResponder:
         self._thread.join(timeout=2)
 
     def _serve(self) -> None:
-        while True:
+        while not self._stopped:
             try:
                 data, address = self._sock.recvfrom(64)
-            except OSError:
-                return
-            probe = decode_probe(data)
-            if probe is None or probe[0] != KIND_REQUEST:
-                continue
-            try:
+                probe = decode_probe(data)
+                if probe is None or probe[0] != KIND_REQUEST:
+                    continue
                 self._sock.sendto(encode_probe(KIND_REPLY, probe[1], probe[2]), address)
-            except OSError:
-                continue
+            except Exception as exc:  # a queued ICMP error, ENOBUFS, ...: answer the next probe anyway
+                if self._stopped or self._sock.fileno() < 0:
+                    return
+                log.warning("probe.responder_error error=%r", exc)
+                time.sleep(0.01)
 
 
 @dataclass
@@ -188,7 +195,7 @@ class _Target:
     sock: socket.socket
     address: tuple[str, int]
     health: PathHealth
-    pending: dict[int, float] = field(default_factory=dict)  # seq -> monotonic send time
+    pending: dict[tuple[int, int], float] = field(default_factory=dict)  # nonce -> monotonic send time
 
 
 class PathMonitor:
@@ -329,14 +336,12 @@ class PathMonitor:
         selector = selectors.DefaultSelector()
         for target in self._targets:
             selector.register(target.sock, selectors.EVENT_READ, target)
-        seq = 0
         next_send = time.monotonic()
         try:
             while not self._stop.is_set():
                 now = time.monotonic()
                 if now >= next_send:
-                    seq += 1
-                    self._send_all(seq, now)
+                    self._send_all(now)
                     next_send += self._interval
                     if next_send < now:
                         next_send = now + self._interval
@@ -346,28 +351,25 @@ class PathMonitor:
         finally:
             selector.close()
 
-    def _send_all(self, seq: int, now: float) -> None:
+    def _send_all(self, now: float) -> None:
         for target in self._targets:
+            nonce = (secrets.randbits(32), secrets.randbits(64))
+            target.pending[nonce] = now
             try:
-                target.sock.sendto(encode_probe(KIND_REQUEST, seq, time.monotonic_ns()), target.address)
-                target.pending[seq] = now
+                target.sock.sendto(encode_probe(KIND_REQUEST, *nonce), target.address)
             except OSError:
-                # No route: counts as a probe that will not be answered.
-                target.pending[seq] = now
+                pass  # no route: counts as a probe that will not be answered
 
     def _receive(self, target: _Target) -> None:
         while True:
             try:
-                # Each target has its own socket, so a reply here answers one of its
-                # probes; the source address is not checked because a multi-homed
-                # peer may answer from another of its addresses.
-                data = target.sock.recv(64)
+                data, sender = target.sock.recvfrom(64)
             except OSError:  # BlockingIOError: nothing more to read now
                 return
             probe = decode_probe(data)
-            if probe is None or probe[0] != KIND_REPLY:
-                continue
-            sent = target.pending.pop(probe[1], None)
+            if probe is None or probe[0] != KIND_REPLY or sender != target.address:
+                continue  # not an answer from where the probe went
+            sent = target.pending.pop((probe[1], probe[2]), None)
             if sent is None:
                 continue  # late or unknown: already counted as lost
             now = time.monotonic()
@@ -378,8 +380,8 @@ class PathMonitor:
         changes: list[tuple[str, Path, Path]] = []
         with self._lock:
             for target in self._targets:
-                for seq in [seq for seq, sent in target.pending.items() if now - sent > self._timeout]:
-                    del target.pending[seq]
+                for nonce in [nonce for nonce, sent in target.pending.items() if now - sent > self._timeout]:
+                    del target.pending[nonce]
                     target.health.lost()
             for name in self._peers:
                 old = self._active[name]

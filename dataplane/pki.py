@@ -106,6 +106,11 @@ def identities(cert_pem: bytes) -> list[str]:
     return san.get_values_for_type(x509.UniformResourceIdentifier)
 
 
+def serial_hex(cert_pem: bytes) -> str:
+    """The certificate's serial number as the denylist writes it: upper-case hex, no leading zeros."""
+    return format(x509.load_pem_x509_certificate(cert_pem).serial_number, "X")
+
+
 def write_node_files(directory: str | Path, ca_cert_pem: bytes, node: KeyPair, *, stem: str = "node") -> tuple[Path, Path, Path]:
     """Write ca.pem, <stem>.pem and <stem>.key (mode 0600, created private) and return their paths."""
     folder = Path(directory)

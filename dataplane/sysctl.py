@@ -45,6 +45,16 @@ def write(name: str, value: str, *, root: Path = Path("/proc/sys"), netns: str |
     _file(name, root).write_text(value + "\n")
 
 
+def changes(settings: dict[str, tuple[str, str]] = REQUIRED, *, root: Path = Path("/proc/sys"), netns: str | None = None) -> dict[str, str]:
+    """The current value of every setting apply() would change (read only: record these before applying)."""
+    changed: dict[str, str] = {}
+    for name, (value, _why) in settings.items():
+        old = read(name, root=root, netns=netns)
+        if old != value:
+            changed[name] = old
+    return changed
+
+
 def apply(settings: dict[str, tuple[str, str]] = REQUIRED, *, root: Path = Path("/proc/sys"), netns: str | None = None) -> dict[str, str]:
     """Set every required value; returns the previous values for restore()."""
     previous: dict[str, str] = {}

@@ -2,29 +2,73 @@
 
 Hostnames mean nothing in the fabric (peers are reached by address on two
 paths), so the check is on the certificate's URI SAN instead: the dialer knows
-exactly which identity it wants; the listener accepts any identity in its peer
-list. Anything else (another CA, TLS 1.2, no client certificate) fails.
+exactly which identity it wants (`TlsContexts.require`); the listener accepts
+any identity in its peer list. Anything else (another CA, TLS 1.2, no client certificate) fails, and so
+does a certificate whose identity or serial is on the config's denylist
+(`TlsContexts.check_denylist`, after every handshake, whichever side dialled).
+The agent's own files are checked before use (`own_credential_problems`):
+its certificate names its configured identity, its key is private.
 """
 from __future__ import annotations
 
 import ctypes
+import os
 import ssl
-from collections.abc import Collection
-from dataclasses import dataclass
+import stat
+from dataclasses import dataclass, field
 
-from dataplane.config import TlsPaths
+from dataplane import pki
+from dataplane.config import Denylist, TlsPaths
 
 
 class PeerIdentityError(ssl.SSLError):
     """The peer's certificate chains to the CA but names an identity we do not expect."""
 
 
+class PeerDeniedError(PeerIdentityError):
+    """The peer's certificate is on the denylist (its identity or its serial)."""
+
+
 @dataclass(frozen=True)
 class TlsContexts:
-    """The two contexts an agent needs, built once per (re)load from the same files."""
+    """The two contexts an agent needs, built once per (re)load from the same files, and the denylist they enforce."""
 
     server: ssl.SSLContext
     client: ssl.SSLContext
+    denied_identities: frozenset[str] = field(default_factory=frozenset)
+    denied_serials: frozenset[str] = field(default_factory=frozenset)  # upper-case hex, no leading zeros
+
+    def denied(self, cert: PeerCert) -> str | None:
+        """Why a (verified) peer certificate is refused by the denylist, or None; a couple of set lookups."""
+        if cert.serial in self.denied_serials:
+            return f"certificate serial {cert.serial} is on the denylist"
+        for identity in cert.identities:
+            if identity in self.denied_identities:
+                return f"identity {identity} is on the denylist"
+        return None
+
+    def check_denylist(self, sock: ssl.SSLSocket | ssl.SSLObject) -> PeerCert:
+        """The peer's certificate, or PeerDeniedError when it is denylisted."""
+        cert = peer_cert(sock)
+        reason = self.denied(cert)
+        if reason:
+            raise PeerDeniedError(reason)
+        return cert
+
+    def require(self, sock: ssl.SSLSocket | ssl.SSLObject, identity: str) -> PeerCert:
+        """What a dialer checks: the peer is exactly `identity` and not denylisted (PeerIdentityError otherwise)."""
+        cert = self.check_denylist(sock)
+        if identity not in cert.identities:
+            raise PeerIdentityError(f"peer presented {', '.join(cert.identities) or 'no identity'}, expected {identity}")
+        return cert
+
+
+@dataclass(frozen=True)
+class PeerCert:
+    """What the agent judges of a verified peer certificate: its URI identities and its serial."""
+
+    identities: tuple[str, ...]
+    serial: str  # upper-case hex, no leading zeros (as the denylist holds it)
 
 
 CIPHERSUITES = b"TLS_AES_128_GCM_SHA256:TLS_AES_256_GCM_SHA384:TLS_CHACHA20_POLY1305_SHA256"
@@ -101,7 +145,7 @@ def _base(purpose: int, paths: TlsPaths) -> ssl.SSLContext:
     return ctx
 
 
-def build_contexts(paths: TlsPaths) -> TlsContexts:
+def build_contexts(paths: TlsPaths, denylist: Denylist | None = None) -> TlsContexts:
     """Load the CA, certificate and key into a server and a client context (TLS 1.3 only, mutual)."""
     server = _base(ssl.PROTOCOL_TLS_SERVER, paths)
     # One ticket per handshake: dialers resume with it, skipping certificate parsing and
@@ -110,21 +154,42 @@ def build_contexts(paths: TlsPaths) -> TlsContexts:
     server.num_tickets = 1
     client = _base(ssl.PROTOCOL_TLS_CLIENT, paths)
     client.check_hostname = False  # identity is checked on the URI SAN below
-    return TlsContexts(server=server, client=client)
+    denied = denylist or Denylist()
+    return TlsContexts(server=server, client=client, denied_identities=frozenset(denied.identities), denied_serials=frozenset(denied.serials))
 
 
-def peer_identities(sock: ssl.SSLSocket | ssl.SSLObject) -> list[str]:
-    """The URI SANs of the (already verified) peer certificate."""
-    cert = sock.getpeercert()
-    if not cert:
-        return []
-    return [value for kind, value in cert.get("subjectAltName", ()) if kind == "URI"]
+def own_credential_problems(paths: TlsPaths, identity: str, denylist: Denylist | None = None) -> list[str]:
+    """Why this node's own certificate and key must not be used (empty when they may).
+
+    The certificate must carry `identity` as its URI SAN (a node that presents
+    another identity would be refused by every peer, or worse, speak for it),
+    must not be denylisted itself, and the key file must be readable by its
+    owner only.
+    """
+    problems: list[str] = []
+    try:
+        cert_pem = paths.cert.read_bytes()
+        found = pki.identities(cert_pem)
+        serial = pki.serial_hex(cert_pem)
+    except (OSError, ValueError) as exc:
+        return [f"tls.cert: cannot read a certificate from {paths.cert}: {exc}"]
+    if identity not in found:
+        problems.append(f"tls.cert: the certificate names {found or 'no identity'}, not this node's identity {identity}; issue one for {identity}")
+    denied = denylist or Denylist()
+    if serial in denied.serials:
+        problems.append(f"tls.cert: this node's certificate serial {serial} is on the denylist; issue a new certificate")
+    try:
+        mode = os.stat(paths.key).st_mode
+    except OSError as exc:
+        problems.append(f"tls.key: cannot stat {paths.key}: {exc.strerror}")
+    else:
+        if mode & (stat.S_IRWXG | stat.S_IRWXO):
+            problems.append(f"tls.key: {paths.key} has mode {stat.S_IMODE(mode):04o}; the private key must be readable by its owner only (chmod 0600)")
+    return problems
 
 
-def require_identity(sock: ssl.SSLSocket | ssl.SSLObject, allowed: Collection[str]) -> str:
-    """Return the peer's identity if it is one of `allowed`, else raise PeerIdentityError."""
-    found = peer_identities(sock)
-    for identity in found:
-        if identity in allowed:
-            return identity
-    raise PeerIdentityError(f"peer identity {found or 'none'} not in the expected set")
+def peer_cert(sock: ssl.SSLSocket | ssl.SSLObject) -> PeerCert:
+    """The identities and serial of the (already verified) peer certificate (also after resumption: the ticket carries it)."""
+    cert = sock.getpeercert() or {}
+    identities = tuple(value for kind, value in cert.get("subjectAltName", ()) if kind == "URI")
+    return PeerCert(identities, str(cert.get("serialNumber", "")).upper().lstrip("0") or "0")

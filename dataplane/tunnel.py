@@ -24,7 +24,7 @@ from typing import Protocol
 
 from dataplane.config import PeerConfig, Timeouts
 from dataplane.logfmt import event
-from dataplane.tls import TlsContexts, require_identity
+from dataplane.tls import PeerCert, TlsContexts
 from dataplane.workers import Workers
 
 log = logging.getLogger("dataplane.tunnel")
@@ -46,6 +46,7 @@ class Tunnel:
     sock: ssl.SSLSocket
     peer: str
     path: str
+    cert: PeerCert  # the peer's verified certificate (its identity was required when dialled)
     created: float = field(default_factory=time.monotonic)
 
     def alive(self) -> bool:
@@ -58,6 +59,22 @@ def peer_address(peer: PeerConfig, path: str) -> str:
     if path == "public" and peer.public_addr is not None:
         return str(peer.public_addr)
     return str(peer.private_addr)
+
+
+def tune_tunnel(sock: socket.socket, timeouts: Timeouts) -> None:
+    """Liveness for a tunnel's TCP connection: keepalive probes while it is quiet, and TCP_USER_TIMEOUT.
+
+    A peer that vanished (a VM gone, a path black-holed) is noticed within
+    `timeouts.keepalive` plus three probes when nothing is sent, and within
+    `timeouts.user_timeout` when sent bytes stay unacknowledged, instead of
+    after TCP's default retries (minutes). Set once at connection setup.
+    """
+    idle = max(1, int(timeouts.keepalive))
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_KEEPALIVE, 1)
+    sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_KEEPIDLE, idle)
+    sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_KEEPINTVL, max(1, idle // 3))
+    sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_KEEPCNT, 3)
+    sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_USER_TIMEOUT, int(timeouts.user_timeout * 1000))
 
 
 def _drain_tickets(sock: ssl.SSLSocket, *, wait: float) -> bool:
@@ -96,17 +113,18 @@ def dial(contexts: TlsContexts, peer: PeerConfig, path: str, timeouts: Timeouts,
     raw = socket.create_connection((address, peer.tunnel_port), timeout=timeouts.connect)
     try:
         raw.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+        tune_tunnel(raw, timeouts)
         raw.settimeout(timeouts.handshake)
         tls = contexts.client.wrap_socket(raw, server_side=False, session=session)
     except BaseException:
         raw.close()
         raise
     try:
-        require_identity(tls, {peer.identity})
+        cert = contexts.require(tls, peer.identity)
     except BaseException:
         tls.close()
         raise
-    return Tunnel(tls, peer.name, path)
+    return Tunnel(tls, peer.name, path, cert)
 
 
 class _PeerPool:
@@ -168,11 +186,13 @@ class TunnelPool:
         """The path new traffic to `peer_name` takes now."""
         return self._paths.active(peer_name)
 
-    def open_inner(self, plain: socket.socket, key: tuple[str, str], *, timeout: float) -> ssl.SSLSocket:
+    def open_inner(self, plain: socket.socket, key: tuple[str, str], *, identity: str, timeout: float) -> tuple[ssl.SSLSocket, PeerCert]:
         """TLS with the delivering agent over a connection a relay splices (end-to-end streams).
 
-        Any identity of the fabric CA is accepted: the relay has already routed
-        the stream, and whichever node delivers the destination answers. The
+        The far end must be `identity`, the member that delivers the
+        destination (`dataplane.trust.Trust.deliverer`), and not denylisted:
+        any other fabric node (an impostor on the far edge's address) is
+        dropped before a byte of the stream is sent (PeerIdentityError). The
         session is cached under `key` (peer, destination route) for resumption.
         """
         contexts = self._contexts()
@@ -180,13 +200,18 @@ class TunnelPool:
         session = cached[1] if cached and cached[0] is contexts.client else None
         plain.settimeout(timeout)
         inner = contexts.client.wrap_socket(plain, server_side=False, session=session)
+        try:
+            cert = contexts.require(inner, identity)
+        except BaseException:
+            inner.close()
+            raise
         if session is None and not _drain_tickets(inner, wait=TICKET_WAIT):
             inner.close()
             raise ConnectionResetError("the delivering agent closed the end-to-end session")
         fresh = inner.session
         if fresh is not None and fresh.has_ticket:
             self._sessions[key] = (contexts.client, fresh)
-        return inner
+        return inner, cert
 
     def _dial(self, peer: PeerConfig, path: str) -> Tunnel:
         """Dial with a cached session when there is one for this peer, path and context."""

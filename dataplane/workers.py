@@ -34,14 +34,22 @@ class Workers:
         self._count = 0
 
     def submit(self, fn: Callable[..., None], *args: Any) -> None:
-        """Run fn(*args) on an idle worker, or on a new one if none is idle."""
+        """Run fn(*args) on an idle worker, or on a new one if none is idle.
+
+        Raises RuntimeError when the system refuses a new thread (nothing was submitted).
+        """
         with self._lock:
             if self._idle > 0:
                 self._idle -= 1
                 self._queue.put((fn, args))
                 return
             self._count += 1
-        threading.Thread(target=self._work, args=((fn, args),), name=f"{self.name}-worker", daemon=True).start()
+        try:
+            threading.Thread(target=self._work, args=((fn, args),), name=f"{self.name}-worker", daemon=True).start()
+        except BaseException:  # RuntimeError: can't start new thread; the caller decides what to refuse
+            with self._lock:
+                self._count -= 1
+            raise
 
     def idle(self) -> int:
         """Workers waiting for a task."""

@@ -1,7 +1,7 @@
 """AWS components: Edge, Connector, Gateway, Circuit, Segmentation (and NetworkVpc, TransitPeering).
 
-The pure modules (space, security_rules, routing, naming, planning) import no
-Pulumi; the components load lazily on first access, so `transit plan` can read
+The pure modules (routing, naming, planning; the security compiler is
+`components.segmentation.aws_security_groups`) import no Pulumi; the components load lazily on first access, so `transit plan` can read
 the AWS section without importing pulumi_aws.
 """
 from __future__ import annotations

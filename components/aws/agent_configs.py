@@ -13,7 +13,9 @@ from collections.abc import Mapping
 from ipaddress import IPv4Address, IPv4Network
 
 from components.aws.planning import AwsEdgeLayout, AwsLayout, AwsNetworkLayout
-from components.dataplane_policy import ResolvedRule, edge_scope, endpoint_cidrs, resolve_rules
+from components.segmentation.agent_filters import edge_scope
+from components.segmentation.members import fabric_members
+from components.segmentation.resolve import ResolvedRule, endpoint_cidrs, resolve_rules
 from components.spec import FabricSpec
 from dataplane.config import AgentConfig, Endpoint, ListenConfig, PeerConfig, TlsPaths
 from dataplane.filter_model import FilterPolicy, FilterRule
@@ -24,7 +26,7 @@ TLS_DIR = "/etc/transit/tls"
 class ScopedFilters:
     """Each agent's FilterPolicy, with the policy resolved once per fabric instead of once per agent.
 
-    Same meaning as dataplane_policy.connector_filter and edge_filter (the tests
+    Same meaning as agent_filters.connector_filter and edge_filter (the tests
     hold them equal): a point keeps, in order, the rules whose source or
     destination can overlap its scope.
     """
@@ -96,7 +98,7 @@ def edge_config(
         name=f"edge-{edge.name}", role="edge", identity=_identity(spec, "edge", edge.name),
         listen=_listen(edge.tunnel_port, edge.probe_port, edge.metrics_port),
         local_cidrs=[IPv4Network(c) for c in edge.native_cidrs], peers=peers,
-        filter=(filters or ScopedFilters(spec)).edge(edge.name), tls=_tls(),
+        filter=(filters or ScopedFilters(spec)).edge(edge.name), tls=_tls(), members=fabric_members(spec),
     )
 
 
@@ -122,5 +124,5 @@ def connector_config(
         name=f"connector-{network.name}", role="connector", identity=_identity(spec, "connector", network.name),
         listen=_listen(edge.tunnel_port, edge.probe_port, edge.metrics_port),
         local_cidrs=[IPv4Network(c) for c in network.cidrs], peers=[peer],
-        filter=(filters or ScopedFilters(spec)).connector(network.name), tls=_tls(),
+        filter=(filters or ScopedFilters(spec)).connector(network.name), tls=_tls(), members=fabric_members(spec),
     )

@@ -93,15 +93,18 @@ def parameter_prefix(fabric: str, environment: str, name: str) -> str:
     return f"/transit/{fabric}/{environment}/{name}"
 
 
-def user_data(agent_config_json: pulumi.Input[str], prefix: str) -> pulumi.Output[str]:
+def boot_user_data(agent_config_json: str, prefix: str) -> str:
     """The boot document (the AgentConfig, TLS files in SSM under `prefix`) as base64 user data.
 
     The image's boot step (dataplane/boot.py) reads it from IMDSv2 at boot.
     """
-    secrets = AwsSsm(store="aws-ssm", prefix=prefix)
-    return pulumi.Output.from_input(agent_config_json).apply(
-        lambda text: base64.b64encode(document_json(text, secrets).encode()).decode()
-    )
+    document = document_json(agent_config_json, AwsSsm(store="aws-ssm", prefix=prefix))
+    return base64.b64encode(document.encode()).decode()
+
+
+def user_data(agent_config_json: pulumi.Input[str], prefix: str) -> pulumi.Output[str]:
+    """`boot_user_data` of a launch template's AgentConfig JSON, once it is known."""
+    return pulumi.Output.from_input(agent_config_json).apply(lambda text: boot_user_data(text, prefix))
 
 
 def node_policy(fabric: str, environment: str, name: str, role: str) -> str:

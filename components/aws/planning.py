@@ -16,8 +16,7 @@ from pydantic import BaseModel, ConfigDict
 
 from components.aws.naming import MIN_SUBNET_PREFIX, endpoint_ip, split_cidr
 from components.aws.routing import AwsRoute, NetworkAddresses, network_routes, reachability
-from components.aws.security_rules import Endpoint, IntentRule, Segment, SecurityPlan, compile_security, permitted_boxes
-from components.dataplane_policy import resolve_rules
+from components.segmentation.aws_security_groups import IntentRule, SecurityPlan, aws_intent, compile_security, permitted_boxes
 from components.spec import FabricSpec
 from components.spec_checks import home_edge
 
@@ -75,33 +74,6 @@ class AwsPlanSection(_Section):
     rules_emitted: int
     rules_cartesian: int
     notes: list[str]
-
-
-def endpoint_entries(spec: FabricSpec, name: str) -> tuple[IPv4Network, ...]:
-    """The address entries an endpoint names, unmerged: `any` is every network's CIDRs, a group its members'."""
-    networks = {n.name: n for n in spec.networks}
-    if name == "any":
-        return tuple(c for n in spec.networks for c in n.cidrs)
-    if name in networks:
-        return tuple(networks[name].cidrs)
-    if name in spec.groups:
-        return tuple(c for m in spec.groups[name] for c in (networks[m].cidrs if m in networks else [IPv4Network(m)]))
-    return (IPv4Network(name),)
-
-
-def aws_intent(spec: FabricSpec) -> tuple[list[IntentRule], list[Segment]]:
-    """The AWS compiler's inputs: the resolved ordered rules and the AWS networks."""
-    rules = [
-        IntentRule(
-            r.name, r.action,  # type: ignore[arg-type]
-            Endpoint(r.src_name, r.src, endpoint_entries(spec, r.src_name)),
-            Endpoint(r.dst_name, r.dst, endpoint_entries(spec, r.dst_name)),
-            r.proto, r.ports,  # type: ignore[arg-type]
-        )
-        for r in resolve_rules(spec)
-    ]
-    segments = [Segment(n.name, n.region or "", tuple(n.cidrs)) for n in spec.networks if n.cloud == "aws"]
-    return rules, segments
 
 
 def circuit_neighbours(spec: FabricSpec) -> dict[str, frozenset[str]]:

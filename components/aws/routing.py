@@ -17,7 +17,7 @@ from functools import lru_cache
 from ipaddress import IPv4Network, collapse_addresses
 from typing import Literal
 
-from components.aws.space import AddressSet, Box
+from components.segmentation.intervals import AddressSet, Box
 
 Target = Literal["gwlb-endpoint", "transit-gateway", "circuit-propagated"]
 

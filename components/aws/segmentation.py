@@ -1,6 +1,6 @@
 """Zero-trust segmentation in one region: security groups, managed prefix lists, rules.
 
-Turns the pure `SecurityPlan` (security_rules.compile_security) into
+Turns the pure `SecurityPlan` (segmentation.aws_security_groups.compile_security) into
 resources: one security group per member (workloads attach the group of the
 addresses they hold), one managed prefix list per distinct peer address set,
 and one rule resource per compiled rule, whose peer is a prefix list, a
@@ -15,7 +15,7 @@ import pulumi
 import pulumi_aws as aws
 
 from components.aws.base import Common, child, raise_problems
-from components.aws.security_rules import SecurityPlan
+from components.segmentation.aws_security_groups import SecurityPlan
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -25,7 +25,7 @@ class SegmentationArgs(Common):
     region: str
     """Only the members and prefix lists of this region are built."""
     plan: SecurityPlan
-    """The compiled policy (security_rules.compile_security)."""
+    """The compiled policy (segmentation.aws_security_groups.compile_security)."""
     vpc_ids: Mapping[str, pulumi.Input[str]]
     """VPC id of every AWS network of the region, by network name."""
 

@@ -1,1 +1,1 @@
-"""Azure target. `nsg_rules` is pure (policy -> NSGs and ASGs); Pulumi components load separately."""
+"""Azure target. Its segmentation compiler is `components.segmentation.azure_nsgs`; Pulumi components load separately."""

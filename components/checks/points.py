@@ -1,80 +1,39 @@
 """The enforcement points of a fabric, each judged from its own compiled artefact.
 
 A point answers one question for a flow: what it would do, or nothing when the
-flow never crosses it. Each cloud point reads what its compiler emits (security
+flow never crosses it. Every point is a segmentation target
+(`components.segmentation.protocol`) evaluating its native rules: security
 groups and prefix lists, NSGs and ASGs with Azure's default rules, firewall
-rules and tags with GCP's implied rules); each data plane point reads the
-nftables document its agent installs. The intent is the reference they must
-all agree with. AWS is read from the plan's `aws` section, the rows the AWS
-components turn into resources. Building the points compiles everything
-once, so a parity run only pays for lookups. Never imports Pulumi.
+rules and tags with GCP's implied rules, and the nftables document each
+agent installs. The intent is the reference they must all agree with. AWS is
+read back from the plan's `aws` section (what `transit plan` shows) instead of
+being compiled again. Building the points compiles everything once, so a
+parity run only pays for lookups. Never imports Pulumi.
 """
 from __future__ import annotations
 
-from collections.abc import Callable
-from dataclasses import dataclass
-from ipaddress import IPv4Address, IPv4Network
+from ipaddress import IPv4Network
 
 from components.aws.planning import AwsPlanSection
-from components.azure.nsg_rules import AzureEvaluator, AzureSegmentation, compile_azure
-from components.checks.nft_eval import NftTable, load_table
-from components.gcp.firewall_rules import GcpEvaluator, GcpSegmentation, compile_gcp
 from components.local.layout import build_layout, name_prefix
 from components.plan import build_plan
 from components.plan_models import Plan
-from components.policy_intent import IntentPolicy, compile_intent
-from components.policy_intent import evaluate as intent_evaluate
+from components.segmentation.aws_security_groups import AWS_SECURITY_GROUPS, SecurityPlan
+from components.segmentation.azure_nsgs import AZURE_NSGS, AzureSegmentation
+from components.segmentation.gcp_firewall import GCP_FIREWALL
+from components.segmentation.intent import INTENT
+from components.segmentation.nftables import Nftables, NftTable
+from components.segmentation.protocol import Context, Point, compile_points, point
 from components.spec import FabricSpec
-from dataplane.filter_model import FilterPolicy, proto_number
-from dataplane.filter_table import ruleset
+from dataplane.filter_model import FilterPolicy
 
-Decision = tuple[str, str]
-"""(permit | deny, what decided: a rule, an NSG rule, a chain's counter)."""
-
-
-@dataclass(frozen=True)
-class Flow:
-    """One concrete flow: the unit every check and every report speaks in."""
-
-    src: str
-    dst: str
-    proto: str
-    port: int | None
-
-    def __str__(self) -> str:
-        proto = f"ip-proto {self.proto}" if self.proto.isdigit() else self.proto
-        where = f"{proto}/{self.port}" if self.port is not None else proto
-        return f"{self.src} -> {self.dst} {where}"
-
-
-@dataclass(frozen=True)
-class Point:
-    """An enforcement point: a name and a pure decision function (None: not on the flow's path)."""
-
-    name: str
-    decide: Callable[[Flow], Decision | None]
-
-
-def intent_point(intent: IntentPolicy) -> Point:
-    """The reference: the spec's ordered policy as `policy_intent.evaluate` reads it."""
-
-    def decide(flow: Flow) -> Decision:
-        action, rule = intent_evaluate(intent, flow.src, flow.dst, flow.proto, flow.port)
-        return action, rule or "default"
-
-    return Point("intent", decide)
+CLOUD_TARGETS = (INTENT, AWS_SECURITY_GROUPS, AZURE_NSGS, GCP_FIREWALL)
+"""The targets compiled from the spec, in report order; the agents' points follow them."""
 
 
 def nft_point(name: str, table: NftTable, scope: list[IPv4Network]) -> Point:
     """A data plane agent's filter table; it sees flows from or to its scope."""
-
-    def decide(flow: Flow) -> Decision | None:
-        src, dst = IPv4Address(flow.src), IPv4Address(flow.dst)
-        if not any(src in net or dst in net for net in scope):
-            return None
-        return table.decide(flow.src, flow.dst, _proto(flow), flow.port)
-
-    return Point(name, decide)
+    return Point(name, Nftables(name, tuple(scope)).table_evaluator(table))
 
 
 def agent_filters(spec: FabricSpec) -> dict[str, tuple[FilterPolicy, list[IPv4Network]]]:
@@ -93,87 +52,25 @@ def dataplane_points(spec: FabricSpec, filters: dict[str, tuple[FilterPolicy, li
     `filters` (name -> (policy, scope)) defaults to the agents' configs.
     """
     filters = agent_filters(spec) if filters is None else filters
-    return [
-        nft_point(f"dataplane:{name}", load_table(ruleset(policy, table="transit_filter", hook="forward")), scope)
-        for name, (policy, scope) in filters.items()
-    ]
+    out = []
+    for name, (policy, scope) in filters.items():
+        target = Nftables(f"dataplane:{name}", tuple(scope))
+        out.append(point(target, target.document(policy)))
+    return out
 
 
 def aws_point(section: AwsPlanSection) -> Point:
-    """AWS security groups as the plan's `aws` section lists them (what the components build).
-
-    The source's egress and the destination's ingress must both allow; a rule's
-    peer is a prefix list, a security group or a CIDR, read from the section.
-    """
-    groups = {g.name: [IPv4Network(c) for c in g.cidrs] for g in section.security_groups}
-    lists = {p.name: [IPv4Network(c) for c in p.cidrs] for p in section.prefix_lists}
-
-    def peer_has(peer: str, address: IPv4Address) -> bool:
-        kind, _, key = peer.partition(":")
-        nets = lists[key] if kind == "prefix_list" else groups[key] if kind == "security_group" else [IPv4Network(key)]
-        return any(address in net for net in nets)
-
-    def group_of(address: IPv4Address) -> str | None:
-        return next((name for name, nets in groups.items() if any(address in n for n in nets)), None)
-
-    def port_ok(ports: str, port: int | None) -> bool:
-        if not ports:
-            return True
-        low, _, high = ports.partition("-")
-        return port is not None and int(low) <= port <= int(high or low)
-
-    def grant(group: str, direction: str, peer: IPv4Address, flow: Flow) -> str | None:
-        proto = flow.proto if flow.proto in ("tcp", "udp", "icmp") else "other"
-        for rule in section.rules:
-            if rule.security_group != group or rule.direction != direction or not peer_has(rule.peer, peer):
-                continue
-            if rule.protocol == "all" or (rule.protocol == proto and (proto not in ("tcp", "udp") or port_ok(rule.ports, flow.port))):
-                return f"{group}/{direction}/{'+'.join(rule.policy_rules)}"
-        return None
-
-    def decide(flow: Flow) -> Decision | None:
-        src, dst = IPv4Address(flow.src), IPv4Address(flow.dst)
-        src_group, dst_group = group_of(src), group_of(dst)
-        if src_group is None and dst_group is None:
-            return None
-        reasons = []
-        for group, direction, peer in ((dst_group, "ingress", src), (src_group, "egress", dst)):
-            if group is None:
-                continue
-            reason = grant(group, direction, peer, flow)
-            if reason is None:
-                return "deny", f"{group}/{direction}: no rule allows it"
-            reasons.append(reason)
-        return "permit", ", ".join(reasons)
-
-    return Point("aws:security-groups", decide)
+    """AWS security groups as the plan's `aws` section lists them (what the components build)."""
+    return point(AWS_SECURITY_GROUPS, SecurityPlan.from_rows(section))
 
 
 def azure_point(seg: AzureSegmentation) -> Point:
     """Azure NSGs with ASGs and Azure's default rules."""
-    evaluate = AzureEvaluator(seg)
-    return Point("azure:nsgs", lambda f: evaluate(f.src, f.dst, proto_number(_proto(f)), f.port))
-
-
-def gcp_point(seg: GcpSegmentation) -> Point:
-    """GCP VPC firewall rules with tags and GCP's implied rules."""
-    evaluate = GcpEvaluator(seg)
-    return Point("gcp:firewall", lambda f: evaluate(f.src, f.dst, proto_number(_proto(f)), f.port))
-
-
-def _proto(flow: Flow) -> str | int:
-    return int(flow.proto) if flow.proto.isdigit() else flow.proto
+    return point(AZURE_NSGS, seg)
 
 
 def build_points(spec: FabricSpec, plan: Plan | None = None) -> list[Point]:
     """Compile every enforcement point the fabric has; the intent comes first."""
     plan = build_plan(spec) if plan is None else plan
-    points = [intent_point(compile_intent(spec))]
-    if plan.aws is not None:
-        points.append(aws_point(plan.aws))
-    if any(n.cloud == "azure" for n in spec.networks):
-        points.append(azure_point(compile_azure(spec)))
-    if any(n.cloud == "gcp" for n in spec.networks):
-        points.append(gcp_point(compile_gcp(spec)))
-    points.extend(dataplane_points(spec))
-    return points
+    compiled = {AWS_SECURITY_GROUPS.name: SecurityPlan.from_rows(plan.aws)} if plan.aws is not None else {}
+    return [*compile_points(CLOUD_TARGETS, Context.of(spec), compiled), *dataplane_points(spec)]

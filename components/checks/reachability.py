@@ -24,9 +24,9 @@ from dataclasses import dataclass, field
 from ipaddress import IPv4Address, IPv4Network
 from typing import Literal
 
-from components.checks.points import Decision, Flow, Point
-from components.dataplane_policy import ResolvedRule, resolve_rules
-from components.policy_intent import resolve_endpoint
+from components.segmentation.intent import resolve_endpoint
+from components.segmentation.protocol import Decision, Flow, Point
+from components.segmentation.resolve import ResolvedRule, resolve_rules
 from components.spec import FabricSpec
 
 FindingKind = Literal["test-fails", "point-disagrees", "parity-hole", "parity-block"]

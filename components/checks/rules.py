@@ -16,18 +16,19 @@ from dataclasses import dataclass, field
 from ipaddress import IPv4Network, collapse_addresses
 from typing import Any
 
+from components.checks.cloud_rules import ALL, cloud_rules
 from components.checks.points import build_points
 from components.checks.reachability import prove
 from components.checks.violation import Resource, Violation
-from components.dataplane_policy import ANY, ResolvedRule, endpoint_cidrs, resolve_rules
 from components.plan import TUNNEL_PORT
 from components.plan_models import Plan
+from components.segmentation.ports import covers_port
+from components.segmentation.resolve import ANY, ResolvedRule, endpoint_cidrs, resolve_rules
 from components.spec import FabricSpec
 from dataplane.config import AgentConfig
 from dataplane.filter_model import FilterRule
 
 Options = dict[str, Any]
-OPEN_SOURCES = frozenset({"0.0.0.0/0", "::/0", "*", "Internet", "any", "Any"})
 
 
 @dataclass(frozen=True)
@@ -60,10 +61,6 @@ class RuleDef:
 
 # --- no-open-admin-ports ---------------------------------------------------------------
 
-def _covers_port(ports: tuple[tuple[int, int], ...], port: int) -> bool:
-    return not ports or any(lo <= port <= hi for lo, hi in ports)
-
-
 def _is_open(nets: tuple[IPv4Network, ...], spec_any: list[IPv4Network], name: str) -> bool:
     return name == ANY or any(net.prefixlen == 0 for net in nets) or (bool(spec_any) and list(collapse_addresses(nets)) == spec_any)
 
@@ -77,7 +74,7 @@ def admin_ports_spec(ctx: Context, options: Options) -> list[Violation]:
     for rule in rules:
         if rule.action != "permit" or rule.proto == "icmp" or not _is_open(rule.src, everything, rule.src_name):
             continue
-        open_ports = [p for p in admin if _covers_port(rule.ports, p) and not _shadowed(rules[: rule.index], rule, p)]
+        open_ports = [p for p in admin if covers_port(rule.ports, p) and not _shadowed(rules[: rule.index], rule, p)]
         if open_ports:
             out.append(Violation("no-open-admin-ports", f"policy.rules[{rule.index}]",
                                  f"rule '{rule.name}' permits {rule.src_name} to administrative port(s) {_list(open_ports)}; "
@@ -88,7 +85,7 @@ def admin_ports_spec(ctx: Context, options: Options) -> list[Violation]:
 def _shadowed(earlier: list[ResolvedRule], rule: ResolvedRule, port: int) -> bool:
     """True when an earlier deny covers every flow of `rule` on `port`."""
     for deny in earlier:
-        if deny.action != "deny" or deny.proto not in ("any", rule.proto) or not _covers_port(deny.ports, port):
+        if deny.action != "deny" or deny.proto not in ("any", rule.proto) or not covers_port(deny.ports, port):
             continue
         src_ok = all(any(s.subnet_of(d) for d in deny.src) for s in rule.src)
         dst_ok = all(any(s.subnet_of(d) for d in deny.dst) for s in rule.dst)
@@ -101,60 +98,11 @@ def _list(ports: list[int]) -> str:
     return ", ".join(str(p) for p in ports)
 
 
-def _aws_rule_open(protocol: Any, low: Any, high: Any, sources: list[str], admin: list[int]) -> list[int]:
-    if not any(s in OPEN_SOURCES for s in sources):
-        return []
-    if str(protocol) in ("-1", "all"):
-        return admin
-    if str(protocol).lower() not in ("tcp", "udp", "6", "17"):
-        return []
-    return [p for p in admin if int(low or 0) <= p <= int(high if high is not None else 65535)]
-
-
-def _azure_ports(rule: dict[str, Any]) -> list[str]:
-    return [*(rule.get("destinationPortRanges") or []), *([rule["destinationPortRange"]] if rule.get("destinationPortRange") else [])]
-
-
-def _in_port_spec(port: int, item: str) -> bool:
-    if item == "*":
-        return True
-    low, _, high = str(item).partition("-")
-    return int(low) <= port <= int(high or low)
-
-
 def admin_ports_resource(resource: Resource, options: Options) -> list[Violation]:
     """Security groups, NSG rules and firewall rules open to the world on administrative ports."""
     admin = list(options["ports"])
-    found: list[tuple[str, list[int]]] = []
-    props = resource.props
-    if resource.type == "aws:ec2/securityGroup":
-        for i, rule in enumerate(props.get("ingress") or []):
-            found.append((f"ingress[{i}]", _aws_rule_open(rule.get("protocol"), rule.get("fromPort"), rule.get("toPort"),
-                                                          [*(rule.get("cidrBlocks") or []), *(rule.get("ipv6CidrBlocks") or [])], admin)))
-    elif resource.type == "aws:ec2/securityGroupRule" and props.get("type") == "ingress":
-        found.append(("cidrBlocks", _aws_rule_open(props.get("protocol"), props.get("fromPort"), props.get("toPort"),
-                                                   [*(props.get("cidrBlocks") or []), *(props.get("ipv6CidrBlocks") or [])], admin)))
-    elif resource.type == "aws:vpc/securityGroupIngressRule":
-        found.append(("cidrIpv4", _aws_rule_open(props.get("ipProtocol"), props.get("fromPort"), props.get("toPort"),
-                                                 [props.get("cidrIpv4") or "", props.get("cidrIpv6") or ""], admin)))
-    elif resource.type in ("azure-native:network:NetworkSecurityGroup", "azure-native:network:SecurityRule"):
-        rules = [(f"securityRules[{i}]", r) for i, r in enumerate(props.get("securityRules") or [])]
-        if resource.type == "azure-native:network:SecurityRule":
-            rules = [("(rule)", props)]
-        for path, rule in rules:
-            sources = [*(rule.get("sourceAddressPrefixes") or []), *([rule["sourceAddressPrefix"]] if rule.get("sourceAddressPrefix") else [])]
-            if rule.get("access") != "Allow" or rule.get("direction", "Inbound") != "Inbound" or not any(s in OPEN_SOURCES for s in sources):
-                continue
-            if str(rule.get("protocol", "*")).lower() not in ("*", "tcp", "udp"):
-                continue
-            found.append((path, [p for p in admin if any(_in_port_spec(p, item) for item in _azure_ports(rule))]))
-    elif resource.type == "gcp:compute/firewall" and props.get("direction", "INGRESS") == "INGRESS":
-        if any(s in OPEN_SOURCES for s in props.get("sourceRanges") or []):
-            for i, allow in enumerate(props.get("allows") or []):
-                if str(allow.get("protocol")).lower() not in ("all", "tcp", "udp"):
-                    continue
-                ports = allow.get("ports") or ["*"]
-                found.append((f"allows[{i}]", [p for p in admin if any(_in_port_spec(p, item) for item in ports)]))
+    found = [(rule.source_path, [p for p in admin if rule.opens(p)])
+             for rule in cloud_rules(resource) if rule.direction == "ingress" and rule.allow and rule.from_anywhere]
     return [
         Violation("no-open-admin-ports", f"{resource.name}.{path}",
                   f"{resource.type} opens administrative port(s) {_list(ports)} to the internet; "
@@ -178,27 +126,12 @@ def any_to_any_spec(ctx: Context, options: Options) -> list[Violation]:
 
 
 def any_to_any_resource(resource: Resource, options: Options) -> list[Violation]:
-    """A cloud rule that allows every protocol from anywhere."""
-    props, hits = resource.props, []
-    if resource.type == "aws:ec2/securityGroup":
-        hits = [f"ingress[{i}]" for i, r in enumerate(props.get("ingress") or [])
-                if str(r.get("protocol")) in ("-1", "all") and any(c in OPEN_SOURCES for c in r.get("cidrBlocks") or [])]
-    elif resource.type == "aws:ec2/securityGroupRule":
-        if props.get("type") == "ingress" and str(props.get("protocol")) in ("-1", "all") and any(c in OPEN_SOURCES for c in props.get("cidrBlocks") or []):
-            hits = ["protocol"]
-    elif resource.type == "aws:vpc/securityGroupIngressRule":
-        if str(props.get("ipProtocol")) in ("-1", "all") and props.get("cidrIpv4") in OPEN_SOURCES:
-            hits = ["ipProtocol"]
-    elif resource.type == "azure-native:network:NetworkSecurityGroup":
-        hits = [f"securityRules[{i}]" for i, r in enumerate(props.get("securityRules") or [])
-                if r.get("access") == "Allow" and r.get("protocol") == "*" and r.get("sourceAddressPrefix") in OPEN_SOURCES
-                and r.get("destinationAddressPrefix") in OPEN_SOURCES and "*" in _azure_ports(r)]
-    elif resource.type == "gcp:compute/firewall":
-        if props.get("direction", "INGRESS") == "INGRESS" and any(s in OPEN_SOURCES for s in props.get("sourceRanges") or []) and not props.get("targetTags"):
-            hits = [f"allows[{i}]" for i, a in enumerate(props.get("allows") or []) if str(a.get("protocol")) == "all"]
-    return [Violation("no-any-to-any-permit", f"{resource.name}.{hit}",
+    """A cloud rule that allows every protocol from anywhere to everything it guards."""
+    return [Violation("no-any-to-any-permit", f"{resource.name}.{rule.protocol_path}",
                       f"{resource.type} allows every protocol from anywhere; allow named sources and protocols only")
-            for hit in hits]
+            for rule in cloud_rules(resource)
+            if rule.direction == "ingress" and rule.allow and rule.protocol == ALL and rule.every_port
+            and rule.from_anywhere and rule.to_everything]
 
 
 # --- no-overlapping-cidrs ----------------------------------------------------------------
@@ -260,16 +193,21 @@ def multi_az_spec(ctx: Context, options: Options) -> list[Violation]:
     return out
 
 
+_ZONE_PROPS: dict[str, tuple[str, ...]] = {
+    "aws:autoscaling/group": ("vpcZoneIdentifiers", "availabilityZones"),
+    "azure-native:compute:VirtualMachineScaleSet": ("zones",),
+}
+"""Where a VM group lists its zones (or one subnet per zone), first property first; violations point at the first."""
+
+
 def multi_az_resource(resource: Resource, options: Options) -> list[Violation]:
     """An autoscaling group or scale set pinned to fewer than `min_zones` zones."""
     need = int(options["min_zones"])
-    if resource.type == "aws:autoscaling/group":
-        zones = resource.props.get("vpcZoneIdentifiers") or resource.props.get("availabilityZones") or []
-        path = "vpcZoneIdentifiers"
-    elif resource.type == "azure-native:compute:VirtualMachineScaleSet":
-        zones, path = resource.props.get("zones") or [], "zones"
-    else:
+    props = _ZONE_PROPS.get(resource.type)
+    if props is None:
         return []
+    zones = next((value for prop in props if (value := resource.props.get(prop))), [])
+    path = props[0]
     if len(zones) >= need:
         return []
     return [Violation("edges-multi-az", f"{resource.name}.{path}",
@@ -480,7 +418,7 @@ def _covers_all(nets: list[IPv4Network], space: list[IPv4Network]) -> bool:
 
 def _agent_shadowed(earlier: list[FilterRule], rule: FilterRule, port: int) -> bool:
     for deny in earlier:
-        if deny.action != "deny" or deny.proto not in ("any", rule.proto) or not _covers_port(tuple(deny.ports), port):
+        if deny.action != "deny" or deny.proto not in ("any", rule.proto) or not covers_port(tuple(deny.ports), port):
             continue
         if _covers_all(list(deny.src), list(rule.src)) and _covers_all(list(deny.dst), list(rule.dst)):
             return True
@@ -493,7 +431,7 @@ def admin_ports_agent(config: AgentConfig, where: str, options: Options) -> list
     for i, rule in enumerate(rules):
         if rule.action != "permit" or rule.proto == "icmp" or not _covers_all(list(rule.src), space):
             continue
-        open_ports = [p for p in options["ports"] if _covers_port(tuple(rule.ports), p) and not _agent_shadowed(rules[:i], rule, p)]
+        open_ports = [p for p in options["ports"] if covers_port(tuple(rule.ports), p) and not _agent_shadowed(rules[:i], rule, p)]
         if open_ports:
             out.append(Violation("no-open-admin-ports", f"{where}.filter.rules[{i}]",
                                  f"agent {config.name}: rule '{rule.name}' permits every source to administrative port(s) {_list(open_ports)}; "

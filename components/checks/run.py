@@ -11,11 +11,12 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from components.checks.config import RuleSettings
-from components.checks.points import Point, build_points
+from components.checks.points import build_points
 from components.checks.reachability import Finding, prove
 from components.checks.rules import REACHABILITY_RULE, RULES, Context
 from components.checks.violation import Level, Violation
 from components.plan import build_plan
+from components.segmentation.protocol import Point
 from components.spec import FabricSpec
 
 

@@ -1,1 +1,1 @@
-"""GCP target. `firewall_rules` is pure (policy -> firewall rules and tags); Pulumi components load separately."""
+"""GCP target. Its segmentation compiler is `components.segmentation.gcp_firewall`; Pulumi components load separately."""

@@ -28,10 +28,12 @@ from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
-from components.dataplane_policy import connector_filter, edge_filter, endpoint_cidrs
 from components.local.frr_config import BgpNeighbor, RouterConfig, StaticRoute
 from components.plan import build_plan
 from components.plan_models import CircuitPlan, ConnectorPlan, Plan
+from components.segmentation.agent_filters import connector_filter, edge_filter
+from components.segmentation.members import fabric_members
+from components.segmentation.resolve import endpoint_cidrs
 from components.spec import Edge, FabricSpec, Network
 from components.spec_checks import home_edge
 from dataplane.config import AgentConfig, PeerConfig, TlsPaths
@@ -374,7 +376,7 @@ class _Builder:
         self.agents.append(AgentSpec(ns=c_ns, name=name, identity=identity, config=AgentConfig(
             name=f"connector-{network.name}", role="connector", identity=identity, local_cidrs=network.cidrs,
             peers=[peer], filter=connector_filter(self.spec, network.name), tls=self.tls(name),
-            flow_log=f"{RUN_ROOT}/{name}/flows.jsonl")))
+            members=fabric_members(self.spec), flow_log=f"{RUN_ROOT}/{name}/flows.jsonl")))
 
     def dc_bgp(self, network: Network, net_ns: str, c_ns: str, c_ip: IPv4Address, remote: list[str]) -> None:
         bgp = network.bgp
@@ -444,7 +446,7 @@ class _Builder:
         identity = self.identity("edge", edge.name)
         self.agents.append(AgentSpec(ns=self.ns("edge", edge.name), name=name, identity=identity, config=AgentConfig(
             name=f"edge-{edge.name}", role="edge", identity=identity, local_cidrs=local, peers=peers,
-            filter=edge_filter(self.spec, edge.name), tls=self.tls(name), flow_log=f"{RUN_ROOT}/{name}/flows.jsonl")))
+            filter=edge_filter(self.spec, edge.name), tls=self.tls(name), members=fabric_members(self.spec), flow_log=f"{RUN_ROOT}/{name}/flows.jsonl")))
 
     # helpers -------------------------------------------------------------
     def identity(self, role: str, node: str) -> str:

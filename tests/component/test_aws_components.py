@@ -24,7 +24,7 @@ from components.aws import (  # noqa: E402  (mocks are set in conftest first)
     Segmentation,
     SegmentationArgs,
 )
-from components.aws.security_rules import Endpoint, IntentRule, Segment, compile_security
+from components.segmentation.aws_security_groups import Endpoint, IntentRule, Segment, compile_security
 
 COMMON = {"fabric": "team", "environment": "dev"}
 

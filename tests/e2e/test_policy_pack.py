@@ -18,10 +18,11 @@ from pathlib import Path
 import pytest
 import yaml
 
-from components.checks.points import Flow, build_points
+from components.checks.points import build_points
 from components.checks.reachability import decisions
 from components.loader import load_spec
 from components.local.scratch_stack import ScratchStack
+from components.segmentation.protocol import Flow
 from transit_cli.local_check import find_local_outputs, send_flow
 
 pytestmark = pytest.mark.e2e

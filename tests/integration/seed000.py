@@ -90,6 +90,37 @@ class AgentProcess:
         assert self.proc is not None
         self.proc.send_signal(sig)
 
+    def start(self) -> AgentProcess:
+        """Start (or restart) the agent inside its namespace, logging to `log_path`."""
+        self.started_at = len(self.log())
+        handle = self.log_path.open("ab")
+        self.proc = self.ns.spawn(*AGENT, "--config", str(self.config_path), stdout=handle, stderr=handle, cwd=REPO)
+        handle.close()
+        return self
+
+    def wait_ready(self, timeout: float = 15) -> None:
+        """Wait for the agent's start line; raise with its log if it exits or times out."""
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            if "agent.start " in self.current_log():
+                return
+            if self.proc is not None and self.proc.poll() is not None:
+                raise RuntimeError(f"agent {self.node} exited {self.proc.returncode}:\n{self.log()}")
+            time.sleep(0.05)
+        raise TimeoutError(f"agent {self.node} not ready:\n{self.log()}")
+
+    def stop(self, timeout: float = 15) -> None:
+        """SIGTERM the agent and wait for it (killed if it does not stop in time)."""
+        if self.proc is None:
+            return
+        if self.proc.poll() is None:
+            self.proc.send_signal(signal.SIGTERM)
+        try:
+            self.proc.wait(timeout=timeout)
+        except subprocess.TimeoutExpired:
+            self.proc.kill()
+            self.proc.wait()
+
 
 @dataclass
 class Seed000:
@@ -162,7 +193,14 @@ class Seed000:
     def configs(self) -> dict[str, dict[str, Any]]:
         """The three AgentConfig documents (before TLS paths are filled in)."""
         timeouts = {"idle": 30, "connect": 2, "handshake": 2, "drain": 2}
-        common = {"filter": self.policy, "timeouts": timeouts, "paths": {"probe_interval": 0.1, "failover_misses": 3, "failback_hold": 2.0}}
+        # Who speaks for which prefixes: the connector for the AWS network, edge B for its native Azure network.
+        members = [
+            {"identity": identity("conn"), "cidrs": ["10.30.40.0/24"]},
+            {"identity": identity("edgea"), "cidrs": []},
+            {"identity": identity("edgeb"), "cidrs": ["172.18.40.0/24"]},
+        ]
+        common = {"filter": self.policy, "timeouts": timeouts, "members": members,
+                  "paths": {"probe_interval": 0.1, "failover_misses": 3, "failback_hold": 2.0}}
         return {
             "conn": {
                 "name": "conn", "role": "connector", "identity": identity("conn"),
@@ -190,28 +228,27 @@ class Seed000:
 
     def start_agent(self, node: str) -> AgentProcess:
         """Start (or restart) one agent inside its namespace."""
-        agent = self.agents[node]
-        agent.started_at = len(agent.log())
-        handle = agent.log_path.open("ab")
-        agent.proc = agent.ns.spawn(*AGENT, "--config", str(agent.config_path), stdout=handle, stderr=handle, cwd=REPO)
-        handle.close()
-        return agent
+        return self.agents[node].start()
 
     def wait_ready(self, node: str, timeout: float = 15) -> None:
         """Wait for the agent's start line; raise with its log if it exits or times out."""
-        agent = self.agents[node]
-        deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline:
-            if "agent.start " in agent.current_log():
-                return
-            if agent.proc is not None and agent.proc.poll() is not None:
-                raise RuntimeError(f"agent {node} exited {agent.proc.returncode}:\n{agent.log()}")
-            time.sleep(0.05)
-        raise TimeoutError(f"agent {node} not ready:\n{agent.log()}")
+        self.agents[node].wait_ready(timeout)
 
     def write_config(self, node: str, config: dict[str, Any]) -> None:
         """Replace an agent's config file (then signal SIGHUP to reload it)."""
         self.agents[node].config_path.write_text(json.dumps(config, indent=2))
+
+    def reload(self, node: str, config: dict[str, Any], timeout: float = 5) -> None:
+        """Write `config` for `node`, SIGHUP it and wait for `agent.reloaded` (raise if it refuses or times out)."""
+        agent = self.agents[node]
+        start = len(agent.log())
+        self.write_config(node, config)
+        agent.signal(signal.SIGHUP)
+        deadline = time.monotonic() + timeout
+        while "agent.reloaded" not in (fresh := agent.log()[start:]):
+            if "agent.reload_refused" in fresh or time.monotonic() > deadline:
+                raise RuntimeError(f"agent {node} did not reload:\n{fresh}")
+            time.sleep(0.02)
 
     def read_config(self, node: str) -> dict[str, Any]:
         """The agent's current config document."""
@@ -222,12 +259,12 @@ class Seed000:
         folder = self.workdir / node
         return build_contexts(TlsPaths(ca=folder / "ca.pem", cert=folder / "node.pem", key=folder / "node.key")).client
 
-    def open_stream(self, node: str, address: str, header: StreamHeader) -> ssl.SSLSocket:
-        """A tunnel stream to the agent at `address`, opened from `node`'s namespace as that member, header sent.
+    def open_stream(self, node: str, address: str, header: StreamHeader, *, ns: str | None = None) -> ssl.SSLSocket:
+        """A tunnel stream to the agent at `address`, opened as member `node` from namespace `ns` (default: `node`'s), header sent.
 
         The caller reads the reply and closes the stream.
         """
-        sock = self.ns(node).socket()
+        sock = self.ns(ns or node).socket()
         sock.settimeout(3)
         try:
             sock.connect((address, 7443))

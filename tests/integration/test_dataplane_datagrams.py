@@ -28,7 +28,7 @@ from pathlib import Path
 import pytest
 
 from dataplane.datagram_intercept import IcmpPlan, install_rules, installed_rules, remove_rules, update_rules
-from dataplane.header import ICMP, UDP, Status, StreamHeader, decode_reply
+from dataplane.header import FLAG_END_TO_END, ICMP, UDP, Status, StreamHeader, decode_reply
 from tests.integration.netns import Lab, Netns, UdpEcho, in_netns
 from tests.integration.seed000 import AWS_APP, AZ_APP, DEFAULT_POLICY, EDGE_B, TUNNEL_LINKS, Seed000, identity
 
@@ -192,7 +192,7 @@ def test_denied_udp_is_refused_at_once(seed: Seed000, echoes: dict[int, UdpEcho]
 
 def test_a_flood_of_denied_datagrams_gets_rate_limited_errors(seed: Seed000) -> None:
     """The connector is no amplifier: a source's refused datagrams get at most a burst and then a trickle of errors."""
-    from dataplane.datagram import REJECT_BURST, REJECT_RATE
+    from dataplane.icmp_reject import REJECT_BURST, REJECT_RATE
 
     flood = 200
     before = _icmp_error_counts(seed, "conn")
@@ -293,9 +293,11 @@ def test_no_udp_plaintext_between_connector_and_far_edge(seed: Seed000, echoes: 
 
 
 def _malformed(seed: Seed000, proto: int, blob: bytes) -> None:
-    """Open a hop-by-hop datagram stream to edge B as edge A, then send `blob` where frames belong."""
-    header = StreamHeader(IPv4Address(AWS_APP), IPv4Address(AZ_APP), 41000, 5001 if proto == UDP else 0, identity("conn"), 9, proto=proto)
-    with seed.open_stream("edgea", EDGE_B["private"], header) as tls:
+    """Open the connector's own end-to-end datagram stream to edge B (from edge A's namespace, as a spliced one
+    arrives), then send `blob` where frames belong."""
+    header = StreamHeader(IPv4Address(AWS_APP), IPv4Address(AZ_APP), 41000, 5001 if proto == UDP else 0, identity("conn"), 9,
+                          proto=proto, flags=FLAG_END_TO_END)
+    with seed.open_stream("conn", EDGE_B["private"], header, ns="edgea") as tls:
         assert decode_reply(tls.recv(2))[0] is Status.OK
         tls.sendall(blob)
         try:

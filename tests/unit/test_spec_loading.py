@@ -112,7 +112,7 @@ def test_secret_names_survive_but_are_names() -> None:
 
 def test_importing_spec_plan_and_package_does_not_import_pulumi() -> None:
     code = (
-        "import sys, components, components.spec, components.plan, components.loader, components.policy_intent\n"
+        "import sys, components, components.spec, components.plan, components.loader, components.segmentation.intent\n"
         "import transit_cli.main\n"
         "heavy = sorted(m for m in sys.modules if m.split('.')[0] in ('pulumi', 'pulumi_aws', 'pulumi_azure_native', 'pulumi_gcp'))\n"
         "print(','.join(heavy))\n"

@@ -5,7 +5,7 @@ import ipaddress
 
 import pytest
 
-from components.policy_intent import compile_intent, evaluate, port_ranges, resolve_endpoint, run_tests, sample_address
+from components.segmentation.intent import compile_intent, evaluate, port_ranges, resolve_endpoint, run_tests, sample_address
 from components.spec import FabricSpec
 from spec_helpers import EXAMPLES, example, spec_of
 

@@ -146,7 +146,7 @@ def test_the_tgw_sends_what_native_networks_reach_to_their_edge() -> None:
 @pytest.mark.parametrize("fabric", ["seed000_aws_azure", "seed004_dx_er_cloud_router", "architecture_example"])
 def test_scoped_filters_equal_the_shared_policy_compiler(fabric: str) -> None:
     from components.aws.agent_configs import ScopedFilters
-    from components.dataplane_policy import connector_filter, edge_filter
+    from components.segmentation.agent_filters import connector_filter, edge_filter
 
     spec, _ = _load(fabric)
     filters = ScopedFilters(spec)

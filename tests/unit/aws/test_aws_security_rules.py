@@ -6,7 +6,7 @@ from ipaddress import IPv4Address, IPv4Network
 
 import pytest
 
-from components.aws.security_rules import Endpoint, IntentRule, Segment, compile_security
+from components.segmentation.aws_security_groups import Endpoint, IntentRule, Segment, compile_security
 from dataplane.filter_model import FilterPolicy, FilterRule
 
 ANY = Endpoint("any", (IPv4Network("0.0.0.0/0"),))
@@ -142,9 +142,9 @@ def test_rules_grow_with_groups_not_with_addresses() -> None:
 def test_seed_fabrics_agree_with_the_policy_intent_evaluator(fabric: str) -> None:
     from pathlib import Path
 
-    from components.aws.planning import aws_intent
+    from components.segmentation.aws_security_groups import aws_intent
     from components.loader import load_spec
-    from components.policy_intent import compile_intent, evaluate
+    from components.segmentation.intent import compile_intent, evaluate
 
     spec = load_spec(Path(__file__).resolve().parents[3] / "stacks" / "fabrics" / f"{fabric}.yaml")
     rules, segments = aws_intent(spec)

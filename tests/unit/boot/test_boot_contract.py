@@ -1,15 +1,15 @@
 """The AWS side of the boot contract: what the components write into user data is what the boot step reads.
 
 Builds the AgentConfig of a real fabric with components/aws/agent_configs.py,
-wraps it with components/aws/base.py `user_data` (the same function the launch
-templates use; its Pulumi Output is resolved here without an engine), serves
+wraps it with components/aws/base.py `boot_user_data` (what `user_data` applies
+to the launch templates' AgentConfig Output; the component tests check the
+launch templates carry it), serves
 the decoded user data through IMDSv2 on loopback, and boots from it. Also
 checks that the SSM names the boot step reads are the ones the instance role
 may read (components/aws/base.py `node_policy`).
 """
 from __future__ import annotations
 
-import asyncio
 import base64
 import fnmatch
 import json
@@ -19,7 +19,7 @@ from boot_fixtures import SECRETS
 from metadata_server import aws_server
 
 from components.aws.agent_configs import connector_config
-from components.aws.base import node_policy, parameter_prefix, user_data
+from components.aws.base import boot_user_data, node_policy, parameter_prefix
 from components.aws.planning import build_aws_layout
 from components.loader import load_spec
 from components.plan import build_plan
@@ -36,11 +36,7 @@ def _user_data(prefix: str) -> bytes:
     spec = load_spec(FABRICS / "seed000_aws_azure.yaml")
     layout = build_aws_layout(spec, build_plan(spec))
     config = connector_config(spec, layout, layout.networks[0], {"aws-use1": "203.0.113.7"})
-
-    async def resolve() -> str:
-        return await user_data(config.model_dump_json(), prefix).future()  # type: ignore[return-value]
-
-    return base64.b64decode(asyncio.run(resolve()))
+    return base64.b64decode(boot_user_data(config.model_dump_json(), prefix))
 
 
 def test_what_the_aws_components_write_into_user_data_boots_a_connector(tmp_path: Path) -> None:

@@ -5,11 +5,12 @@ from ipaddress import IPv4Network
 
 from checks_fabric import spec, with_rules
 
-from components.azure.nsg_rules import LAST_PRIORITY, compile_azure
-from components.azure.nsg_rules import evaluate as azure_evaluate
-from components.dataplane_policy import connector_filter, edge_filter, endpoint_cidrs, fabric_filter
-from components.gcp.firewall_rules import DEFAULT_PRIORITY, compile_gcp, rule_name
-from components.gcp.firewall_rules import evaluate as gcp_evaluate
+from components.segmentation.agent_filters import connector_filter, edge_filter, fabric_filter
+from components.segmentation.azure_nsgs import LAST_PRIORITY, compile_azure
+from components.segmentation.azure_nsgs import evaluate as azure_evaluate
+from components.segmentation.gcp_firewall import DEFAULT_PRIORITY, compile_gcp, rule_name
+from components.segmentation.gcp_firewall import evaluate as gcp_evaluate
+from components.segmentation.resolve import endpoint_cidrs
 
 
 class TestDataplanePolicy:

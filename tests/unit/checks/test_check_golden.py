@@ -13,8 +13,8 @@ from pathlib import Path
 import pytest
 from checks_fabric import spec
 
-from components.azure.nsg_rules import compile_azure
-from components.gcp.firewall_rules import compile_gcp
+from components.segmentation.azure_nsgs import compile_azure
+from components.segmentation.gcp_firewall import compile_gcp
 
 GOLDEN = Path(__file__).parent / "golden"
 

@@ -6,11 +6,13 @@ import json
 
 from checks_fabric import spec, with_rules
 
-from components.azure.nsg_rules import compile_azure
-from components.checks.nft_eval import load_table
-from components.checks.points import Flow, azure_point, build_points, nft_point
+from components.checks.points import azure_point, build_points, nft_point
 from components.checks.reachability import parity, prove_tests, sample_flows
-from components.dataplane_policy import connector_filter, endpoint_cidrs
+from components.segmentation.agent_filters import connector_filter
+from components.segmentation.azure_nsgs import compile_azure
+from components.segmentation.nftables import load_table
+from components.segmentation.protocol import Flow
+from components.segmentation.resolve import endpoint_cidrs
 from dataplane.filter_table import ruleset
 
 

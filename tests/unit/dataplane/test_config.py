@@ -128,3 +128,41 @@ def test_datagram_idle_and_icmp_interception_settings_are_validated() -> None:
     assert _problems(_doc(timeouts={"datagram_idle": 7200}))[0].startswith("timeouts.datagram_idle:")
     assert _problems(_doc(intercept={"icmp_tun": "a-name-longer-than-15"}))[0].startswith("intercept.icmp_tun:")
     assert "icmp_route_table must differ from route_table" in _problems(_doc(intercept={"icmp_route_table": 4643}))[0]
+
+
+MEMBERS = [
+    {"identity": "spiffe://acme/edge-a", "cidrs": ["10.30.40.0/24"]},
+    {"identity": "spiffe://acme/edge-b", "cidrs": ["172.18.40.0/24"]},
+]
+
+
+def test_members_and_denylist_load_with_serials_normalised() -> None:
+    config = parse_config(_doc(members=MEMBERS, denylist={"identities": ["spiffe://acme/old"], "serials": ["0a:1B:ff", "00ff"]}))
+    assert [m.identity for m in config.members] == ["spiffe://acme/edge-a", "spiffe://acme/edge-b"]
+    assert config.denylist.serials == ["A1BFF", "FF"]
+
+
+def test_overlapping_member_prefixes_are_refused_with_their_field_path() -> None:
+    doc = _doc(members=[*MEMBERS, {"identity": "spiffe://acme/conn", "cidrs": ["172.18.0.0/16"]}])
+    assert _problems(doc) == ["members[2].cidrs: 172.18.0.0/16 overlaps 172.18.40.0/24 of members[1] (each prefix has one owner)"]
+
+
+def test_a_member_listed_twice_is_refused() -> None:
+    doc = _doc(members=[*MEMBERS, {"identity": "spiffe://acme/edge-a"}])
+    assert _problems(doc) == ["members[2].identity: spiffe://acme/edge-a is listed by members[0] already"]
+
+
+def test_local_cidrs_must_be_among_this_nodes_own_prefixes() -> None:
+    doc = _doc(members=[MEMBERS[1]])
+    assert _problems(doc) == ["members: local_cidrs 10.30.40.0/24 is not among this node's prefixes; add it to the entry of spiffe://acme/edge-a"]
+
+
+def test_a_node_cannot_denylist_itself() -> None:
+    problems = _problems(_doc(denylist={"identities": ["spiffe://acme/edge-a"]}))
+    assert problems == ["denylist.identities[0]: this node's own identity cannot be denied (replace its certificate instead)"]
+
+
+@pytest.mark.parametrize("serial", ["", "xyz", "0" * 41])
+def test_a_serial_that_is_not_hex_is_refused_with_its_path(serial: str) -> None:
+    problems = _problems(_doc(denylist={"serials": [serial]}))
+    assert len(problems) == 1 and problems[0].startswith("denylist.serials[0]: must be a certificate serial in hex"), problems

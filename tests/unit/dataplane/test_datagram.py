@@ -13,26 +13,10 @@ from ipaddress import IPv4Address, IPv4Network
 
 import pytest
 
-from dataplane.datagram import (
-    MAX_UDP,
-    DatagramPump,
-    Endpoint,
-    FrameDecoder,
-    FrameError,
-    IcmpRejecter,
-    RejectCounts,
-    TokenBuckets,
-    admin_prohibited,
-    checksum,
-    echo,
-    encode_frame,
-    icmp_error,
-    ipv4_packet,
-    parse_echo_reply,
-    parse_echo_request,
-    quotable_udp,
-    refusal_icmp,
-    udp_quote,
+from dataplane.datagram import MAX_UDP, DatagramPump, Endpoint, FrameDecoder, FrameError, encode_frame
+from dataplane.icmp_reject import IcmpRejecter, RejectCounts, TokenBuckets
+from dataplane.packets import (
+    admin_prohibited, checksum, echo, icmp_error, ipv4_packet, parse_echo_reply, parse_echo_request, quotable_udp, refusal_icmp, udp_quote,
 )
 from dataplane import datagram_intercept
 from dataplane.datagram_intercept import IcmpPlan, only_from, orig_dst
@@ -416,6 +400,7 @@ REFUSAL_ERRORS = {
     Status.NO_ROUTE: (3, 0),
     Status.BAD_HEADER: (3, 1),
     Status.HOP_LIMIT: (11, 0),
+    Status.FORBIDDEN: (3, 13),  # the sender may not claim that flow: administratively prohibited, like a denial
 }
 
 

@@ -8,7 +8,7 @@ import urllib.request
 import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
-from dataplane.datagram import RejectCounts
+from dataplane.icmp_reject import RejectCounts
 from dataplane.metrics import Metrics, MetricsServer, Sources
 
 
@@ -26,7 +26,7 @@ def _flow(verdict: str, rule: str | None, up: int, down: int, path: str | None =
 
 
 def test_flows_verdicts_and_bytes_are_counted() -> None:
-    metrics = Metrics(node="n1")
+    metrics = Metrics(node="n1", rules=["app-to-db"], peers=["edge-a"])
     metrics.flow(_flow("permit", "app-to-db", 100, 2000))
     metrics.flow(_flow("permit", "app-to-db", 1, 2))
     metrics.flow(_flow("deny", None, 0, 0, path=None))
@@ -119,3 +119,79 @@ def test_icmp_errors_are_one_counter_by_result() -> None:
 
 def test_no_icmp_error_series_without_a_source() -> None:
     assert not any(name.startswith("transit_icmp_errors") for name, _ in _samples(Metrics(node="n1")))
+
+
+def test_labels_come_only_from_local_names_whatever_a_far_end_sends() -> None:
+    metrics = Metrics(node="n1", rules=["app-to-db"], peers=["edge-a"])
+    for index in range(20):
+        far = {**_flow("deny", f"evil-{index:03d}", 0, 0), "peer": f"stranger-{index}"}
+        metrics.flow(far)
+    series = {(name, labels) for name, labels in _samples(metrics) if name.endswith("_total")}
+    assert not any("evil" in str(labels) or "stranger" in str(labels) for _name, labels in series)
+    assert _samples(metrics)[("transit_verdicts_total", (("rule", "remote"), ("verdict", "deny")))] == 20
+
+
+def test_an_aggregated_deny_line_counts_every_flow_it_stands_for() -> None:
+    metrics = Metrics(node="n1")
+    metrics.flow({**_flow("deny", None, 0, 0), "count": 2000})
+    assert _samples(metrics)[("transit_flows_total", (("role", "ingress"), ("verdict", "deny")))] == 2000
+
+
+def test_metrics_are_served_on_loopback_only() -> None:
+    from dataplane.metrics import serves_metrics
+
+    assert serves_metrics("127.0.0.1") and serves_metrics("127.3.2.1")
+    assert not serves_metrics("10.0.0.5") and not serves_metrics("0.0.0.0")
+
+
+def test_a_trickled_request_is_cut_off_at_the_deadline_and_connections_are_capped() -> None:
+    import socket
+    import time
+
+    refused: list[int] = []
+    server = MetricsServer("127.0.0.1", 0, Metrics(node="n1"), lambda: {"node": "n1"}, max_connections=2, deadline=0.5,
+                           on_refused=lambda: refused.append(1))
+    server.start()
+    host, port = server.address
+    try:
+        slow = [socket.create_connection((host, port), timeout=3) for _ in range(2)]
+        started = time.monotonic()
+        for sock in slow:
+            sock.sendall(b"GET /hea")
+        extra = socket.create_connection((host, port), timeout=3)
+        assert extra.recv(100) == b""  # closed at once: both slots are taken
+        for sock in slow:
+            sock.sendall(b"l")  # trickling does not extend the deadline
+        for sock in slow:
+            sock.settimeout(3)
+            assert sock.recv(100) == b""  # cut off at the deadline, no answer
+        assert time.monotonic() - started < 2
+        assert refused == [1]
+        for sock in [*slow, extra]:
+            sock.close()
+        time.sleep(0.1)
+        document = json.loads(urllib.request.urlopen(f"http://{host}:{port}/healthz", timeout=3).read())
+        assert document["node"] == "n1"
+    finally:
+        server.stop()
+
+
+def test_health_with_a_failing_check_answers_503() -> None:
+    from dataplane.health import Health
+
+    health = Health(lambda: {"node": "n1"})
+    health.add("listeners", lambda: (True, "tunnel"))
+    health.add("geneve", lambda: (False, "listener gone"))
+    server = MetricsServer("127.0.0.1", 0, Metrics(node="n1"), health.report)
+    server.start()
+    host, port = server.address
+    try:
+        with pytest.raises(urllib.error.HTTPError) as caught:
+            urllib.request.urlopen(f"http://{host}:{port}/healthz", timeout=3)
+        assert caught.value.code == 503
+        document = json.loads(caught.value.read())
+        assert document["status"] == "fail"
+        assert document["checks"]["geneve"] == {"ok": False, "detail": "listener gone"}
+        assert document["checks"]["listeners"]["ok"] is True
+    finally:
+        server.stop()

@@ -9,8 +9,10 @@ from pathlib import Path
 import pytest
 
 from dataplane import pki
-from dataplane.config import TlsPaths
-from dataplane.tls import PeerIdentityError, TlsContexts, build_contexts, enable_read_ahead, prefer_aes128, require_identity
+from dataplane.config import Denylist, TlsPaths
+from dataplane.tls import (
+    PeerDeniedError, PeerIdentityError, TlsContexts, build_contexts, enable_read_ahead, own_credential_problems, prefer_aes128,
+)
 
 
 def _contexts(tmp_path: Path, ca: pki.KeyPair, identity: str, stem: str) -> TlsContexts:
@@ -66,7 +68,7 @@ def test_members_connect_and_see_each_others_identity(fabric: dict[str, TlsConte
 
     def serve() -> None:
         tls = fabric["a"].server.wrap_socket(left, server_side=True)
-        box["id"] = require_identity(tls, {"spiffe://acme/edge-b"})
+        box["id"] = fabric["a"].require(tls, "spiffe://acme/edge-b").identities[0]
         box["version"] = tls.version()
         box["cipher"] = tls.cipher()[0]
         tls.sendall(b"ok")
@@ -75,7 +77,7 @@ def test_members_connect_and_see_each_others_identity(fabric: dict[str, TlsConte
     thread = threading.Thread(target=serve)
     thread.start()
     client = fabric["b"].client.wrap_socket(right, server_side=False)
-    assert require_identity(client, {"spiffe://acme/edge-a"}) == "spiffe://acme/edge-a"
+    assert fabric["b"].require(client, "spiffe://acme/edge-a").identities == ("spiffe://acme/edge-a",)
     assert client.recv(2) == b"ok"
     thread.join()
     client.close()
@@ -102,7 +104,7 @@ def test_unexpected_identity_is_refused(fabric: dict[str, TlsContexts]) -> None:
     server, client = _handshake(fabric["a"].server, fabric["b"].client)
     assert isinstance(client, ssl.SSLSocket)
     with pytest.raises(PeerIdentityError):
-        require_identity(client, {"spiffe://acme/edge-c"})
+        fabric["b"].require(client, "spiffe://acme/edge-c")
     client.close()
     if isinstance(server, ssl.SSLSocket):
         server.close()
@@ -136,7 +138,7 @@ def test_resumed_sessions_still_carry_both_identities(fabric: dict[str, TlsConte
             for _ in range(count):
                 conn, _ = listener.accept()
                 tls = fabric["a"].server.wrap_socket(conn, server_side=True)
-                seen.append((require_identity(tls, {"spiffe://acme/edge-b"}), tls.session_reused))
+                seen.append((fabric["a"].require(tls, "spiffe://acme/edge-b").identities[0], tls.session_reused))
                 tls.sendall(b"k")
                 tls.close()
 
@@ -147,10 +149,55 @@ def test_resumed_sessions_still_carry_both_identities(fabric: dict[str, TlsConte
         for _ in range(2):
             client = fabric["b"].client.wrap_socket(socket.create_connection(listener.getsockname()), session=session)
             assert client.recv(1) == b"k"  # also processes the ticket
-            assert require_identity(client, {"spiffe://acme/edge-a"}) == "spiffe://acme/edge-a"
+            assert fabric["b"].require(client, "spiffe://acme/edge-a").identities == ("spiffe://acme/edge-a",)
             reused.append(client.session_reused)
             session = client.session
             client.close()
         thread.join(5)
     assert reused == [False, True]
     assert seen == [("spiffe://acme/edge-b", False), ("spiffe://acme/edge-b", True)]
+
+
+def test_a_denylisted_identity_or_serial_is_refused_after_the_handshake(tmp_path: Path) -> None:
+    ca = pki.create_ca("acme")
+    pair = pki.issue(ca, "spiffe://acme/edge-b")
+    ca_path, cert, key = pki.write_node_files(tmp_path / "b", ca.cert_pem, pair)
+    b = build_contexts(TlsPaths(ca=ca_path, cert=cert, key=key))
+    serial = pki.serial_hex(pair.cert_pem)
+    for n, denylist in enumerate((Denylist(identities=["spiffe://acme/edge-b"]), Denylist(serials=[serial.lower()]))):
+        a = _contexts(tmp_path, ca, "spiffe://acme/edge-a", f"a{n}")
+        strict = TlsContexts(a.server, a.client, frozenset(denylist.identities), frozenset(denylist.serials))
+        server, client = _handshake(b.server, strict.client)
+        assert isinstance(client, ssl.SSLSocket)
+        with pytest.raises(PeerDeniedError):
+            strict.check_denylist(client)
+    allowed = _contexts(tmp_path, ca, "spiffe://acme/edge-a", "ok")
+    _server, client = _handshake(b.server, allowed.client)
+    assert isinstance(client, ssl.SSLSocket)
+    assert allowed.check_denylist(client).identities == ("spiffe://acme/edge-b",)
+
+
+def test_build_contexts_carries_the_normalised_denylist(tmp_path: Path) -> None:
+    ca = pki.create_ca("acme")
+    ca_path, cert, key = pki.write_node_files(tmp_path, ca.cert_pem, pki.issue(ca, "spiffe://acme/edge-a"))
+    denylist = Denylist.model_validate({"identities": ["spiffe://acme/old"], "serials": ["0a:bc"]})
+    contexts = build_contexts(TlsPaths(ca=ca_path, cert=cert, key=key), denylist)
+    assert contexts.denied_identities == {"spiffe://acme/old"} and contexts.denied_serials == {"ABC"}
+
+
+def test_own_credentials_must_name_this_identity_and_keep_the_key_private(tmp_path: Path) -> None:
+    ca = pki.create_ca("acme")
+    pair = pki.issue(ca, "spiffe://acme/edge-a")
+    ca_path, cert, key = pki.write_node_files(tmp_path, ca.cert_pem, pair)
+    paths = TlsPaths(ca=ca_path, cert=cert, key=key)
+    assert own_credential_problems(paths, "spiffe://acme/edge-a") == []
+    assert own_credential_problems(paths, "spiffe://acme/edge-b") == [
+        "tls.cert: the certificate names ['spiffe://acme/edge-a'], not this node's identity spiffe://acme/edge-b; issue one for spiffe://acme/edge-b"
+    ]
+    key.chmod(0o640)
+    assert own_credential_problems(paths, "spiffe://acme/edge-a") == [
+        f"tls.key: {key} has mode 0640; the private key must be readable by its owner only (chmod 0600)"
+    ]
+    key.chmod(0o600)
+    revoked = Denylist(serials=[pki.serial_hex(pair.cert_pem)])
+    assert own_credential_problems(paths, "spiffe://acme/edge-a", revoked)[0].startswith("tls.cert: this node's certificate serial")

@@ -13,7 +13,7 @@ import pytest
 
 from dataplane import pki
 from dataplane.config import TlsPaths
-from dataplane.tls import TlsContexts, build_contexts
+from dataplane.tls import TlsContexts, build_contexts, peer_cert
 from dataplane.tunnel import Tunnel
 
 
@@ -54,7 +54,7 @@ def _tunnel(pair: tuple[TlsContexts, TlsContexts], address: tuple[str, int]) -> 
     sock = pair[1].client.wrap_socket(socket.create_connection(address))
     sock.settimeout(3)
     time.sleep(0.05)  # the server's session ticket arrives
-    return Tunnel(sock, "a", "private")
+    return Tunnel(sock, "a", "private", peer_cert(sock))
 
 
 def test_ticket_keeps_a_tunnel_alive_and_a_close_ends_it(pair: tuple[TlsContexts, TlsContexts], server: tuple[tuple[str, int], list[ssl.SSLSocket]]) -> None:

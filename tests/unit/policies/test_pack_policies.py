@@ -17,8 +17,8 @@ from pack_helpers import resource_args, stack_args, violations
 
 from components.checks.crossguard import policies
 from components.checks.rules import RULES
-from components.dataplane_policy import connector_filter
 from components.loader import load_spec
+from components.segmentation.agent_filters import connector_filter
 from dataplane.config import AgentConfig, PeerConfig, TlsPaths
 from dataplane.filter_model import FilterPolicy, FilterRule
 

@@ -8,21 +8,27 @@ tag. Sources outside the VPC are source ranges.
 
 GCP's implied rules deny ingress and allow egress at 65535, but a VPC may carry
 broader allows (the `default-allow-internal` of auto-mode VPCs sits at 65534),
-so the compiler closes each VPC with its own deny at 65000. `evaluate` reads
-the compiled rules and tag memberships, implied rules included, with GCP's
+so the compiler closes each VPC with its own deny at 65000. `GcpFirewall` is
+the segmentation target (`segmentation.protocol`): its evaluator reads the
+compiled rules and tag memberships, implied rules included, with GCP's
 tie-break (deny wins at equal priority). Never imports Pulumi.
 """
 from __future__ import annotations
 
 import hashlib
+from collections.abc import Sequence
 from dataclasses import dataclass
 from ipaddress import IPv4Address, IPv4Network, collapse_addresses
 from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
-from components.firewall_path import decide_on_path
-from components.dataplane_policy import ResolvedRule, onboarded_space, resolve_rules
+from components.segmentation.cidrs import within
+from components.segmentation.firewall_path import decide_on_path
+from components.segmentation.groups import Group, GroupBook, tag_name
+from components.segmentation.ports import covers_port, port_items, port_range
+from components.segmentation.protocol import Context, Evaluator, Flow
+from components.segmentation.resolve import ResolvedRule, onboarded_space, resolve_rules
 from components.spec import FabricSpec
 
 FIRST_PRIORITY = 1000
@@ -50,16 +56,6 @@ class FirewallRule(BaseModel):
     target_tags: list[str] = Field(default_factory=list, description="Empty = every instance in the VPC.")
 
 
-class NetworkTag(BaseModel):
-    """A network tag and the addresses of the instances that carry it."""
-
-    model_config = ConfigDict(frozen=True)
-
-    name: str
-    network: str
-    members: list[IPv4Network]
-
-
 class Vpc(BaseModel):
     """One onboarded GCP network and its address space."""
 
@@ -76,7 +72,7 @@ class GcpSegmentation(BaseModel):
 
     vpcs: list[Vpc]
     rules: list[FirewallRule]
-    tags: list[NetworkTag]
+    tags: list[Group] = Field(description="Network tags: instances whose address is in `members` carry them.")
 
     @property
     def rule_count(self) -> int:
@@ -103,41 +99,27 @@ def rule_name(network: str, rule: str) -> str:
     return f"{name[:54].rstrip('-')}-{digest}"
 
 
-def _within(nets: tuple[IPv4Network, ...], scope: list[IPv4Network]) -> list[IPv4Network]:
-    out = [n for n in nets for s in scope if n.subnet_of(s)] + [s for n in nets for s in scope if s.subnet_of(n) and s != n]
-    return list(collapse_addresses(out))
-
-
-def _tag(network: str, group: str, members: list[IPv4Network], tags: dict[str, NetworkTag]) -> str:
-    name = f"transit-{group}"
-    key = f"{network}/{name}"
-    known = tags.get(key)
-    merged = list(collapse_addresses([*(known.members if known else []), *members]))
-    tags[key] = NetworkTag(name=name, network=network, members=merged)
-    return name
-
-
 def _compile_rule(spec: FabricSpec, vpc: Vpc, rule: ResolvedRule, direction: str, priority: int,
-                  tags: dict[str, NetworkTag]) -> FirewallRule | None:
+                  tags: GroupBook) -> FirewallRule | None:
     """The rule as this VPC enforces it: ingress for its destinations, egress for its sources."""
     local_name, local_nets, remote_nets = (
         (rule.dst_name, rule.dst, rule.src) if direction == "INGRESS" else (rule.src_name, rule.src, rule.dst)
     )
-    inside = _within(local_nets, vpc.cidrs)
+    inside = within(local_nets, vpc.cidrs)
     if not inside:
         return None
     target_tags: list[str] = []
     local_ranges: list[str] = []
     if inside != vpc.cidrs:
         if local_name in spec.groups:
-            target_tags = [_tag(vpc.name, local_name, inside, tags)]
+            target_tags = [tags.add(tag_name(vpc.name, local_name), vpc.name, inside)]
         else:
             local_ranges = [str(n) for n in inside]
     remote = list(collapse_addresses(remote_nets))
     source_tags: list[str] = []
     remote_ranges = [str(n) for n in remote]
-    if direction == "INGRESS" and rule.src_name in spec.groups and _within(rule.src, vpc.cidrs) == remote:
-        source_tags, remote_ranges = [_tag(vpc.name, rule.src_name, remote, tags)], []
+    if direction == "INGRESS" and rule.src_name in spec.groups and within(rule.src, vpc.cidrs) == remote:
+        source_tags, remote_ranges = [tags.add(tag_name(vpc.name, rule.src_name), vpc.name, remote)], []
     ingress = direction == "INGRESS"
     return FirewallRule(
         name=rule_name(vpc.name, f"{rule.name}-{direction.lower()}"),
@@ -146,7 +128,7 @@ def _compile_rule(spec: FabricSpec, vpc: Vpc, rule: ResolvedRule, direction: str
         direction=direction,  # type: ignore[arg-type]
         action="allow" if rule.action == "permit" else "deny",
         protocol=_PROTOCOLS[rule.proto],  # type: ignore[arg-type]
-        ports=[str(lo) if lo == hi else f"{lo}-{hi}" for lo, hi in rule.ports],
+        ports=port_items(rule.ports),
         source_ranges=remote_ranges if ingress else local_ranges,
         source_tags=source_tags,
         destination_ranges=local_ranges if ingress else remote_ranges,
@@ -154,34 +136,35 @@ def _compile_rule(spec: FabricSpec, vpc: Vpc, rule: ResolvedRule, direction: str
     )
 
 
-def compile_gcp(spec: FabricSpec) -> GcpSegmentation:
+def compile_gcp(spec: FabricSpec, rules: Sequence[ResolvedRule] | None = None) -> GcpSegmentation:
     """Compile the policy into ingress and egress firewall rules per GCP network, plus their tags.
 
     The closing egress deny covers only the fabric's networks: the policy says
     nothing about the internet, which keeps GCP's implied egress allow.
+    `rules` defaults to the spec's policy, resolved.
     """
-    resolved = resolve_rules(spec)
+    resolved = resolve_rules(spec) if rules is None else rules
     fabric = [str(n) for n in onboarded_space(spec)]
     vpcs = [Vpc(name=n.name, cidrs=list(collapse_addresses(n.cidrs))) for n in spec.networks if n.cloud == "gcp"]
-    rules: list[FirewallRule] = []
-    tags: dict[str, NetworkTag] = {}
+    out: list[FirewallRule] = []
+    tags = GroupBook()
     for vpc in vpcs:
         for direction in ("INGRESS", "EGRESS"):
             position = 0
             for rule in resolved:
                 compiled = _compile_rule(spec, vpc, rule, direction, FIRST_PRIORITY + position, tags)
                 if compiled is not None:
-                    rules.append(compiled)
+                    out.append(compiled)
                     position += 1
             if FIRST_PRIORITY + position >= DEFAULT_PRIORITY:
                 raise ValueError(f"network {vpc.name} needs {position} {direction.lower()} rules; priorities {FIRST_PRIORITY}-{DEFAULT_PRIORITY - 1} hold fewer")
-            rules.append(
+            out.append(
                 FirewallRule(name=rule_name(vpc.name, f"default-deny-{direction.lower()}"), network=vpc.name,
                              priority=DEFAULT_PRIORITY, direction=direction, action="deny", protocol="all",  # type: ignore[arg-type]
                              source_ranges=["0.0.0.0/0"] if direction == "INGRESS" else [],
                              destination_ranges=fabric if direction == "EGRESS" else [])
             )
-    return GcpSegmentation(vpcs=vpcs, rules=rules, tags=sorted(tags.values(), key=lambda t: (t.network, t.name)))
+    return GcpSegmentation(vpcs=vpcs, rules=out, tags=sorted(tags.groups(), key=lambda t: (t.network, t.name)))
 
 
 @dataclass(frozen=True)
@@ -198,7 +181,7 @@ class _Rule:
     def matches(self, src: IPv4Address, dst: IPv4Address, proto: int, port: int | None) -> bool:
         if self.protocol is not None and self.protocol != proto:
             return False
-        if self.ports and (port is None or not any(lo <= port <= hi for lo, hi in self.ports)):
+        if not covers_port(self.ports, port):
             return False
         ingress = self.rule.direction == "INGRESS"
         local = dst if ingress else src
@@ -221,7 +204,7 @@ class GcpEvaluator:
             return [m for t in seg.tags if t.network == network and t.name in names for m in t.members]
 
         def compiled(rule: FirewallRule) -> _Rule:
-            ports = tuple((int(p.split("-")[0]), int(p.split("-")[-1])) for p in rule.ports)
+            ports = tuple(map(port_range, rule.ports))
             targets = tuple(tagged(rule.network, rule.target_tags)) if rule.target_tags else None
             sources = (*(IPv4Network(r) for r in rule.source_ranges), *tagged(rule.network, rule.source_tags))
             return _Rule(rule, None if rule.protocol == "all" else _NUMBERS[rule.protocol], ports, targets,
@@ -249,3 +232,20 @@ class GcpEvaluator:
 def evaluate(seg: GcpSegmentation, src_ip: str, dst_ip: str, proto: int, port: int | None) -> tuple[str, str] | None:
     """One-off decision; build a `GcpEvaluator` once to judge many flows."""
     return GcpEvaluator(seg)(src_ip, dst_ip, proto, port)
+
+
+class GcpFirewall:
+    """The GCP segmentation target: VPC firewall rules with tags, judged with GCP's implied rules."""
+
+    name = "gcp:firewall"
+
+    def compile(self, rules: Sequence[ResolvedRule], context: Context) -> GcpSegmentation | None:
+        """Ingress and egress rules per onboarded GCP network; None when the fabric has none."""
+        return compile_gcp(context.spec, rules) if context.networks_of("gcp") else None
+
+    def evaluator(self, native: GcpSegmentation) -> Evaluator:
+        decide = GcpEvaluator(native)
+        return lambda flow: decide(flow.src, flow.dst, flow.number, flow.port)
+
+
+GCP_FIREWALL = GcpFirewall()

@@ -7,23 +7,29 @@ count grows with rules and groups, not with addresses.
 
 Correctness: the policy is ordered (first match decides, default deny) and may
 deny; security groups only allow. The permitted flow space is
-`union_i (permit_i - union_{j<i} deny_j)`, computed exactly in `space`. Each
+`union_i (permit_i - union_{j<i} deny_j)`, computed exactly in `segmentation.intervals`. Each
 AWS network is cut into *members*: the coarsest pieces that every rule endpoint
 either covers or misses, one security group each. A member's ingress rules are
 the permitted boxes whose destinations cover it, peer = the box's sources; its
 egress rules are the boxes whose sources cover it, peer = the destinations.
 Security groups have no "all protocols but tcp": where a deny carves an `any`
 rule, tcp, udp and icmp stay exact and other IP protocols are left closed (a
-note says so). Nothing here imports Pulumi.
+note says so). `AWS_SECURITY_GROUPS` is the segmentation target
+(`segmentation.protocol`). Nothing here imports Pulumi.
 """
 from __future__ import annotations
 
 from bisect import bisect_right
-from dataclasses import dataclass, field
+from collections.abc import Sequence
+from dataclasses import dataclass
 from ipaddress import IPv4Address, IPv4Network
-from typing import Literal
+from typing import Literal, Protocol
 
-from components.aws.space import PORTED, AddressSet, Box, Interval, ServiceSet
+from components.segmentation.intervals import PORTED, AddressSet, Box, Interval, ServiceSet
+from components.segmentation.ports import covers_port, port_range
+from components.segmentation.protocol import Context, Decision, Evaluator, Flow
+from components.segmentation.resolve import ResolvedRule, endpoint_entries, resolve_rules
+from components.spec import FabricSpec
 
 Action = Literal["permit", "deny"]
 Direction = Literal["ingress", "egress"]
@@ -113,46 +119,145 @@ class SecurityPlan:
     rules: tuple[SgRule, ...]
     rules_cartesian: int
     notes: tuple[str, ...] = ()
-    _sets: dict[str, AddressSet] = field(default_factory=dict, repr=False, compare=False)
 
     @property
     def rules_emitted(self) -> int:
         return len(self.rules)
 
-    def member_of(self, address: IPv4Address | str) -> Member | None:
-        """The member (security group) an address belongs to, if it is in an AWS network."""
-        for member in self.members:
-            if self._sets[member.key].has(address):
-                return member
-        return None
+    @classmethod
+    def from_rows(cls, section: SectionRows) -> SecurityPlan:
+        """Read back the rows the plan shows (`transit plan`'s AWS section): the inverse of how it writes them."""
+        rules = []
+        for row in section.rules:
+            kind, _, peer = row.peer.partition(":")
+            low, high = port_range(row.ports) if row.ports else (-1, -1)
+            rules.append(SgRule(row.security_group, row.direction, "-1" if row.protocol == "all" else row.protocol,  # type: ignore[arg-type]
+                                low, high, kind, peer, tuple(row.policy_rules)))  # type: ignore[arg-type]
+        return cls(
+            members=tuple(Member(g.name, g.network, g.region, tuple(g.cidrs)) for g in section.security_groups),
+            prefix_lists=tuple(PrefixList(p.name, p.region, tuple(p.cidrs)) for p in section.prefix_lists),
+            rules=tuple(rules), rules_cartesian=section.rules_cartesian, notes=tuple(section.notes),
+        )
 
     def allows(self, src: str, dst: str, proto: str, port: int | None) -> bool | None:
         """Would the security groups pass this flow? None when neither end is in AWS.
 
-        `proto` is tcp, udp, icmp or other. Both ends' groups must agree, as in
-        AWS: the source's egress and the destination's ingress.
+        `proto` is tcp, udp, icmp or other. One-off: build the evaluator of
+        `AWS_SECURITY_GROUPS` once to judge many flows.
         """
-        src_member, dst_member = self.member_of(src), self.member_of(dst)
+        decision = AWS_SECURITY_GROUPS.evaluator(self)(Flow(src, dst, proto, port))
+        return None if decision is None else decision[0] == "permit"
+
+
+class _Row(Protocol):
+    name: str
+    region: str
+    cidrs: list[str]
+
+
+class _GroupRow(_Row, Protocol):
+    network: str
+
+
+class _RuleRow(Protocol):
+    security_group: str
+    direction: str
+    protocol: str
+    ports: str
+    peer: str
+    policy_rules: list[str]
+
+
+class SectionRows(Protocol):
+    """The shape of the plan's AWS section as far as security goes (`aws.planning.AwsPlanSection`)."""
+
+    security_groups: Sequence[_GroupRow]
+    prefix_lists: Sequence[_Row]
+    rules: Sequence[_RuleRow]
+    rules_cartesian: int
+    notes: Sequence[str]
+
+
+class _Judge:
+    """AWS's decision over a SecurityPlan: the source's egress and the destination's ingress must both allow.
+
+    A workload holds its member's group; a rule's peer is a prefix list, a
+    security group or a CIDR. Members are disjoint, so the member of an address
+    is one bisection; rules are grouped by (member, direction) in plan order.
+    """
+
+    def __init__(self, plan: SecurityPlan) -> None:
+        spans = sorted((low, high, m.key) for m in plan.members for low, high in AddressSet.from_cidrs(m.cidrs).intervals)
+        self._starts = [low for low, _, _ in spans]
+        self._spans = spans
+        peers: dict[tuple[str, str], AddressSet] = {("security_group", m.key): AddressSet.from_cidrs(m.cidrs) for m in plan.members}
+        peers.update({("prefix_list", p.key): AddressSet.from_cidrs(p.cidrs) for p in plan.prefix_lists})
+        self._rules: dict[tuple[str, str], list[tuple[AddressSet, SgRule]]] = {}
+        for rule in plan.rules:
+            peer = peers[(rule.peer_kind, rule.peer)] if rule.peer_kind != "cidr" else AddressSet.from_cidrs([rule.peer])
+            self._rules.setdefault((rule.member, rule.direction), []).append((peer, rule))
+
+    def _member(self, address: int) -> str | None:
+        index = bisect_right(self._starts, address) - 1
+        return self._spans[index][2] if index >= 0 and address <= self._spans[index][1] else None
+
+    def _grant(self, member: str, direction: str, peer: int, flow: Flow) -> str | None:
+        service = flow.service
+        for addresses, rule in self._rules.get((member, direction), ()):
+            if peer not in addresses:
+                continue
+            ports = () if rule.from_port == -1 else ((rule.from_port, rule.to_port),)
+            if rule.protocol == "-1" or (rule.protocol == service and (service not in PORTED or covers_port(ports, flow.port))):
+                return f"{member}/{direction}/{'+'.join(rule.rules)}"
+        return None
+
+    def __call__(self, flow: Flow) -> Decision | None:
+        src, dst = int(IPv4Address(flow.src)), int(IPv4Address(flow.dst))
+        src_member, dst_member = self._member(src), self._member(dst)
         if src_member is None and dst_member is None:
             return None
-        ok = True
-        if dst_member is not None:
-            ok = self._any_rule(dst_member.key, "ingress", src, proto, port)
-        if ok and src_member is not None:
-            ok = self._any_rule(src_member.key, "egress", dst, proto, port)
-        return ok
+        reasons = []
+        for member, direction, peer in ((dst_member, "ingress", src), (src_member, "egress", dst)):
+            if member is None:
+                continue
+            reason = self._grant(member, direction, peer, flow)
+            if reason is None:
+                return "deny", f"{member}/{direction}: no rule allows it"
+            reasons.append(reason)
+        return "permit", ", ".join(reasons)
 
-    def _any_rule(self, member: str, direction: Direction, peer_address: str, proto: str, port: int | None) -> bool:
-        for rule in self.rules:
-            if rule.member != member or rule.direction != direction:
-                continue
-            if not self._sets[rule.peer].has(peer_address):
-                continue
-            if rule.protocol == "-1":
-                return True
-            if rule.protocol == proto and (proto not in PORTED or (port is not None and rule.from_port <= port <= rule.to_port)):
-                return True
-        return False
+
+class AwsSecurityGroups:
+    """The AWS segmentation target: security groups per member, prefix lists per peer set."""
+
+    name = "aws:security-groups"
+
+    def compile(self, rules: Sequence[ResolvedRule], context: Context) -> SecurityPlan | None:
+        """The security plan of the fabric's AWS networks; None when it has none."""
+        intent, segments = aws_intent(context.spec, rules)
+        return compile_security(intent, segments) if segments else None
+
+    def evaluator(self, native: SecurityPlan) -> Evaluator:
+        return _Judge(native)
+
+
+AWS_SECURITY_GROUPS = AwsSecurityGroups()
+
+
+def aws_intent(spec: FabricSpec, rules: Sequence[ResolvedRule] | None = None) -> tuple[list[IntentRule], list[Segment]]:
+    """The AWS compiler's inputs: the resolved ordered rules (default: the spec's) and the AWS networks."""
+    rules = resolve_rules(spec) if rules is None else rules
+    intent = [
+        IntentRule(
+            r.name, r.action,  # type: ignore[arg-type]
+            Endpoint(r.src_name, r.src, endpoint_entries(spec, r.src_name)),
+            Endpoint(r.dst_name, r.dst, endpoint_entries(spec, r.dst_name)),
+            r.proto, r.ports,  # type: ignore[arg-type]
+        )
+        for r in rules
+    ]
+    segments = [Segment(n.name, n.region or "", tuple(n.cidrs)) for n in spec.networks if n.cloud == "aws"]
+    return intent, segments
 
 
 def permitted_boxes(rules: list[IntentRule]) -> list[tuple[Box, str]]:
@@ -210,17 +315,12 @@ def compile_security(rules: list[IntentRule], segments: list[Segment]) -> Securi
                 f"prefix list {plist.key} needs {len(plist.cidrs)} entries, over the AWS quota of "
                 f"{PREFIX_LIST_MAX_ENTRIES}; summarise the networks in that group"
             )
-        sets[plist.key] = AddressSet.from_cidrs(plist.cidrs)
-    for rule in sg_rules:
-        if rule.peer_kind == "cidr":
-            sets[rule.peer] = AddressSet.from_cidrs([rule.peer])
     return SecurityPlan(
         members=tuple(members),
         prefix_lists=tuple(prefix_lists.values()),
         rules=tuple(sg_rules),
         rules_cartesian=cartesian_count(rules, segments),
         notes=tuple(dict.fromkeys(notes)),
-        _sets=sets,
     )
 
 

@@ -1,24 +1,34 @@
-"""Evaluate a compiled nftables filter document the way the kernel would.
+"""The agents' nftables filter as a segmentation target, evaluated the way the kernel would.
 
 `transit check` must prove what the data plane installs, not the policy it was
 compiled from, so this reads the JSON document of `dataplane.filter_table.ruleset`
 (the very bytes `nft -j -f` receives): the two verdict maps and the chains their
 elements jump to. A lookup finds the map element whose interval key holds the
 packet (elements are disjoint), follows its goto and reads that chain's verdict;
-no element means the default chain. Never imports Pulumi.
+no element means the default chain. `Nftables` is one agent's point: it
+compiles the rules its scope can see (`segmentation.agent_filters`) into that
+document. Never imports Pulumi.
 """
 from __future__ import annotations
 
 import socket
 from bisect import bisect_right
+from collections.abc import Sequence
 from dataclasses import dataclass, field
-from ipaddress import IPv4Address
+from ipaddress import IPv4Address, IPv4Network
 from typing import Any
 
-from dataplane.filter_model import proto_number
+from components.segmentation.agent_filters import scoped_filter
+from components.segmentation.intervals import Interval
+from components.segmentation.protocol import Context, Decision, Evaluator, Flow
+from components.segmentation.resolve import ResolvedRule
+from dataplane.filter_model import FilterPolicy, proto_number
+from dataplane.filter_table import ruleset
+
+TABLE = "transit_filter"
+HOOK = "forward"
 
 _PORT_PROTOS = {6, 17}
-Interval = tuple[int, int]
 
 
 Element = tuple[tuple[Interval, ...], str]
@@ -140,3 +150,35 @@ def load_table(document: dict[str, Any]) -> NftTable:
         counters=counters,
         default_chain=base_default,
     )
+
+
+@dataclass(frozen=True)
+class Nftables:
+    """One agent's filter table: it sees the flows from or to its scope."""
+
+    name: str
+    scope: tuple[IPv4Network, ...]
+
+    def compile(self, rules: Sequence[ResolvedRule], context: Context) -> dict[str, Any]:
+        """The document of the rules this agent's scope can see."""
+        return self.document(scoped_filter(context.spec, list(self.scope), rules))
+
+    @staticmethod
+    def document(policy: FilterPolicy) -> dict[str, Any]:
+        """The nftables JSON document an agent installs for `policy`."""
+        return ruleset(policy, table=TABLE, hook=HOOK)
+
+    def evaluator(self, native: dict[str, Any]) -> Evaluator:
+        return self.table_evaluator(load_table(native))
+
+    def table_evaluator(self, table: NftTable) -> Evaluator:
+        """Judge flows on an already loaded table."""
+        scope = self.scope
+
+        def decide(flow: Flow) -> Decision | None:
+            src, dst = IPv4Address(flow.src), IPv4Address(flow.dst)
+            if not any(src in net or dst in net for net in scope):
+                return None
+            return table.decide(flow.src, flow.dst, flow.number, flow.port)
+
+        return decide

@@ -10,20 +10,26 @@ Azure adds default rules below ours; `AllowVnetInBound` (65000) admits every
 source in the `VirtualNetwork` tag, which covers peered and gateway-learned
 prefixes, i.e. the whole fabric, and `AllowVnetOutBound` does the same for egress. So the
 compiler closes each direction with an explicit deny at priority 4096, or
-the defaults would permit what the policy denies. `evaluate` reads the compiled NSGs and ASGs, default rules included,
-so `transit check` proves what Azure would do, not what we meant.
-Never imports Pulumi.
+the defaults would permit what the policy denies. `AzureNsgs` is the
+segmentation target (`segmentation.protocol`): its evaluator reads the compiled
+NSGs and ASGs, default rules included, so `transit check` proves what Azure
+would do, not what we meant. Never imports Pulumi.
 """
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
 from ipaddress import IPv4Address, IPv4Network, collapse_addresses
 from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
-from components.firewall_path import decide_on_path
-from components.dataplane_policy import ResolvedRule, onboarded_space, resolve_rules
+from components.segmentation.cidrs import within
+from components.segmentation.firewall_path import decide_on_path
+from components.segmentation.groups import Group, GroupBook, asg_name
+from components.segmentation.ports import ANY_PORT, covers_port, port_items, port_range
+from components.segmentation.protocol import Context, Evaluator, Flow
+from components.segmentation.resolve import ResolvedRule, onboarded_space, resolve_rules
 from components.spec import FabricSpec
 
 Access = Literal["Allow", "Deny"]
@@ -55,16 +61,6 @@ class NsgRule(BaseModel):
     destination_port_ranges: list[str] = Field(default_factory=lambda: ["*"])
 
 
-class Asg(BaseModel):
-    """An application security group and the addresses whose NICs join it."""
-
-    model_config = ConfigDict(frozen=True)
-
-    name: str
-    network: str
-    members: list[IPv4Network]
-
-
 class Nsg(BaseModel):
     """The NSG of one Azure network, attached to all its subnets."""
 
@@ -82,7 +78,7 @@ class AzureSegmentation(BaseModel):
     model_config = ConfigDict(frozen=True)
 
     nsgs: list[Nsg]
-    asgs: list[Asg]
+    asgs: list[Group] = Field(description="Application security groups: NICs whose address is in `members` join them.")
     virtual_network: list[IPv4Network] = Field(description="What the VirtualNetwork service tag covers: the fabric's address space.")
 
     @property
@@ -108,33 +104,18 @@ DEFAULT_RULES: list[NsgRule] = [
 """Azure's default security rules, present in every NSG below the user's."""
 
 
-def _ports(rule: ResolvedRule) -> list[str]:
-    return [str(lo) if lo == hi else f"{lo}-{hi}" for lo, hi in rule.ports] or ["*"]
-
-
-def _within(nets: tuple[IPv4Network, ...], scope: list[IPv4Network]) -> list[IPv4Network]:
-    """The parts of `nets` inside `scope`."""
-    out: list[IPv4Network] = []
-    for net in nets:
-        for other in scope:
-            if net.subnet_of(other):
-                out.append(net)
-            elif other.subnet_of(net):
-                out.append(other)
-    return list(collapse_addresses(out))
-
-
-def compile_azure(spec: FabricSpec) -> AzureSegmentation:
+def compile_azure(spec: FabricSpec, rules: Sequence[ResolvedRule] | None = None) -> AzureSegmentation:
     """Compile the policy into one NSG per Azure network plus the ASGs its rules name.
 
     Inbound rules guard the network as a destination, outbound rules as a
     source, so Azure agrees with the intent whichever end it holds. The final
     outbound deny only covers the fabric (`VirtualNetwork`): the policy says
-    nothing about the internet, which keeps Azure's default.
+    nothing about the internet, which keeps Azure's default. `rules` defaults
+    to the spec's policy, resolved.
     """
-    rules = resolve_rules(spec)
+    rules = resolve_rules(spec) if rules is None else rules
     nsgs: list[Nsg] = []
-    asgs: dict[str, Asg] = {}
+    asgs = GroupBook()
     allow = {"permit": "Allow", "deny": "Deny"}
     for network in (n for n in spec.networks if n.cloud == "azure"):
         scope = list(collapse_addresses(network.cidrs))
@@ -146,7 +127,7 @@ def compile_azure(spec: FabricSpec) -> AzureSegmentation:
                     (rule.dst_name, rule.dst, rule.src_name, rule.src) if direction == "Inbound"
                     else (rule.src_name, rule.src, rule.dst_name, rule.dst)
                 )
-                inside = _within(local_nets, scope)
+                inside = within(local_nets, scope)
                 if not inside:
                     continue
                 local = _local_side(spec, network.name, local_name, inside, scope, asgs)
@@ -163,7 +144,7 @@ def compile_azure(spec: FabricSpec) -> AzureSegmentation:
                         source_application_security_groups=source[1],
                         destination_address_prefixes=destination[0],
                         destination_application_security_groups=destination[1],
-                        destination_port_ranges=_ports(rule),
+                        destination_port_ranges=port_items(rule.ports) or [ANY_PORT],
                     )
                 )
                 position += 1
@@ -178,11 +159,11 @@ def compile_azure(spec: FabricSpec) -> AzureSegmentation:
             )
         nsgs.append(Nsg(name=f"nsg-{network.name}", network=network.name, cidrs=scope, rules=compiled))
     space = list(collapse_addresses([*onboarded_space(spec), *(edge.cidr for edge in spec.edges)]))
-    return AzureSegmentation(nsgs=nsgs, asgs=sorted(asgs.values(), key=lambda a: a.name), virtual_network=space)
+    return AzureSegmentation(nsgs=nsgs, asgs=sorted(asgs.groups(), key=lambda a: a.name), virtual_network=space)
 
 
 def _local_side(spec: FabricSpec, network: str, name: str, inside: list[IPv4Network],
-                scope: list[IPv4Network], asgs: dict[str, Asg]) -> tuple[list[str], list[str]]:
+                scope: list[IPv4Network], asgs: GroupBook) -> tuple[list[str], list[str]]:
     """(address prefixes, ASG names) for the rule end inside `network`.
 
     The whole network is `*` (the NSG guards nothing else); a group is an ASG of
@@ -191,12 +172,12 @@ def _local_side(spec: FabricSpec, network: str, name: str, inside: list[IPv4Netw
     if inside == scope:
         return ["*"], []
     if name in spec.groups:
-        return [], [_asg(network, name, inside, asgs)]
+        return [], [asgs.add(asg_name(network, name), network, inside)]
     return [str(net) for net in inside], []
 
 
 def _remote_side(spec: FabricSpec, network: str, name: str, nets: tuple[IPv4Network, ...],
-                 scope: list[IPv4Network], asgs: dict[str, Asg]) -> tuple[list[str], list[str]]:
+                 scope: list[IPv4Network], asgs: GroupBook) -> tuple[list[str], list[str]]:
     """(address prefixes, ASG names) for the other end of the rule.
 
     A group wholly inside the network is an ASG (ASGs only work within one
@@ -204,18 +185,9 @@ def _remote_side(spec: FabricSpec, network: str, name: str, nets: tuple[IPv4Netw
     also match addresses outside the fabric.
     """
     addresses = list(collapse_addresses(nets))
-    if name in spec.groups and _within(nets, scope) == addresses:
-        return [], [_asg(network, name, addresses, asgs)]
+    if name in spec.groups and within(nets, scope) == addresses:
+        return [], [asgs.add(asg_name(network, name), network, addresses)]
     return [str(net) for net in addresses], []
-
-
-def _asg(network: str, group: str, members: list[IPv4Network], asgs: dict[str, Asg]) -> str:
-    """Name of the ASG of `group` in `network`, recording its members."""
-    name = f"asg-{network}-{group}"
-    known = asgs.get(name)
-    merged = list(collapse_addresses([*(known.members if known else []), *members]))
-    asgs[name] = Asg(name=name, network=network, members=merged)
-    return name
 
 
 @dataclass(frozen=True)
@@ -236,16 +208,14 @@ class _Rule:
     protocol: int | None
     source: _Side
     destination: _Side
-    ports: tuple[tuple[int, int], ...] | None
+    ports: tuple[tuple[int, int], ...]
 
     def matches(self, src: IPv4Address, dst: IPv4Address, proto: int, port: int | None) -> bool:
         if self.protocol is not None and self.protocol != proto:
             return False
         if not self.source.has(src) or not self.destination.has(dst):
             return False
-        if self.ports is None:
-            return True
-        return port is not None and any(lo <= port <= hi for lo, hi in self.ports)
+        return covers_port(self.ports, port)
 
 
 class AzureEvaluator:
@@ -261,9 +231,7 @@ class AzureEvaluator:
             return _Side("*" in prefixes, "Internet" in prefixes, tuple(nets))
 
         def compiled(rule: NsgRule) -> _Rule:
-            ports = None if rule.destination_port_ranges == ["*"] else tuple(
-                (int(item.partition("-")[0]), int(item.partition("-")[2] or item.partition("-")[0])) for item in rule.destination_port_ranges
-            )
+            ports = () if ANY_PORT in rule.destination_port_ranges else tuple(map(port_range, rule.destination_port_ranges))
             return _Rule(rule, None if rule.protocol == "*" else _NUMBERS[rule.protocol],
                          side(rule.source_address_prefixes, rule.source_application_security_groups),
                          side(rule.destination_address_prefixes, rule.destination_application_security_groups), ports)
@@ -287,3 +255,20 @@ class AzureEvaluator:
 def evaluate(seg: AzureSegmentation, src_ip: str, dst_ip: str, proto: int, port: int | None) -> tuple[str, str] | None:
     """One-off decision; build an `AzureEvaluator` once to judge many flows."""
     return AzureEvaluator(seg)(src_ip, dst_ip, proto, port)
+
+
+class AzureNsgs:
+    """The Azure segmentation target: NSGs with ASGs, judged with Azure's default rules."""
+
+    name = "azure:nsgs"
+
+    def compile(self, rules: Sequence[ResolvedRule], context: Context) -> AzureSegmentation | None:
+        """One NSG per onboarded Azure network; None when the fabric has none."""
+        return compile_azure(context.spec, rules) if context.networks_of("azure") else None
+
+    def evaluator(self, native: AzureSegmentation) -> Evaluator:
+        decide = AzureEvaluator(native)
+        return lambda flow: decide(flow.src, flow.dst, flow.number, flow.port)
+
+
+AZURE_NSGS = AzureNsgs()

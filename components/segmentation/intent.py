@@ -1,8 +1,11 @@
 """The segmentation policy's meaning, as pure functions: the reference evaluator.
 
-Three enforcement points are compiled from the policy (cloud security rules,
-the data plane's nftables filter table, `transit check`); each is tested
-against `evaluate` here, so they can never disagree about what a rule means.
+Every enforcement point is compiled from the policy (cloud security rules,
+the data plane's nftables filter table); each is tested against `evaluate`
+here, so they can never disagree about what a rule means. It resolves the
+spec's names on its own rather than through `segmentation.resolve`, so a slip
+in the shared resolver shows up as a disagreement instead of being copied.
+`INTENT` is the reference as a segmentation target (`segmentation.protocol`).
 
 Semantics (docs/spec.md, "Policy semantics"):
 - A flow is (source address, destination address, protocol, destination port),
@@ -21,10 +24,13 @@ Semantics (docs/spec.md, "Policy semantics"):
 from __future__ import annotations
 
 import ipaddress
+from collections.abc import Sequence
 from typing import Literal
 
 from pydantic import BaseModel, ConfigDict
 
+from components.segmentation.protocol import Context, Evaluator, Flow
+from components.segmentation.resolve import ResolvedRule
 from components.spec import FabricSpec, Rule
 from components.spec_types import parse_address, parse_port_range
 
@@ -174,3 +180,23 @@ def run_tests(spec: FabricSpec) -> list[TestResult]:
             )
         )
     return results
+
+
+class Intent:
+    """The reference as a target: the spec's ordered rules, first match decides."""
+
+    name = "intent"
+
+    def compile(self, rules: Sequence[ResolvedRule], context: Context) -> IntentPolicy:
+        """The policy resolved by this module alone (`rules` unused: the reference does not trust the shared resolver)."""
+        return compile_intent(context.spec)
+
+    def evaluator(self, native: IntentPolicy) -> Evaluator:
+        def decide(flow: Flow) -> tuple[str, str]:
+            action, rule = evaluate(native, flow.src, flow.dst, flow.proto, flow.port)
+            return action, rule or "default"
+
+        return decide
+
+
+INTENT = Intent()

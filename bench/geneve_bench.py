@@ -1,0 +1,249 @@
+"""GENEVE benchmark: one connector behind an emulated Gateway Load Balancer, against the same hops without GENEVE.
+
+Run as root from the repository root: `python -m bench.geneve_bench` (or
+`make bench`). It builds `tests/integration/gwlb.py`'s fabric with one
+connector target (app -- gwlb -- conn1 -- edge -- azapp) and measures, in
+one run, at the load balancer's 8,500-byte MTU and at 1,500 bytes:
+
+- `geneve`: the workload's route points at the load balancer, which wraps
+  every packet in GENEVE with AWS's options and sends it to the connector;
+  the agent takes it through its TUN into interception and TLS, and returns
+  the replies in GENEVE;
+- `tproxy`: the same namespaces and agents, but the gwlb namespace routes
+  the traffic plainly to the connector, whose TPROXY takes it (the path
+  every other connector uses);
+- `routed`: agents stopped, plain IP forwarding along the same hops: no
+  encapsulation, no interception, no encryption.
+
+For each: TCP Gbit/s with 1 and 8 flows (iperf3, `DURATION` s, median of
+`ROUNDS`, the three paths interleaved) and UDP packets per second received
+with 64- and 1,400-byte IP packets (iperf3 `-u -b 0`). It also records the
+busy cores of the whole machine and the CPU seconds of the connector's agent
+and of the load-balancer emulator (this process: it is per-packet Python on
+the same two cores, a cost AWS's load balancer does not put on the VM).
+
+It writes bench/results/geneve.json and the GENEVE section of bench/README.md.
+The machine is shared: compare the ratios within one run.
+"""
+from __future__ import annotations
+
+import json
+import os
+import resource
+import statistics
+import subprocess
+import sys
+import time
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any
+
+from bench.dataplane_bench import _cpu_jiffies, _version, _wait_listening, iperf
+from tests.integration.gwlb import AZ_APP, EDGE_SIDE, POLICY, TARGETS, GwlbFabric
+from tests.integration.netns import Netns
+
+REPO = Path(__file__).resolve().parents[1]
+RESULT = REPO / "bench" / "results" / "geneve.json"
+README = REPO / "bench" / "README.md"
+COMMAND = "sudo .venv/bin/python -m bench.geneve_bench   # or: make bench"
+DURATION = 5
+ROUNDS = 2
+PORT = 8001
+MTUS = (8500, 1500)
+PATHS = ("geneve", "tproxy", "routed")
+BENCH_POLICY = {**POLICY, "rules": [*POLICY["rules"], {"name": "bench-udp", "action": "permit", "src": ["10.30.40.0/24"],
+                                                        "dst": ["172.18.40.0/24"], "proto": "udp", "ports": [PORT]}]}
+
+
+def iperf_pps(server_ns: Netns, client_ns: Netns, address: str, packet_size: int) -> float:
+    """UDP packets per second the server received, `packet_size`-byte IP packets sent as fast as iperf3 can."""
+    server = server_ns.spawn("iperf3", "-s", "-1", "-p", str(PORT), stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    try:
+        _wait_listening(server_ns, PORT)
+        out = client_ns.exec(
+            "iperf3", "-c", address, "-p", str(PORT), "-u", "-b", "0", "-l", str(packet_size - 28), "-t", str(DURATION),
+            "-J", "--connect-timeout", "5000", check=False, timeout=DURATION + 30,
+        ).stdout
+        document = json.loads(out) if out.strip() else {}
+        if "error" in document or "end" not in document:
+            raise RuntimeError(f"iperf3 failed: {document.get('error', out[-300:])}")
+        total = document["end"]["sum"]
+        received = total["packets"] - total["lost_packets"]
+        return round(received / total["seconds"])
+    finally:
+        if server.poll() is None:
+            server.kill()
+        server.wait()
+
+
+def _agent_cpu(fabric: GwlbFabric, node: str) -> float:
+    """CPU seconds the agent process used so far (user + system)."""
+    proc = fabric.agents[node].proc
+    if proc is None or proc.poll() is not None:
+        return 0.0
+    fields = Path(f"/proc/{proc.pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+def _self_cpu() -> float:
+    usage = resource.getrusage(resource.RUSAGE_SELF)
+    return usage.ru_utime + usage.ru_stime
+
+
+def _sample(fabric: GwlbFabric, figures: dict[str, Any], key: str, action: Callable[[], float]) -> None:
+    """One sample of `key` (the figure is the median), with busy cores and per-process CPU while it ran."""
+    busy0, total0 = _cpu_jiffies()
+    agent0, self0, started = _agent_cpu(fabric, "conn1"), _self_cpu(), time.monotonic()
+    try:
+        value = action()
+    except (RuntimeError, TimeoutError, subprocess.TimeoutExpired) as exc:
+        figures.setdefault("errors", {})[key] = str(exc)[:300]
+        return
+    seconds = time.monotonic() - started
+    busy1, total1 = _cpu_jiffies()
+    samples = figures.setdefault("samples", {}).setdefault(key, [])
+    samples.append(value)
+    figures[key] = round(statistics.median(samples), 3)
+    figures.setdefault("busy_cores", {})[key] = round((busy1 - busy0) / max(1, total1 - total0) * (os.cpu_count() or 1), 2)
+    figures.setdefault("connector_agent_cores", {})[key] = round((_agent_cpu(fabric, "conn1") - agent0) / seconds, 2)
+    figures.setdefault("gwlb_emulator_cores", {})[key] = round((_self_cpu() - self0) / seconds, 2)
+
+
+@contextmanager
+def plain_to_connector(fabric: GwlbFabric) -> Iterator[None]:
+    """The gwlb namespace routes the remote CIDR straight to the connector (TPROXY takes it) instead of into GENEVE."""
+    gwlb = fabric.ns("gwlb")
+    gwlb.exec("ip", "route", "replace", "172.18.40.0/24", "via", TARGETS["conn1"])
+    try:
+        yield
+    finally:
+        assert fabric.gwlb is not None
+        gwlb.exec("ip", "route", "replace", "172.18.40.0/24", "dev", fabric.gwlb.tun)
+
+
+@contextmanager
+def routed(fabric: GwlbFabric) -> Iterator[None]:
+    """Agents stopped; the connector and the edge forward plainly."""
+    for node in ("conn1", "edge"):
+        fabric.agents[node].stop()
+    edge_addr, conn_addr = EDGE_SIDE["conn1"]
+    for node, prefix, via in (("conn1", "172.18.40.0/24", edge_addr), ("edge", "10.30.40.0/24", conn_addr)):
+        fabric.ns(node).exec("sysctl", "-qw", "net.ipv4.ip_forward=1")
+        fabric.ns(node).exec("ip", "route", "replace", prefix, "via", via)
+    with plain_to_connector(fabric):
+        yield
+
+
+def measure(mtu: int) -> dict[str, Any]:
+    """Every path at one MTU."""
+    overrides = {node: {"filter": BENCH_POLICY} for node in ("conn1", "edge")}
+    results: dict[str, dict[str, Any]] = {path: {} for path in PATHS}
+    with GwlbFabric(connectors=("conn1",), mtu=mtu, overrides=overrides, tag="gnb") as fabric:
+        app, az = fabric.ns("app"), fabric.ns("azapp")
+        runs: list[tuple[str, Callable[[], float]]] = [
+            ("gbps_single", lambda: iperf(az, app, AZ_APP, server_port=PORT)),
+            ("gbps_8flow", lambda: iperf(az, app, AZ_APP, parallel=8, server_port=PORT)),
+            ("pps_64b", lambda: iperf_pps(az, app, AZ_APP, 64)),
+            ("pps_1400b", lambda: iperf_pps(az, app, AZ_APP, 1400)),
+        ]
+        for round_index in range(ROUNDS):
+            for key, action in runs:
+                if round_index and key != "gbps_single":
+                    continue  # only the single-flow figure, the target's, gets more than one sample
+                print(f"== geneve bench mtu {mtu} round {round_index}: {key}", flush=True)
+                _sample(fabric, results["geneve"], key, action)
+                with plain_to_connector(fabric):
+                    _sample(fabric, results["tproxy"], key, action)
+        assert fabric.gwlb is not None
+        results["geneve"]["gwlb_bad_returns"] = fabric.gwlb.bad_returns
+        with routed(fabric):
+            for key, action in runs:
+                print(f"== geneve bench mtu {mtu}: routed {key}", flush=True)
+                _sample(fabric, results["routed"], key, action)
+    return results
+
+
+def _ratio(a: Any, b: Any) -> float | None:
+    return round(a / b, 3) if isinstance(a, (int, float)) and isinstance(b, (int, float)) and b else None
+
+
+def run() -> dict[str, Any]:
+    """Both MTUs, one document."""
+    started = time.monotonic()
+    load_before = os.getloadavg()
+    by_mtu = {str(mtu): measure(mtu) for mtu in MTUS}
+    for figures in by_mtu.values():
+        figures["ratios"] = {
+            f"geneve_vs_{base}_{key}": _ratio(figures["geneve"].get(key), figures[base].get(key))
+            for base in ("tproxy", "routed") for key in ("gbps_single", "gbps_8flow", "pps_64b", "pps_1400b")
+        }
+    top = by_mtu["8500"]["geneve"]
+    return {
+        "pps_64b": top.get("pps_64b"), "pps_1400b": top.get("pps_1400b"),
+        "gbps_single": top.get("gbps_single"), "gbps_8flow": top.get("gbps_8flow"),
+        "baselines": {path: {key: by_mtu["8500"][path].get(key) for key in ("pps_64b", "pps_1400b", "gbps_single", "gbps_8flow")}
+                      for path in ("tproxy", "routed")},
+        "target": {"geneve_single_vs_tproxy_at_8500": by_mtu["8500"]["ratios"]["geneve_vs_tproxy_gbps_single"], "wanted": 0.5},
+        "by_mtu": by_mtu,
+        "machine": {"cpus": os.cpu_count(), "load_average_before": [round(x, 2) for x in load_before],
+                    "load_average_after": [round(x, 2) for x in os.getloadavg()], "shared": "six engineers' work on the same two cores",
+                    "iperf3": _version(["iperf3", "--version"])},
+        "run": {"finished_utc": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()), "seconds": round(time.monotonic() - started, 1),
+                "commit": _version(["git", "-C", str(REPO), "rev-parse", "--short", "HEAD"]), "command": COMMAND},
+    }
+
+
+START, END = "<!-- geneve-bench:start -->", "<!-- geneve-bench:end -->"
+
+
+def readme_section(doc: dict[str, Any]) -> str:
+    """The markdown table for bench/README.md."""
+    rows = ["| MTU | path | 1 flow Gbit/s | 8 flows Gbit/s | pps, 64 B | pps, 1,400 B | busy cores (1 flow) | agent cores (1 flow) | emulator cores (1 flow) |",
+            "|---|---|---|---|---|---|---|---|---|"]
+    for mtu, figures in doc["by_mtu"].items():
+        for path in PATHS:
+            f = figures[path]
+            rows.append(f"| {mtu} | {path} | {f.get('gbps_single', '-')} | {f.get('gbps_8flow', '-')} | {f.get('pps_64b', '-')} | "
+                        f"{f.get('pps_1400b', '-')} | {f.get('busy_cores', {}).get('gbps_single', '-')} | "
+                        f"{f.get('connector_agent_cores', {}).get('gbps_single', '-')} | {f.get('gwlb_emulator_cores', {}).get('gbps_single', '-')} |")
+    machine = doc["machine"]
+    return "\n".join([
+        START, "",
+        f"Run {doc['run']['finished_utc']} at {doc['run']['commit']}, {machine['cpus']} CPUs shared with other work "
+        f"(load average {machine['load_average_before']} before, {machine['load_average_after']} after), {machine['iperf3']}. "
+        f"GENEVE single flow at 8,500 bytes: {doc['gbps_single']} Gbit/s, "
+        f"{doc['target']['geneve_single_vs_tproxy_at_8500']}x the plain TPROXY path (wanted: at least 0.5).", "",
+        *rows, "", END,
+    ])
+
+
+def write_readme(doc: dict[str, Any]) -> None:
+    """Replace this benchmark's section of bench/README.md (other sections stay)."""
+    section = readme_section(doc)
+    text = README.read_text()
+    if START in text and END in text:
+        head, rest = text.split(START, 1)
+        _old, tail = rest.split(END, 1)
+        text = head + section + tail
+    else:
+        text = text.rstrip("\n") + "\n\n## GENEVE (`bench/geneve_bench.py`)\n\n" + f"Reproduce: `{COMMAND}`\n\n" + section + "\n"
+    README.write_text(text)
+
+
+def main() -> int:
+    """Run, write the results file and the README section."""
+    if os.geteuid() != 0:
+        print("bench.geneve_bench needs root (network namespaces)", file=sys.stderr)
+        return 2
+    doc = run()
+    RESULT.parent.mkdir(parents=True, exist_ok=True)
+    RESULT.write_text(json.dumps(doc, indent=2) + "\n")
+    write_readme(doc)
+    print(json.dumps({key: doc[key] for key in ("pps_64b", "pps_1400b", "gbps_single", "gbps_8flow", "baselines", "target")}, indent=2))
+    print(f"bench.geneve_bench wrote {RESULT.relative_to(REPO)} and {README.relative_to(REPO)}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

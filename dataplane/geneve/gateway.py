@@ -1,0 +1,281 @@
+"""The GENEVE gateway: the load balancer's packets into the kernel through a TUN, a flow's replies back to it.
+
+In: a UDP socket on the node's address and port 6081 takes what the Gateway
+Load Balancer sends, only from `gwlb_cidrs`. Each packet is validated
+(`packet.parse`), its flow learned (`flows.FlowTable`: the load balancer
+node and the GENEVE header with its options), and the inner IPv4 packet is
+written into the TUN. From there the kernel treats it like a packet from
+the workload's own link: the interception table TPROXYs TCP and UDP to the
+agent, the filter table judges it, ICMP echo follows the ICMP rules into
+the ICMP TUN. Nothing else is routed out of the TUN (the table's forward chain).
+
+Out: the nftables table marks every connection that entered through the
+TUN (conntrack mark `fwmark`) and gives the same packet mark to its
+reply-direction packets (from the agent's transparent sockets at output,
+from the ICMP TUN at prerouting, and the kernel's resets and ICMP errors,
+which carry the connection's mark), and `ip rule fwmark <mark> lookup
+<route_table>` routes them into the TUN. The reader takes them there, finds
+the flow (a packet of a flow the load balancer never delivered is dropped
+and counted), and sends `header + packet` back to that load balancer node's
+port 6081 from the node's own 6081: the outer addresses swapped, the GENEVE
+header and options exactly as they came.
+
+The packet loop runs in a child process (`worker`, why: there) on the
+socket and TUN this process opened. Per packet they use one preallocated
+buffer each, read in batches until the descriptor would block, parse in
+place and send with scatter-gather (`sendmsg([header, packet])`), so the
+only per-packet objects are the parse result and the flow key. Every drop is
+counted by reason (`counts()`), and a bad packet never stops a loop.
+"""
+from __future__ import annotations
+
+import logging
+import os
+import socket
+import subprocess
+import sys
+import time
+from dataclasses import dataclass
+
+from pyroute2.netlink.exceptions import NetlinkError
+
+from dataplane.config import GeneveSettings
+from dataplane.datagram_intercept import open_tun
+from dataplane.geneve.worker import POLL_MS, Counters
+from dataplane.intercept import KernelError, iproute, run_nft
+from dataplane.logfmt import event
+
+log = logging.getLogger("dataplane.geneve")
+
+WORKER_START = 10.0  # seconds for the worker's interpreter to start and its loop to beat
+SOCKET_BUFFER = 8 * 1024 * 1024  # bursts of 8,568-byte datagrams from the load balancer
+SO_SNDBUFFORCE, SO_RCVBUFFORCE = 32, 33  # asm-generic/socket.h: past net.core.*mem_max (CAP_NET_ADMIN)
+TUN_QUEUE = 4096  # packets queued towards the reader: a burst of replies must not be tail-dropped at 500
+IFF_UP, IFF_RUNNING = 0x1, 0x40
+# The kernel's reverse-path check (rp_filter, which the agent sets to loose) refuses every packet from a device
+# without an IPv4 address; this one, host scope, only gives the TUN one (gwlbtun switches rp_filter off instead).
+TUN_ADDRESS = "169.254.60.81"
+
+
+@dataclass(frozen=True)
+class GenevePlan:
+    """The kernel objects of the gateway: the desired state."""
+
+    tun: str
+    mtu: int
+    fwmark: int
+    route_table: int
+    rule_priority: int
+    nft_table: str
+    icmp_tun: str | None  # echo requests go on from the TUN into the ICMP TUN, replies come back
+
+    @classmethod
+    def from_settings(cls, settings: GeneveSettings, icmp_tun: str | None) -> GenevePlan:
+        """The plan for a config's `geneve` section."""
+        return cls(settings.tun, settings.mtu, settings.fwmark, settings.route_table, settings.rule_priority, settings.nft_table, icmp_tun)
+
+
+def render_nft(plan: GenevePlan) -> str:
+    """The nft script that atomically (re)creates the gateway's table."""
+    mark = f"0x{plan.fwmark:x}"
+    tun = f'"{plan.tun}"'
+    if plan.icmp_tun:
+        icmp = f'"{plan.icmp_tun}"'
+        forward = [f"    iifname {tun} oifname != {icmp} drop", f"    oifname {tun} iifname != {icmp} drop"]
+    else:
+        forward = [f"    iifname {tun} drop", f"    oifname {tun} drop"]
+    return "\n".join([
+        f"table ip {plan.nft_table} {{}}",
+        f"delete table ip {plan.nft_table}",
+        f"table ip {plan.nft_table} {{",
+        "  chain prerouting {",
+        "    type filter hook prerouting priority mangle - 10; policy accept;",
+        f"    iifname {tun} ct mark set {mark}",
+        f"    ct direction reply ct mark {mark} meta mark set {mark}",
+        "  }",
+        "  chain output {",
+        "    type route hook output priority mangle - 10; policy accept;",
+        f"    ct direction reply ct mark {mark} meta mark set {mark}",
+        "  }",
+        "  chain forward {",
+        "    type filter hook forward priority filter - 10; policy accept;",
+        *forward,
+        "  }",
+        "}",
+        "",
+    ])
+
+
+def install(plan: GenevePlan, *, netns: str | None = None) -> None:
+    """Bring the TUN up at its MTU, route the table's default into it, add the fwmark rule, load the table."""
+    with iproute(netns) as ipr:
+        links = ipr.link_lookup(ifname=plan.tun)
+        if not links:
+            raise KernelError(f"no device {plan.tun} for GENEVE")
+        try:
+            ipr.link("set", index=links[0], mtu=plan.mtu, txqlen=TUN_QUEUE, state="up")
+            if not ipr.get_addr(index=links[0], address=TUN_ADDRESS):
+                ipr.addr("add", index=links[0], address=TUN_ADDRESS, prefixlen=32, scope=254)
+            ipr.route("replace", dst="0.0.0.0/0", oif=links[0], table=plan.route_table)
+            if not _has_rule(ipr, plan):
+                ipr.rule("add", fwmark=plan.fwmark, table=plan.route_table, priority=plan.rule_priority, family=socket.AF_INET)
+        except NetlinkError as exc:
+            raise KernelError(f"the kernel refused the GENEVE TUN's link, route or rule: {os.strerror(exc.code)}") from exc
+    run_nft(render_nft(plan), netns=netns)
+
+
+def remove(plan: GenevePlan, *, netns: str | None = None) -> None:
+    """Remove the table, the rule and the route (the TUN goes when its descriptor closes); missing ones are fine."""
+    run_nft(f"table ip {plan.nft_table} {{}}\ndelete table ip {plan.nft_table}\n", netns=netns)
+    with iproute(netns) as ipr:
+        while _has_rule(ipr, plan):
+            ipr.rule("del", fwmark=plan.fwmark, table=plan.route_table, priority=plan.rule_priority, family=socket.AF_INET)
+        for route in ipr.get_routes(family=socket.AF_INET, table=plan.route_table):
+            if route.get_attr("RTA_TABLE") == plan.route_table:
+                try:
+                    ipr.route("del", dst=f"{route.get_attr('RTA_DST') or '0.0.0.0'}/{route['dst_len']}", table=plan.route_table)
+                except NetlinkError:
+                    pass
+
+
+def _has_rule(ipr: object, plan: GenevePlan) -> bool:
+    for rule in ipr.get_rules(family=socket.AF_INET):  # type: ignore[attr-defined]
+        if rule.get_attr("FRA_FWMARK") == plan.fwmark and rule.get_attr("FRA_TABLE") == plan.route_table:
+            return True
+    return False
+
+
+def set_buffers(sock: socket.socket, size: int) -> None:
+    """Receive and send buffers of `size` bytes, past the sysctl limits when the process may (CAP_NET_ADMIN)."""
+    for forced, plain in ((SO_RCVBUFFORCE, socket.SO_RCVBUF), (SO_SNDBUFFORCE, socket.SO_SNDBUF)):
+        try:
+            sock.setsockopt(socket.SOL_SOCKET, forced, size)
+        except PermissionError:
+            sock.setsockopt(socket.SOL_SOCKET, plain, size)
+
+
+class GeneveGateway:
+    """The UDP listener, the TUN and the kernel objects; the packet loop runs in `worker`, a child process."""
+
+    def __init__(self, settings: GeneveSettings, *, icmp_tun: str | None) -> None:
+        self.settings = settings
+        self.plan = GenevePlan.from_settings(settings, icmp_tun)
+        self._sock: socket.socket | None = None
+        self._fd = -1
+        self._counters: Counters | None = None
+        self._worker: subprocess.Popen[bytes] | None = None
+        self._installed = False
+
+    # ---- lifecycle -------------------------------------------------------
+
+    def start(self) -> None:
+        """Create the TUN, install routing and the table, bind 6081, start the worker; undone on failure."""
+        try:
+            self._fd = open_tun(self.plan.tun)
+            remove(self.plan)  # whatever a killed agent left under the same table and mark
+            install(self.plan)
+            self._installed = True
+            sock = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+            self._sock = sock
+            set_buffers(sock, SOCKET_BUFFER)
+            sock.bind((str(self.settings.listen.host), self.settings.listen.port))
+            self._counters = Counters.create()
+            self._spawn()
+        except BaseException:
+            self.stop()
+            raise
+        assert self._worker is not None
+        event(log, "listener.start", listener="geneve", addr=f"{self.settings.listen.host}:{self.settings.listen.port}", tun=self.plan.tun,
+              mtu=self.plan.mtu, worker=self._worker.pid)
+
+    def _spawn(self) -> None:
+        """Start the worker on this process's socket, TUN and counters, and wait until its loop beats."""
+        assert self._sock is not None and self._counters is not None
+        fds = (self._sock.fileno(), self._fd, self._counters.fd)
+        self._counters.reset_heartbeat()
+        self._worker = subprocess.Popen(
+            [sys.executable, "-m", "dataplane.geneve.worker", "--sock-fd", str(fds[0]), "--tun-fd", str(fds[1]),
+             "--counters-fd", str(fds[2]), "--mtu", str(self.plan.mtu), "--flow-limit", str(self.settings.flow_limit),
+             "--flow-idle", str(self.settings.flow_idle), *[arg for cidr in self.settings.gwlb_cidrs for arg in ("--gwlb-cidr", str(cidr))]],
+            pass_fds=fds, stdin=subprocess.DEVNULL,
+        )
+        self._wait_alive()
+
+    def revive(self) -> bool:
+        """Restart a worker that exited (its flow table starts empty: flows resume on their next packet from the
+        load balancer); True when it did. The agent's loop calls this once a second."""
+        if self._worker is None or self._worker.poll() is None:
+            return False
+        code = self._worker.returncode
+        try:
+            self._spawn()
+        except KernelError as exc:
+            event(log, "geneve.worker_restart_failed", exit_code=code, error=str(exc), level=logging.ERROR)
+            return False
+        event(log, "geneve.worker_restart", exit_code=code, worker=self._worker.pid, level=logging.WARNING)
+        return True
+
+    def _wait_alive(self) -> None:
+        """Until the worker's loop beats (KernelError if it exits or takes too long)."""
+        assert self._worker is not None and self._counters is not None
+        deadline = time.monotonic() + WORKER_START
+        while not self._counters.alive(time.monotonic_ns()):
+            if self._worker.poll() is not None:
+                raise KernelError(f"the GENEVE worker exited with {self._worker.returncode} at start")
+            if time.monotonic() > deadline:
+                raise KernelError(f"the GENEVE worker did not start within {WORKER_START} s")
+            time.sleep(0.02)
+
+    def stop(self) -> None:
+        """Stop the worker, close the socket and the TUN (the kernel removes the device), remove the routing and table."""
+        if self._worker is not None:
+            if self._worker.poll() is None:
+                self._worker.terminate()
+            try:
+                self._worker.wait(timeout=POLL_MS / 1000 * 2 + 1)
+            except subprocess.TimeoutExpired:
+                self._worker.kill()
+                self._worker.wait()
+            self._worker = None
+        if self._sock is not None:
+            self._sock.close()
+            self._sock = None
+        if self._counters is not None:
+            self._counters.close()
+            self._counters = None
+        if self._installed:
+            try:
+                remove(self.plan)
+            except KernelError as exc:
+                event(log, "geneve.cleanup_failed", error=str(exc), level=logging.WARNING)
+            self._installed = False
+        if self._fd >= 0:
+            os.close(self._fd)
+            self._fd = -1
+
+    # ---- health and counts -------------------------------------------------
+
+    def check(self) -> dict[str, object]:
+        """{ok, problem}: the worker runs, its loop is awake, and the TUN is up and has its carrier."""
+        if self._worker is None or self._counters is None or self._fd < 0:
+            return {"ok": False, "problem": "not started"}
+        if self._worker.poll() is not None:
+            return {"ok": False, "problem": f"the GENEVE worker exited with {self._worker.returncode}"}
+        if not self._counters.alive(time.monotonic_ns()):
+            return {"ok": False, "problem": "the GENEVE loop stopped"}
+        with iproute(None) as ipr:
+            links = ipr.get_links(ifname=self.plan.tun)
+        if not links:
+            return {"ok": False, "problem": f"{self.plan.tun} is gone"}
+        flags = links[0]["flags"]
+        if not (flags & IFF_UP and flags & IFF_RUNNING):
+            return {"ok": False, "problem": f"{self.plan.tun} is down"}
+        return {"ok": True, "flows": self.flow_count()}
+
+    def counts(self) -> dict[str, int]:
+        """Packets by result: `delivered` (into the TUN), `returned` (to the load balancer), and each drop reason."""
+        return self._counters.snapshot() if self._counters else {}
+
+    def flow_count(self) -> int:
+        """Flows in the worker's table (as of its last batch)."""
+        return self._counters.value("flows") if self._counters else 0

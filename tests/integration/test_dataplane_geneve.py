@@ -1,0 +1,304 @@
+"""Two connectors behind a Gateway Load Balancer that speaks GENEVE as AWS does (tests/integration/gwlb.py).
+
+Permitted TCP, UDP and ICMP echo from the workload reach the far side, and
+every reply goes back through the load balancer from the flow's own target
+with the flow's header; inbound flows delivered by either target get their
+replies at that target; denied flows are refused and logged; garbage on
+6081 is counted and survived; the health check fails when the agent cannot
+forward.
+"""
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import random
+import re
+import signal
+import socket
+import struct
+import subprocess
+import time
+import urllib.request
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from dataplane.geneve.packet import encode
+from tests.integration.conftest import AppServer, echo
+from tests.integration.gwlb import APP_HOSTS, AZ_APP, TARGETS, GwlbFabric
+from tests.integration.netns import UdpEcho, in_netns
+
+pytestmark = pytest.mark.integration
+
+
+@pytest.fixture(scope="module")
+def fabric() -> Iterator[GwlbFabric]:
+    with GwlbFabric() as topology:
+        yield topology
+
+
+@pytest.fixture(scope="module")
+def servers(fabric: GwlbFabric) -> Iterator[dict[str, AppServer]]:
+    made = {
+        "db": AppServer(fabric.ns("azapp"), 5432, echo),
+        "ssh": AppServer(fabric.ns("azapp"), 22, echo),
+        "aws": AppServer(fabric.ns("app"), 9000, echo),
+    }
+    yield made
+    for server in made.values():
+        server.close()
+
+
+def _exchange(fabric: GwlbFabric, ns: str, dst: str, port: int, payload: bytes, *, source: str | None = None, timeout: float = 10) -> bytes:
+    sock = fabric.ns(ns).socket()
+    sock.settimeout(timeout)
+    with sock:
+        if source:
+            sock.bind((source, 0))
+        sock.connect((dst, port))
+        sock.sendall(payload)
+        sock.shutdown(socket.SHUT_WR)
+        chunks = []
+        while data := sock.recv(262144):
+            chunks.append(data)
+        return b"".join(chunks)
+
+
+def _health(fabric: GwlbFabric, node: str) -> tuple[int, dict[str, object]]:
+    def fetch() -> tuple[int, dict[str, object]]:
+        try:
+            with urllib.request.urlopen("http://127.0.0.1:9464/healthz", timeout=3) as response:
+                return response.status, json.loads(response.read())
+        except urllib.error.HTTPError as exc:
+            return exc.code, json.loads(exc.read())
+
+    return in_netns(fabric.ns(node).name, fetch)
+
+
+def _metric(fabric: GwlbFabric, node: str, result: str) -> float:
+    def fetch() -> str:
+        with urllib.request.urlopen("http://127.0.0.1:9464/metrics", timeout=3) as response:
+            return response.read().decode()
+
+    for line in in_netns(fabric.ns(node).name, fetch).splitlines():
+        if line.startswith(f'transit_geneve_packets_total{{result="{result}"}}'):
+            return float(line.split()[-1])
+    return 0.0
+
+
+def test_permitted_tcp_crosses_the_fabric_and_replies_return_through_the_load_balancer(fabric: GwlbFabric, servers: dict[str, AppServer]) -> None:
+    payload = os.urandom(2 * 1024 * 1024)
+    before = len(servers["db"].peers)
+    echoed = _exchange(fabric, "app", AZ_APP, 5432, payload)
+    assert hashlib.sha256(echoed).digest() == hashlib.sha256(payload).digest()
+    assert servers["db"].peers[before][0] == APP_HOSTS[0]  # delivered with the workload's own address
+    assert fabric.gwlb is not None and fabric.gwlb.bad_returns == 0 and fabric.gwlb.packets_back > 0
+
+
+def test_many_outbound_flows_spread_over_both_targets_and_each_returns_from_its_own(fabric: GwlbFabric, servers: dict[str, AppServer]) -> None:
+    gwlb = fabric.gwlb
+    assert gwlb is not None
+
+    def one(index: int) -> bool:
+        payload = f"flow {index}".encode() * 50
+        return _exchange(fabric, "app", AZ_APP, 5432, payload) == payload
+
+    results = [one(index) for index in range(60)]  # one after the other: concurrency is the scale tests' business
+    assert all(results)
+    by_target = {target: len(keys) for target, keys in gwlb.returns_by_target.items()}
+    assert set(by_target) == set(TARGETS.values()), by_target  # the hash used both targets
+    for target, keys in gwlb.returns_by_target.items():
+        assert all(gwlb.targets[gwlb.sent[key]] == target for key in keys)  # every reply from the flow's own target
+    assert gwlb.bad_returns == 0
+
+
+def test_inbound_flows_get_every_reply_at_the_target_that_delivered_them(fabric: GwlbFabric, servers: dict[str, AppServer]) -> None:
+    gwlb = fabric.gwlb
+    assert gwlb is not None
+    peers_before = len(servers["aws"].peers)
+    seen_before = set(gwlb.sent)
+
+    def one(index: int) -> bool:
+        payload = f"inbound {index}".encode() * 20
+        return _exchange(fabric, "azapp", APP_HOSTS[index % 2], 9000, payload, timeout=5) == payload
+
+    results = [one(index) for index in range(60)]
+    assert all(results), f"{results.count(False)} of 60 inbound flows failed"
+    # The workload saw each flow from the connector that delivered it (its own address, deliver_from=node),
+    # so its replies went straight back to that VM and never through the load balancer.
+    sources = {peer[0] for peer in servers["aws"].peers[peers_before:]}
+    assert sources == {"10.30.41.2", "10.30.41.6"}
+    assert not [key for key in set(gwlb.sent) - seen_before if 9000 in (key[2], key[4])]
+    records = [r for node in ("conn1", "conn2") for r in fabric.flow_records(node) if r.get("dport") == 9000]
+    assert records and all(r["src"] == AZ_APP for r in records)  # the flow log keeps the real client
+
+
+def test_denied_flows_are_refused_through_the_load_balancer_and_logged(fabric: GwlbFabric, servers: dict[str, AppServer]) -> None:
+    sock = fabric.ns("app").socket()
+    sock.settimeout(5)
+    with sock, pytest.raises(ConnectionRefusedError):
+        sock.connect((AZ_APP, 22))  # the kernel filter table's reset travels back in GENEVE
+    assert servers["ssh"].peers == []
+    time.sleep(0.5)
+    denied = [r for node in ("conn1", "conn2") for r in fabric.flow_records(node) if r.get("dport") == 22]
+    assert denied and all(r["verdict"] == "deny" and r["rule"] == "no-ssh" for r in denied)
+
+
+def test_udp_and_icmp_echo_work_through_the_load_balancer(fabric: GwlbFabric) -> None:
+    server = UdpEcho(fabric.ns("azapp"), 5353)
+    try:
+        sock = fabric.ns("app").socket(socket.SOCK_DGRAM)
+        sock.settimeout(2)
+        with sock:
+            sock.connect((AZ_APP, 5353))
+            answers = 0
+            for attempt in range(5):
+                sock.send(f"query {attempt}".encode())
+                try:
+                    answers += sock.recv(100) == f"query {attempt}".encode()
+                except TimeoutError:
+                    pass
+        assert answers >= 4
+        assert server.peers and server.peers[0][0] == APP_HOSTS[0]
+    finally:
+        server.close()
+    ping = fabric.ns("app").exec("ping", "-c", "3", "-i", "0.2", "-W", "2", AZ_APP, check=False)
+    assert " 0% packet loss" in ping.stdout, ping.stdout
+
+
+def test_garbage_truncated_and_foreign_packets_on_6081_are_counted_and_survived(fabric: GwlbFabric, servers: dict[str, AppServer]) -> None:
+    gwlb = fabric.gwlb
+    assert gwlb is not None
+    target = TARGETS["conn1"]
+    inner = bytes.fromhex("4500001c000100004011" "0000" "0a1e280a" "ac12280a" "d4310009" "00080000")  # UDP to port 9
+    valid = encode(inner, endpoint_id=1, attachment_id=2, flow_cookie=3)
+    rng = random.Random(7)
+    before = {reason: _metric(fabric, "conn1", reason) for reason in ("truncated", "unknown_option", "bad_inner", "foreign_source")}
+    for _ in range(300):
+        gwlb.send_raw(target, bytes(rng.randrange(256) for _ in range(rng.randrange(0, 200))))
+    for cut in range(0, 40, 3):
+        gwlb.send_raw(target, valid[:cut])
+    unknown = struct.pack("!BBHI", 9, 0, 0x0800, 0) + valid[8:40] + bytes.fromhex("ffff0100") + inner
+    for _ in range(20):
+        gwlb.send_raw(target, unknown)
+    gwlb.send_raw(target, valid[:-3])  # inner length disagrees with its header
+    foreign = fabric.ns("app").socket(socket.SOCK_DGRAM)  # the workload is no load balancer
+    with foreign:
+        for _ in range(10):
+            foreign.sendto(valid, (target, 6081))
+    time.sleep(0.5)
+    after = {reason: _metric(fabric, "conn1", reason) for reason in before}
+    assert after["truncated"] >= before["truncated"] + 13
+    assert after["unknown_option"] >= before["unknown_option"] + 20
+    assert after["bad_inner"] >= before["bad_inner"] + 1
+    assert after["foreign_source"] >= before["foreign_source"] + 10
+    assert fabric.agents["conn1"].proc is not None and fabric.agents["conn1"].proc.poll() is None
+    payload = b"still carrying" * 100
+    assert _exchange(fabric, "app", AZ_APP, 5432, payload) == payload
+
+
+def test_health_check_fails_when_the_agent_cannot_forward(fabric: GwlbFabric) -> None:
+    status, body = _health(fabric, "conn1")
+    assert status == 200 and body["checks"]["geneve"]["ok"], body  # type: ignore[index]
+    fabric.ns("conn1").exec("ip", "link", "set", "transit-gnv", "down")
+    try:
+        status, body = _health(fabric, "conn1")
+        assert status == 503 and "transit-gnv is down" in str(body["checks"]), body
+    finally:
+        fabric.ns("conn1").exec("ip", "link", "set", "transit-gnv", "up")
+    assert _health(fabric, "conn1")[0] == 200
+    edge = fabric.agents["edge"]
+    edge.stop()  # nothing to forward to: probes go unanswered
+    try:
+        deadline = time.monotonic() + 5
+        while (status := _health(fabric, "conn1")[0]) == 200 and time.monotonic() < deadline:
+            time.sleep(0.1)
+        assert status == 503
+        assert not _health(fabric, "conn1")[1]["checks"]["peers"]["ok"]  # type: ignore[index]
+    finally:
+        edge.start()
+        edge.wait_ready()
+    deadline = time.monotonic() + 5
+    while _health(fabric, "conn1")[0] != 200 and time.monotonic() < deadline:
+        time.sleep(0.1)
+    assert _health(fabric, "conn1")[0] == 200
+
+
+def _worker_pid(fabric: GwlbFabric, node: str) -> int:
+    found = re.findall(r"(?:listener=geneve|geneve.worker_restart).* worker=(\d+)", fabric.agents[node].current_log())
+    assert found, fabric.agents[node].current_log()
+    return int(found[-1])
+
+
+def test_health_check_fails_while_the_packet_loops_are_stuck_and_a_dead_worker_is_restarted(fabric: GwlbFabric) -> None:
+    worker = _worker_pid(fabric, "conn1")
+    os.kill(worker, signal.SIGSTOP)
+    try:
+        deadline = time.monotonic() + 6
+        while (status := _health(fabric, "conn1")[0]) == 200 and time.monotonic() < deadline:
+            time.sleep(0.2)
+        assert status == 503 and "the GENEVE loop stopped" in str(_health(fabric, "conn1")[1]["checks"])
+    finally:
+        os.kill(worker, signal.SIGCONT)
+    os.kill(worker, signal.SIGKILL)
+    assert fabric.agents["conn1"].wait_for("geneve.worker_restart", timeout=10)
+    assert _worker_pid(fabric, "conn1") != worker
+    assert _health(fabric, "conn1")[0] == 200
+    payload = b"after a restart" * 100
+    for _ in range(6):  # flows on either target
+        assert _exchange(fabric, "app", AZ_APP, 5432, payload) == payload
+
+
+def test_agents_leave_no_geneve_state_behind(fabric: GwlbFabric) -> None:
+    conn = fabric.agents["conn2"]
+    conn.stop()
+    try:
+        space = fabric.ns("conn2")
+        assert "transit_geneve" not in space.nft_tables()
+        assert "0x4d45" not in space.ip_rules()
+        links = space.exec("ip", "-o", "link").stdout
+        assert "transit-gnv" not in links
+        pids = subprocess.run(["ip", "netns", "pids", space.name], capture_output=True, text=True, check=True).stdout.split()
+        assert not [pid for pid in pids if b"dataplane.geneve.worker" in Path(f"/proc/{pid}/cmdline").read_bytes()]
+    finally:
+        conn.start()
+        conn.wait_ready()
+
+
+def _inbound_results(fabric: GwlbFabric, count: int, *, timeout: float) -> list[bool]:
+    def one(index: int) -> bool:
+        payload = f"inbound {index}".encode()
+        try:
+            return _exchange(fabric, "azapp", APP_HOSTS[index % 2], 9000, payload, timeout=timeout) == payload
+        except OSError:
+            return False
+
+    return [one(index) for index in range(count)]
+
+
+def test_delivering_from_the_client_address_behind_two_targets_loses_replies_to_the_other_target() -> None:
+    """Why `deliver_from: node` is the default: the harness really hashes replies the load balancer never saw."""
+    client = {"networks": [{"cidrs": ["10.30.40.0/24"], "deliver_from": "client"}]}
+    with GwlbFabric(geneve=client, tag="gwc") as fabric:
+        server = AppServer(fabric.ns("app"), 9000, echo)
+        try:
+            results = _inbound_results(fabric, 20, timeout=1.5)  # a lost reply is a timeout: keep it short
+        finally:
+            server.close()
+        assert server.peers and {peer[0] for peer in server.peers} == {AZ_APP}  # the workload saw the real client
+        assert 0 < results.count(True) < len(results), results  # those hashed to the other target were lost
+
+
+def test_delivering_from_the_client_address_works_behind_a_single_target() -> None:
+    client = {"networks": [{"cidrs": ["10.30.40.0/24"], "deliver_from": "client"}]}
+    with GwlbFabric(geneve=client, connectors=("conn1",), tag="gw1") as fabric:
+        server = AppServer(fabric.ns("app"), 9000, echo)
+        try:
+            results = _inbound_results(fabric, 20, timeout=8)
+        finally:
+            server.close()
+        assert all(results), results
+        assert {peer[0] for peer in server.peers} == {AZ_APP}
+        assert fabric.gwlb is not None and fabric.gwlb.bad_returns == 0
