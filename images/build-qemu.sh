@@ -26,11 +26,15 @@ size=${IMAGE_SIZE:-3G}
 "$root/images/stage.sh"
 
 loop=""
+# Unmount for real (not lazily) and sync before the loop device goes: qemu-img
+# reads the raw file, and a lazy unmount may not have written the filesystem yet.
 cleanup() {
   set +e
-  for m in dev/pts dev proc sys run tmp/transit-image; do mountpoint -q "$mnt/$m" && umount -l "$mnt/$m"; done
-  mountpoint -q "$mnt" && umount -l "$mnt"
+  for m in tmp/transit-image run sys proc dev/pts dev; do mountpoint -q "$mnt/$m" && { umount "$mnt/$m" || umount -l "$mnt/$m"; }; done
+  mountpoint -q "$mnt" && { umount "$mnt" || umount -l "$mnt"; }
+  sync
   [[ -n "$loop" ]] && losetup -d "$loop"
+  sync
 }
 trap cleanup EXIT
 
@@ -97,10 +101,14 @@ sed -i "s|root=/dev/loop[0-9]*p1|root=UUID=$uuid|" "$mnt/boot/grub/grub.cfg"
 grep -q "root=UUID=$uuid" "$mnt/boot/grub/grub.cfg"
 chroot "$mnt" apt-get clean
 chroot "$mnt" /opt/transit/bin/transit-agent --version
+# What the image must hold to boot; checked before it is converted.
+for f in "$mnt/boot/grub/grub.cfg" "$mnt"/boot/vmlinuz-* "$mnt"/boot/initrd.img-* "$mnt/boot/grub/i386-pc/core.img"; do
+  [[ -s "$f" ]] || { echo "image: $f is missing" >&2; exit 1; }
+done
 
+trap - EXIT
 cleanup
 loop=""
-trap - EXIT
 echo "image: convert"
 qemu-img convert -c -f raw -O qcow2 "$raw" "$out/transit-$version.qcow2"
 qemu-img convert -f raw -O vmdk -o subformat=streamOptimized "$raw" "$out/transit-$version.vmdk"
