@@ -20,7 +20,7 @@ from tests.component.conftest import FakeCloud, Graph, build_graph
 from components.aws.options import AwsOptions  # noqa: E402  (mocks are set in conftest first)
 from components.fabric import Fabric, FabricArgs
 from components.spec import FabricSpec, validate_spec
-from dataplane.config import AgentConfig
+from dataplane.boot_document import parse_document
 from tests.unit.spec_helpers import example
 
 SECRETS = {"fraDxMd5": "k1", "fraDx2Md5": "k2", "fraErMd5": "k3", "dcFraMd5": "k4"}
@@ -139,7 +139,7 @@ def test_a_region_with_fewer_available_zones_than_planned_is_refused(monkeypatch
 
 
 def test_the_connector_takes_geneve_only_from_its_gwlb_subnets_and_delivers_from_its_own_address(acme: Graph) -> None:
-    config = AgentConfig.model_validate_json(base64.b64decode(acme.by_name["aws-app-connector-lt"].inputs["userData"]))
+    config = parse_document(base64.b64decode(acme.by_name["aws-app-connector-lt"].inputs["userData"])).agent
     assert config.geneve is not None
     assert [str(c) for c in config.geneve.gwlb_cidrs] == ["10.30.40.224/28", "10.30.40.240/28"]
     assert [([str(c) for c in n.cidrs], n.deliver_from) for n in config.geneve.networks] == [(["10.30.40.0/24"], "node")]
@@ -153,6 +153,6 @@ def test_the_connector_takes_geneve_only_from_its_gwlb_subnets_and_delivers_from
 
 
 def test_an_edge_without_native_networks_behind_its_gwlb_has_no_geneve(acme: Graph) -> None:
-    config = AgentConfig.model_validate_json(base64.b64decode(acme.by_name["aws-use1-lt"].inputs["userData"]))
+    config = parse_document(base64.b64decode(acme.by_name["aws-use1-lt"].inputs["userData"])).agent
     assert config.geneve is None
     assert not any(r["fromPort"] == 6081 for r in acme.by_name["aws-use1-sg"].inputs["ingress"])
