@@ -24,7 +24,7 @@ down:
 
 ## test: the whole suite (unit, component, integration, e2e) and the image template's validation
 test: bootstrap image-validate
-	@$(ENV) && $(PY) -m pytest -q -p no:cacheprovider -m "not slow"
+	@$(ENV) && $(PY) -m pytest -q -p no:cacheprovider -m "not image"
 
 test-unit: bootstrap
 	@$(ENV) && $(PY) -m pytest -q tests/unit tests/component
@@ -55,7 +55,7 @@ image: bootstrap
 
 ## image-test: boot that image under qemu and send traffic through it (slow; not in `make test`)
 image-test: bootstrap
-	@$(ENV) && $(PY) -m pytest -q -p no:cacheprovider -m slow tests/image
+	@$(ENV) && $(PY) -m pytest -q -p no:cacheprovider -m image tests/image
 
 clean:
 	rm -rf .venv .tools .pulumi-state

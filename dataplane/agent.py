@@ -43,6 +43,7 @@ from dataplane.denylog import DeniedPacket
 from dataplane.health import Health
 from dataplane.filter_compile import CompiledPolicy, PolicyTooComplexError, compile_policy
 from dataplane.forward import IP_TRANSPARENT, FlowRecord, Forwarder, Router, Runtime
+from dataplane.geneve import gateway as geneve_gateway
 from dataplane.geneve.gateway import GeneveGateway
 from dataplane.intercept import InterceptPlan
 from dataplane.logfmt import event
@@ -305,17 +306,24 @@ class Agent:
         if left.get("icmp"):
             icmp = left["icmp"]
             _quiet(lambda: remove_rules(IcmpPlan(icmp["tun"], icmp["route_table"], icmp["rule_priority"], (), ())), "leftover icmp")
-        self._state.update(intercept=None, filter_table=None, icmp=None)
+        if left.get("geneve"):
+            gnv = left["geneve"]
+            _quiet(lambda: geneve_gateway.remove(geneve_gateway.GenevePlan(gnv["tun"], 0, gnv["fwmark"], gnv["route_table"], gnv["rule_priority"],
+                                                                           gnv["nft_table"], None)), "leftover geneve")
+        self._state.update(intercept=None, filter_table=None, icmp=None, geneve=None)
 
     def _record_kernel(self) -> None:
         """Record the kernel objects installed now, by name (what a restart after SIGKILL removes)."""
         plan, icmp = self._intercept, self._icmp
+        gnv = self._geneve.plan if self._geneve else None
         try:
             self._state.update(
                 intercept={"table": plan.table, "fwmark": plan.fwmark, "route_table": plan.route_table, "rule_priority": plan.rule_priority}
                 if plan else None,
                 filter_table=self._filter_installed,
                 icmp={"tun": icmp.plan.tun, "route_table": icmp.plan.route_table, "rule_priority": icmp.plan.rule_priority} if icmp else None,
+                geneve={"tun": gnv.tun, "fwmark": gnv.fwmark, "route_table": gnv.route_table, "rule_priority": gnv.rule_priority,
+                        "nft_table": gnv.nft_table} if gnv else None,
             )
         except OSError as exc:  # the objects work; only a restart after SIGKILL would miss them
             event(log, "runstate.write_failed", path=str(self._state.path), error=str(exc), level=logging.ERROR)

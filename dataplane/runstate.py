@@ -15,19 +15,30 @@ gone at reboot, like the kernel state it describes):
   name, so a restart removes them even when its own config names others.
 
 A clean stop restores and removes the file. The namespace is identified by
-the inode of /proc/self/ns/net, unique while the namespace exists.
+its netns cookie (SO_NETNS_COOKIE, Linux 5.14+), which the kernel never
+reuses, so a file left by a namespace that was deleted never applies to a
+new one; on older kernels by the inode of /proc/self/ns/net, unique only
+while the namespace exists.
 """
 from __future__ import annotations
 
 import json
 import os
+import socket
+import struct
 from pathlib import Path
 from typing import Any
 
+SO_NETNS_COOKIE = 71  # asm-generic/socket.h
 
-def netns_id() -> int:
-    """This process's network namespace (its inode number)."""
-    return os.stat("/proc/self/ns/net").st_ino
+
+def netns_id() -> str:
+    """This process's network namespace: `cookie-<n>` (never reused), or `inode-<n>` on kernels without cookies."""
+    try:
+        with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as sock:
+            return f"cookie-{struct.unpack('Q', sock.getsockopt(socket.SOL_SOCKET, SO_NETNS_COOKIE, 8))[0]}"
+    except OSError:
+        return f"inode-{os.stat('/proc/self/ns/net').st_ino}"
 
 
 class RunState:

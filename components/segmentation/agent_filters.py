@@ -13,7 +13,7 @@ FilterPolicy into the document the agent installs. Never imports Pulumi.
 """
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from ipaddress import IPv4Network
 
 from components.segmentation.cidrs import overlaps
@@ -39,11 +39,20 @@ def fabric_filter(spec: FabricSpec) -> FilterPolicy:
     return FilterPolicy(default=spec.policy.default, rules=[_filter_rule(r) for r in resolve_rules(spec)])
 
 
+def scoper(spec: FabricSpec, rules: Sequence[ResolvedRule] | None = None) -> Callable[[list[IPv4Network]], FilterPolicy]:
+    """`scoped_filter` for many scopes of one fabric: the rules (default: the spec's) are resolved and converted once."""
+    compiled = [(r, _filter_rule(r)) for r in (resolve_rules(spec) if rules is None else rules)]
+
+    def scoped(scope: list[IPv4Network]) -> FilterPolicy:
+        kept = [f for r, f in compiled if overlaps(r.src, scope) or overlaps(r.dst, scope)]
+        return FilterPolicy(default=spec.policy.default, rules=kept)
+
+    return scoped
+
+
 def scoped_filter(spec: FabricSpec, scope: list[IPv4Network], rules: Sequence[ResolvedRule] | None = None) -> FilterPolicy:
     """The rules (default: the spec's, resolved) that can match a flow from or to `scope`, in policy order."""
-    rules = resolve_rules(spec) if rules is None else rules
-    kept = [_filter_rule(r) for r in rules if overlaps(r.src, scope) or overlaps(r.dst, scope)]
-    return FilterPolicy(default=spec.policy.default, rules=kept)
+    return scoper(spec, rules)(scope)
 
 
 def connector_filter(spec: FabricSpec, network: str) -> FilterPolicy:

@@ -1,7 +1,7 @@
 """The GENEVE gateway: the load balancer's packets into the kernel through a TUN, a flow's replies back to it.
 
-In: a UDP socket on the node's address and port 6081 takes what the Gateway
-Load Balancer sends, only from `gwlb_cidrs`. Each packet is validated
+In: a UDP socket on port 6081 of the node takes what the Gateway Load
+Balancer sends, only from `gwlb_cidrs`. Each packet is validated
 (`packet.parse`), its flow learned (`flows.FlowTable`: the load balancer
 node and the GENEVE header with its options), and the inner IPv4 packet is
 written into the TUN. From there the kernel treats it like a packet from
@@ -14,15 +14,15 @@ TUN (conntrack mark `fwmark`) and gives the same packet mark to its
 reply-direction packets (from the agent's transparent sockets at output,
 from the ICMP TUN at prerouting, and the kernel's resets and ICMP errors,
 which carry the connection's mark), and `ip rule fwmark <mark> lookup
-<route_table>` routes them into the TUN. The reader takes them there, finds
+<route_table>` routes them into the TUN. The loop takes them there, finds
 the flow (a packet of a flow the load balancer never delivered is dropped
 and counted), and sends `header + packet` back to that load balancer node's
 port 6081 from the node's own 6081: the outer addresses swapped, the GENEVE
 header and options exactly as they came.
 
 The packet loop runs in a child process (`worker`, why: there) on the
-socket and TUN this process opened. Per packet they use one preallocated
-buffer each, read in batches until the descriptor would block, parse in
+socket and TUN this process opened. It uses one preallocated buffer per
+direction, reads in batches until the descriptor would block, parse in
 place and send with scatter-gather (`sendmsg([header, packet])`), so the
 only per-packet objects are the parse result and the flow key. Every drop is
 counted by reason (`counts()`), and a bad packet never stops a loop.
@@ -50,7 +50,7 @@ log = logging.getLogger("dataplane.geneve")
 WORKER_START = 10.0  # seconds for the worker's interpreter to start and its loop to beat
 SOCKET_BUFFER = 8 * 1024 * 1024  # bursts of 8,568-byte datagrams from the load balancer
 SO_SNDBUFFORCE, SO_RCVBUFFORCE = 32, 33  # asm-generic/socket.h: past net.core.*mem_max (CAP_NET_ADMIN)
-TUN_QUEUE = 4096  # packets queued towards the reader: a burst of replies must not be tail-dropped at 500
+TUN_QUEUE = 4096  # packets queued towards the loop: a burst of replies must not be tail-dropped at 500
 IFF_UP, IFF_RUNNING = 0x1, 0x40
 # The kernel's reverse-path check (rp_filter, which the agent sets to loose) refuses every packet from a device
 # without an IPv4 address; this one, host scope, only gives the TUN one (gwlbtun switches rp_filter off instead).

@@ -32,7 +32,7 @@ from dataplane.pki import create_ca, issue
 from tests.integration.netns import Lab, Netns, run
 from transit_cli.status import in_netns
 
-pytestmark = pytest.mark.slow
+pytestmark = pytest.mark.image
 
 ROOT = Path(__file__).resolve().parents[2]
 VERSION = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]["version"]

@@ -18,7 +18,8 @@ what, so a test can assert symmetry over many flows.
                                                       \\-10.30.41.4/30-- conn2 --10.250.37.4/30-/
 
 with a real `transit-agent` on conn1, conn2 (each with an AgentConfig
-`geneve` section) and the edge. The edge reaches 10.30.40.0/25 through conn1
+`geneve` section, both with the connector's one identity, as the VMs of an
+autoscaling group have) and the edge. The edge reaches 10.30.40.0/25 through conn1
 and 10.30.40.128/25 through conn2, so inbound flows are delivered by both
 targets. The gwlb namespace routes everything else plainly (it is also the
 VPC's router), so a connector's own address is reached directly.
@@ -55,6 +56,7 @@ EDGE_SIDE = {"conn1": ("10.250.37.1", "10.250.37.2"), "conn2": ("10.250.37.5", "
 HALVES = {"conn1": "10.30.40.0/25", "conn2": "10.30.40.128/25"}
 ENDPOINT_ID = 0x0B1E5EED0000A001
 ATTACHMENT_ID = 0x00000000A77AC4ED
+CONNECTOR = identity("conn")  # every target's identity: one connector, several VMs
 JUMBO = 9001  # the VPC's MTU: room for 8,500 bytes inside GENEVE's 68
 
 POLICY: dict[str, Any] = {
@@ -235,7 +237,7 @@ class GwlbFabric:
         ca = pki.create_ca("acme")
         for node, config in self.configs().items():
             folder = self.workdir / node
-            ca_path, cert_path, key_path = pki.write_node_files(folder, ca.cert_pem, pki.issue(ca, identity(node)))
+            ca_path, cert_path, key_path = pki.write_node_files(folder, ca.cert_pem, pki.issue(ca, config["identity"]))
             config["tls"] = {"ca": str(ca_path), "cert": str(cert_path), "key": str(key_path)}
             config["flow_log"] = str(folder / "flows.jsonl")
             config.update(self.overrides.get(node, {}))
@@ -245,13 +247,15 @@ class GwlbFabric:
 
     def configs(self) -> dict[str, dict[str, Any]]:
         """The AgentConfig documents (before TLS paths and flow logs are filled in)."""
+        # The connector VMs behind one load balancer share the connector's identity, as an autoscaling group's do.
+        members = [{"identity": CONNECTOR, "cidrs": ["10.30.40.0/24"]}, {"identity": identity("edge"), "cidrs": ["172.18.40.0/24"]}]
         common = {"filter": POLICY, "timeouts": {"idle": 30, "connect": 3, "handshake": 5, "drain": 2},  # a loaded shared machine
-                  "paths": {"probe_interval": 0.1, "failover_misses": 3, "failback_hold": 2.0}}
+                  "paths": {"probe_interval": 0.1, "failover_misses": 3, "failback_hold": 2.0}, "members": members}
         configs: dict[str, dict[str, Any]] = {}
         for node in self.connectors:
             edge_addr, _ = EDGE_SIDE[node]
             configs[node] = {
-                "name": node, "role": "connector", "identity": identity(node), "local_cidrs": ["10.30.40.0/24"],
+                "name": node, "role": "connector", "identity": CONNECTOR, "local_cidrs": ["10.30.40.0/24"],
                 "peers": [{"name": "edge", "identity": identity("edge"), "private_addr": edge_addr, "cidrs": ["172.18.40.0/24"]}],
                 "geneve": {"listen": {"host": TARGETS[node], "port": GENEVE_PORT}, "gwlb_cidrs": ["10.30.41.0/24"],
                            "networks": [{"cidrs": ["10.30.40.0/24"]}], "mtu": self.mtu, **self.geneve},
@@ -259,7 +263,7 @@ class GwlbFabric:
             }
         configs["edge"] = {
             "name": "edge", "role": "edge", "identity": identity("edge"), "local_cidrs": ["172.18.40.0/24"],
-            "peers": [{"name": node, "identity": identity(node), "private_addr": EDGE_SIDE[node][1],
+            "peers": [{"name": node, "identity": CONNECTOR, "private_addr": EDGE_SIDE[node][1],
                        "cidrs": [HALVES[node] if len(self.connectors) > 1 else "10.30.40.0/24"]} for node in self.connectors],
             **common,
         }

@@ -307,6 +307,7 @@ def _sysctls(ns: Netns) -> dict[str, str]:
 
 
 def test_sigkill_then_restart_then_sigterm_restores_the_original_sysctls_and_the_forward_chain_ends_in_drop() -> None:
+    """The restarted agent also removes what the killed run installed under names its new config no longer uses."""
     with Seed000(tag="kil") as topo:
         server = AppServer(topo.ns("azapp"), 5432, echo)
         fresh = topo.lab.ns("fresh")  # a namespace no agent touched: the originals every agent started from
@@ -316,13 +317,25 @@ def test_sigkill_then_restart_then_sigterm_restores_the_original_sysctls_and_the
         assert _sysctls(topo.ns("conn")) != original  # the agent changed them
         conn.proc.kill()
         conn.proc.wait(timeout=5)
+        # The restarted agent's config names every kernel object differently: the dead run's must still go.
+        config = topo.read_config("conn")
+        config["intercept"] = {"nft_table": "transit_icpt2", "route_table": 4700, "rule_priority": 4700,
+                               "icmp_route_table": 4701, "icmp_rule_priority": 4701}
+        config["filter_table"] = "transit_filter2"
+        topo.write_config("conn", config)
         topo.start_agent("conn")
         topo.wait_ready("conn")
-        forward = topo.ns("conn").exec("nft", "list", "chain", "ip", "transit_intercept", "forward").stdout
+        space = topo.ns("conn")
+        assert sorted(t for t in space.nft_tables() if t.startswith("transit_")) == ["transit_filter2", "transit_icpt2"]
+        assert "lookup 4643" not in space.ip_rules() and "lookup 4644" not in space.ip_rules()
+        assert space.exec("ip", "route", "show", "table", "4643").stdout.strip() == ""
+        forward = space.exec("nft", "list", "chain", "ip", "transit_icpt2", "forward").stdout
         rules = [line.strip() for line in forward.splitlines() if line.strip() and not line.strip().startswith(("chain", "type", "}", "table"))]
         assert rules[-1] == "drop", forward
         assert topo.round_trip(b"after restart")
         conn.signal(signal.SIGTERM)
         assert conn.proc.wait(timeout=15) == 0
         assert _sysctls(topo.ns("conn")) == original
+        assert [t for t in space.nft_tables() if t.startswith("transit_")] == []
+        assert "lookup 47" not in space.ip_rules()
         server.close()

@@ -302,3 +302,24 @@ def test_delivering_from_the_client_address_works_behind_a_single_target() -> No
         assert all(results), results
         assert {peer[0] for peer in server.peers} == {AZ_APP}
         assert fabric.gwlb is not None and fabric.gwlb.bad_returns == 0
+
+
+def test_a_killed_agent_takes_its_worker_along_and_its_restart_leaves_one_set_of_rules(fabric: GwlbFabric) -> None:
+    agent = fabric.agents["conn2"]
+    worker = _worker_pid(fabric, "conn2")
+    assert agent.proc is not None
+    agent.proc.kill()  # SIGKILL: no teardown
+    agent.proc.wait()
+    deadline = time.monotonic() + 5
+    while Path(f"/proc/{worker}").exists() and time.monotonic() < deadline:
+        time.sleep(0.05)
+    assert not Path(f"/proc/{worker}").exists()  # PR_SET_PDEATHSIG ended it with the agent
+    agent.start()
+    agent.wait_ready()
+    rules = fabric.ns("conn2").ip_rules()
+    assert rules.count("fwmark 0x4d45") == 1, rules
+    assert fabric.ns("conn2").nft_tables().count("transit_geneve") == 1
+    assert _health(fabric, "conn2")[0] == 200
+    payload = b"after a kill" * 100
+    for _ in range(6):
+        assert _exchange(fabric, "app", AZ_APP, 5432, payload) == payload

@@ -189,3 +189,50 @@ def test_the_probe_responder_answers_after_an_error_on_its_socket() -> None:
         client.close()
         responder._sock = real
         responder.stop()
+
+
+def test_datagram_sessions_are_capped_overall_and_per_client() -> None:
+    from dataplane.datagram_intercept import _Sessions
+
+    sessions = _Sessions(lambda: (3, 2))
+    writers = [socket.socketpair()[1] for _ in range(5)]
+    assert sessions.add(("10.0.0.1", 1, "10.1.0.1", 53), writers[0]) is None
+    assert sessions.add(("10.0.0.1", 2, "10.1.0.1", 53), writers[1]) is None
+    assert sessions.add(("10.0.0.1", 3, "10.1.0.1", 53), writers[2]) == "source_datagram_sessions"
+    assert sessions.add(("10.0.0.2", 1, "10.1.0.1", 53), writers[2]) is None
+    assert sessions.add(("10.0.0.3", 1, "10.1.0.1", 53), writers[3]) == "datagram_sessions"
+    sessions.forget(("10.0.0.1", 1, "10.1.0.1", 53), writers[0])
+    assert sessions.add(("10.0.0.1", 3, "10.1.0.1", 53), writers[4]) is None  # a slot is free again, for that client too
+    assert len(sessions) == 3
+
+
+def test_admission_caps_setups_overall_per_source_and_with_the_streams_in_flight() -> None:
+    from dataplane.admission import Admission, Slot
+    from dataplane.config import LimitSettings
+
+    streams = [0]
+    admission = Admission(lambda: LimitSettings(handshakes=3, handshakes_per_source=2, streams=5), lambda: streams[0])
+    a1, a2 = admission.open("10.0.0.1"), admission.open("10.0.0.1")
+    assert isinstance(a1, Slot) and isinstance(a2, Slot)
+    assert admission.open("10.0.0.1") == "source_handshakes"
+    assert isinstance(admission.open("10.0.0.1", per_source=False), Slot)  # a configured peer's address
+    assert admission.open("10.0.0.2") == "handshakes"
+    a1.release()
+    a1.release()  # idempotent
+    streams[0] = 3  # three streams in flight plus two setups reach the stream cap
+    assert admission.open("10.0.0.3") == "streams"
+    streams[0] = 0
+    assert isinstance(admission.open("10.0.0.3"), Slot)
+    assert admission.snapshot()["source_handshakes"] == 1 and admission.snapshot()["handshakes"] == 1
+    assert admission.snapshot()["streams"] == 1
+
+
+def test_a_datagram_session_over_its_cap_is_counted_as_refused() -> None:
+    from dataplane.admission import Admission
+    from dataplane.config import LimitSettings
+    from dataplane.datagram_intercept import _refused
+
+    admission = Admission(lambda: LimitSettings(), lambda: 0)
+    _refused(admission, "source_datagram_sessions", "udp")
+    _refused(None, "datagram_sessions", "icmp")  # without admission it is only logged
+    assert admission.snapshot().get("source_datagram_sessions") == 1
