@@ -34,8 +34,10 @@ FABRICS = Path(__file__).resolve().parents[3] / "stacks" / "fabrics"
 def _user_data(prefix: str) -> bytes:
     """What an AWS connector's launch template carries, decoded as IMDS serves it."""
     spec = load_spec(FABRICS / "seed000_aws_azure.yaml")
-    layout = build_aws_layout(spec, build_plan(spec))
-    config = connector_config(spec, layout, layout.networks[0], {"aws-use1": "203.0.113.7"})
+    plan = build_plan(spec)
+    layout = build_aws_layout(spec, plan)
+    agent = next(a for a in plan.agents if a.name == "connector-aws-app")
+    config = connector_config(agent, plan.members, layout, layout.networks[0], {"aws-use1": "203.0.113.7"})
     return base64.b64decode(boot_user_data(config.model_dump_json(), prefix))
 
 
