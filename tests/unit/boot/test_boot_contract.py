@@ -1,6 +1,7 @@
 """The AWS side of the boot contract: what the components write into user data is what the boot step reads.
 
-Builds the AgentConfig of a real fabric with components/aws/agent_configs.py,
+Builds the AgentConfig of a real fabric as components/aws/build.py does (the plan's agents
+through components/aws/agent_configs.py),
 wraps it with components/aws/base.py `boot_user_data` (what `user_data` applies
 to the launch templates' AgentConfig Output; the component tests check the
 launch templates carry it), serves
@@ -20,9 +21,8 @@ from metadata_server import aws_server
 
 from components.aws.agent_configs import connector_config
 from components.aws.base import boot_user_data, node_policy, parameter_prefix
-from components.aws.planning import build_aws_layout
 from components.loader import load_spec
-from components.plan import build_plan
+from components.targets import plan_fabric
 from dataplane.boot import boot
 from dataplane.boot_sources import Aws, Http
 from dataplane.boot_document import ITEMS, parse_document
@@ -34,10 +34,11 @@ FABRICS = Path(__file__).resolve().parents[3] / "stacks" / "fabrics"
 def _user_data(prefix: str) -> bytes:
     """What an AWS connector's launch template carries, decoded as IMDS serves it."""
     spec = load_spec(FABRICS / "seed000_aws_azure.yaml")
-    plan = build_plan(spec)
-    layout = build_aws_layout(spec, plan)
-    agent = next(a for a in plan.agents if a.name == "connector-aws-app")
-    config = connector_config(agent, plan.members, layout, layout.networks[0], {"aws-use1": "203.0.113.7"})
+    plan = plan_fabric(spec)
+    layout = plan.sections["aws"].layout
+    network = layout.networks[0]
+    agents = {a.name: a for a in plan.agents}
+    config = connector_config(agents[f"connector-{network.name}"], plan.members, layout, network, {"aws-use1": "203.0.113.7"})
     return base64.b64decode(boot_user_data(config.model_dump_json(), prefix))
 
 
