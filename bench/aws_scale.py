@@ -117,7 +117,7 @@ def run(networks: int) -> dict[str, Any]:
     @pulumi.runtime.test
     def program() -> Any:
         options = AwsOptions(image_id="ami-0bench", existing_networks=existing_networks(spec))
-        fabric = Fabric("scale", FabricArgs(spec=spec, environment="bench", aws=options))
+        fabric = Fabric("scale", FabricArgs(spec=spec, environment="bench", options={"aws": options}))
         holder["fabric"] = fabric
         return fabric.outputs["aws_rules_emitted"]
 
@@ -131,11 +131,11 @@ def run(networks: int) -> dict[str, Any]:
         "cpu_seconds": round(cpu_seconds, 2),
         "load_average_1m": round(os.getloadavg()[0], 1),
         "peak_rss_mb": round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, 1),
-        "rules_emitted": plan.aws.rules_emitted,
-        "rules_cartesian": plan.aws.rules_cartesian,
-        "routes": len(plan.aws.routes),
-        "security_groups": len(plan.aws.security_groups),
-        "prefix_lists": len(plan.aws.prefix_lists),
+        "rules_emitted": plan.sections["aws"].rules_emitted,
+        "rules_cartesian": plan.sections["aws"].rules_cartesian,
+        "routes": len(plan.sections["aws"].routes),
+        "security_groups": len(plan.sections["aws"].security_groups),
+        "prefix_lists": len(plan.sections["aws"].prefix_lists),
         "targets": {"seconds": 30, "peak_rss_mb": 2048, "rules_ratio": 0.1},
     }
 

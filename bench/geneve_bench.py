@@ -18,8 +18,8 @@ one run, at the load balancer's 8,500-byte MTU and at 1,500 bytes:
 For each: TCP Gbit/s with 1 and 8 flows (iperf3, `DURATION` s, median of
 `ROUNDS`, the three paths interleaved) and UDP packets per second received
 with 64- and 1,400-byte IP packets (iperf3 `-u -b 0`). It also records the
-busy cores of the whole machine and the CPU seconds of the connector's agent
-and of the load-balancer emulator (this process: it is per-packet Python on
+busy cores of the whole machine and the CPU seconds of the connector's agent,
+of its GENEVE worker and of the load-balancer emulator (this process: it is per-packet Python on
 the same two cores, a cost AWS's load balancer does not put on the VM).
 
 It writes bench/results/geneve.json and the GENEVE section of bench/README.md.
@@ -29,6 +29,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import resource
 import statistics
 import subprocess
@@ -77,13 +78,25 @@ def iperf_pps(server_ns: Netns, client_ns: Netns, address: str, packet_size: int
         server.wait()
 
 
+def _cpu_of(pid: int) -> float:
+    """CPU seconds process `pid` used so far (user + system); 0 when it is gone."""
+    try:
+        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    except OSError:
+        return 0.0
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
 def _agent_cpu(fabric: GwlbFabric, node: str) -> float:
     """CPU seconds the agent process used so far (user + system)."""
     proc = fabric.agents[node].proc
-    if proc is None or proc.poll() is not None:
-        return 0.0
-    fields = Path(f"/proc/{proc.pid}/stat").read_text().rsplit(")", 1)[1].split()
-    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+    return _cpu_of(proc.pid) if proc is not None and proc.poll() is None else 0.0
+
+
+def _worker_cpu(fabric: GwlbFabric, node: str) -> float:
+    """CPU seconds the agent's GENEVE worker used so far (its pid is in the agent's start line)."""
+    found = re.findall(r"listener=geneve .* worker=(\d+)", fabric.agents[node].current_log())
+    return _cpu_of(int(found[-1])) if found else 0.0
 
 
 def _self_cpu() -> float:
@@ -94,7 +107,7 @@ def _self_cpu() -> float:
 def _sample(fabric: GwlbFabric, figures: dict[str, Any], key: str, action: Callable[[], float]) -> None:
     """One sample of `key` (the figure is the median), with busy cores and per-process CPU while it ran."""
     busy0, total0 = _cpu_jiffies()
-    agent0, self0, started = _agent_cpu(fabric, "conn1"), _self_cpu(), time.monotonic()
+    agent0, worker0, self0, started = _agent_cpu(fabric, "conn1"), _worker_cpu(fabric, "conn1"), _self_cpu(), time.monotonic()
     try:
         value = action()
     except (RuntimeError, TimeoutError, subprocess.TimeoutExpired) as exc:
@@ -107,6 +120,7 @@ def _sample(fabric: GwlbFabric, figures: dict[str, Any], key: str, action: Calla
     figures[key] = round(statistics.median(samples), 3)
     figures.setdefault("busy_cores", {})[key] = round((busy1 - busy0) / max(1, total1 - total0) * (os.cpu_count() or 1), 2)
     figures.setdefault("connector_agent_cores", {})[key] = round((_agent_cpu(fabric, "conn1") - agent0) / seconds, 2)
+    figures.setdefault("geneve_worker_cores", {})[key] = round((_worker_cpu(fabric, "conn1") - worker0) / seconds, 2)
     figures.setdefault("gwlb_emulator_cores", {})[key] = round((_self_cpu() - self0) / seconds, 2)
 
 
@@ -173,6 +187,11 @@ def run() -> dict[str, Any]:
     started = time.monotonic()
     load_before = os.getloadavg()
     by_mtu = {str(mtu): measure(mtu) for mtu in MTUS}
+    return document(by_mtu, load_before=load_before, seconds=time.monotonic() - started)
+
+
+def document(by_mtu: dict[str, dict[str, Any]], *, load_before: tuple[float, ...], seconds: float) -> dict[str, Any]:
+    """The results document: the issue's keys (GENEVE at 8,500 bytes), the baselines, the ratios, the machine."""
     for figures in by_mtu.values():
         figures["ratios"] = {
             f"geneve_vs_{base}_{key}": _ratio(figures["geneve"].get(key), figures[base].get(key))
@@ -189,7 +208,7 @@ def run() -> dict[str, Any]:
         "machine": {"cpus": os.cpu_count(), "load_average_before": [round(x, 2) for x in load_before],
                     "load_average_after": [round(x, 2) for x in os.getloadavg()], "shared": "six engineers' work on the same two cores",
                     "iperf3": _version(["iperf3", "--version"])},
-        "run": {"finished_utc": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()), "seconds": round(time.monotonic() - started, 1),
+        "run": {"finished_utc": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()), "seconds": round(seconds, 1),
                 "commit": _version(["git", "-C", str(REPO), "rev-parse", "--short", "HEAD"]), "command": COMMAND},
     }
 
@@ -199,14 +218,15 @@ START, END = "<!-- geneve-bench:start -->", "<!-- geneve-bench:end -->"
 
 def readme_section(doc: dict[str, Any]) -> str:
     """The markdown table for bench/README.md."""
-    rows = ["| MTU | path | 1 flow Gbit/s | 8 flows Gbit/s | pps, 64 B | pps, 1,400 B | busy cores (1 flow) | agent cores (1 flow) | emulator cores (1 flow) |",
-            "|---|---|---|---|---|---|---|---|---|"]
+    rows = ["| MTU | path | 1 flow Gbit/s | 8 flows Gbit/s | pps, 64 B | pps, 1,400 B | busy cores (1 flow) | agent cores (1 flow) | GENEVE worker cores (1 flow) | emulator cores (1 flow) |",
+            "|---|---|---|---|---|---|---|---|---|---|"]
     for mtu, figures in doc["by_mtu"].items():
         for path in PATHS:
             f = figures[path]
             rows.append(f"| {mtu} | {path} | {f.get('gbps_single', '-')} | {f.get('gbps_8flow', '-')} | {f.get('pps_64b', '-')} | "
                         f"{f.get('pps_1400b', '-')} | {f.get('busy_cores', {}).get('gbps_single', '-')} | "
-                        f"{f.get('connector_agent_cores', {}).get('gbps_single', '-')} | {f.get('gwlb_emulator_cores', {}).get('gbps_single', '-')} |")
+                        f"{f.get('connector_agent_cores', {}).get('gbps_single', '-')} | {f.get('geneve_worker_cores', {}).get('gbps_single', '-')} | "
+                        f"{f.get('gwlb_emulator_cores', {}).get('gbps_single', '-')} |")
     machine = doc["machine"]
     return "\n".join([
         START, "",
@@ -218,17 +238,17 @@ def readme_section(doc: dict[str, Any]) -> str:
     ])
 
 
-def write_readme(doc: dict[str, Any]) -> None:
+def write_readme(doc: dict[str, Any], readme: Path = README) -> None:
     """Replace this benchmark's section of bench/README.md (other sections stay)."""
     section = readme_section(doc)
-    text = README.read_text()
+    text = readme.read_text()
     if START in text and END in text:
         head, rest = text.split(START, 1)
         _old, tail = rest.split(END, 1)
         text = head + section + tail
     else:
         text = text.rstrip("\n") + "\n\n## GENEVE (`bench/geneve_bench.py`)\n\n" + f"Reproduce: `{COMMAND}`\n\n" + section + "\n"
-    README.write_text(text)
+    readme.write_text(text)
 
 
 def main() -> int:

@@ -5,17 +5,19 @@ peering addresses, link addresses) so Pulumi code only turns the plan into
 resources. Allocation depends only on positions in the spec, so appending an
 edge or a network never moves an existing address. Never imports Pulumi.
 
-To extend the plan (routes, rules, agent configs), add a field to `Plan` in
-plan_models.py, build it in its own `plan_<section>.py` from the spec and the
-sections already built, and add one line to `build_plan`; then regenerate
-the goldens (tests/unit/test_plan_golden.py) and review the diff.
+This is the target-independent plan; it names no target. Each target (AWS,
+Azure, GCP, local) adds its own section through the registry
+(`components.targets.plan_fabric`), which is what the Fabric, `transit plan`
+and `transit check` use. To extend the common plan, add a field to `Plan` in
+plan_models.py, build it here from the spec, then regenerate the goldens
+(tests/unit/test_plan_golden.py) and review the diff.
 """
 from __future__ import annotations
 
 import ipaddress
 from collections.abc import Callable
 
-from components.aws.planning import aws_section
+from components.plan_agents import plan_agents
 from components.plan_models import (
     AttachmentPlan,
     BgpSessionPlan,
@@ -30,6 +32,7 @@ from components.plan_models import (
     Plan,
     ZoneSubnet,
 )
+from components.segmentation.members import fabric_members
 from components.spec import Circuit, Edge, FabricSpec, Network
 from components.spec_checks import CONNECTOR_SUBNET_PREFIX, home_edge, required_connector_prefix
 from components.spec_providers import PEERING_RULES, PROVIDER_CLOUD
@@ -58,7 +61,8 @@ def build_plan(spec: FabricSpec) -> Plan:
         circuits=[_circuit(spec, c) for c in spec.circuits],
         cloud_router=_cloud_router(spec),
         links=_edge_links(spec) + _uplinks(spec),
-        aws=aws_section(spec),
+        agents=plan_agents(spec),
+        members=fabric_members(spec),
     )
 
 

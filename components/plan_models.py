@@ -2,15 +2,18 @@
 
 Pydantic models so the plan is JSON-serialisable and typed for its readers
 (the per-cloud components, the local environment, `transit plan`). Secrets
-appear only as the names of Pulumi secret config keys.
+appear only as the names of Pulumi secret config keys. The plan names no
+target: each target's own part lives in `Plan.sections`, filled by the
+registry (components.targets).
 """
 from __future__ import annotations
 
 from typing import Literal
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, SerializeAsAny
 
-from components.aws.planning import AwsPlanSection
+from dataplane.config import Member
+from dataplane.filter_model import FilterPolicy
 
 
 class _PlanModel(BaseModel):
@@ -152,6 +155,29 @@ class LinkPlan(_PlanModel):
     preference: int
 
 
+class AgentPeerPlan(_PlanModel):
+    """A peer an agent talks to, and the prefixes it reaches through it."""
+
+    name: str = Field(description="The peer agent's name (edge-<edge> or connector-<network>).")
+    identity: str
+    cidrs: list[str] = Field(description="Destinations reached through this peer.")
+
+
+class AgentPlan(_PlanModel):
+    """One transit-agent of the fabric as every target runs it: who it is, what it serves, whom it talks to, its filter.
+
+    Targets add only addresses, ports and where TLS material comes from (components.agents).
+    """
+
+    name: str = Field(description="edge-<edge> or connector-<network>.")
+    role: Literal["edge", "connector"]
+    node: str = Field(description="The edge's or the network's spec name.")
+    identity: str = Field(description="spiffe://<fabric>/<name>: the URI its certificate carries.")
+    local_cidrs: list[str] = Field(description="What it delivers to and intercepts from: its network, or an edge's native networks.")
+    peers: list[AgentPeerPlan]
+    filter: FilterPolicy = Field(description="Its scoped share of the policy (components.segmentation.agent_filters).")
+
+
 class Plan(_PlanModel):
     """Everything the fabric builds, per node, resolved from the spec."""
 
@@ -162,4 +188,9 @@ class Plan(_PlanModel):
     circuits: list[CircuitPlan]
     cloud_router: CloudRouterPlan | None
     links: list[LinkPlan]
-    aws: AwsPlanSection | None = Field(None, description="AWS routes and security rules, with rules emitted vs Cartesian (components/aws/planning.py).")
+    agents: list[AgentPlan] = Field(description="Every agent: edges first, then connectors, in spec order.")
+    members: list[Member] = Field(description="Every identity with the prefixes it speaks for: the same list in every agent's config.")
+    sections: dict[str, SerializeAsAny[BaseModel]] = Field(
+        default_factory=dict,
+        description="Each target's own part of the plan, by target name, computed once (components.targets.plan_fabric).",
+    )

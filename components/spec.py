@@ -1,6 +1,6 @@
 """The fabric spec: the user-facing pydantic models and their validation.
 
-The field names are the shape in ARCHITECTURE.md and must stay stable. Every
+The field names are the shape in docs/architecture.md and must stay stable. Every
 construction of a `FabricSpec` runs all checks; `validate_spec` additionally
 validates each list item on its own, so one bad item never hides the problems
 of the others: all problems come back at once in a `SpecError`.

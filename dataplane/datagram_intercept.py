@@ -387,7 +387,7 @@ def _describe(plan: IcmpPlan, src: IPv4Network, dst: IPv4Network) -> str:
     return f"ip rule from {src} to {dst} ipproto icmp lookup {plan.route_table} priority {plan.rule_priority}"
 
 
-def _refused(what: str, exc: NetlinkError) -> KernelError:
+def _kernel_refused(what: str, exc: NetlinkError) -> KernelError:
     return KernelError(f"the kernel refused {what}: {os.strerror(exc.code)} (errno {exc.code})")
 
 
@@ -428,7 +428,7 @@ def _add_rules(ipr: IPRoute, plan: IcmpPlan, pairs: Iterable[tuple[IPv4Network, 
             if exc.code == errno.EEXIST:
                 continue
             _del_rules(ipr, plan, added)
-            raise _refused(_describe(plan, src, dst), exc) from exc
+            raise _kernel_refused(_describe(plan, src, dst), exc) from exc
         added.append((src, dst))
 
 
@@ -440,7 +440,7 @@ def _del_rules(ipr: IPRoute, plan: IcmpPlan, pairs: Iterable[tuple[IPv4Network, 
             ipr.rule("del", **_rule_fields(plan, src, dst))
         except NetlinkError as exc:
             if exc.code not in _MISSING:
-                refused.append(str(_refused(_describe(plan, src, dst), exc)))
+                refused.append(str(_kernel_refused(_describe(plan, src, dst), exc)))
     return refused
 
 
@@ -457,11 +457,11 @@ def install_rules(plan: IcmpPlan, *, netns: str | None = None) -> None:
         try:
             ipr.link("set", index=links[0], state="up")
         except NetlinkError as exc:
-            raise _refused(f"ip link set dev {plan.tun} up", exc) from exc
+            raise _kernel_refused(f"ip link set dev {plan.tun} up", exc) from exc
         try:
             ipr.route("replace", dst="0.0.0.0/0", oif=links[0], table=plan.route_table)
         except NetlinkError as exc:
-            raise _refused(f"ip route replace default dev {plan.tun} table {plan.route_table}", exc) from exc
+            raise _kernel_refused(f"ip route replace default dev {plan.tun} table {plan.route_table}", exc) from exc
         _add_rules(ipr, plan, plan.pairs())
 
 
@@ -496,7 +496,7 @@ def remove_rules(plan: IcmpPlan, *, netns: str | None = None) -> None:
                 ipr.route("del", dst=dst, table=plan.route_table, type=route["type"])
             except NetlinkError as exc:
                 if exc.code not in _MISSING:
-                    refused.append(str(_refused(f"ip route del {dst} table {plan.route_table}", exc)))
+                    refused.append(str(_kernel_refused(f"ip route del {dst} table {plan.route_table}", exc)))
     if refused:
         raise KernelError("; ".join(refused))
 

@@ -5,7 +5,7 @@ Config (stacks/Pulumi.<env>.yaml):
   transit:target   `cloud` (default) or `local` (network namespaces on this machine)
   transit:<name>   one secret per `md5_secret` name the spec uses
   transit:clouds   optional list of clouds to build (default: every cloud the spec uses)
-  transit:aws*     AWS options (awsImageId, ...): see components.aws.options.AwsOptions.from_config
+  transit:<target>*  each target's options (awsImageId, ...): components.targets.read_options
 """
 from __future__ import annotations
 
@@ -15,8 +15,8 @@ from pathlib import Path
 import pulumi
 
 from components import load_spec
-from components.aws.options import AwsOptions
 from components.fabric import GC_THRESHOLD, Fabric, FabricArgs
+from components.targets import read_options
 
 gc.set_threshold(*GC_THRESHOLD)
 
@@ -31,7 +31,7 @@ fabric = Fabric(
         secrets={name: config.require_secret(name) for name in dict.fromkeys(secret_names)},
         target=config.get("target") or "cloud",
         clouds=config.get_object("clouds"),
-        aws=AwsOptions.from_config(config),
+        options=read_options(config),
     ),
 )
 pulumi.export("fabric", spec.name)

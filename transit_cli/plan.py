@@ -1,4 +1,4 @@
-"""`transit plan FILE`: what the fabric builds, per cloud and region, or as JSON."""
+"""`transit plan FILE`: what the fabric builds, per cloud and region, then each target's section, or as JSON."""
 from __future__ import annotations
 
 from collections import defaultdict
@@ -15,11 +15,11 @@ def plan(
 ) -> None:
     """Compile a fabric spec into its plan of nodes and addresses."""
     from components.loader import load_spec
-    from components.plan import build_plan
     from components.spec_types import SpecError
+    from components.targets import plan_fabric
 
     try:
-        result = build_plan(load_spec(file))
+        result = plan_fabric(load_spec(file))
     except SpecError as exc:
         for problem in exc.problems:
             typer.echo(str(problem))
@@ -88,35 +88,25 @@ def _print_tables(result: object) -> None:
         for link in result.links:
             table.add_row(link.name, link.kind, link.a, link.b, f"{link.a_ip} / {link.b_ip}", str(link.preference))
         console.print(table)
-    if result.aws:
-        _print_aws(console, result.aws)
+    _print_sections(console, result)
 
 
-def _print_aws(console: object, aws: object) -> None:
-    """AWS routes, then security rules with both counts (components/aws/planning.py)."""
+def _print_sections(console: object, result: object) -> None:
+    """Each target's own tables (components.targets: `tables`), in registry order."""
     from rich.table import Table
 
-    from components.aws.planning import AwsPlanSection
+    from components.plan_models import Plan
+    from components.targets import TARGETS
 
-    assert isinstance(aws, AwsPlanSection)
-    routes = Table(title="aws routes", title_justify="left")
-    for column in ("network", "destination", "target"):
-        routes.add_column(column)
-    for r in aws.routes:
-        routes.add_row(r.network, r.destination, r.target)
-    rules = Table(
-        title=f"aws security rules: {aws.rules_emitted} emitted, {aws.rules_cartesian} Cartesian "
-        f"({len(aws.security_groups)} groups, {len(aws.prefix_lists)} prefix lists)",
-        title_justify="left",
-    )
-    for column in ("security group", "direction", "protocol", "ports", "peer", "policy rules"):
-        rules.add_column(column)
-    for rule in aws.rules:
-        rules.add_row(rule.security_group, rule.direction, rule.protocol, rule.ports, rule.peer, ", ".join(rule.policy_rules))
-    console.print(routes)  # type: ignore[attr-defined]
-    console.print(rules)  # type: ignore[attr-defined]
-    for note in aws.notes:
-        console.print(f"note: {note}")  # type: ignore[attr-defined]
+    assert isinstance(result, Plan)
+    for name, section in result.sections.items():
+        for title, columns, rows in TARGETS[name].tables(section):
+            table = Table(title=title, title_justify="left")
+            for column in columns:
+                table.add_column(column)
+            for row in rows:
+                table.add_row(*row)
+            console.print(table)  # type: ignore[attr-defined]
 
 
 def register(app: typer.Typer) -> None:

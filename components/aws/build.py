@@ -2,8 +2,9 @@
 an edge per AWS edge, a VPC (or an existing one) and a connector per AWS network,
 a Direct Connect circuit per aws-direct-connect circuit.
 
-Called by `components.fabric.Fabric` through its cloud lookup table; every
-decision was made in `planning.build_aws_layout`, so this module only wires.
+Called by `components.fabric.Fabric` through the target registry
+(components.targets) with the plan's AWS section; every decision was made in
+`planning.aws_section`, so this module only wires.
 """
 from __future__ import annotations
 
@@ -14,22 +15,25 @@ from typing import TYPE_CHECKING
 import pulumi
 import pulumi_aws as aws
 
-from components.aws.agent_configs import ScopedFilters, connector_config, edge_config
+from components.aws.agent_configs import connector_config, edge_config
+from components.aws.attachment import Attachment, AttachmentArgs
 from components.aws.base import Common
 from components.aws.circuit import Circuit, CircuitArgs, GatewayLink
 from components.aws.connector import Connector, ConnectorArgs
 from components.aws.edge import Edge, EdgeArgs
 from components.aws.gateway import DxGatewaySpec, Gateway, GatewayArgs, VpnGatewaySpec
 from components.aws.network_vpc import NetworkVpc, NetworkVpcArgs
-from components.aws.options import AwsOptions
+from components.aws.options import AwsOptions, ExistingNetwork
 from components.aws.peering import PeeringSide, TransitPeering, TransitPeeringArgs
-from components.aws.planning import AwsLayout, build_aws_layout
+from components.aws.planning import AwsLayout, AwsPlanSection
 from components.aws.segmentation import Segmentation, SegmentationArgs
-from components.plan_models import Plan
+from components.aws.target import layout_problems
+from components.plan_models import AgentPlan
 from components.spec import FabricSpec
+from dataplane.config import Member
 
 if TYPE_CHECKING:
-    from components.fabric import Fabric, FabricArgs
+    from components.targets import BuildParent
 
 
 @dataclass(frozen=True)
@@ -40,32 +44,28 @@ class AwsBuild:
     outputs: dict[str, pulumi.Input[object]]
 
 
-def check(args: FabricArgs, plan: Plan) -> list[str]:
-    """The Fabric's hook: problems with the AWS part, found before any resource exists."""
-    try:
-        layout = build_aws_layout(args.spec, plan)
-    except ValueError as exc:
-        return [f"aws: {exc}"]
-    return _problems(layout, args.secrets, args.aws or AwsOptions())
-
-
-def build(fabric: Fabric, args: FabricArgs, plan: Plan) -> dict[str, pulumi.Input[object]]:
-    """The Fabric's hook: build the AWS part under the Fabric component."""
-    return build_aws(fabric, fabric.resource_name, args.spec, plan, args.environment, args.secrets, args.aws or AwsOptions()).outputs
+def build(parent: BuildParent, section: AwsPlanSection, options: AwsOptions, secrets: Mapping[str, pulumi.Output[str]]) -> dict[str, pulumi.Input[object]]:
+    """The registry's hook: build the AWS part under the Fabric component from the plan's AWS section."""
+    assert section.layout is not None, "the registry checks the AWS problems first"
+    agents = {a.name: a for a in parent.plan.agents}
+    return build_aws(
+        parent, parent.resource_name, parent.spec, section.layout, agents, parent.plan.members, parent.environment, secrets, options,
+    ).outputs
 
 
 def build_aws(
     parent: pulumi.Resource,
     name: str,
     spec: FabricSpec,
-    plan: Plan,
+    layout: AwsLayout,
+    agents: Mapping[str, AgentPlan],
+    members: list[Member],
     environment: str,
     secrets: Mapping[str, pulumi.Output[str]],
     options: AwsOptions,
 ) -> AwsBuild:
-    """Create every AWS component of the fabric under `parent`."""
-    layout = build_aws_layout(spec, plan)
-    problems = _problems(layout, secrets, options)
+    """Create every AWS component of the fabric under `parent`, as `layout` decided it."""
+    problems = layout_problems(layout, secrets, options)
     if problems:
         raise ValueError(f"fabric {spec.name} (aws): " + "; ".join(problems))
     common = {"fabric": spec.name, "environment": environment}
@@ -79,37 +79,29 @@ def build_aws(
     def opts(region: str) -> pulumi.ResourceOptions:
         return pulumi.ResourceOptions(parent=parent, providers={"aws": providers[region]})
 
-    vpcs: dict[str, dict[str, object]] = {}
+    vpcs: dict[str, ExistingNetwork] = {}
     for n in layout.networks:
         if n.name in options.existing_networks:
-            e = options.existing_networks[n.name]
-            vpcs[n.name] = {"vpc_id": e.vpc_id, "workload_rts": e.workload_route_table_ids,
-                            "fabric_subnets": e.fabric_subnet_ids, "fabric_rts": e.fabric_route_table_ids}
+            vpcs[n.name] = options.existing_networks[n.name]
             continue
         vpc = NetworkVpc(
             n.name, NetworkVpcArgs(**common, cidrs=n.cidrs, zones=n.zones, workload_subnets=n.workload_subnets, fabric_subnets=n.fabric_subnets),
             opts=opts(n.region),
         )
-        vpcs[n.name] = {"vpc_id": vpc.vpc_id, "workload_rts": vpc.workload_route_table_ids,
-                        "fabric_subnets": vpc.fabric_subnet_ids, "fabric_rts": vpc.fabric_route_table_ids}
+        vpcs[n.name] = vpc.as_network()
 
-    circuit_networks = {net for c in layout.circuits for net in c.networks}
-    vgw_asn = {net: c.peer_asn for c in reversed(layout.circuits) for net in c.networks}
-    edge_regions = {e.region for e in layout.edges}
-    gateways: dict[str, Gateway] = {}
-    for region in layout.regions:
-        vgws = [
-            VpnGatewaySpec(key=n.name, vpc_id=vpcs[n.name]["vpc_id"], asn=vgw_asn[n.name])  # type: ignore[arg-type]
-            for n in layout.networks
-            if n.region == region and n.name in circuit_networks
-        ]
-        dxgws = [DxGatewaySpec(key=c.name, asn=c.peer_asn) for c in layout.circuits if c.region == region]
-        tgw_asn = options.transit_gateway_asn if region in edge_regions else None
-        if tgw_asn is None and not vgws and not dxgws:
-            continue
-        gateways[region] = Gateway(
-            f"{spec.name}-{region}", GatewayArgs(**common, transit_gateway_asn=tgw_asn, vpn_gateways=vgws, dx_gateways=dxgws), opts=opts(region)
+    gateways = {
+        g.region: Gateway(
+            f"{spec.name}-{g.region}",
+            GatewayArgs(
+                **common, transit_gateway_asn=options.transit_gateway_asn if g.transit_gateway else None,
+                vpn_gateways=[VpnGatewaySpec(key=net, vpc_id=vpcs[net].vpc_id, asn=asn) for net, asn in g.vpn_gateways],
+                dx_gateways=[DxGatewaySpec(key=circuit, asn=asn) for circuit, asn in g.dx_gateways],
+            ),
+            opts=opts(g.region),
         )
+        for g in layout.gateways
+    }
 
     eips = {
         e.name: [
@@ -118,7 +110,6 @@ def build_aws(
         ]
         for e in layout.edges
     }
-    filters = ScopedFilters(spec)
     first_ips = pulumi.Output.all(**{edge: ips[0].public_ip for edge, ips in eips.items()}) if eips else pulumi.Output.from_input({})
 
     peerings = _peer_regions(name, common, layout, gateways, providers, opts)
@@ -129,8 +120,9 @@ def build_aws(
         edges[e.name] = Edge(
             e.name,
             EdgeArgs(
-                **common, region=e.region, cidr=e.cidr, zones=len(e.zones), image_id=options.image_id,  # type: ignore[arg-type]
-                agent_config_json=first_ips.apply(lambda ips, e=e: edge_config(spec, layout, e, ips, filters).model_dump_json()),
+                **common, zones=e.zones, cidr=e.cidr, public_subnets=e.public_subnets, attachment_subnets=e.attachment_subnets,
+                private_ips=e.private_ips, image_id=options.image_id,  # type: ignore[arg-type]
+                agent_config_json=first_ips.apply(lambda ips, e=e: edge_config(agents[f"edge-{e.name}"], members, layout, e, ips).model_dump_json()),
                 instance_type=options.instance_type, instances=e.instances, tunnel_port=e.tunnel_port, probe_port=e.probe_port,
                 elastic_ips=eips[e.name],
                 transit_gateway_id=gateway.transit_gateway_id, transit_gateway_route_table_id=gateway.transit_gateway_route_table_id,
@@ -141,29 +133,37 @@ def build_aws(
         )
 
     connectors: dict[str, Connector] = {}
+    attachments: dict[str, Attachment] = {}
     edge_by_name = {e.name: e for e in layout.edges}
     for n in layout.networks:
         gateway = gateways.get(n.region)
+        v = vpcs[n.name]
+        if n.attach == "native":  # the layout refuses a native network without an AWS edge (so a TGW) in its region
+            assert gateway is not None
+            attachments[n.name] = Attachment(
+                f"{n.name}-attach",
+                AttachmentArgs(
+                    **common, vpc_id=v.vpc_id, network_cidrs=n.cidrs, subnet_ids=v.fabric_subnet_ids,
+                    route_table_ids=v.workload_route_table_ids, destination_cidrs=n.destinations,
+                    transit_gateway_id=gateway.transit_gateway_id, transit_gateway_route_table_id=gateway.transit_gateway_route_table_id,
+                ),
+                opts=opts(n.region),
+            )
+            continue
         tgw = {}
         if gateway is not None and gateway.transit_gateway is not None and n.edge_cidrs:
             tgw = {"transit_gateway_id": gateway.transit_gateway_id, "transit_gateway_route_table_id": gateway.transit_gateway_route_table_id}
-        v = vpcs[n.name]
-        if n.attach == "connector":
-            edge = edge_by_name[n.edge]
-            mode_args: dict[str, object] = dict(
-                mode="connector", connector_cidrs=n.fabric_subnets, connector_route_table_ids=v["fabric_rts"] if tgw else [],
-                image_id=options.image_id, instance_type=options.instance_type, instances=n.instances,
-                agent_config_json=first_ips.apply(lambda ips, n=n: connector_config(spec, layout, n, ips, filters).model_dump_json()),
-                health_port=edge.metrics_port, tunnel_port=edge.tunnel_port, probe_port=edge.probe_port,
-                edge_cidrs=n.edge_cidrs if tgw else [], endpoint_ips=n.endpoint_ips,
-            )
-        else:
-            mode_args = dict(mode="native")
+        edge = edge_by_name[n.edge]
         connectors[n.name] = Connector(
-            f"{n.name}-connector" if n.attach == "connector" else f"{n.name}-attach",
+            f"{n.name}-connector",
             ConnectorArgs(
-                **common, vpc_id=v["vpc_id"], network_cidrs=n.cidrs, subnet_ids=v["fabric_subnets"],  # type: ignore[arg-type]
-                route_table_ids=v["workload_rts"], destination_cidrs=n.destinations, **tgw, **mode_args,  # type: ignore[arg-type]
+                **common, vpc_id=v.vpc_id, network_cidrs=n.cidrs, subnet_ids=v.fabric_subnet_ids,
+                route_table_ids=v.workload_route_table_ids, destination_cidrs=n.destinations, connector_cidrs=n.fabric_subnets,
+                connector_route_table_ids=v.fabric_route_table_ids if tgw else [], image_id=options.image_id,  # type: ignore[arg-type]
+                instance_type=options.instance_type, instances=n.instances,
+                agent_config_json=first_ips.apply(lambda ips, n=n: connector_config(agents[f"connector-{n.name}"], members, layout, n, ips).model_dump_json()),
+                health_port=edge.metrics_port, tunnel_port=edge.tunnel_port, probe_port=edge.probe_port,
+                edge_cidrs=n.edge_cidrs if tgw else [], endpoint_ips=n.endpoint_ips, **tgw,  # type: ignore[arg-type]
             ),
             opts=opts(n.region),
         )
@@ -174,7 +174,7 @@ def build_aws(
         links = [
             GatewayLink(
                 key=net, kind="vgw", gateway_id=gateway.vpn_gateways[net].id,
-                propagate_route_table_ids=list(vpcs[net]["workload_rts"]),  # type: ignore[call-overload]
+                propagate_route_table_ids=list(vpcs[net].workload_route_table_ids),
             )
             for net in c.networks
         ]
@@ -194,7 +194,7 @@ def build_aws(
             f"{spec.name}-{region}-seg",
             SegmentationArgs(
                 **common, region=region, plan=layout.security,
-                vpc_ids={n.name: vpcs[n.name]["vpc_id"] for n in layout.networks if n.region == region},  # type: ignore[misc]
+                vpc_ids={n.name: vpcs[n.name].vpc_id for n in layout.networks if n.region == region},
             ),
             opts=opts(region),
         )
@@ -206,6 +206,7 @@ def build_aws(
         "aws_edges": {k: e.edge_details for k, e in edges.items()},
         "aws_edge_public_ips": {k: e.public_ips for k, e in edges.items()},
         "aws_connectors": {k: c.connector_details for k, c in connectors.items()},
+        "aws_attachments": {k: a.attachment_details for k, a in attachments.items()},
         "aws_gateways": {k: g.gateway_details for k, g in gateways.items()},
         "aws_circuits": {k: c.circuit_details for k, c in circuits.items()},
         "aws_tgw_peerings": {k: p.attachment_id for k, p in peerings.items()},
@@ -241,26 +242,3 @@ def _peer_regions(
         for i, a in enumerate(regions)
         for b in regions[i + 1:]
     }
-
-
-def _problems(layout: AwsLayout, secrets: Mapping[str, pulumi.Output[str]], options: AwsOptions) -> list[str]:
-    """Everything the build needs beyond the spec, checked before any resource exists."""
-    problems = []
-    if (layout.edges or any(n.attach == "connector" for n in layout.networks)) and options.image_id is None:
-        problems.append("aws.image_id is required: AWS edges and connectors boot the Packer image")
-    for c in layout.circuits:
-        if c.md5_secret not in secrets:
-            problems.append(f"circuit {c.name}: no secret for md5 key name {c.md5_secret!r} in secrets")
-        if c.connection == "hosted" and c.name not in options.hosted_connection_ids:
-            problems.append(f"circuit {c.name}: a hosted connection needs its dxcon id in aws.hosted_connection_ids")
-    aws_edges = {e.name for e in layout.edges}
-    regions = [e.region for e in layout.edges]
-    for region in sorted({r for r in regions if regions.count(r) > 1}):
-        problems.append(f"region {region} has more than one AWS edge; they would share one TGW route table (one edge per region)")
-    for n in layout.networks:
-        if n.attach == "connector" and n.edge not in aws_edges:
-            problems.append(f"network {n.name}: its connector is homed at {n.edge}, which is not an AWS edge; set `edge:` to an AWS edge")
-    names = {n.name for n in layout.networks}
-    for unknown in sorted(set(options.existing_networks) - names):
-        problems.append(f"aws.existing_networks names {unknown!r}, which is not an AWS network of the spec")
-    return problems

@@ -1,71 +1,68 @@
-"""How an application VPC joins the fabric: a GWLB connector, or a native TGW attachment.
+"""How an application VPC joins the fabric through connector VMs (a native TGW attachment is `Attachment`).
 
-`connector` (seed 000): connector VMs behind a Gateway Load Balancer (GENEVE,
+Seed 000: connector VMs behind a Gateway Load Balancer (GENEVE,
 UDP 6081), an endpoint service with one GWLB endpoint per zone, and in each
 zone's workload route table a route per reachable remote CIDR to that zone's
 endpoint (zone-local, so a zone failure never blackholes another zone). The
 connector subnets reach the edge privately over the TGW when one is given, and
 an internal NLB with fixed addresses lets the edge dial the connector back.
-`native`: a TGW attachment, and the same remote CIDRs routed to the TGW.
 """
 from __future__ import annotations
 
 from dataclasses import dataclass, field
 from ipaddress import IPv4Network
-from typing import Literal
-
 import pulumi
 import pulumi_aws as aws
 
-from components.aws.base import ASSUME_EC2, HTTPS, Common, SgRuleSpec, child, inline_rules, raise_problems, node_policy, user_data
+from components.aws.base import HTTPS, Common, SgRuleSpec, child, inline_rules, raise_problems
+from components.aws.fleet import fleet
 from components.aws.gwlb import GENEVE_PORT, gwlb_ingress
 from components.aws.naming import cidr_slug
 from components.aws.tunnel_lb import TunnelLb, tunnel_lb
+from components.plan import METRICS_PORT, PROBE_PORT, TUNNEL_PORT
 
 
 
 @dataclass(frozen=True, kw_only=True)
 class ConnectorArgs(Common):
-    """Inputs of one onboarded application VPC's attachment to the fabric."""
+    """Inputs of one onboarded application VPC's connector."""
 
     vpc_id: pulumi.Input[str]
     """The application VPC."""
     network_cidrs: list[str]
     """The application network's CIDRs (what the connector delivers to)."""
     subnet_ids: list[pulumi.Input[str]]
-    """`connector`: one connector subnet per zone (GWLB, endpoints, VMs). `native`: the attachment subnets."""
+    """One connector subnet per zone (GWLB, endpoints, VMs)."""
     route_table_ids: list[pulumi.Input[str]]
-    """Workload route tables that get the routes; for `connector`, one per zone, aligned with `subnet_ids`."""
+    """Workload route tables that get the routes, one per zone, aligned with `subnet_ids`."""
     destination_cidrs: list[str]
     """Remote CIDRs the policy lets this network reach (routing.reachable_destinations)."""
-    mode: Literal["connector", "native"] = "connector"
-    """How the network attaches. Valid values: connector, native. Defaults to connector."""
-    connector_cidrs: list[str] = field(default_factory=list)
-    """`connector`: the connector subnets' CIDRs (GWLB health checks and GENEVE come from there)."""
+    connector_cidrs: list[str]
+    """The connector subnets' CIDRs (GWLB health checks and GENEVE come from there), one per subnet."""
+    image_id: pulumi.Input[str]
+    """AMI id of the Packer-built image."""
+    agent_config_json: pulumi.Input[str]
+    """The AgentConfig JSON (no secrets)."""
     connector_route_table_ids: list[pulumi.Input[str]] = field(default_factory=list)
-    """`connector`: the connector subnets' route tables, which get `edge_cidrs` via the TGW. Defaults to none."""
-    image_id: pulumi.Input[str] | None = None
-    """`connector`: AMI id of the Packer-built image. Required for connector."""
-    agent_config_json: pulumi.Input[str] | None = None
-    """`connector`: the AgentConfig JSON (no secrets). Required for connector."""
+    """The connector subnets' route tables, which get `edge_cidrs` via the TGW. Defaults to none."""
     instance_type: str = "c6in.large"
     """Connector VM size. Defaults to c6in.large."""
     instances: int = 2
     """Connector VMs. Defaults to 2 (HA)."""
-    health_port: int = 8080
-    """TCP port of the agent's health endpoint, checked by the GWLB. Defaults to 8080."""
-    tunnel_port: int = 443
-    """TCP port of the edge's tunnels. Defaults to 443."""
+    health_port: int = METRICS_PORT
+    """TCP port of the agent's health endpoint, checked by the GWLB. Defaults to the plan's metrics port (9108)."""
+    tunnel_port: int = TUNNEL_PORT
+    """TCP port of the edge's tunnels. Defaults to the plan's (components.plan.TUNNEL_PORT, 8443)."""
     transit_gateway_id: pulumi.Input[str] | None = None
-    """TGW for the private path (connector) or the attachment (native). Required for native."""
+    """TGW for the private path to the edge. Defaults to none (public path only)."""
     transit_gateway_route_table_id: pulumi.Input[str] | None = None
     """TGW route table to associate and propagate to. Required with `transit_gateway_id`."""
     edge_cidrs: list[str] = field(default_factory=list)
-    """`connector`: the home edge's CIDRs, reached privately over the TGW. Defaults to none."""
+    """The home edge's CIDRs, reached privately over the TGW. Defaults to none."""
     endpoint_ips: list[str] = field(default_factory=list)
-    """`connector`: one free address per connector subnet for the internal NLB edges dial. Defaults to none (edges never dial)."""
-    probe_port: int = 4500
-    """UDP port of the path probes. Defaults to 4500."""
+    """One free address per connector subnet for the internal NLB edges dial. Defaults to none (edges never dial)."""
+    probe_port: int = PROBE_PORT
+    """UDP port of the path probes. Defaults to the plan's (components.plan.PROBE_PORT, 8444)."""
 
     def problems(self) -> list[str]:
         out = self.check_common()
@@ -83,29 +80,21 @@ class ConnectorArgs(Common):
             out.append("destination_cidrs holds 0.0.0.0/0; route only the remote CIDRs the policy reaches")
         if (self.transit_gateway_id is None) != (self.transit_gateway_route_table_id is None):
             out.append("transit_gateway_id and transit_gateway_route_table_id go together")
-        if self.mode == "native":
-            if self.transit_gateway_id is None:
-                out.append("native mode attaches to a transit gateway; give transit_gateway_id")
-        elif self.mode == "connector":
-            if self.image_id is None or self.agent_config_json is None:
-                out.append("connector mode needs image_id and agent_config_json")
-            if len(self.route_table_ids) != len(self.subnet_ids):
-                out.append("connector mode needs one workload route table per connector subnet (zone-aligned)")
-            if len(self.connector_cidrs) != len(self.subnet_ids):
-                out.append("connector_cidrs needs one CIDR per connector subnet")
-            if self.endpoint_ips and len(self.endpoint_ips) != len(self.subnet_ids):
-                out.append("endpoint_ips needs one address per connector subnet")
-            if self.edge_cidrs and self.transit_gateway_id is None:
-                out.append("edge_cidrs are reached over the transit gateway; give transit_gateway_id")
-            if not 1 <= self.instances <= 16:
-                out.append(f"instances {self.instances} must be 1 to 16")
-        else:
-            out.append(f"mode {self.mode!r}: valid values are connector, native")
+        if len(self.route_table_ids) != len(self.subnet_ids):
+            out.append("a connector needs one workload route table per connector subnet (zone-aligned)")
+        if len(self.connector_cidrs) != len(self.subnet_ids):
+            out.append("connector_cidrs needs one CIDR per connector subnet")
+        if self.endpoint_ips and len(self.endpoint_ips) != len(self.subnet_ids):
+            out.append("endpoint_ips needs one address per connector subnet")
+        if self.edge_cidrs and self.transit_gateway_id is None:
+            out.append("edge_cidrs are reached over the transit gateway; give transit_gateway_id")
+        if not 1 <= self.instances <= 16:
+            out.append(f"instances {self.instances} must be 1 to 16")
         return out
 
 
 class Connector(pulumi.ComponentResource):
-    """Brings one application VPC's traffic to the fabric (GWLB connector or native TGW attach)."""
+    """Brings one application VPC's traffic to the fabric through connector VMs behind a GWLB."""
 
     def __init__(self, name: str, args: ConnectorArgs, opts: pulumi.ResourceOptions | None = None) -> None:
         raise_problems("Connector", name, args.problems())
@@ -114,61 +103,47 @@ class Connector(pulumi.ComponentResource):
         self.tgw_attachment: aws.ec2transitgateway.VpcAttachment | None = None
         outputs: dict[str, pulumi.Input[object]] = {}
         if args.transit_gateway_id is not None:
-            self._attach(name, args)
-        if args.mode == "connector":
-            self._connector(name, args)
-            outputs.update(
-                gwlb_arn=self.gwlb.arn, endpoint_service_name=self.endpoint_service.service_name,
-                endpoint_ids=pulumi.Output.all(*[e.id for e in self.endpoints]), asg_name=self.asg.name,
-                security_group_id=self.security_group.id,
+            self._private_path(name, args)
+        self._connector(name, args)
+        outputs.update(
+            gwlb_arn=self.gwlb.arn, endpoint_service_name=self.endpoint_service.service_name,
+            endpoint_ids=pulumi.Output.all(*[e.id for e in self.endpoints]), asg_name=self.asg.name,
+            security_group_id=self.security_group.id,
+        )
+        self.routes: list[aws.ec2.Route] = [
+            aws.ec2.Route(
+                f"{name}-route-{index}-{cidr_slug(cidr)}", route_table_id=table, destination_cidr_block=cidr,
+                vpc_endpoint_id=self.endpoints[index].id, opts=child(self, depends_on=[x for x in [self.tgw_attachment] if x]),
             )
-        self.routes: list[aws.ec2.Route] = []
-        for index, table in enumerate(args.route_table_ids):
-            target = (
-                {"vpc_endpoint_id": self.endpoints[index].id}
-                if args.mode == "connector"
-                else {"transit_gateway_id": args.transit_gateway_id}
-            )
-            for cidr in args.destination_cidrs:
-                self.routes.append(
-                    aws.ec2.Route(
-                        f"{name}-route-{index}-{cidr_slug(cidr)}", route_table_id=table, destination_cidr_block=cidr,
-                        **target, opts=child(self, depends_on=[x for x in [self.tgw_attachment] if x]),
-                    )
-                )
+            for index, table in enumerate(args.route_table_ids)
+            for cidr in args.destination_cidrs
+        ]
         self.tgw_attachment_id = self.tgw_attachment.id if self.tgw_attachment else pulumi.Output.from_input("")
         self.connector_details = pulumi.Output.all(
-            vpc_id=args.vpc_id, mode=args.mode, tgw_attachment_id=self.tgw_attachment_id,
+            vpc_id=args.vpc_id, mode="connector", tgw_attachment_id=self.tgw_attachment_id,
             endpoint_ids=pulumi.Output.all(*[e.id for e in self.endpoints]), destination_cidrs=list(args.destination_cidrs),
         )
         self.register_outputs({**outputs, "tgw_attachment_id": self.tgw_attachment_id, "connector_details": self.connector_details})
 
-    def _attach(self, name: str, args: ConnectorArgs) -> None:
-        """TGW attachment: the native path, or the connector's private path to its edge."""
+    def _private_path(self, name: str, args: ConnectorArgs) -> None:
+        """TGW attachment: the connector's private path to its edge."""
         self.tgw_attachment = aws.ec2transitgateway.VpcAttachment(
             f"{name}-tgw-attach", transit_gateway_id=args.transit_gateway_id, vpc_id=args.vpc_id, subnet_ids=args.subnet_ids,
             transit_gateway_default_route_table_association=False, transit_gateway_default_route_table_propagation=False,
-            tags=args.tags(args.mode, f"{name}-tgw-attach"), opts=child(self),
+            tags=args.tags("connector", f"{name}-tgw-attach"), opts=child(self),
         )
         aws.ec2transitgateway.RouteTableAssociation(
             f"{name}-tgw-assoc", transit_gateway_attachment_id=self.tgw_attachment.id,
             transit_gateway_route_table_id=args.transit_gateway_route_table_id, opts=child(self.tgw_attachment),
         )
-        if args.mode == "native":
-            # The edge delivers to a native network: the fabric route table learns its CIDRs.
-            aws.ec2transitgateway.RouteTablePropagation(
-                f"{name}-tgw-prop", transit_gateway_attachment_id=self.tgw_attachment.id,
+        # Only the connector subnets are reachable over the TGW (the private path to the edge). The
+        # application CIDRs are not propagated: replies to them must go back through the agents.
+        for cidr in args.connector_cidrs:
+            aws.ec2transitgateway.Route(
+                f"{name}-tgw-route-{cidr_slug(cidr)}", destination_cidr_block=cidr,
+                transit_gateway_attachment_id=self.tgw_attachment.id,
                 transit_gateway_route_table_id=args.transit_gateway_route_table_id, opts=child(self.tgw_attachment),
             )
-        else:
-            # Only the connector subnets are reachable over the TGW (the private path to the edge). The
-            # application CIDRs are not propagated: replies to them must go back through the agents.
-            for cidr in args.connector_cidrs:
-                aws.ec2transitgateway.Route(
-                    f"{name}-tgw-route-{cidr_slug(cidr)}", destination_cidr_block=cidr,
-                    transit_gateway_attachment_id=self.tgw_attachment.id,
-                    transit_gateway_route_table_id=args.transit_gateway_route_table_id, opts=child(self.tgw_attachment),
-                )
         for index, table in enumerate(args.connector_route_table_ids):
             for cidr in args.edge_cidrs:
                 aws.ec2.Route(
@@ -192,21 +167,6 @@ class Connector(pulumi.ComponentResource):
             tags=args.tags("connector", f"{name}-sg"), opts=child(self),
         )
 
-        self.role = aws.iam.Role(f"{name}-role", assume_role_policy=ASSUME_EC2, tags=args.tags("connector", f"{name}-role"), opts=child(self))
-        aws.iam.RolePolicy(
-            f"{name}-role-policy", role=self.role.id, policy=node_policy(args.fabric, args.environment, name, "connector"), opts=child(self.role),
-        )
-        profile = aws.iam.InstanceProfile(f"{name}-profile", role=self.role.name, tags=args.tags("connector", f"{name}-profile"), opts=child(self.role))
-        assert args.agent_config_json is not None
-        launch_template = aws.ec2.LaunchTemplate(
-            f"{name}-lt", image_id=args.image_id, instance_type=args.instance_type,
-            iam_instance_profile={"arn": profile.arn}, vpc_security_group_ids=[self.security_group.id],
-            metadata_options={"http_tokens": "required", "http_endpoint": "enabled"},
-            user_data=user_data(args.agent_config_json), update_default_version=True,
-            tag_specifications=[{"resource_type": "instance", "tags": args.tags("connector", f"{name}-vm")}],
-            tags=args.tags("connector", f"{name}-lt"), opts=child(self),
-        )
-
         ingress = gwlb_ingress(self, name, args, "connector", args.vpc_id, args.subnet_ids, args.health_port)
         self.gwlb, self.target_group, self.endpoint_service = ingress.gwlb, ingress.target_group, ingress.service
         self.endpoints.extend(ingress.endpoints)
@@ -219,10 +179,9 @@ class Connector(pulumi.ComponentResource):
                 internal=True, tunnel_port=args.tunnel_port, probe_port=args.probe_port,
             )
             groups += self.tunnel_lb.target_groups
-        self.asg = aws.autoscaling.Group(
-            f"{name}-asg", vpc_zone_identifiers=args.subnet_ids, min_size=args.instances, max_size=2 * args.instances,
-            desired_capacity=args.instances, health_check_type="ELB", health_check_grace_period=120,
-            launch_template={"id": launch_template.id, "version": "$Latest"}, target_group_arns=[g.arn for g in groups],
-            instance_refresh={"strategy": "Rolling", "preferences": {"min_healthy_percentage": 50}},
-            tags=args.asg_tags("connector", f"{name}-vm"), opts=child(self),
+        self.fleet = fleet(
+            self, name, args, "connector", image_id=args.image_id, instance_type=args.instance_type,
+            agent_config_json=args.agent_config_json, security_group_id=self.security_group.id, public_ip=False,
+            subnet_ids=args.subnet_ids, instances=args.instances, target_group_arns=[g.arn for g in groups],
         )
+        self.role, self.asg = self.fleet.role, self.fleet.asg

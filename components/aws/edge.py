@@ -21,10 +21,12 @@ from ipaddress import IPv4Network
 import pulumi
 import pulumi_aws as aws
 
-from components.aws.base import ASSUME_EC2, HTTPS, Common, SgRuleSpec, child, inline_rules, raise_problems, node_policy, user_data
+from components.aws.base import HTTPS, Common, SgRuleSpec, child, inline_rules, raise_problems
+from components.aws.fleet import fleet
 from components.aws.gwlb import GENEVE_PORT, GwlbIngress, gwlb_ingress
-from components.aws.naming import cidr_slug, edge_subnets, endpoint_ip, zone_names
+from components.aws.naming import cidr_slug
 from components.aws.tunnel_lb import tunnel_lb
+from components.plan import METRICS_PORT, PROBE_PORT, TUNNEL_PORT
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -51,26 +53,30 @@ class ExistingVpc:
 class EdgeArgs(Common):
     """Inputs of an AWS edge."""
 
-    region: str
-    """AWS region, e.g. us-east-1. Used to name zones."""
+    zones: list[str]
+    """Availability zone names, one per zone (the plan's, e.g. [us-east-1a, us-east-1b]). Valid values: 2 or 3 zones."""
     image_id: pulumi.Input[str]
     """AMI id of the Packer-built edge image. Valid values: an AMI id in `region`."""
     agent_config_json: pulumi.Input[str]
     """The AgentConfig JSON the agent reads from user data. It must hold no secret: VMs fetch keys from SSM."""
     cidr: str | None = None
     """Edge VPC CIDR (/26 or larger). Required unless `existing_vpc` is given."""
+    public_subnets: list[str] = field(default_factory=list)
+    """With `cidr`: the public subnet of each zone, inside `cidr` (the plan's edge subnets). Defaults to none."""
+    attachment_subnets: list[str] = field(default_factory=list)
+    """With `cidr`: the /28 transit-gateway attachment subnet of each zone, inside `cidr`. Defaults to none."""
+    private_ips: list[str] = field(default_factory=list)
+    """With `cidr`: the internal NLB's fixed address in each public subnet (the private tunnel endpoint). Defaults to none."""
     existing_vpc: ExistingVpc | None = None
     """Use this VPC instead of creating one. Defaults to creating the edge VPC from `cidr`."""
-    zones: int = 2
-    """Availability zones. Valid values: 2 or 3. Defaults to 2 (HA)."""
     instance_type: str = "c6in.large"
     """VM size. Defaults to c6in.large (network-optimised)."""
     instances: int = 2
     """Desired VMs; the group keeps between `instances` and 2 x `instances`. Defaults to 2."""
-    tunnel_port: int = 443
-    """TCP port of the mutual-TLS tunnels. Defaults to 443."""
-    probe_port: int = 4500
-    """UDP port of the path probes. Defaults to 4500."""
+    tunnel_port: int = TUNNEL_PORT
+    """TCP port of the mutual-TLS tunnels. Defaults to the plan's (components.plan.TUNNEL_PORT, 8443)."""
+    probe_port: int = PROBE_PORT
+    """UDP port of the path probes. Defaults to the plan's (components.plan.PROBE_PORT, 8444)."""
     tunnel_sources: list[str] = field(default_factory=lambda: ["0.0.0.0/0"])
     """CIDRs allowed to open tunnels and send probes (peers authenticate by mTLS). Defaults to 0.0.0.0/0."""
     transit_gateway_id: pulumi.Input[str] | None = None
@@ -84,8 +90,8 @@ class EdgeArgs(Common):
     ingress_cidrs: list[str] = field(default_factory=list)
     """Destinations native networks reach through this edge: the TGW sends them to the edge's attachment and
     its subnets send them into the edge's GWLB (appliance mode keeps both directions on one zone). Defaults to none."""
-    health_port: int = 8080
-    """TCP port of the agent's /healthz, checked by the edge's GWLB. Defaults to 8080."""
+    health_port: int = METRICS_PORT
+    """TCP port of the agent's /healthz, checked by the edge's GWLB. Defaults to the plan's metrics port (9108)."""
     elastic_ips: list[aws.ec2.Eip] | None = None
     """Pre-allocated Elastic IPs, one per zone (peers' configs need them first). Defaults to allocating them here."""
 
@@ -93,21 +99,17 @@ class EdgeArgs(Common):
         out = self.check_common()
         if (self.cidr is None) == (self.existing_vpc is None):
             out.append("give exactly one of cidr (create the edge VPC) or existing_vpc")
+        zones = len(self.zones)
         if self.cidr is not None:
-            try:
-                net = IPv4Network(self.cidr)
-                if net.prefixlen > 26:
-                    out.append(f"cidr {self.cidr} is too small; use /26 or larger")
-            except ValueError as exc:
-                out.append(f"cidr {self.cidr!r}: {exc}")
+            out += self._planned_vpc_problems(zones)
         if self.existing_vpc is not None:
             v = self.existing_vpc
-            if {len(v.public_subnet_ids), len(v.attachment_subnet_ids), len(v.private_endpoint_ips)} != {self.zones}:
+            if {len(v.public_subnet_ids), len(v.attachment_subnet_ids), len(v.private_endpoint_ips)} != {zones}:
                 out.append(
-                    f"existing_vpc needs {self.zones} public subnets, attachment subnets and private endpoint IPs (one per zone)"
+                    f"existing_vpc needs {zones} public subnets, attachment subnets and private endpoint IPs (one per zone)"
                 )
-        if self.zones not in (2, 3):
-            out.append(f"zones {self.zones} must be 2 or 3")
+        if zones not in (2, 3):
+            out.append(f"zones {self.zones} must name 2 or 3 zones")
         if not 1 <= self.instances <= 16:
             out.append(f"instances {self.instances} must be 1 to 16")
         for port_name in ("tunnel_port", "probe_port"):
@@ -115,17 +117,34 @@ class EdgeArgs(Common):
                 out.append(f"{port_name} must be 1 to 65535")
         if (self.transit_gateway_id is None) != (self.transit_gateway_route_table_id is None):
             out.append("transit_gateway_id and transit_gateway_route_table_id go together")
-        if self.elastic_ips is not None and len(self.elastic_ips) != self.zones:
-            out.append(f"elastic_ips needs one Elastic IP per zone ({self.zones})")
+        if self.elastic_ips is not None and len(self.elastic_ips) != zones:
+            out.append(f"elastic_ips needs one Elastic IP per zone ({zones})")
         if (self.native_cidrs or self.remote_edge_cidrs or self.ingress_cidrs) and self.transit_gateway_id is None:
             out.append("native_cidrs, remote_edge_cidrs and ingress_cidrs go over the transit gateway; give transit_gateway_id")
-        if self.ingress_cidrs and self.existing_vpc is not None and len(self.existing_vpc.attachment_route_table_ids) != self.zones:
+        if self.ingress_cidrs and self.existing_vpc is not None and len(self.existing_vpc.attachment_route_table_ids) != zones:
             out.append("ingress_cidrs in an existing VPC need existing_vpc.attachment_route_table_ids, one per zone")
         for cidr in [*self.tunnel_sources, *self.native_cidrs, *self.remote_edge_cidrs, *self.ingress_cidrs]:
             try:
                 IPv4Network(cidr)
             except ValueError as exc:
                 out.append(f"{cidr!r}: {exc}")
+        return out
+
+    def _planned_vpc_problems(self, zones: int) -> list[str]:
+        """The planned subnets and addresses: one per zone, inside `cidr` (the plan carved them; nothing here re-carves)."""
+        try:
+            net = IPv4Network(self.cidr)  # type: ignore[arg-type]
+        except ValueError as exc:
+            return [f"cidr {self.cidr!r}: {exc}"]
+        out = [f"cidr {self.cidr} is too small; use /26 or larger"] if net.prefixlen > 26 else []
+        if {len(self.public_subnets), len(self.attachment_subnets), len(self.private_ips)} != {zones}:
+            out.append(f"cidr needs {zones} public subnets, attachment subnets and private ips (one per zone, from the plan)")
+        for subnet in [*self.public_subnets, *self.attachment_subnets]:
+            try:
+                if not IPv4Network(subnet).subnet_of(net):
+                    out.append(f"subnet {subnet} is outside cidr {self.cidr}")
+            except ValueError as exc:
+                out.append(f"{subnet!r}: {exc}")
         return out
 
 
@@ -135,11 +154,11 @@ class Edge(pulumi.ComponentResource):
     def __init__(self, name: str, args: EdgeArgs, opts: pulumi.ResourceOptions | None = None) -> None:
         raise_problems("Edge", name, args.problems())
         super().__init__("transit:aws:Edge", name, None, opts)
-        zones = zone_names(args.region, args.zones)
+        zones = args.zones
 
         if args.existing_vpc is None:
             assert args.cidr is not None
-            public_cidrs, attach_cidrs = edge_subnets(args.cidr, args.zones)
+            public_cidrs, attach_cidrs = args.public_subnets, args.attachment_subnets
             self.vpc = aws.ec2.Vpc(
                 f"{name}-vpc", cidr_block=args.cidr, enable_dns_hostnames=True, enable_dns_support=True,
                 tags=args.tags("edge", f"{name}-vpc"), opts=child(self),
@@ -167,7 +186,7 @@ class Edge(pulumi.ComponentResource):
                     aws.ec2.RouteTableAssociation(f"{name}-{role}-{index}-rta", subnet_id=subnet.id, route_table_id=table.id, opts=child(subnet))
                     bucket.append(subnet.id)
             route_tables: list[pulumi.Input[str]] = [route_table.id]
-            private_ips = [endpoint_ip(c) for c in public_cidrs]
+            private_ips = list(args.private_ips)
             vpc_cidr = args.cidr
         else:
             vpc_id = args.existing_vpc.vpc_id
@@ -193,25 +212,9 @@ class Edge(pulumi.ComponentResource):
             tags=args.tags("edge", f"{name}-sg"), opts=child(self),
         )
 
-        self.role = aws.iam.Role(f"{name}-role", assume_role_policy=ASSUME_EC2, tags=args.tags("edge", f"{name}-role"), opts=child(self))
-        aws.iam.RolePolicy(
-            f"{name}-role-policy", role=self.role.id, policy=node_policy(args.fabric, args.environment, name, "edge"), opts=child(self.role),
-        )
-        self.instance_profile = aws.iam.InstanceProfile(f"{name}-profile", role=self.role.name, tags=args.tags("edge", f"{name}-profile"), opts=child(self.role))
-
-        self.launch_template = aws.ec2.LaunchTemplate(
-            f"{name}-lt", image_id=args.image_id, instance_type=args.instance_type,
-            iam_instance_profile={"arn": self.instance_profile.arn},
-            network_interfaces=[{"device_index": 0, "associate_public_ip_address": "true", "security_groups": [self.security_group.id]}],
-            metadata_options={"http_tokens": "required", "http_endpoint": "enabled"},
-            user_data=user_data(args.agent_config_json), update_default_version=True,
-            tag_specifications=[{"resource_type": "instance", "tags": args.tags("edge", f"{name}-vm")}],
-            tags=args.tags("edge", f"{name}-lt"), opts=child(self),
-        )
-
         self.eips = args.elastic_ips or [
             aws.ec2.Eip(f"{name}-eip-{index}", domain="vpc", tags=args.tags("edge", f"{name}-eip-{index}"), opts=child(self))
-            for index in range(args.zones)
+            for index in range(len(zones))
         ]
         self.public_lb = tunnel_lb(
             self, f"{name}-nlb", args, "edge", vpc_id,
@@ -230,15 +233,12 @@ class Edge(pulumi.ComponentResource):
             self.ingress = gwlb_ingress(self, name, args, "edge", vpc_id, public, args.health_port)
             target_groups.append(self.ingress.target_group)
 
-        self.asg = aws.autoscaling.Group(
-            f"{name}-asg", vpc_zone_identifiers=public, min_size=args.instances, max_size=2 * args.instances,
-            desired_capacity=args.instances, health_check_type="ELB", health_check_grace_period=120,
-            launch_template={"id": self.launch_template.id, "version": "$Latest"},
-            target_group_arns=[tg.arn for tg in target_groups],
-            instance_refresh={"strategy": "Rolling", "preferences": {"min_healthy_percentage": 50}},
-            tags=args.asg_tags("edge", f"{name}-vm"),
-            opts=child(self, depends_on=[self.public_lb.load_balancer, self.private_lb.load_balancer]),
+        self.fleet = fleet(
+            self, name, args, "edge", image_id=args.image_id, instance_type=args.instance_type, agent_config_json=args.agent_config_json,
+            security_group_id=self.security_group.id, public_ip=True, subnet_ids=public, instances=args.instances,
+            target_group_arns=[tg.arn for tg in target_groups], depends_on=[self.public_lb.load_balancer, self.private_lb.load_balancer],
         )
+        self.role, self.asg = self.fleet.role, self.fleet.asg
 
         self.tgw_attachment: aws.ec2transitgateway.VpcAttachment | None = None
         if args.transit_gateway_id is not None:

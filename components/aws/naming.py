@@ -1,4 +1,4 @@
-"""Stable names and address carving for AWS children: pure, no Pulumi.
+"""Stable names and address helpers for AWS children: pure, no Pulumi.
 
 Child names come from spec names and positions (zone index, CIDR text), never
 from cloud ids, so a resource keeps its identity across runs.
@@ -9,7 +9,6 @@ import re
 from ipaddress import IPv4Network
 
 _NAME_RE = re.compile(r"^[a-z]([a-z0-9-]{0,61}[a-z0-9])?$")
-ZONE_LETTERS = "abcdef"
 
 MIN_SUBNET_PREFIX = 28
 """AWS refuses subnets smaller than /28."""
@@ -20,13 +19,6 @@ def check_name(field: str, value: str) -> str | None:
     if not _NAME_RE.match(value):
         return f"{field} {value!r} must be 1-63 lowercase letters, digits and hyphens, starting with a letter"
     return None
-
-
-def zone_names(region: str, count: int) -> list[str]:
-    """The first `count` availability zones of a region by letter (us-east-1a, us-east-1b, ...)."""
-    if not 1 <= count <= len(ZONE_LETTERS):
-        raise ValueError(f"zone count {count} must be 1 to {len(ZONE_LETTERS)}")
-    return [f"{region}{letter}" for letter in ZONE_LETTERS[:count]]
 
 
 def cidr_slug(cidr: str | IPv4Network) -> str:
@@ -43,25 +35,6 @@ def split_cidr(cidr: str | IPv4Network, parts: int) -> list[IPv4Network]:
     return list(network.subnets(prefixlen_diff=bits))[:parts]
 
 
-def edge_subnets(cidr: str | IPv4Network, zones: int) -> tuple[list[IPv4Network], list[IPv4Network]]:
-    """An edge VPC cut in four: (public subnet per zone, transit-gateway attachment /28 per zone).
-
-    The first quarters hold the zones' public subnets (edge VMs and the NLB);
-    the last quarter is cut into /28s for the TGW attachment, which AWS
-    recommends keeping in small subnets of their own.
-    """
-    quarters = split_cidr(cidr, 4)
-    if zones > 3:
-        raise ValueError(f"an edge spans at most 3 zones, not {zones}")
-    attachment = list(quarters[3].subnets(new_prefix=MIN_SUBNET_PREFIX))[:zones]
-    return quarters[:zones], attachment
-
-
 def endpoint_ip(subnet: str | IPv4Network) -> str:
     """The fixed private address of a load balancer in a subnet: the first one AWS does not reserve (.4)."""
     return str(IPv4Network(subnet)[4])
-
-
-def connector_subnets(connector_cidr: str | IPv4Network, zones: int) -> list[IPv4Network]:
-    """One subnet per zone for the GWLB, its endpoints and the connector VMs."""
-    return split_cidr(connector_cidr, zones)

@@ -15,6 +15,7 @@ import pulumi
 import pulumi_aws as aws
 
 from components.aws.base import Common, child, raise_problems
+from components.aws.options import ExistingNetwork
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -93,4 +94,11 @@ class NetworkVpc(pulumi.ComponentResource):
                 "fabric_subnet_ids": pulumi.Output.all(*self.fabric_subnet_ids),
                 "fabric_route_table_ids": pulumi.Output.all(*self.fabric_route_table_ids),
             }
+        )
+
+    def as_network(self) -> ExistingNetwork:
+        """The ids the fabric wires, in the same shape as a VPC that already exists."""
+        return ExistingNetwork(
+            vpc_id=self.vpc_id, workload_route_table_ids=self.workload_route_table_ids,
+            fabric_subnet_ids=self.fabric_subnet_ids, fabric_route_table_ids=self.fabric_route_table_ids,
         )

@@ -1,14 +1,17 @@
 """What the AWS build needs beyond the spec: the image, ASNs, existing VPCs, partner connection ids.
 
-A module of its own, importing no cloud SDK, so a stack program can read these
-options from config without loading pulumi_aws unless it builds AWS.
+A module of its own, importing neither Pulumi nor a cloud SDK at run time, so
+the target registry can name it and a stack program can read these options
+from config without loading pulumi_aws unless it builds AWS.
 """
 from __future__ import annotations
 
 from collections.abc import Mapping
 from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
 
-import pulumi
+if TYPE_CHECKING:
+    import pulumi
 
 
 @dataclass(frozen=True, kw_only=True)

@@ -1,10 +1,11 @@
-"""The AWS part of the plan: per-region layout, routes and security rules, pure.
+"""The AWS part of the plan: per-region layout, gateways, routes and security rules, pure.
 
-`aws_section(spec)` is what `transit plan` shows for AWS (routes, security
-groups, prefix lists, rules, and the rule count next to the Cartesian count).
-`build_aws_layout(spec, plan)` is what `components.aws.build` turns into
-resources: every address, zone and name is decided here, before Pulumi runs.
-Never imports Pulumi.
+`aws_section(spec, plan)` is the AWS target's plan section, computed once per
+plan (components.targets): the rows `transit plan` shows (routes, security
+groups, prefix lists, rules, and the rule count next to the Cartesian count)
+and the `AwsLayout` that `components.aws.build` turns into resources. Both come
+from one security compile and one route selection; every address, zone, name
+and gateway is decided here, before Pulumi runs. Never imports Pulumi.
 """
 from __future__ import annotations
 
@@ -12,13 +13,14 @@ from dataclasses import dataclass
 from ipaddress import IPv4Network, collapse_addresses
 from typing import TYPE_CHECKING
 
-from pydantic import BaseModel, ConfigDict
+from pydantic import BaseModel, ConfigDict, Field, InstanceOf
 
 from components.aws.naming import MIN_SUBNET_PREFIX, endpoint_ip, split_cidr
 from components.aws.routing import AwsRoute, NetworkAddresses, network_routes, reachability
 from components.segmentation.aws_security_groups import IntentRule, SecurityPlan, aws_intent, compile_security, permitted_boxes
 from components.spec import FabricSpec
 from components.spec_checks import home_edge
+from components.spec_providers import PROVIDER_CLOUD
 
 if TYPE_CHECKING:
     from components.plan_models import Plan
@@ -62,82 +64,6 @@ class AwsRuleRow(_Section):
     ports: str
     peer: str
     policy_rules: list[str]
-
-
-class AwsPlanSection(_Section):
-    """The AWS routes and security rules of a fabric, with both rule counts."""
-
-    routes: list[AwsRouteRow]
-    security_groups: list[AwsSecurityGroupRow]
-    prefix_lists: list[AwsPrefixListRow]
-    rules: list[AwsRuleRow]
-    rules_emitted: int
-    rules_cartesian: int
-    notes: list[str]
-
-
-def circuit_neighbours(spec: FabricSpec) -> dict[str, frozenset[str]]:
-    """Network -> the networks its circuits reach through the cloud router's VRF (seed 004).
-
-    Circuits that meet in the cloud router exchange routes; networks on the same
-    circuit do not (a DX gateway never routes between its own associations).
-    """
-    router = set(spec.cloud_router.circuits) if spec.cloud_router else set()
-    on_router = [c for c in spec.circuits if c.name in router]
-    out: dict[str, set[str]] = {}
-    for c in on_router:
-        for other in on_router:
-            if other.name != c.name:
-                for network in c.attaches:
-                    out.setdefault(network, set()).update(other.attaches)
-    return {k: frozenset(v) for k, v in out.items()}
-
-
-def aws_routes(spec: FabricSpec, rules: list[IntentRule]) -> list[AwsRoute]:
-    """Routes of every onboarded AWS network: what the policy lets it reach, to its attach target."""
-    boxes = [box for box, _ in permitted_boxes(rules)]
-    everyone = [NetworkAddresses(n.name, tuple(n.cidrs)) for n in spec.networks]
-    reach = reachability(everyone, boxes)
-    neighbours = circuit_neighbours(spec)
-    out: list[AwsRoute] = []
-    for network, own in zip(spec.networks, everyone):
-        if network.cloud == "aws":
-            out += network_routes(own, network.attach, reach[network.name], neighbours.get(network.name, frozenset()))
-    return out
-
-
-def aws_section(spec: FabricSpec) -> AwsPlanSection | None:
-    """The plan's AWS section, or None for a fabric without AWS networks."""
-    rules, segments = aws_intent(spec)
-    if not segments:
-        return None
-    security = compile_security(rules, segments)
-    routes = aws_routes(spec, rules)
-    homes = {n.name: home.name for n in spec.networks if (home := home_edge(spec, n)) is not None}
-    tgw_rows = [
-        AwsRouteRow(network=f"tgw {edge.region}", destination=cidr, target=f"edge {edge.name}")
-        for edge in spec.edges
-        if edge.cloud == "aws"
-        for cidr in _ingress(spec, [n for n, h in homes.items() if h == edge.name], edge.region, routes)
-    ]
-    return AwsPlanSection(
-        routes=[AwsRouteRow(network=r.network, destination=r.destination, target=r.target) for r in routes] + tgw_rows,
-        security_groups=[
-            AwsSecurityGroupRow(name=m.key, network=m.network, region=m.region, cidrs=list(m.cidrs)) for m in security.members
-        ],
-        prefix_lists=[AwsPrefixListRow(name=p.key, region=p.region, cidrs=list(p.cidrs)) for p in security.prefix_lists],
-        rules=[
-            AwsRuleRow(
-                security_group=r.member, direction=r.direction, protocol="all" if r.protocol == "-1" else r.protocol,
-                ports="" if r.protocol in ("-1", "icmp") else (str(r.from_port) if r.from_port == r.to_port else f"{r.from_port}-{r.to_port}"),
-                peer=f"{r.peer_kind}:{r.peer}", policy_rules=list(r.rules),
-            )
-            for r in security.rules
-        ],
-        rules_emitted=security.rules_emitted,
-        rules_cartesian=security.rules_cartesian,
-        notes=list(security.notes),
-    )
 
 
 @dataclass(frozen=True)
@@ -196,6 +122,18 @@ class AwsCircuitLayout:
 
 
 @dataclass(frozen=True)
+class AwsGatewayLayout:
+    """One region's cloud gateways: whether it gets a TGW, and each VGW's and DX gateway's ASN."""
+
+    region: str
+    transit_gateway: bool
+    vpn_gateways: list[tuple[str, int]]
+    """(network, Amazon-side ASN): a VGW on each network a Direct Connect circuit reaches."""
+    dx_gateways: list[tuple[str, int]]
+    """(circuit, Amazon-side ASN): a DX gateway per circuit homed in this region."""
+
+
+@dataclass(frozen=True)
 class AwsLayout:
     """Everything the AWS builder creates, grouped per region."""
 
@@ -203,6 +141,7 @@ class AwsLayout:
     edges: list[AwsEdgeLayout]
     networks: list[AwsNetworkLayout]
     circuits: list[AwsCircuitLayout]
+    gateways: list[AwsGatewayLayout]
     security: SecurityPlan
     routes: list[AwsRoute]
 
@@ -225,10 +164,126 @@ def _ingress(spec: FabricSpec, served: list[str], region: str, routes: list[AwsR
     return [str(c) for c in collapse_addresses(c for c in wanted if not any(c.subnet_of(d) for d in direct))]
 
 
-def build_aws_layout(spec: FabricSpec, plan: Plan) -> AwsLayout:
-    """Decide every AWS address and relation from the spec and its plan."""
+class AwsPlanSection(_Section):
+    """The AWS routes and security rules of a fabric, with both rule counts, and the layout built from them."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True, arbitrary_types_allowed=True)
+
+    routes: list[AwsRouteRow]
+    security_groups: list[AwsSecurityGroupRow]
+    prefix_lists: list[AwsPrefixListRow]
+    rules: list[AwsRuleRow]
+    rules_emitted: int
+    rules_cartesian: int
+    notes: list[str]
+    layout: InstanceOf[AwsLayout] | None = Field(None, exclude=True, repr=False)
+    """What the AWS build creates; None when the spec asks for something AWS cannot build (see `problems`)."""
+    problems: list[str] = Field(default_factory=list, exclude=True)
+    """Why there is no layout, one line each."""
+
+
+def circuit_neighbours(spec: FabricSpec) -> dict[str, frozenset[str]]:
+    """Network -> the networks its circuits reach through the cloud router's VRF (seed 004).
+
+    Circuits that meet in the cloud router exchange routes; networks on the same
+    circuit do not (a DX gateway never routes between its own associations).
+    """
+    router = set(spec.cloud_router.circuits) if spec.cloud_router else set()
+    on_router = [c for c in spec.circuits if c.name in router]
+    out: dict[str, set[str]] = {}
+    for c in on_router:
+        for other in on_router:
+            if other.name != c.name:
+                for network in c.attaches:
+                    out.setdefault(network, set()).update(other.attaches)
+    return {k: frozenset(v) for k, v in out.items()}
+
+
+def aws_routes(spec: FabricSpec, rules: list[IntentRule]) -> list[AwsRoute]:
+    """Routes of every onboarded AWS network: what the policy lets it reach, to its attach target."""
+    boxes = [box for box, _ in permitted_boxes(rules)]
+    everyone = [NetworkAddresses(n.name, tuple(n.cidrs)) for n in spec.networks]
+    reach = reachability(everyone, boxes)
+    neighbours = circuit_neighbours(spec)
+    out: list[AwsRoute] = []
+    for network, own in zip(spec.networks, everyone):
+        if network.cloud == "aws":
+            out += network_routes(own, network.attach, reach[network.name], neighbours.get(network.name, frozenset()))
+    return out
+
+
+def uses_aws(spec: FabricSpec) -> bool:
+    """Whether any edge, network or circuit of the spec is in AWS."""
+    clouds = [e.cloud for e in spec.edges] + [n.cloud for n in spec.networks] + [PROVIDER_CLOUD[c.provider] for c in spec.circuits]
+    return "aws" in clouds
+
+
+def aws_section(spec: FabricSpec, plan: Plan) -> AwsPlanSection | None:
+    """The plan's AWS section, or None for a fabric that uses no AWS: one compile, one route selection."""
+    if not uses_aws(spec):
+        return None
     rules, segments = aws_intent(spec)
+    security = compile_security(rules, segments)
     routes = aws_routes(spec, rules)
+    homes = {n.name: home.name for n in spec.networks if (home := home_edge(spec, n)) is not None}
+    tgw_rows = [
+        AwsRouteRow(network=f"tgw {edge.region}", destination=cidr, target=f"edge {edge.name}")
+        for edge in spec.edges
+        if edge.cloud == "aws"
+        for cidr in _ingress(spec, [n for n, h in homes.items() if h == edge.name], edge.region, routes)
+    ]
+    layout, problems = None, []
+    try:
+        layout = _layout(spec, plan, security, routes)
+    except ValueError as exc:
+        problems.append(str(exc))
+    return AwsPlanSection(
+        routes=[AwsRouteRow(network=r.network, destination=r.destination, target=r.target) for r in routes] + tgw_rows,
+        security_groups=[
+            AwsSecurityGroupRow(name=m.key, network=m.network, region=m.region, cidrs=list(m.cidrs)) for m in security.members
+        ],
+        prefix_lists=[AwsPrefixListRow(name=p.key, region=p.region, cidrs=list(p.cidrs)) for p in security.prefix_lists],
+        rules=[
+            AwsRuleRow(
+                security_group=r.member, direction=r.direction, protocol="all" if r.protocol == "-1" else r.protocol,
+                ports="" if r.protocol in ("-1", "icmp") else (str(r.from_port) if r.from_port == r.to_port else f"{r.from_port}-{r.to_port}"),
+                peer=f"{r.peer_kind}:{r.peer}", policy_rules=list(r.rules),
+            )
+            for r in security.rules
+        ],
+        rules_emitted=security.rules_emitted,
+        rules_cartesian=security.rules_cartesian,
+        notes=list(security.notes),
+        layout=layout,
+        problems=problems,
+    )
+
+
+def build_aws_layout(spec: FabricSpec, plan: Plan) -> AwsLayout:
+    """The AWS layout of `spec` on its own (tests); raises ValueError for what AWS cannot build."""
+    section = aws_section(spec, plan)
+    if section is None or section.layout is None:
+        raise ValueError("; ".join(section.problems) if section else f"fabric {spec.name} uses no AWS")
+    return section.layout
+
+
+def _gateways(regions: list[str], edges: list[AwsEdgeLayout], networks: list[AwsNetworkLayout],
+              circuits: list[AwsCircuitLayout]) -> list[AwsGatewayLayout]:
+    """Which regions get which gateways: a TGW where an edge is; a VGW per circuit-reached network
+    (taking the ASN of the first circuit that reaches it); a DX gateway per circuit."""
+    vgw_asn = {net: c.peer_asn for c in reversed(circuits) for net in c.networks}
+    edge_regions = {e.region for e in edges}
+    out = []
+    for region in regions:
+        vgws = [(n.name, vgw_asn[n.name]) for n in networks if n.region == region and n.name in vgw_asn]
+        dxgws = [(c.name, c.peer_asn) for c in circuits if c.region == region]
+        if region in edge_regions or vgws or dxgws:
+            out.append(AwsGatewayLayout(region=region, transit_gateway=region in edge_regions, vpn_gateways=vgws, dx_gateways=dxgws))
+    return out
+
+
+def _layout(spec: FabricSpec, plan: Plan, security: SecurityPlan, routes: list[AwsRoute]) -> AwsLayout:
+    """Decide every AWS address and relation from the spec, its plan, the compiled rules and the routes."""
     edges = {e.name: e for e in plan.edges if e.cloud == "aws"}
     connectors = {c.network: c for c in plan.connectors}
     edge_layouts = []
@@ -296,5 +351,5 @@ def build_aws_layout(spec: FabricSpec, plan: Plan) -> AwsLayout:
     regions = list(dict.fromkeys([e.region for e in edge_layouts] + [n.region for n in network_layouts]))
     return AwsLayout(
         regions=regions, edges=edge_layouts, networks=network_layouts, circuits=circuit_layouts,
-        security=compile_security(rules, segments), routes=routes,
+        gateways=_gateways(regions, edge_layouts, network_layouts, circuit_layouts), security=security, routes=routes,
     )

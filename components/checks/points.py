@@ -2,34 +2,27 @@
 
 A point answers one question for a flow: what it would do, or nothing when the
 flow never crosses it. Every point is a segmentation target
-(`components.segmentation.protocol`) evaluating its native rules: security
-groups and prefix lists, NSGs and ASGs with Azure's default rules, firewall
-rules and tags with GCP's implied rules, and the nftables document each
-agent installs. The intent is the reference they must all agree with. AWS is
-read back from the plan's `aws` section (what `transit plan` shows) instead of
-being compiled again. Building the points compiles everything once, so a
-parity run only pays for lookups. Never imports Pulumi.
+(`components.segmentation.protocol`) evaluating its native rules. The intent,
+the reference they must all agree with, is compiled here; each target's point
+comes from the registry (components.targets), read from that target's plan
+section (security groups and prefix lists, NSGs and ASGs with Azure's default
+rules, firewall rules and tags with GCP's implied rules), never compiled
+again; each agent's point reads the nftables document its plan filter
+compiles to. Building the points compiles everything once, so a parity run
+only pays for lookups. Never imports Pulumi.
 """
 from __future__ import annotations
 
 from ipaddress import IPv4Network
 from typing import Any
 
-from components.aws.planning import AwsPlanSection
-from components.local.layout import build_layout, name_prefix
-from components.plan import build_plan
 from components.plan_models import Plan
-from components.segmentation.aws_security_groups import AWS_SECURITY_GROUPS, SecurityPlan
-from components.segmentation.azure_nsgs import AZURE_NSGS, AzureSegmentation
-from components.segmentation.gcp_firewall import GCP_FIREWALL
 from components.segmentation.intent import INTENT
 from components.segmentation.nftables import Nftables, NftTable
 from components.segmentation.protocol import Context, Point, compile_points, point
 from components.spec import FabricSpec
+from components.targets import TARGETS, plan_fabric
 from dataplane.filter_model import FilterPolicy
-
-CLOUD_TARGETS = (INTENT, AWS_SECURITY_GROUPS, AZURE_NSGS, GCP_FIREWALL)
-"""The targets compiled from the spec, in report order; the agents' nftables targets follow them."""
 
 
 def nft_point(name: str, table: NftTable, scope: list[IPv4Network]) -> Point:
@@ -37,40 +30,36 @@ def nft_point(name: str, table: NftTable, scope: list[IPv4Network]) -> Point:
     return Point(name, Nftables(name, tuple(scope)).table_evaluator(table))
 
 
-def agent_filters(spec: FabricSpec) -> dict[str, tuple[FilterPolicy, list[IPv4Network]]]:
-    """The filter and scope of every agent the local target generates (its AgentConfigs).
+def agent_filters(plan: Plan) -> dict[str, tuple[FilterPolicy, list[IPv4Network]]]:
+    """The filter and scope of every agent that serves local networks, as the plan gives them.
 
-    These are the very configs `transit-agent` loads on the `local` stack, so
-    the check proves what runs, not a second compile of the policy.
+    Every target builds its AgentConfigs from these very agents (components.agents),
+    so the check proves what runs, not a second compile of the policy.
     """
-    layout = build_layout(spec, name_prefix(spec.name, "check"))
-    return {agent.config.name: (agent.config.filter, list(agent.config.local_cidrs)) for agent in layout.agents if agent.config.local_cidrs}
+    return {a.name: (a.filter, [IPv4Network(c) for c in a.local_cidrs]) for a in plan.agents if a.local_cidrs}
 
 
-def agent_tables(spec: FabricSpec) -> dict[Nftables, dict[str, Any]]:
+def agent_tables(plan: Plan) -> dict[Nftables, dict[str, Any]]:
     """One nftables target per filtering agent, with the document its filter compiles to (what the agent installs)."""
-    return {Nftables(f"dataplane:{name}", tuple(scope)): Nftables.document(policy) for name, (policy, scope) in agent_filters(spec).items()}
+    return {Nftables(f"dataplane:{name}", tuple(scope)): Nftables.document(policy) for name, (policy, scope) in agent_filters(plan).items()}
 
 
-def aws_point(section: AwsPlanSection) -> Point:
-    """AWS security groups as the plan's `aws` section lists them (what the components build)."""
-    return point(AWS_SECURITY_GROUPS, SecurityPlan.from_rows(section))
-
-
-def azure_point(seg: AzureSegmentation) -> Point:
-    """Azure NSGs with ASGs and Azure's default rules."""
-    return point(AZURE_NSGS, seg)
+def target_point(name: str, section: object) -> Point:
+    """A target's enforcement point (components.targets), judged from its plan section."""
+    target = TARGETS[name]
+    assert target.evaluator is not None, f"target {name} has no enforcement point"
+    return target.evaluator(section)
 
 
 def build_points(spec: FabricSpec, plan: Plan | None = None) -> list[Point]:
-    """Every enforcement point the fabric has, in one loop: the intent first, then the clouds', then the agents'.
+    """Every enforcement point the fabric has: the intent first, then each target's (from its plan section), then the agents'.
 
-    What is already compiled is read, not compiled again: the AWS rows of the
-    plan, and each agent's filter as its config carries it.
+    What is already compiled is read, not compiled again: each target judges its
+    plan section, and each agent's filter is read from the document it installs.
     """
-    plan = build_plan(spec) if plan is None else plan
-    agents = agent_tables(spec)
-    compiled: dict[str, object] = {target.name: document for target, document in agents.items()}
-    if plan.aws is not None:
-        compiled[AWS_SECURITY_GROUPS.name] = SecurityPlan.from_rows(plan.aws)
-    return compile_points([*CLOUD_TARGETS, *agents], Context.of(spec), compiled)
+    plan = plan_fabric(spec) if plan is None else plan
+    targets = [target_point(name, section) for name, section in plan.sections.items() if TARGETS[name].evaluator is not None]
+    agents = agent_tables(plan)
+    context = Context.of(spec)
+    return [*compile_points([INTENT], context), *targets,
+            *compile_points(list(agents), context, {target.name: document for target, document in agents.items()})]

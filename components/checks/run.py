@@ -15,9 +15,9 @@ from components.checks.points import build_points
 from components.checks.reachability import Finding, prove
 from components.checks.rules import REACHABILITY_RULE, RULES, Context
 from components.checks.violation import Level, Violation
-from components.plan import build_plan
 from components.segmentation.protocol import Point
 from components.spec import FabricSpec
+from components.targets import plan_fabric
 
 
 @dataclass(frozen=True)
@@ -97,7 +97,7 @@ def run_check(
     """
     started = time.perf_counter()
     report = Report()
-    plan = build_plan(spec)
+    plan = plan_fabric(spec)
     report.violations = run_rules(Context(spec, plan, stack_config), settings, skip=frozenset({REACHABILITY_RULE}))
     points = build_points(spec, plan) if points is None else points
     report.points = [p.name for p in points]

@@ -28,15 +28,14 @@ from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
+from components.agents import PeerAddress, agent_config
+from components.segmentation.resolve import endpoint_cidrs
 from components.local.frr_config import BgpNeighbor, RouterConfig, StaticRoute
 from components.plan import build_plan
 from components.plan_models import CircuitPlan, ConnectorPlan, Plan
-from components.segmentation.agent_filters import connector_filter, edge_filter
-from components.segmentation.members import fabric_members
-from components.segmentation.resolve import endpoint_cidrs
 from components.spec import Edge, FabricSpec, Network
 from components.spec_checks import home_edge
-from dataplane.config import AgentConfig, PeerConfig, TlsPaths
+from dataplane.config import AgentConfig, TlsPaths
 
 RUN_ROOT = "/run/transit"
 """Where daemons keep their files (must equal daemon_provider.RUN_ROOT)."""
@@ -190,14 +189,30 @@ def frr_instance_name(ns: str) -> str:
     return f"{ns[:MAX_FRR_NAME_LEN - 9]}-{hashlib.sha1(ns.encode()).hexdigest()[:8]}"
 
 
+def attachment_pool_capacity() -> int:
+    """How many attachment links the local pool holds: one /31 each in a /ATTACHMENT_POOL_PREFIX."""
+    return 2 ** (31 - ATTACHMENT_POOL_PREFIX)
+
+
+def attachment_links_needed(spec: FabricSpec, plan: Plan) -> int:
+    """Attachment links a local build makes: one per native network, one per network a circuit attaches."""
+    return sum(n.attach == "native" for n in spec.networks) + sum(len(c.attaches) for c in plan.circuits)
+
+
 class _Pool:
-    """Hands out /31 link subnets from a CIDR in order."""
+    """Hands out /31 link subnets from a CIDR in order; running out is an error naming the limit."""
 
     def __init__(self, cidr: IPv4Network) -> None:
+        self._cidr = cidr
         self._subnets: Iterator[IPv4Network] = cidr.subnets(new_prefix=31)
 
     def pair(self) -> tuple[str, str]:
-        subnet = next(self._subnets)
+        subnet = next(self._subnets, None)
+        if subnet is None:
+            raise ValueError(
+                f"the local attachment pool {self._cidr} (last /{ATTACHMENT_POOL_PREFIX} of underlay.backbone_cidr) "
+                f"holds {attachment_pool_capacity()} links; this fabric needs more (native networks plus circuit attachments)"
+            )
         return f"{subnet[0]}/31", f"{subnet[1]}/31"
 
 
@@ -218,6 +233,7 @@ class _Builder:
         size = 2 ** (32 - ATTACHMENT_POOL_PREFIX)
         self.attachments = _Pool(IPv4Network((int(pool.broadcast_address) + 1 - size, ATTACHMENT_POOL_PREFIX)))
         self.connectors = {c.network: c for c in plan.connectors}
+        self.planned_agents = {a.name: a for a in plan.agents}
         self.namespaces: list[NamespaceSpec] = []
         self.links: list[LinkSpec] = []
         self.routes: dict[str, list[Route]] = {}
@@ -255,7 +271,10 @@ class _Builder:
         return IPv4Network(connector.subnets[0].cidr).network_address + CONNECTOR_OFFSET
 
     def subnet_of(self, network: Network, address: IPv4Address) -> IPv4Network:
-        return next(c for c in network.cidrs if address in c)
+        subnet = next((c for c in network.cidrs if address in c), None)
+        if subnet is None:  # the spec checks refuse such addresses; reaching here is a bug
+            raise ValueError(f"network {network.name}: {address} is outside its cidrs {[str(c) for c in network.cidrs]}")
+        return subnet
 
     def host_addresses(self, network: Network) -> list[IPv4Address]:
         """The default host plus every policy-test target address inside this network."""
@@ -367,16 +386,9 @@ class _Builder:
                 self.add_route(net_ns, cidr, str(c_ip))
         else:
             self.dc_bgp(network, net_ns, c_ns, c_ip, remote)
-        name = f"{self.prefix}-agent-connector-{network.name}"
-        identity = f"spiffe://{self.spec.name}/connector-{network.name}"
         edge_private, _ = self.private[(edge.name, key)]
         edge_public, _ = self.public[(edge.name, key)]
-        peer = PeerConfig(name=f"edge-{edge.name}", identity=self.identity("edge", edge.name),
-                          private_addr=edge_private, public_addr=edge_public, cidrs=remote)
-        self.agents.append(AgentSpec(ns=c_ns, name=name, identity=identity, config=AgentConfig(
-            name=f"connector-{network.name}", role="connector", identity=identity, local_cidrs=network.cidrs,
-            peers=[peer], filter=connector_filter(self.spec, network.name), tls=self.tls(name),
-            members=fabric_members(self.spec), flow_log=f"{RUN_ROOT}/{name}/flows.jsonl")))
+        self.add_agent(c_ns, f"connector-{network.name}", {f"edge-{edge.name}": PeerAddress(private=edge_private, public=edge_public)})
 
     def dc_bgp(self, network: Network, net_ns: str, c_ns: str, c_ip: IPv4Address, remote: list[str]) -> None:
         bgp = network.bgp
@@ -428,29 +440,21 @@ class _Builder:
                                    description=f"{circuit.name}-{s.role}") for s in circuit.sessions])
 
     def edge_agent(self, edge: Edge) -> None:
-        peers = []
+        addresses = {}
         for (owner, key), (_, peer_private) in self.private.items():
-            if owner != edge.name:
-                continue
-            role, node = key.split(":", 1)
-            _, peer_public = self.public[(owner, key)]
-            if role == "edge":
-                cidrs = [c for n in self.spec.networks if home_edge(self.spec, n).name == node for c in n.cidrs]
-            else:
-                cidrs = next(n for n in self.spec.networks if n.name == node).cidrs
-            peers.append(PeerConfig(name=f"{role}-{node}", identity=self.identity(role, node),
-                                    private_addr=peer_private, public_addr=peer_public, cidrs=cidrs))
-        local = [c for n in self.spec.networks if n.attach == "native" and home_edge(self.spec, n).name == edge.name
-                 for c in n.cidrs]
-        name = f"{self.prefix}-agent-edge-{edge.name}"
-        identity = self.identity("edge", edge.name)
-        self.agents.append(AgentSpec(ns=self.ns("edge", edge.name), name=name, identity=identity, config=AgentConfig(
-            name=f"edge-{edge.name}", role="edge", identity=identity, local_cidrs=local, peers=peers,
-            filter=edge_filter(self.spec, edge.name), tls=self.tls(name), members=fabric_members(self.spec), flow_log=f"{RUN_ROOT}/{name}/flows.jsonl")))
+            if owner == edge.name:
+                role, node = key.split(":", 1)
+                addresses[f"{role}-{node}"] = PeerAddress(private=peer_private, public=self.public[(owner, key)][1])
+        self.add_agent(self.ns("edge", edge.name), f"edge-{edge.name}", addresses)
+
+    def add_agent(self, ns: str, agent: str, addresses: dict[str, PeerAddress]) -> None:
+        """The plan's agent, placed at the local link addresses, with its files under RUN_ROOT."""
+        planned = self.planned_agents[agent]
+        name = f"{self.prefix}-agent-{agent}"
+        config = agent_config(planned, self.plan.members, addresses, self.tls(name), flow_log=f"{RUN_ROOT}/{name}/flows.jsonl")
+        self.agents.append(AgentSpec(ns=ns, name=name, identity=planned.identity, config=config))
 
     # helpers -------------------------------------------------------------
-    def identity(self, role: str, node: str) -> str:
-        return f"spiffe://{self.spec.name}/{role}-{node}"
 
     @staticmethod
     def tls(name: str) -> TlsPaths:

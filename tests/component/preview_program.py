@@ -37,7 +37,7 @@ def main() -> None:
 
     @pulumi.runtime.test
     def program() -> Any:
-        fabric = Fabric(spec.name, FabricArgs(spec=spec, environment="dev", secrets=secrets, clouds=["aws"], aws=options))
+        fabric = Fabric(spec.name, FabricArgs(spec=spec, environment="dev", secrets=secrets, clouds=["aws"], options={"aws": options}))
         return fabric.outputs["aws_rules_emitted"]
 
     program()

@@ -11,6 +11,8 @@ from pulumi.runtime import rpc
 from tests.component.conftest import RECORDER, build_graph
 
 from components.aws import (  # noqa: E402  (mocks are set in conftest first)
+    Attachment,
+    AttachmentArgs,
     Circuit,
     CircuitArgs,
     Connector,
@@ -59,11 +61,12 @@ def test_connector_alone_routes_each_destination_to_its_zone_endpoint() -> None:
 
 
 def test_native_attach_is_a_tgw_attachment_with_routes_to_the_tgw() -> None:
-    args = ConnectorArgs(
-        **COMMON, mode="native", vpc_id="vpc-1", network_cidrs=["10.8.0.0/24"], subnet_ids=["subnet-a", "subnet-b"],
+    args = AttachmentArgs(
+        **COMMON, vpc_id="vpc-1", network_cidrs=["10.8.0.0/24"], subnet_ids=["subnet-a", "subnet-b"],
         route_table_ids=["rtb-a"], destination_cidrs=["10.9.0.0/24"], transit_gateway_id="tgw-1", transit_gateway_route_table_id="tgw-rtb-1",
     )
-    graph = build_graph(lambda: (Connector("ledger", args), {})[1])
+    graph = build_graph(lambda: (Attachment("ledger", args), {})[1])
+    assert graph.by_name["ledger"].type == "transit:aws:Attachment"
     assert not graph.of_type("aws:lb/loadBalancer:LoadBalancer")
     attach = graph.by_name["ledger-tgw-attach"]
     assert attach.inputs["transitGatewayDefaultRouteTableAssociation"] is False
@@ -78,8 +81,8 @@ def test_native_attach_is_a_tgw_attachment_with_routes_to_the_tgw() -> None:
     [
         ({"destination_cidrs": ["0.0.0.0/0"]}, "0.0.0.0/0"),
         ({"route_table_ids": ["rtb-a"]}, "one workload route table per connector subnet"),
-        ({"image_id": None}, "needs image_id"),
-        ({"mode": "bridge"}, "valid values are connector, native"),
+        ({"connector_cidrs": ["10.8.0.224/28"]}, "one CIDR per connector subnet"),
+        ({"edge_cidrs": ["10.250.0.0/24"]}, "give transit_gateway_id"),
         ({"fabric": "Team"}, "fabric"),
     ],
 )
@@ -137,7 +140,7 @@ def test_circuit_refuses_bad_args_before_creating_anything(overrides: dict[str, 
 
 def test_edge_in_an_existing_vpc_creates_no_vpc() -> None:
     args = EdgeArgs(
-        **COMMON, region="eu-west-1", image_id="ami-1", agent_config_json="{}",
+        **COMMON, zones=["eu-west-1a", "eu-west-1b"], image_id="ami-1", agent_config_json="{}",
         existing_vpc=ExistingVpc(
             vpc_id="vpc-9", cidr="10.9.0.0/24", public_subnet_ids=["s-a", "s-b"], attachment_subnet_ids=["t-a", "t-b"],
             route_table_ids=["rtb-9"], private_endpoint_ips=["10.9.0.4", "10.9.0.68"], attachment_route_table_ids=["rtb-ta", "rtb-tb"],
@@ -169,7 +172,7 @@ def test_edge_in_an_existing_vpc_creates_no_vpc() -> None:
 
 def test_edge_refuses_a_cidr_and_an_existing_vpc_together() -> None:
     args = EdgeArgs(
-        **COMMON, region="eu-west-1", image_id="ami-1", agent_config_json="{}", cidr="10.9.0.0/24",
+        **COMMON, zones=["eu-west-1a", "eu-west-1b"], image_id="ami-1", agent_config_json="{}", cidr="10.9.0.0/24",
         existing_vpc=ExistingVpc(vpc_id="v", cidr="10.9.0.0/24", public_subnet_ids=["a", "b"], attachment_subnet_ids=["c", "d"],
                                  route_table_ids=[], private_endpoint_ips=["10.9.0.4", "10.9.0.68"]),
     )
@@ -243,3 +246,21 @@ def test_transit_peering_refuses_one_region_before_creating_anything() -> None:
     with pytest.raises(ValueError, match="in one region"):
         build_graph(build)
     assert [r.type for r in RECORDER.registrations] == ["pulumi:providers:aws"]
+
+
+def test_edge_builds_the_subnets_it_is_given_and_refuses_one_outside_its_cidr() -> None:
+    planned = dict(
+        **COMMON, zones=["eu-west-1a", "eu-west-1b"], image_id="ami-1", agent_config_json="{}", cidr="10.9.0.0/24",
+        public_subnets=["10.9.0.0/26", "10.9.0.64/26"], attachment_subnets=["10.9.0.192/28", "10.9.0.208/28"],
+        private_ips=["10.9.0.4", "10.9.0.68"],
+    )
+    graph = build_graph(lambda: (Edge("given", EdgeArgs(**planned)), {})[1])  # type: ignore[arg-type]
+    subnets = {r.name: (r.inputs["cidrBlock"], r.inputs["availabilityZone"]) for r in graph.of_type("aws:ec2/subnet:Subnet")}
+    assert subnets == {
+        "given-public-0": ("10.9.0.0/26", "eu-west-1a"), "given-attach-0": ("10.9.0.192/28", "eu-west-1a"),
+        "given-public-1": ("10.9.0.64/26", "eu-west-1b"), "given-attach-1": ("10.9.0.208/28", "eu-west-1b"),
+    }
+    assert [m["privateIpv4Address"] for m in graph.by_name["given-nlb-private"].inputs["subnetMappings"]] == ["10.9.0.4", "10.9.0.68"]
+    with pytest.raises(ValueError, match=r"subnet 10\.8\.0\.0/26 is outside cidr 10\.9\.0\.0/24"):
+        build_graph(lambda: (Edge("off", EdgeArgs(**{**planned, "public_subnets": ["10.8.0.0/26", "10.9.0.64/26"]})), {})[1])  # type: ignore[arg-type]
+    assert RECORDER.registrations == []

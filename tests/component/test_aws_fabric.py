@@ -17,7 +17,7 @@ from tests.component.conftest import RECORDER, FakeCloud, Graph, build_graph
 from components.aws.options import AwsOptions  # noqa: E402  (mocks are set in conftest first)
 from components.fabric import Fabric, FabricArgs
 from components.loader import load_spec
-from components.plan import build_plan
+from components.targets import plan_fabric
 from components.spec import validate_spec
 from dataplane.config import AgentConfig
 
@@ -40,7 +40,7 @@ def _seed_000() -> Graph:
     spec = load_spec(SEED_000)
 
     def build() -> dict[str, Any]:
-        fabric = Fabric(spec.name, FabricArgs(spec=spec, environment="dev", clouds=["aws"], aws=AwsOptions(image_id="ami-0edge")))
+        fabric = Fabric(spec.name, FabricArgs(spec=spec, environment="dev", clouds=["aws"], options={"aws": AwsOptions(image_id="ami-0edge")}))
         return {"rules_emitted": fabric.outputs["aws_rules_emitted"], "not_built": fabric.outputs["not_built"]}
 
     return build_graph(build)
@@ -52,7 +52,7 @@ def _seed_004() -> Graph:
     def build() -> dict[str, Any]:
         secrets = {"fraDxMd5": pulumi.Output.secret(MD5), "fraErMd5": pulumi.Output.secret("erkey")}
         options = AwsOptions(image_id="ami-0edge", hosted_connection_ids={"fra-dx": "dxcon-fgabc123"})
-        fabric = Fabric(spec.name, FabricArgs(spec=spec, environment="dev", secrets=secrets, clouds=["aws"], aws=options))
+        fabric = Fabric(spec.name, FabricArgs(spec=spec, environment="dev", secrets=secrets, clouds=["aws"], options={"aws": options}))
         return {"not_built": fabric.outputs["not_built"], "external": fabric.outputs["external"]}
 
     return build_graph(build)
@@ -76,7 +76,7 @@ def test_a_cloud_without_a_builder_is_an_error_naming_it_and_nothing_is_created(
     spec = load_spec(SEED_000)
 
     def build() -> dict[str, Any]:
-        Fabric(spec.name, FabricArgs(spec=spec, environment="dev", aws=AwsOptions(image_id="ami-0edge")))
+        Fabric(spec.name, FabricArgs(spec=spec, environment="dev", options={"aws": AwsOptions(image_id="ami-0edge")}))
         return {}
 
     with pytest.raises(NotImplementedError, match=r"\['azure'\].*components/azure/build.py"):
@@ -88,7 +88,7 @@ def test_missing_image_or_secret_fails_before_any_resource() -> None:
     spec = load_spec(SEED_004)
 
     def build() -> dict[str, Any]:
-        Fabric(spec.name, FabricArgs(spec=spec, environment="dev", clouds=["aws"], aws=AwsOptions()))
+        Fabric(spec.name, FabricArgs(spec=spec, environment="dev", clouds=["aws"], options={"aws": AwsOptions()}))
         return {}
 
     with pytest.raises(ValueError) as info:
@@ -265,7 +265,7 @@ def test_seed_004_circuit_destinations_are_left_to_bgp_and_it_says_what_it_did_n
     assert attach.inputs["vpcId"] == "aws-vpc-vpc-id"
     # 10.6.0.0/16 is learned over the circuit; a static route to the TGW would win and bypass the circuit.
     assert [r.name for r in seed_004.of_type("aws:ec2/route:Route") if r.name.startswith("aws-vpc-attach-route-")] == []
-    section = build_plan(load_spec(SEED_004)).aws
+    section = plan_fabric(load_spec(SEED_004)).sections["aws"]
     assert section is not None
     assert [(r.network, r.destination, r.target) for r in section.routes] == [("aws-vpc", "10.6.0.0/16", "circuit-propagated")]
     assert seed_004.values["not_built"] == ["azure"]
@@ -299,7 +299,7 @@ def test_an_aws_connector_homed_at_an_azure_edge_is_refused_before_anything_exis
     spec = validate_spec(data)
 
     def build() -> dict[str, Any]:
-        Fabric(spec.name, FabricArgs(spec=spec, environment="dev", clouds=["aws"], aws=AwsOptions(image_id="ami-0edge")))
+        Fabric(spec.name, FabricArgs(spec=spec, environment="dev", clouds=["aws"], options={"aws": AwsOptions(image_id="ami-0edge")}))
         return {}
 
     with pytest.raises(ValueError, match="homed at az-weu, which is not an AWS edge"):
@@ -324,7 +324,7 @@ def test_edges_in_two_regions_peer_their_transit_gateways_as_the_private_backbon
     )
 
     def build() -> dict[str, Any]:
-        Fabric(spec.name, FabricArgs(spec=spec, environment="dev", aws=AwsOptions(image_id="ami-0edge")))
+        Fabric(spec.name, FabricArgs(spec=spec, environment="dev", options={"aws": AwsOptions(image_id="ami-0edge")}))
         return {}
 
     graph = build_graph(build)

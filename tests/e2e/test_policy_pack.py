@@ -145,7 +145,7 @@ def test_policy_tests_proved_before_deploy_hold_with_real_traffic(scratch, fabri
     what `transit check` proves at every enforcement point before the deploy is the verdict the test
     expects, and for TCP it is what real traffic gets on the local stack after the deploy.
 
-    The local data plane carries TCP only (ARCHITECTURE.md, "Data plane"); udp and icmp assertions are
+    The local data plane carries TCP only (docs/architecture.md, "Data plane"); udp and icmp assertions are
     proved by `transit check` alone.
     """
     spec = load_spec(REPO / "stacks" / "fabrics" / fabric)

@@ -64,6 +64,15 @@ def _answer(ctx: ssl.SSLContext, seed: Seed000, ns: str, header: StreamHeader) -
             return None
 
 
+def _logs(topo: Seed000) -> str:
+    """The end of each agent's log, for a failure message."""
+    parts = []
+    for node in ("conn", "edgea", "edgeb"):
+        flows = topo.workdir / node / "flows.jsonl"
+        parts.append(f"--- {node}\n{topo.agents[node].log()[-2500:]}\n{flows.read_text()[-1500:] if flows.exists() else ''}")
+    return "\n".join(parts)
+
+
 def _server_saw(server: AppServer, address: str) -> bool:
     time.sleep(0.3)  # a delivery in flight would have connected by now
     return any(peer[0] == address for peer in server.peers)
@@ -172,7 +181,7 @@ def test_a_denylisted_identity_or_serial_is_refused_at_the_handshake(seed: tuple
             assert edgea.log().count("reason=denylisted") > rejected, f"{denylist}: no handshake refusal logged"
     finally:
         topo.reload("edgea", original)
-    assert topo.round_trip(b"reinstated")
+    assert topo.round_trip(b"reinstated"), _logs(topo)
 
 
 @pytest.mark.parametrize("node", ["conn", "edgeb"], ids=["at-the-ingress", "at-delivery"])
@@ -181,6 +190,7 @@ def test_a_tightened_policy_resets_an_open_stream_within_a_second(seed: tuple[Se
     original = topo.read_config(node)
     tightened = json.loads(json.dumps(original))
     tightened["filter"]["rules"] = [rule for rule in tightened["filter"]["rules"] if rule["name"] != "app-to-db"]
+    reloads = topo.agents[node].log().count("agent.reloaded")
     app = topo.ns("awsapp").socket()
     app.settimeout(5)
     try:
@@ -202,8 +212,12 @@ def test_a_tightened_policy_resets_an_open_stream_within_a_second(seed: tuple[Se
             assert f"sport={sport} " not in entries.stdout, f"conntrack still holds the revoked flow:\n{entries.stdout}"
     finally:
         app.close()
+        # The reset can come before the tightening reload logs its end: let it finish before the next one.
+        deadline = time.monotonic() + 5
+        while topo.agents[node].log().count("agent.reloaded") <= reloads and time.monotonic() < deadline:
+            time.sleep(0.02)
         topo.reload(node, original)
-    assert topo.round_trip(b"allowed again"), "\n".join(topo.agents[n].log()[-1500:] for n in ("conn", "edgea", "edgeb"))
+    assert topo.round_trip(b"allowed again"), _logs(topo)
 
 
 def test_the_agent_refuses_to_start_with_a_certificate_for_another_identity_or_a_readable_key(tmp_path: Path) -> None:

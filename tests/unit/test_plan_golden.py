@@ -1,4 +1,4 @@
-"""Golden files: each example fabric paired with its plan JSON.
+"""Golden files: each example fabric paired with its plan JSON (with every target's section, as `transit plan --json` prints it).
 
 After a deliberate plan change, regenerate with
 `UPDATE_GOLDEN=1 .venv/bin/python -m pytest tests/unit/test_plan_golden.py` and review the diff.
@@ -12,7 +12,7 @@ from pathlib import Path
 import pytest
 
 from components.loader import load_spec
-from components.plan import build_plan
+from components.targets import plan_fabric
 from spec_helpers import EXAMPLES, FABRICS
 
 GOLDEN = Path(__file__).parent / "golden"
@@ -20,7 +20,7 @@ GOLDEN = Path(__file__).parent / "golden"
 
 @pytest.mark.parametrize("name", EXAMPLES)
 def test_plan_matches_golden(name: str) -> None:
-    plan = json.loads(build_plan(load_spec(FABRICS / f"{name}.yaml")).model_dump_json())
+    plan = json.loads(plan_fabric(load_spec(FABRICS / f"{name}.yaml")).model_dump_json())
     golden = GOLDEN / f"{name}.plan.json"
     if os.environ.get("UPDATE_GOLDEN"):
         golden.write_text(json.dumps(plan, indent=2, sort_keys=True) + "\n")

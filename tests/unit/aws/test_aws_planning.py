@@ -7,7 +7,7 @@ from pathlib import Path
 import pytest
 
 from components.aws.agent_configs import connector_config, edge_config
-from components.aws.naming import cidr_slug, edge_subnets, split_cidr, zone_names
+from components.aws.naming import cidr_slug, split_cidr
 from components.aws.planning import aws_section, build_aws_layout, workload_subnets
 from components.loader import load_spec
 from components.plan import build_plan
@@ -21,14 +21,14 @@ def _load(name: str):  # type: ignore[no-untyped-def]
     return spec, build_plan(spec)
 
 
-def test_edge_component_carving_equals_the_plan() -> None:
+def test_edge_layout_takes_the_plans_subnets_and_carves_attachments_from_its_gateway_quarter() -> None:
     spec, plan = _load("seed000_aws_azure")
     layout = build_aws_layout(spec, plan)
     edge = layout.edges[0]
-    public, attach = edge_subnets(edge.cidr, len(edge.zones))
-    assert [str(p) for p in public] == [s.cidr for s in plan.edges[0].subnets] == edge.public_subnets
-    assert [str(a) for a in attach] == edge.attachment_subnets == ["10.250.37.192/28", "10.250.37.208/28"]
-    assert all(IPv4Network(a).subnet_of(IPv4Network(plan.edges[0].gateway_cidr)) for a in attach)
+    assert edge.zones == plan.edges[0].zones == ["us-east-1a", "us-east-1b"]
+    assert edge.public_subnets == [s.cidr for s in plan.edges[0].subnets]
+    assert edge.attachment_subnets == ["10.250.37.192/28", "10.250.37.208/28"]
+    assert all(IPv4Network(a).subnet_of(IPv4Network(plan.edges[0].gateway_cidr)) for a in edge.attachment_subnets)
     assert edge.private_ips == ["10.250.37.4", "10.250.37.68"]
 
 
@@ -54,7 +54,7 @@ def test_routes_follow_the_policy_in_both_directions_and_only_there() -> None:
         ],
         "policy": {"rules": [{"name": "b-to-a", "from": "b", "to": "a", "proto": "tcp", "ports": [443], "action": "permit"}]},
     }
-    section = aws_section(validate_spec(base))
+    section = aws_section(validate_spec(base), build_plan(validate_spec(base)))
     assert section is not None
     assert {(r.network, r.destination, r.target) for r in section.routes} == {
         ("a", "10.2.0.0/24", "gwlb-endpoint"),
@@ -62,7 +62,7 @@ def test_routes_follow_the_policy_in_both_directions_and_only_there() -> None:
         ("tgw us-east-1", "10.1.0.0/24", "edge use1"),
     }
     denied = {**base, "policy": {"rules": [{"name": "nothing", "from": "b", "to": "a", "proto": "tcp", "ports": [443], "action": "deny"}]}}
-    assert aws_section(validate_spec(denied)).routes == []  # type: ignore[union-attr]
+    assert aws_section(validate_spec(denied), build_plan(validate_spec(denied))).routes == []  # type: ignore[union-attr]
 
 
 def test_seed_004_leaves_the_circuit_destination_to_bgp() -> None:
@@ -91,7 +91,7 @@ def test_groups_keep_rules_far_below_the_cartesian_count() -> None:
             "policy": {"rules": [{"name": "web-to-app", "from": "web", "to": "app", "proto": "tcp", "ports": [8080], "action": "permit"}]},
         }
     )
-    section = aws_section(spec)
+    section = aws_section(spec, build_plan(spec))
     assert section is not None
     assert section.rules_cartesian == 2 * 20 * 20
     assert section.rules_emitted == 40
@@ -101,9 +101,10 @@ def test_groups_keep_rules_far_below_the_cartesian_count() -> None:
 def test_cloud_agent_configs_name_load_balancers_not_vms() -> None:
     spec, plan = _load("seed000_aws_azure")
     layout = build_aws_layout(spec, plan)
-    edge = edge_config(spec, layout, layout.edges[0], {"aws-use1": "203.0.113.7"})
+    agents = {a.name: a for a in plan.agents}
+    edge = edge_config(agents["edge-aws-use1"], plan.members, layout, layout.edges[0], {"aws-use1": "203.0.113.7"})
     assert [(p.name, str(p.private_addr)) for p in edge.peers] == [("connector-aws-app", "10.30.40.228")]
-    connector = connector_config(spec, layout, layout.networks[0], {"aws-use1": "203.0.113.7"})
+    connector = connector_config(agents["connector-aws-app"], plan.members, layout, layout.networks[0], {"aws-use1": "203.0.113.7"})
     peer = connector.peers[0]
     assert (str(peer.private_addr), str(peer.public_addr), peer.tunnel_port) == ("10.250.37.4", "203.0.113.7", 8443)
     assert [str(c) for c in peer.cidrs] == ["172.18.40.0/24"]
@@ -111,7 +112,6 @@ def test_cloud_agent_configs_name_load_balancers_not_vms() -> None:
 
 
 def test_naming_helpers() -> None:
-    assert zone_names("eu-central-1", 3) == ["eu-central-1a", "eu-central-1b", "eu-central-1c"]
     assert cidr_slug("10.30.40.0/24") == "10-30-40-0-24"
     assert [str(s) for s in split_cidr("10.0.0.0/24", 3)] == ["10.0.0.0/26", "10.0.0.64/26", "10.0.0.128/26"]
     with pytest.raises(ValueError):
@@ -134,23 +134,10 @@ def test_the_tgw_sends_what_native_networks_reach_to_their_edge() -> None:
             "policy": {"rules": [{"name": "all", "from": "any", "to": "any", "proto": "tcp", "ports": [443], "action": "permit"}]},
         }
     )
-    section = aws_section(spec)
+    section = aws_section(spec, build_plan(spec))
     assert section is not None
     tgw = [(r.network, r.destination, r.target) for r in section.routes if r.network.startswith("tgw ")]
     # erp and crm reach shop through euw1; they reach each other directly over the TGW, so that is not routed to the edge.
     assert tgw == [("tgw eu-west-1", "10.1.0.0/24", "edge euw1")]
     layout = build_aws_layout(spec, build_plan(spec))
     assert {e.name: e.ingress_cidrs for e in layout.edges} == {"use1": [], "euw1": ["10.1.0.0/24"]}
-
-
-@pytest.mark.parametrize("fabric", ["seed000_aws_azure", "seed004_dx_er_cloud_router", "architecture_example"])
-def test_scoped_filters_equal_the_shared_policy_compiler(fabric: str) -> None:
-    from components.aws.agent_configs import ScopedFilters
-    from components.segmentation.agent_filters import connector_filter, edge_filter
-
-    spec, _ = _load(fabric)
-    filters = ScopedFilters(spec)
-    for network in spec.networks:
-        assert filters.connector(network.name) == connector_filter(spec, network.name)
-    for edge in spec.edges:
-        assert filters.edge(edge.name) == edge_filter(spec, edge.name)

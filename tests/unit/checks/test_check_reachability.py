@@ -6,7 +6,7 @@ import json
 
 from checks_fabric import spec, with_rules
 
-from components.checks.points import azure_point, build_points, nft_point
+from components.checks.points import build_points, nft_point, target_point
 from components.checks.reachability import parity, prove_tests, sample_flows
 from components.segmentation.agent_filters import connector_filter
 from components.segmentation.azure_nsgs import compile_azure
@@ -45,7 +45,7 @@ def test_point_that_answers_otherwise_is_point_disagrees() -> None:
     nsg = seg.nsgs[0]
     # Drop the app-to-db grant from the Azure NSG: the intent still permits, Azure now denies.
     broken = seg.model_copy(update={"nsgs": [nsg.model_copy(update={"rules": [r for r in nsg.rules if not r.name.startswith("app-to-db")]})]})
-    points = _replace(build_points(fabric), azure_point(broken))
+    points = _replace(build_points(fabric), target_point("azure", broken))
     findings = prove_tests(fabric, points)
     assert [f.kind for f in findings] == ["point-disagrees"]
     assert findings[0].path == "policy.tests[0]" and findings[0].decisions["azure:nsgs"][0] == "deny"
@@ -57,7 +57,7 @@ def test_missing_explicit_deny_lets_azure_default_permit_a_parity_hole() -> None
     nsg = seg.nsgs[0]
     # Without our priority-4096 deny, Azure's AllowVnetInBound admits the whole fabric.
     broken = seg.model_copy(update={"nsgs": [nsg.model_copy(update={"rules": [r for r in nsg.rules if not r.name.startswith("default-deny")]})]})
-    finding, _ = parity(fabric, _replace(build_points(fabric), azure_point(broken)), samples=200)
+    finding, _ = parity(fabric, _replace(build_points(fabric), target_point("azure", broken)), samples=200)
     assert finding is not None and finding.kind == "parity-hole" and finding.path.startswith("policy.")
     assert finding.decisions["intent"][0] == "deny" and finding.decisions["azure:nsgs"] == ("permit", finding.decisions["azure:nsgs"][1])
     assert "AllowVnet" in finding.decisions["azure:nsgs"][1]
@@ -112,21 +112,20 @@ def test_sampling_is_deterministic_and_covers_port_boundaries() -> None:
 
 
 def test_security_group_rules_wider_or_narrower_than_the_intent() -> None:
-    from components.checks.points import aws_point
-    from components.plan import build_plan
+    from components.targets import plan_fabric
 
     fabric = spec()
-    section = build_plan(fabric).aws
+    section = plan_fabric(fabric).sections.get("aws")
     assert section is not None
     # aws-app's egress grants (5432 to db, 8000-8080 to web) opened to every port: a hole.
     widened = section.model_copy(update={"rules": [r.model_copy(update={"ports": ""}) if r.direction == "egress" and r.protocol == "tcp" else r
                                                    for r in section.rules]})
-    finding, _ = parity(fabric, _replace(build_points(fabric), aws_point(widened)), samples=0)
+    finding, _ = parity(fabric, _replace(build_points(fabric), target_point("aws", widened)), samples=0)
     assert finding is not None and finding.kind == "parity-hole"
     assert finding.flow.src.startswith("10.30.40.") and finding.decisions["aws:security-groups"][0] == "permit"
     # the ingress grants (gcp-out into aws-app) dropped: a block.
     narrowed = section.model_copy(update={"rules": [r for r in section.rules if r.direction != "ingress"]})
-    finding, _ = parity(fabric, _replace(build_points(fabric), aws_point(narrowed)), samples=0)
+    finding, _ = parity(fabric, _replace(build_points(fabric), target_point("aws", narrowed)), samples=0)
     assert finding is not None and finding.kind == "parity-block" and finding.decisions["aws:security-groups"][0] == "deny"
 
 

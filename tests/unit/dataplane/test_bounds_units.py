@@ -225,3 +225,14 @@ def test_admission_caps_setups_overall_per_source_and_with_the_streams_in_flight
     assert isinstance(admission.open("10.0.0.3"), Slot)
     assert admission.snapshot()["source_handshakes"] == 1 and admission.snapshot()["handshakes"] == 1
     assert admission.snapshot()["streams"] == 1
+
+
+def test_a_datagram_session_over_its_cap_is_counted_as_refused() -> None:
+    from dataplane.admission import Admission
+    from dataplane.config import LimitSettings
+    from dataplane.datagram_intercept import _refused
+
+    admission = Admission(lambda: LimitSettings(), lambda: 0)
+    _refused(admission, "source_datagram_sessions", "udp")
+    _refused(None, "datagram_sessions", "icmp")  # without admission it is only logged
+    assert admission.snapshot().get("source_datagram_sessions") == 1

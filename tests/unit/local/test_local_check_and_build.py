@@ -2,10 +2,9 @@
 from __future__ import annotations
 
 from pathlib import Path
-from types import SimpleNamespace
 
 from components import load_spec
-from components.local.build import check
+from components.local.target import problems
 from components.plan import build_plan
 from transit_cli.local_check import FlowResult, Session, find_local_outputs
 
@@ -28,12 +27,11 @@ def test_flow_and_session_verdicts() -> None:
 
 def test_check_names_every_missing_md5_secret_before_anything_is_created() -> None:
     spec = load_spec(ROOT / "stacks" / "fabrics" / "architecture_example.yaml")
-    args = SimpleNamespace(spec=spec, environment="local", secrets={"fraDxMd5": "x"})
-    problems = check(args, build_plan(spec))
-    assert len(problems) == 2
-    assert any("fraErMd5" in p for p in problems) and any("dcFraMd5" in p for p in problems)
-    args.secrets = {"fraDxMd5": "x", "fraErMd5": "y", "dcFraMd5": "z"}
-    assert check(args, build_plan(spec)) == []
+    plan = build_plan(spec)
+    found = problems(spec, plan, None, None, {"fraDxMd5": "x"})
+    assert len(found) == 2
+    assert any("fraErMd5" in p for p in found) and any("dcFraMd5" in p for p in found)
+    assert problems(spec, plan, None, None, {"fraDxMd5": "x", "fraErMd5": "y", "dcFraMd5": "z"}) == []
 
 
 def test_wait_sessions_waits_for_routes_not_only_for_established(monkeypatch) -> None:

@@ -7,7 +7,7 @@ from ipaddress import IPv4Address
 
 import pytest
 
-from components.plan import build_plan
+from components.targets import plan_fabric
 from components.segmentation.agent_filters import edge_scope
 from components.segmentation.aws_security_groups import AWS_SECURITY_GROUPS, SecurityPlan, aws_intent, compile_security
 from components.segmentation.azure_nsgs import AZURE_NSGS
@@ -82,7 +82,7 @@ def test_native_rules_made_elsewhere_are_read_not_compiled_again() -> None:
 
     fabric = spec()
     context = Context.of(fabric)
-    plan = SecurityPlan.from_rows(build_plan(fabric).aws)  # type: ignore[arg-type]
+    plan = SecurityPlan.from_rows(plan_fabric(fabric).sections["aws"])  # type: ignore[arg-type]
     [aws] = compile_points([Refuses()], context, {"aws:security-groups": plan})
     assert aws.decide(Flow("10.30.40.7", "172.18.40.10", "tcp", 5432)) == ("permit", "aws-app/egress/app-to-db")
 
@@ -115,7 +115,7 @@ def test_a_new_target_plugs_in_by_implementing_compile_and_evaluator() -> None:
 def test_security_groups_read_back_from_the_plan_rows_equal_the_compiled_ones() -> None:
     fabric = spec()
     compiled = compile_security(*aws_intent(fabric))
-    read_back = SecurityPlan.from_rows(build_plan(fabric).aws)  # type: ignore[arg-type]
+    read_back = SecurityPlan.from_rows(plan_fabric(fabric).sections["aws"])  # type: ignore[arg-type]
     assert read_back == compiled
 
 

@@ -1,0 +1,73 @@
+"""The AWS target's pure hooks for the registry (components.targets): no Pulumi, no cloud SDK.
+
+The section is `planning.aws_section`; these read it: the problems found
+before any resource exists, the security groups as an enforcement point for
+`transit check`, and the tables `transit plan` prints. The builder
+(`components.aws.build.build`) is named by the registry and loaded only when a
+stack builds AWS.
+"""
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import Any
+
+from components.aws.options import AwsOptions
+from components.aws.planning import AwsLayout, AwsPlanSection
+from components.plan_models import Plan
+from components.segmentation.aws_security_groups import AWS_SECURITY_GROUPS, SecurityPlan
+from components.segmentation.protocol import Point, point
+from components.spec import FabricSpec
+
+
+def problems(spec: FabricSpec, plan: Plan, section: AwsPlanSection, options: AwsOptions | None, secrets: Mapping[str, Any]) -> list[str]:
+    """Everything the AWS build needs beyond the spec, checked before any resource exists."""
+    if section.layout is None:
+        return [f"aws: {p}" for p in section.problems]
+    return layout_problems(section.layout, secrets, options or AwsOptions())
+
+
+def layout_problems(layout: AwsLayout, secrets: Mapping[str, Any], options: AwsOptions) -> list[str]:
+    """The layout's needs: the image, MD5 secrets, hosted dxcon ids, one edge per region, AWS homes."""
+    out = []
+    if (layout.edges or any(n.attach == "connector" for n in layout.networks)) and options.image_id is None:
+        out.append("aws.image_id is required: AWS edges and connectors boot the Packer image")
+    for c in layout.circuits:
+        if c.md5_secret not in secrets:
+            out.append(f"circuit {c.name}: no secret for md5 key name {c.md5_secret!r} in secrets")
+        if c.connection == "hosted" and c.name not in options.hosted_connection_ids:
+            out.append(f"circuit {c.name}: a hosted connection needs its dxcon id in aws.hosted_connection_ids")
+    aws_edges = {e.name for e in layout.edges}
+    regions = [e.region for e in layout.edges]
+    for region in sorted({r for r in regions if regions.count(r) > 1}):
+        out.append(f"region {region} has more than one AWS edge; they would share one TGW route table (one edge per region)")
+    for n in layout.networks:
+        if n.attach == "connector" and n.edge not in aws_edges:
+            out.append(f"network {n.name}: its connector is homed at {n.edge}, which is not an AWS edge; set `edge:` to an AWS edge")
+    names = {n.name for n in layout.networks}
+    for unknown in sorted(set(options.existing_networks) - names):
+        out.append(f"aws.existing_networks names {unknown!r}, which is not an AWS network of the spec")
+    return out
+
+
+def evaluator(section: AwsPlanSection) -> Point:
+    """AWS security groups as the section lists them (what the components build), read back and judged as AWS would."""
+    return point(AWS_SECURITY_GROUPS, SecurityPlan.from_rows(section))
+
+
+def tables(section: AwsPlanSection) -> list[tuple[str, list[str], list[list[str]]]]:
+    """AWS routes, then security rules with both counts, then the compiler's notes."""
+    routes = [[r.network, r.destination, r.target] for r in section.routes]
+    rules = [
+        [r.security_group, r.direction, r.protocol, r.ports, r.peer, ", ".join(r.policy_rules)] for r in section.rules
+    ]
+    title = (
+        f"aws security rules: {section.rules_emitted} emitted, {section.rules_cartesian} Cartesian "
+        f"({len(section.security_groups)} groups, {len(section.prefix_lists)} prefix lists)"
+    )
+    out = [
+        ("aws routes", ["network", "destination", "target"], routes),
+        (title, ["security group", "direction", "protocol", "ports", "peer", "policy rules"], rules),
+    ]
+    if section.notes:
+        out.append(("aws notes", ["note"], [[n] for n in section.notes]))
+    return out
