@@ -21,6 +21,7 @@ import argparse
 import ctypes
 import enum
 import errno
+import importlib.metadata
 import logging
 import resource
 import signal
@@ -682,6 +683,7 @@ class Agent:
     def _health_info(self) -> dict[str, object]:
         """The informational part of the /healthz document."""
         return {
+            "version": agent_version(),
             "node": self.config.name,
             "role": self.config.role,
             "identity": self.config.identity,
@@ -704,6 +706,14 @@ class Agent:
 def _runtime(config: AgentConfig, contexts: TlsContexts, policy: CompiledPolicy) -> Runtime:
     """Everything a stream reads of a (re)loaded config, built once."""
     return Runtime(config, contexts, Router(config), policy, Trust.from_config(config))
+
+
+def agent_version() -> str:
+    """The installed distribution's version (the repository's, in an image: docs/images.md)."""
+    try:
+        return importlib.metadata.version("multicloud-transit")
+    except importlib.metadata.PackageNotFoundError:
+        return "unknown"
 
 
 def _quiet(action: Callable[[], None], what: str) -> None:
@@ -754,6 +764,7 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="transit-agent", description="multicloud-transit data plane agent")
     parser.add_argument("--config", required=True, type=Path, help="AgentConfig JSON file")
     parser.add_argument("--check", action="store_true", help="validate the config and exit (0 valid, 2 invalid)")
+    parser.add_argument("--version", action="version", version=f"transit-agent {agent_version()}")
     args = parser.parse_args(argv)
     _setup_logging("info")
     try:

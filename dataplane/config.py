@@ -332,17 +332,22 @@ def _path(loc: tuple[object, ...]) -> str:
     return out or "(root)"
 
 
+def validation_problems(exc: ValidationError) -> list[str]:
+    """A pydantic error as `path: message` lines (the shape ConfigError carries)."""
+    problems = []
+    for error in exc.errors():
+        message = error["msg"].removeprefix("Value error, ")
+        # Checks across fields are raised at the root and name their own field path.
+        problems.append(f"{_path(error['loc'])}: {message}" if error["loc"] else message)
+    return problems
+
+
 def parse_config(data: object) -> AgentConfig:
     """Validate a decoded document; raise ConfigError listing every bad field."""
     try:
         return AgentConfig.model_validate(data)
     except ValidationError as exc:
-        problems = []
-        for error in exc.errors():
-            message = error["msg"].removeprefix("Value error, ")
-            # Checks across fields are raised at the root and name their own field path.
-            problems.append(f"{_path(error['loc'])}: {message}" if error["loc"] else message)
-        raise ConfigError(problems) from None
+        raise ConfigError(validation_problems(exc)) from None
 
 
 def load_config(path: str | Path, environ: dict[str, str] | None = None) -> AgentConfig:

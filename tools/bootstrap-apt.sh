@@ -1,9 +1,10 @@
 #!/usr/bin/env bash
-# Installs the Debian packages in tools/apt-packages.txt that are missing.
-# Idempotent: when all are present this is one dpkg query.
+# Installs the Debian packages listed in a file (default tools/apt-packages.txt)
+# that are missing. Idempotent: when all are present this is one dpkg query.
 set -euo pipefail
 here=$(cd "$(dirname "$0")" && pwd)
-mapfile -t want < <(grep -v '^\s*#' "$here/apt-packages.txt" | grep -v '^\s*$')
+list=${1:-$here/apt-packages.txt}
+mapfile -t want < <(grep -v '^\s*#' "$list" | grep -v '^\s*$')
 missing=()
 for p in "${want[@]}"; do
   dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")

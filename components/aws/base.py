@@ -13,6 +13,7 @@ from typing import Any
 import pulumi
 
 from components.aws.naming import check_name
+from dataplane.boot_document import AwsSsm, document_json
 
 ASSUME_EC2 = json.dumps(
     {
@@ -87,9 +88,23 @@ def child(parent: pulumi.Resource, **kwargs: Any) -> pulumi.ResourceOptions:
     return pulumi.ResourceOptions(parent=parent, **kwargs)
 
 
-def user_data(agent_config_json: pulumi.Input[str]) -> pulumi.Output[str]:
-    """The AgentConfig JSON as base64 user data, read by the agent at boot."""
-    return pulumi.Output.from_input(agent_config_json).apply(lambda text: base64.b64encode(text.encode()).decode())
+def parameter_prefix(fabric: str, environment: str, name: str) -> str:
+    """The SSM path holding a node's `ca`, `cert` and `key` (docs/images.md); its role reads only there."""
+    return f"/transit/{fabric}/{environment}/{name}"
+
+
+def boot_user_data(agent_config_json: str, prefix: str) -> str:
+    """The boot document (the AgentConfig, TLS files in SSM under `prefix`) as base64 user data.
+
+    The image's boot step (dataplane/boot.py) reads it from IMDSv2 at boot.
+    """
+    document = document_json(agent_config_json, AwsSsm(store="aws-ssm", prefix=prefix))
+    return base64.b64encode(document.encode()).decode()
+
+
+def user_data(agent_config_json: pulumi.Input[str], prefix: str) -> pulumi.Output[str]:
+    """`boot_user_data` of a launch template's AgentConfig JSON, once it is known."""
+    return pulumi.Output.from_input(agent_config_json).apply(lambda text: boot_user_data(text, prefix))
 
 
 def node_policy(fabric: str, environment: str, name: str, role: str) -> str:
@@ -102,7 +117,7 @@ def node_policy(fabric: str, environment: str, name: str, role: str) -> str:
       original source address (AgentConfig.preserve_source), which EC2 drops
       while the check is on, and a launch template cannot turn it off.
     """
-    path = f"/transit/{fabric}/{environment}/{name}"
+    path = parameter_prefix(fabric, environment, name)
     return json.dumps(
         {
             "Version": "2012-10-17",

@@ -15,7 +15,7 @@ from typing import Literal
 import pulumi
 import pulumi_aws as aws
 
-from components.aws.base import ASSUME_EC2, Common, child, node_policy, user_data
+from components.aws.base import ASSUME_EC2, Common, child, node_policy, parameter_prefix, user_data
 
 
 @dataclass(frozen=True)
@@ -59,7 +59,7 @@ def fleet(
     template = aws.ec2.LaunchTemplate(
         f"{name}-lt", image_id=image_id, instance_type=instance_type, iam_instance_profile={"arn": profile.arn},
         metadata_options={"http_tokens": "required", "http_endpoint": "enabled"},
-        user_data=user_data(agent_config_json), update_default_version=True,
+        user_data=user_data(agent_config_json, parameter_prefix(args.fabric, args.environment, name)), update_default_version=True,
         tag_specifications=[{"resource_type": "instance", "tags": args.tags(role, f"{name}-vm")}],
         tags=args.tags(role, f"{name}-lt"), opts=child(parent), **network,  # type: ignore[arg-type]
     )

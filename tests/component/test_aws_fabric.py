@@ -19,7 +19,7 @@ from components.fabric import Fabric, FabricArgs
 from components.loader import load_spec
 from components.targets import plan_fabric
 from components.spec import validate_spec
-from dataplane.config import AgentConfig
+from dataplane.boot_document import parse_document
 
 TAGGED_TYPES = {
     "aws:ec2/vpc:Vpc", "aws:ec2/subnet:Subnet", "aws:ec2/routeTable:RouteTable", "aws:ec2/securityGroup:SecurityGroup",
@@ -169,10 +169,10 @@ def test_seed_000_connector_gwlb_geneve_endpoints_and_routes(seed_000: Graph) ->
 def test_seed_000_edge_vms_boot_with_their_agent_config_and_least_privilege(seed_000: Graph) -> None:
     lt = seed_000.by_name["aws-use1-lt"]
     assert lt.inputs["imageId"] == "ami-0edge" and lt.inputs["metadataOptions"]["httpTokens"] == "required"
-    config = AgentConfig.model_validate_json(base64.b64decode(lt.inputs["userData"]))
+    config = parse_document(base64.b64decode(lt.inputs["userData"])).agent
     assert config.role == "edge" and config.identity == "spiffe://aws-azure-transit/edge-aws-use1"
     assert [str(p.private_addr) for p in config.peers] == ["10.30.40.228"]
-    connector = AgentConfig.model_validate_json(base64.b64decode(seed_000.by_name["aws-app-connector-lt"].inputs["userData"]))
+    connector = parse_document(base64.b64decode(seed_000.by_name["aws-app-connector-lt"].inputs["userData"])).agent
     edge_peer = connector.peers[0]
     assert str(edge_peer.private_addr) == "10.250.37.4"
     assert str(edge_peer.public_addr) == FakeCloud.COMPUTED["aws:ec2/eip:Eip"]("aws-use1-eip-0")["publicIp"]
@@ -341,7 +341,7 @@ def test_edges_in_two_regions_peer_their_transit_gateways_as_the_private_backbon
     }
     assert routes == {("two-regions-us-east-1-tgw-rt-id", "10.250.2.0/24"), ("two-regions-eu-west-1-tgw-rt-id", "10.250.1.0/24")}
     assert graph.by_name["use1-rt-0-10-250-2-0-24"].inputs["transitGatewayId"] == "two-regions-us-east-1-tgw-id"
-    config = AgentConfig.model_validate_json(base64.b64decode(graph.by_name["use1-lt"].inputs["userData"]))
+    config = parse_document(base64.b64decode(graph.by_name["use1-lt"].inputs["userData"])).agent
     far = config.peer("edge-euw1")
     assert str(far.private_addr) == "10.250.2.4" and [str(c) for c in far.cidrs] == ["10.2.0.0/24"]
     assert graph.by_name["shop-connector-route-0-10-2-0-0-24"].inputs["vpcEndpointId"] == "shop-connector-gwlbe-0-id"
