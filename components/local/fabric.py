@@ -23,6 +23,8 @@ from components.local.link_provider import ShapedLink, VethLink
 from components.local.netns_provider import Namespace
 from components.local.pki_provider import FabricCa, NodeCertificate
 from components.local.routes_provider import Routes
+from components.local.target import required_secrets
+from components.plan import build_plan
 from components.plan_models import Plan
 from components.spec import FabricSpec
 
@@ -49,13 +51,6 @@ class LocalFabricArgs:
     """The spec's plan when the caller already has it. Defaults to building it."""
 
 
-def required_secrets(layout: Layout) -> list[str]:
-    """The secret config keys the layout's BGP sessions need, in order."""
-    keys = [n.md5_secret for r in layout.routers for n in r.config.neighbors if n.md5_secret]
-    keys += [s.md5_secret for s in layout.exabgp]
-    return list(dict.fromkeys(keys))
-
-
 UDP_SEND = ("python3 -c \"import socket; s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM); s.settimeout(3); "
             "s.sendto(b'hello', ('{dst}', {port})); print(s.recv(100))\"")
 
@@ -76,8 +71,9 @@ class LocalFabric(pulumi.ComponentResource):
     namespaces: pulumi.Output[dict[str, str]]
 
     def __init__(self, name: str, args: LocalFabricArgs, opts: pulumi.ResourceOptions | None = None) -> None:
-        layout = build_layout(args.spec, name_prefix(args.spec.name, args.stack), args.plan)
-        missing = [k for k in required_secrets(layout) if k not in args.secrets]
+        plan = args.plan or build_plan(args.spec)
+        layout = build_layout(args.spec, name_prefix(args.spec.name, args.stack), plan)
+        missing = [k for k in required_secrets(plan) if k not in args.secrets]
         if missing:
             raise ValueError(f"set these secret config keys first (pulumi config set --secret KEY): {', '.join(missing)}")
         super().__init__("transit:local:LocalFabric", name, None, opts)
