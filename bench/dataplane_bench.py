@@ -56,8 +56,8 @@ from pathlib import Path
 from typing import Any
 
 from dataplane import filter_table, pki
-from tests.integration.netns import Netns, UdpEcho, in_netns
-from tests.integration.seed000 import AZ_APP, CONNECTOR, DEFAULT_POLICY, EDGE_A, EDGE_B, Seed000, identity
+from testbed.netns import Netns, UdpEcho, in_netns
+from testbed.seed000 import AZ_APP, CONNECTOR, DEFAULT_POLICY, EDGE_A, EDGE_B, Seed000, identity
 
 REPO = Path(__file__).resolve().parents[1]
 RESULT = REPO / "bench" / "results" / "dataplane.json"

@@ -1,7 +1,7 @@
 """GENEVE benchmark: one connector behind an emulated Gateway Load Balancer, against the same hops without GENEVE.
 
 Run as root from the repository root: `python -m bench.geneve_bench` (or
-`make bench`). It builds `tests/integration/gwlb.py`'s fabric with one
+`make bench`). It builds `testbed/gwlb.py`'s fabric with one
 connector target (app -- gwlb -- conn1 -- edge -- azapp) and measures, in
 one run, at the load balancer's 8,500-byte MTU and at 1,500 bytes:
 
@@ -41,8 +41,8 @@ from pathlib import Path
 from typing import Any
 
 from bench.dataplane_bench import _cpu_jiffies, _version, _wait_listening, iperf
-from tests.integration.gwlb import AZ_APP, EDGE_SIDE, POLICY, TARGETS, GwlbFabric
-from tests.integration.netns import Netns
+from testbed.gwlb import AZ_APP, EDGE_SIDE, POLICY, TARGETS, GwlbFabric
+from testbed.netns import Netns
 
 REPO = Path(__file__).resolve().parents[1]
 RESULT = REPO / "bench" / "results" / "geneve.json"

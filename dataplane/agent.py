@@ -50,7 +50,7 @@ from dataplane.logfmt import event
 from dataplane.metrics import Sources
 from dataplane.observe import Observer
 from dataplane.parking import Parking
-from dataplane.relay import reset
+from dataplane.pump import reset
 from dataplane.runstate import RunState
 from dataplane.paths import PathMonitor
 from dataplane.tls import TlsContexts, build_contexts, own_credential_problems

@@ -25,14 +25,13 @@ source through its own ICMP TUN when it has one covering the flow
 address with a fresh identifier (`IcmpOrigin`).
 
 `DatagramPump` moves datagrams between an application-side `Endpoint` and the
-tunnel stream in one thread, with the interface `Forwarder` expects of a
-pump (`a`, `b`, `run`, `abort`, `idle_deadline`, `park_after`). It parks like
-a TCP pump: quiet for `park_after` with nothing queued for the tunnel and
-nothing buffered in TLS, `run()` returns PARKED with every socket open and
-all its state kept (a partial frame or reply, the byte counts); the Forwarder
-hands `watched()` to the shared parking thread and calls `run()` again when
-one of them is readable or the idle deadline (`timeouts.datagram_idle`)
-comes, which ends the flow as before.
+tunnel stream in one thread. It is a `dataplane.pump.Pump` like the TCP
+pumps (same loop, abort, idle clock and parking); only its legs are here.
+It parks when quiet for `park_after` with nothing queued for the tunnel and
+nothing buffered in TLS, keeping every socket and all its state (a partial
+frame or reply, the byte counts); parked, it is woken by any of `watched()`
+(each endpoint socket and the tunnel) or by the idle deadline
+(`timeouts.datagram_idle`), which ends the flow as before.
 """
 from __future__ import annotations
 
@@ -42,14 +41,13 @@ import select
 import socket
 import ssl
 import struct
-import threading
 import time
 from collections.abc import Callable, Iterable
 from ipaddress import IPv4Address
 
 from dataplane.header import ICMP, UDP, HeaderError, Status, decode_reply, reply_length
 from dataplane.packets import ICMP_ECHO_REPLY, ICMP_ECHO_REQUEST, echo, parse_echo_reply
-from dataplane.relay import Outcome, PumpResult, reset, wait_ready
+from dataplane.pump import LATER, Outcome, Pump, Step, close, reset
 
 FRAME_HEADER = 2
 MAX_UDP = 65507  # largest UDP payload in IPv4
@@ -273,18 +271,18 @@ class IcmpOrigin:
 # ---- the pump ---------------------------------------------------------------
 
 
-class DatagramPump:
+class DatagramPump(Pump):
     """Moves datagrams between an Endpoint (side a) and a tunnel stream (side b) until idle or closed.
 
-    With `park_after` > 0, a flow quiet that long with nothing in flight
-    returns PARKED from `run()` (sockets open, state kept); `run()` again
-    resumes it. `expect_reply` (ingress): the far end's reply (header.Status) comes first
+    `expect_reply` (ingress): the far end's reply (header.Status) comes first
     on the tunnel; a non-OK reply ends the flow as REFUSED and the endpoint is
     told (`Endpoint.refuse`). Datagrams from the application are framed and
     sent at once, before the reply, as TCP bytes are. On the way out the
     tunnel is closed cleanly when the flow idles out or the far end closed it,
     and reset otherwise.
     """
+
+    errors = (OSError, ssl.SSLError, ValueError, HeaderError)
 
     def __init__(
         self,
@@ -297,46 +295,65 @@ class DatagramPump:
         first: Iterable[bytes] = (),
         park_after: float = 0.0,
     ) -> None:
-        self.a = endpoint
-        self.b = tunnel
+        super().__init__(endpoint, tunnel, idle=idle, park_after=park_after)
+        self.a: Endpoint = endpoint
         self.proto = proto
-        self.idle = idle
-        self.park_after = park_after
-        self.last = time.monotonic()
         self.expect_reply = expect_reply
         self._reply = bytearray()
         self._decoder = FrameDecoder(proto)
         self._out = bytearray()
-        self._aborted = threading.Event()
+        self._app_fds = [sock.fileno() for sock in endpoint.socks]
+        self._tunnel_fd = tunnel.fileno()
         self.up = 0
         self.down = 0
-        self.status: Status | None = None
-        self.rule: str | None = None
-        self.error: str | None = None
         for payload in first:
             self._queue(payload)
 
-    def abort(self) -> None:
-        """Reset the flow from any thread; the pump thread returns ABORTED."""
-        self._aborted.set()
-        try:
-            socket.socket.shutdown(self.b, socket.SHUT_RDWR)
-        except OSError:
-            pass
+    def step(self) -> Step | Outcome:
+        """Read the tunnel and every endpoint socket until they would block, then flush.
 
-    def idle_deadline(self) -> float:
-        """When the flow ends if nothing moves (monotonic)."""
-        return self.last + self.idle
+        LATER whenever the flow goes on: every side was read until it would
+        block, so only poll can say when there is more.
+        """
+        ended = self._read_tunnel()
+        if ended is not None:
+            return ended
+        for payload in self.a.receive():
+            if self._queue(payload):
+                self.last = time.monotonic()
+        self._flush()
+        return LATER
 
-    def watched(self) -> tuple[socket.socket, ...]:
-        """Every socket whose readiness must wake the flow while it is parked: each endpoint socket and the tunnel."""
-        return (*self.a.socks, self.b)
+    def wants(self) -> dict[int, int]:
+        events = dict.fromkeys(self._app_fds, _READ)
+        events[self._tunnel_fd] = _READ | (_WRITE if self._out else 0)
+        return events
 
-    def _parkable(self) -> bool:
+    def woke(self, ready: dict[int, int]) -> None:
+        """Nothing to note: the next step reads every side whatever woke."""
+
+    def parkable(self) -> bool:
         """Nothing in flight: no frame waits for the tunnel and TLS holds no decrypted bytes poll cannot see."""
         if self._out:
             return False
         return not (isinstance(self.b, ssl.SSLSocket) and self.b.pending())
+
+    def watched(self) -> tuple[socket.socket, ...]:
+        """Each endpoint socket and the tunnel."""
+        return (*self.a.socks, self.b)
+
+    def counts(self) -> tuple[int, int]:
+        return self.up, self.down
+
+    def finish(self, outcome: Outcome) -> None:
+        """Tell the endpoint of a refusal and close it; close the tunnel after a clean end or idle, reset it otherwise."""
+        if outcome is Outcome.REFUSED and self.status is not None and self.status is not Status.OK:
+            self.a.refuse(self.status)
+        self.a.close()
+        if outcome in (Outcome.CLOSED, Outcome.IDLE):
+            close(self.b)
+        else:
+            reset(self.b)
 
     def _queue(self, payload: bytes) -> bool:
         if len(self._out) > MAX_PENDING:
@@ -347,31 +364,6 @@ class DatagramPump:
             return False  # an oversized datagram from the application is dropped, never sent
         self.up += len(payload)
         return True
-
-    def run(self) -> PumpResult:
-        """Relay until the flow idles out, either side closes or fails, the far end refuses, parks, or abort().
-
-        After PARKED every socket stays open and another call resumes.
-        """
-        self.b.setblocking(False)
-        try:
-            outcome = self._loop()
-        except (OSError, ssl.SSLError, ValueError, HeaderError) as exc:
-            self.error = f"{type(exc).__name__}: {exc}"
-            outcome = Outcome.ABORTED if self._aborted.is_set() else Outcome.RESET
-        if outcome is Outcome.PARKED:
-            return PumpResult(self.up, self.down, outcome, self.status, self.rule, self.error)
-        if outcome is Outcome.REFUSED and self.status is not None and self.status is not Status.OK:
-            self.a.refuse(self.status)
-        self.a.close()
-        if outcome in (Outcome.CLOSED, Outcome.IDLE):
-            try:
-                socket.socket.close(self.b)
-            except OSError:
-                pass
-        else:
-            reset(self.b)
-        return PumpResult(self.up, self.down, outcome, self.status, self.rule, self.error)
 
     def _read_tunnel(self) -> Outcome | None:
         """Read what the tunnel holds (TLS may buffer records poll cannot see); an outcome if the flow ends."""
@@ -403,34 +395,11 @@ class DatagramPump:
                 self.down += len(payload)
                 self.a.send(payload)
 
-    def _flush(self) -> bool:
-        """Write queued frames until the tunnel would block; True when everything is written."""
+    def _flush(self) -> None:
+        """Write queued frames until the tunnel would block or nothing is left."""
         while self._out:
             try:
                 sent = self.b.send(self._out[:65536])
             except (ssl.SSLWantWriteError, ssl.SSLWantReadError, BlockingIOError, InterruptedError):
-                return False
+                return
             del self._out[:sent]
-        return True
-
-    def _loop(self) -> Outcome:
-        poller = select.poll()
-        tunnel_fd = self.b.fileno()
-        app_fds = [sock.fileno() for sock in self.a.socks]
-        while True:
-            if self._aborted.is_set():
-                return Outcome.ABORTED
-            ended = self._read_tunnel()
-            if ended is not None:
-                return ended
-            for payload in self.a.receive():
-                if self._queue(payload):
-                    self.last = time.monotonic()
-            drained = self._flush()
-            events = dict.fromkeys(app_fds, _READ)
-            events[tunnel_fd] = _READ | (0 if drained else _WRITE)
-            parking = self.park_after > 0 and self._parkable()
-            ready = wait_ready(poller, events, last=self.last, idle=self.idle, park_after=self.park_after, parking=parking)
-            if isinstance(ready, Outcome):
-                return ready
-            # Whatever woke it (or an early wake-up), the next turn reads every side.

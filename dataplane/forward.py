@@ -48,7 +48,8 @@ from dataplane.header import FLAG_END_TO_END, HEADER_FIXED_LEN, ICMP, TCP, UDP, 
 from dataplane.logfmt import event
 from dataplane.parking import Parking
 from dataplane.workers import Workers
-from dataplane.relay import Outcome, Pump, PumpResult, reset
+from dataplane.pump import Outcome, Pump, PumpResult, reset
+from dataplane.relay import BytePump
 from dataplane.splice import SplicePump
 from dataplane.tls import PeerCert, PeerIdentityError, TlsContexts, peer_cert
 from dataplane.trust import Trust
@@ -198,13 +199,6 @@ def _path_of(peer: PeerConfig, address: str) -> str:
     return "private"
 
 
-def _watched(pump: Pump | SplicePump | DatagramPump) -> tuple[socket.socket, ...]:
-    """The sockets whose readiness wakes a parked pump: both sides, or every socket of a datagram endpoint and the tunnel."""
-    if isinstance(pump, DatagramPump):
-        return pump.watched()
-    return (pump.a, pump.b)
-
-
 class Forwarder:
     """Runs streams for one agent and keeps the registry of those in flight."""
 
@@ -228,7 +222,7 @@ class Forwarder:
         self._on_flow = on_flow
         self._lock = threading.Lock()
         self._ids = itertools.count()
-        self._streams: dict[int, tuple[Pump | SplicePump | DatagramPump, str, str]] = {}
+        self._streams: dict[int, tuple[Pump, str, str]] = {}
         self._claims: dict[int, Claim] = {}
         self._per_peer: dict[str, int] = {}  # streams in flight per peer
         self._idle_tunnels: dict[str, int] = {}  # accepted tunnels parked until their first header, per peer
@@ -291,7 +285,7 @@ class Forwarder:
         return doomed
 
     def _run(
-        self, pump: Pump | SplicePump | DatagramPump, peer: str, path: str, done: Callable[[PumpResult], None], claim: Claim | None = None
+        self, pump: Pump, peer: str, path: str, done: Callable[[PumpResult], None], claim: Claim | None = None
     ) -> None:
         """Relay a stream to its end, parking it while quiet; `done` gets the result in whatever thread ends it.
 
@@ -315,7 +309,7 @@ class Forwarder:
                 else:
                     self._per_peer.pop(peer, None)
 
-    def _resume(self, key: int, pump: Pump | SplicePump | DatagramPump, peer: str, path: str, done: Callable[[PumpResult], None]) -> None:
+    def _resume(self, key: int, pump: Pump, peer: str, path: str, done: Callable[[PumpResult], None]) -> None:
         """Wake a parked stream on a worker; if no thread can be started, end it here (abort) rather than lose it."""
         try:
             self._workers.submit(self._continue, key, pump, peer, path, done)
@@ -325,14 +319,14 @@ class Forwarder:
             pump.park_after = 0.0
             self._continue(key, pump, peer, path, done)
 
-    def _continue(self, key: int, pump: Pump | SplicePump | DatagramPump, peer: str, path: str, done: Callable[[PumpResult], None]) -> None:
+    def _continue(self, key: int, pump: Pump, peer: str, path: str, done: Callable[[PumpResult], None]) -> None:
         try:
             while True:
                 result = pump.run()
                 if result.outcome is not Outcome.PARKED:
                     break
                 resume = lambda: self._resume(key, pump, peer, path, done)  # noqa: E731
-                if self._parking.park(_watched(pump), pump.idle_deadline(), resume):
+                if self._parking.park(pump.watched(), pump.idle_deadline(), resume):
                     return
                 pump.park_after = 0.0  # parking is closed (shutdown): finish in this thread
         except BaseException:
@@ -404,7 +398,7 @@ class Forwarder:
             self._emit(rt, "ingress", header, started, verdict="error", rule=rule, peer=peer.name, outcome=Outcome.RESET.value)
             return
         app.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
-        pump = Pump(app, stream, idle=rt.config.timeouts.idle, park_after=rt.config.timeouts.park, framed="b", expect_reply=True)
+        pump = BytePump(app, stream, idle=rt.config.timeouts.idle, park_after=rt.config.timeouts.park, framed="b", expect_reply=True)
         if slot is not None:
             slot.release()
 
@@ -725,11 +719,11 @@ class Forwarder:
             conn.close() if isinstance(conn, Endpoint) else reset(conn)
             reset(tls)
             return
-        pump: Pump | DatagramPump
+        pump: Pump
         if isinstance(conn, Endpoint):
             pump = DatagramPump(conn, tls, proto=header.proto, idle=rt.config.timeouts.datagram_idle, park_after=rt.config.timeouts.park)
         else:
-            pump = Pump(tls, conn, idle=rt.config.timeouts.idle, park_after=rt.config.timeouts.park, framed="a")
+            pump = BytePump(tls, conn, idle=rt.config.timeouts.idle, park_after=rt.config.timeouts.park, framed="a")
         self._run(pump, from_peer, in_path, lambda result: self._emit(
             rt, "egress", header, started, verdict="permit", rule=rule, bytes_up=result.up, bytes_down=result.down,
             outcome=result.outcome.value, **common,
@@ -823,7 +817,7 @@ class Forwarder:
             event(log, "tunnel.dial_failed", peer=peer.name, error=type(exc).__name__, level=logging.WARNING)
             self._emit(rt, "relay", header, started, verdict="error", outcome=Outcome.REFUSED.value, peer=peer.name)
             return
-        pump = Pump(tls, tunnel.sock, idle=rt.config.timeouts.idle, park_after=rt.config.timeouts.park)
+        pump = BytePump(tls, tunnel.sock, idle=rt.config.timeouts.idle, park_after=rt.config.timeouts.park)
         # Registered under the outgoing peer and path: that is the hop a failover replaces.
         self._run(pump, peer.name, tunnel.path, lambda result: self._emit(
             rt, "relay", header, started, verdict="permit", bytes_up=result.up, bytes_down=result.down,

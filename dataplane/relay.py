@@ -22,21 +22,20 @@ receiving side the payload spans between frame headers are written with one
 sendmsg (scatter-gather), so framing adds no copy on either side.
 
 A reset or a TLS error on either side resets both. `abort()` (path failover,
-shutdown) resets both from any thread.
+shutdown) resets both from any thread. The loop, abort, idle and parking are
+the contract of `dataplane.pump`; this module holds only the two directions.
 """
 from __future__ import annotations
 
-import enum
 import select
 import socket
 import ssl
 import struct
-import threading
 import time
-from dataclasses import dataclass
 from typing import Literal
 
 from dataplane.header import HeaderError, Status, decode_reply, reply_length
+from dataplane.pump import ALWAYS, LATER, NOW, Outcome, Pump, Step, close, reset, shutdown
 
 MIN_BUFFER = 16 * 1024
 MAX_BUFFER = 512 * 1024
@@ -46,88 +45,12 @@ MAX_FRAME = MAX_BUFFER
 END_FRAME = bytes(FRAME_HEADER)
 _READ = select.POLLIN | select.POLLPRI
 _WRITE = select.POLLOUT
-_ALWAYS = select.POLLHUP | select.POLLERR | select.POLLNVAL
-_LINGER_RESET = struct.pack("ii", 1, 0)
 
 Mode = Literal["raw", "encode", "decode"]
 
 
-class Outcome(str, enum.Enum):
-    """How a stream ended."""
-
-    CLOSED = "closed"      # both directions finished cleanly
-    RESET = "reset"        # a side reset, failed, or the tunnel was truncated
-    IDLE = "idle"          # no bytes for the idle timeout
-    ABORTED = "aborted"    # abort() called (failover, drain)
-    REFUSED = "refused"    # the far end replied with a non-OK status
-    PARKED = "parked"      # quiet for `park_after`: sockets still open, run() again to resume
-
-
 class FrameError(ValueError):
     """The framed byte stream broke the framing rules (a malformed frame or a truncation)."""
-
-
-@dataclass
-class PumpResult:
-    """Bytes moved each way, how it ended, and the far end's reply when one was read."""
-
-    up: int  # application bytes a -> b
-    down: int  # application bytes b -> a
-    outcome: Outcome
-    status: Status | None = None
-    rule: str | None = None
-    error: str | None = None
-
-
-def reset(sock: socket.socket) -> None:
-    """Close a socket with an RST (SO_LINGER 0) so the other end learns at once."""
-    try:
-        sock.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, _LINGER_RESET)
-    except OSError:
-        pass
-    _close(sock)
-
-
-def wait_ready(
-    poller: select.poll, events: dict[int, int], *, last: float, idle: float, park_after: float, parking: bool
-) -> dict[int, int] | Outcome | None:
-    """One wait of a pump: poll `events` until a descriptor is ready or the stream goes quiet.
-
-    Returns the ready descriptors; `Outcome.IDLE` once nothing has moved for
-    `idle` seconds since `last`; `Outcome.PARKED` after `park_after` when
-    `parking` (the pump hands quiet streams to the shared parking thread);
-    None when the poll woke early and the caller should simply wait again.
-    """
-    for fd, mask in events.items():
-        poller.register(fd, mask | _ALWAYS)
-    quiet = time.monotonic() - last
-    timeout = idle - quiet
-    if parking:
-        timeout = min(timeout, park_after - quiet)
-    ready = dict(poller.poll(max(0.0, timeout) * 1000))
-    if ready:
-        return ready
-    quiet = time.monotonic() - last
-    if quiet >= idle:
-        return Outcome.IDLE
-    if parking and quiet >= park_after:
-        return Outcome.PARKED
-    return None
-
-
-def _close(sock: socket.socket) -> None:
-    try:
-        socket.socket.close(sock)
-    except OSError:
-        pass
-
-
-def _shutdown(sock: socket.socket, how: int) -> None:
-    """TCP-level shutdown; on an SSLSocket this bypasses SSLSocket.shutdown, which drops the TLS state."""
-    try:
-        socket.socket.shutdown(sock, how)
-    except OSError:
-        pass
 
 
 class _Direction:
@@ -144,6 +67,8 @@ class _Direction:
     def __init__(self, src: socket.socket, dst: socket.socket, mode: Mode, *, expect_reply: bool = False) -> None:
         self.src = src
         self.dst = dst
+        self.src_fd = src.fileno()
+        self.dst_fd = dst.fileno()
         self.mode = mode
         self.buf: bytearray | None = None  # allocated when bytes arrive, dropped again while idle
         self.view = memoryview(b"")
@@ -296,17 +221,17 @@ class _Direction:
             self.out = [memoryview(END_FRAME)]
             self.closing = True
         elif self.mode == "decode" and self.end_seen:
-            _shutdown(self.dst, socket.SHUT_WR)
+            shutdown(self.dst, socket.SHUT_WR)
             self.done = True
         elif self.mode == "decode" and self.eof:
             raise FrameError("tunnel closed without the end frame (truncated)")
         elif self.mode == "raw" and self.eof:
-            _shutdown(self.dst, socket.SHUT_WR)
+            shutdown(self.dst, socket.SHUT_WR)
             self.done = True
 
 
-class Pump:
-    """Relays a stream between `a` (the side that opened it) and `b` until both ends finish.
+class BytePump(Pump):
+    """Relays a TCP stream between `a` (the side that opened it) and `b` until both ends finish.
 
     `framed` names the side that is the tunnel at an endpoint ("a" at the
     delivering agent, "b" at the ingress); None at a relay, which passes bytes
@@ -314,6 +239,8 @@ class Pump:
     (header.Status) from the front of b's bytes before anything reaches a:
     a denied or unreachable flow becomes a reset for the application.
     """
+
+    errors = (OSError, ssl.SSLError, ValueError)
 
     def __init__(
         self,
@@ -325,55 +252,69 @@ class Pump:
         framed: Literal["a", "b"] | None = None,
         expect_reply: bool = False,
     ) -> None:
-        self.a = a
-        self.b = b
-        self.idle = idle
-        self.park_after = park_after
-        self.last = time.monotonic()
+        super().__init__(a, b, idle=idle, park_after=park_after)
+        self.a: socket.socket = a
         up_mode: Mode = "decode" if framed == "a" else "encode" if framed == "b" else "raw"
         down_mode: Mode = "encode" if framed == "a" else "decode" if framed == "b" else "raw"
         if expect_reply and down_mode != "decode":
             raise ValueError("a reply is only read from a framed tunnel on side b")
         self.up = _Direction(a, b, up_mode)
         self.down = _Direction(b, a, down_mode, expect_reply=expect_reply)
-        self._aborted = threading.Event()
-        self.status: Status | None = None
-        self.rule: str | None = None
-        self.error: str | None = None
+        self._directions = (self.up, self.down)
+        self._sides = (self.up.src_fd, self.down.src_fd)
 
-    def abort(self) -> None:
-        """Reset both sides from any thread; the pump thread notices and returns ABORTED."""
-        self._aborted.set()
-        _shutdown(self.a, socket.SHUT_RDWR)
-        _shutdown(self.b, socket.SHUT_RDWR)
+    def step(self) -> Step | Outcome:
+        """Each direction moves until it blocks; NOW after progress (TLS may hold more than poll sees)."""
+        moved = False
+        for d in self._directions:
+            progress, ended = self._work(d)
+            if ended is not None:
+                return ended
+            moved = moved or progress
+        if self.up.done and self.down.done:
+            return Outcome.CLOSED
+        if moved:
+            self.last = time.monotonic()
+            return NOW
+        return LATER
 
-    def idle_deadline(self) -> float:
-        """When the stream times out if nothing moves (monotonic)."""
-        return self.last + self.idle
+    def wants(self) -> dict[int, int]:
+        events = dict.fromkeys(self._sides, 0)
+        for d in self._directions:
+            src_ev, dst_ev = d.wants()
+            events[d.src_fd] |= src_ev
+            events[d.dst_fd] |= dst_ev
+        return events
 
-    def _parkable(self) -> bool:
-        """Quiet with nothing in flight: both directions wait to read and TLS holds nothing buffered."""
-        return all(d.out is None and not d.eof and not d.done and not d.can_read and d.read_wants == _READ for d in (self.up, self.down))
+    def woke(self, ready: dict[int, int]) -> None:
+        for d in self._directions:
+            if ready.get(d.src_fd, 0) & (d.read_wants | ALWAYS):
+                d.can_read = True
+            if ready.get(d.dst_fd, 0) & (d.write_wants | ALWAYS):
+                d.can_write = True
 
-    def run(self) -> PumpResult:
-        """Relay until both directions end, a side fails, the stream idles out, parks, or abort() is called.
+    def parkable(self) -> bool:
+        """Both directions wait to read with nothing in flight, and TLS holds nothing buffered."""
+        return all(d.out is None and not d.eof and not d.done and not d.can_read and d.read_wants == _READ for d in self._directions)
 
-        After PARKED the sockets stay open and another call to run() resumes.
-        """
+    def watched(self) -> tuple[socket.socket, socket.socket]:
+        return self.a, self.b
+
+    def counts(self) -> tuple[int, int]:
+        return self.up.count, self.down.count
+
+    def parked(self) -> None:
+        """Drop both buffers: a parked stream costs its sockets, not 2 x `MAX_BUFFER`."""
+        self.up.release()
+        self.down.release()
+
+    def finish(self, outcome: Outcome) -> None:
+        """Close both sides after a clean end; reset both otherwise."""
         for sock in (self.a, self.b):
-            sock.setblocking(False)
-        outcome = self._loop()
-        if outcome is Outcome.PARKED:
-            self.up.release()
-            self.down.release()
-            return PumpResult(self.up.count, self.down.count, outcome, self.status, self.rule, self.error)
-        if outcome is Outcome.CLOSED:
-            _close(self.a)
-            _close(self.b)
-        else:
-            reset(self.a)
-            reset(self.b)
-        return PumpResult(self.up.count, self.down.count, outcome, self.status, self.rule, self.error)
+            if outcome is Outcome.CLOSED:
+                close(sock)
+            else:
+                reset(sock)
 
     def _check_reply(self, d: _Direction) -> Outcome | None:
         """Once the reply is complete, decode it; a non-OK status ends the stream."""
@@ -407,42 +348,3 @@ class Pump:
             elif not d.eof:
                 break
         return moved, None
-
-    def _loop(self) -> Outcome:
-        poller = select.poll()
-        directions = (self.up, self.down)
-        sides = (self.a.fileno(), self.b.fileno())
-        while True:
-            if self._aborted.is_set():
-                return Outcome.ABORTED
-            try:
-                moved = False
-                for d in directions:
-                    progress, ended = self._work(d)
-                    if ended is not None:
-                        return ended
-                    moved = moved or progress
-            except (OSError, ssl.SSLError, ValueError) as exc:
-                self.error = f"{type(exc).__name__}: {exc}"
-                return Outcome.ABORTED if self._aborted.is_set() else Outcome.RESET
-            if self.up.done and self.down.done:
-                return Outcome.CLOSED
-            if moved:
-                self.last = time.monotonic()
-                continue
-            events = dict.fromkeys(sides, 0)
-            for d in directions:
-                src_ev, dst_ev = d.wants()
-                events[d.src.fileno()] |= src_ev
-                events[d.dst.fileno()] |= dst_ev
-            parking = self.park_after > 0 and self._parkable()
-            ready = wait_ready(poller, events, last=self.last, idle=self.idle, park_after=self.park_after, parking=parking)
-            if isinstance(ready, Outcome):
-                return ready
-            if ready is None:
-                continue
-            for d in directions:
-                if ready.get(d.src.fileno(), 0) & (d.read_wants | _ALWAYS):
-                    d.can_read = True
-                if ready.get(d.dst.fileno(), 0) & (d.write_wants | _ALWAYS):
-                    d.can_write = True

@@ -3,8 +3,8 @@
 Used by a relay edge for end-to-end streams: the bytes are TLS records of a
 session between the ingress and the delivering agent, so the relay neither can
 nor needs to decrypt them. `splice()` moves them socket -> pipe -> socket
-without copying them through user space. Same interface as relay.Pump
-(run/abort/park), so the forwarder treats both alike.
+without copying them through user space. A `dataplane.pump.Pump` like the
+others, so the forwarder treats all of them alike; only the legs are here.
 """
 from __future__ import annotations
 
@@ -12,17 +12,15 @@ import fcntl
 import os
 import select
 import socket
-import threading
 import time
 
-from dataplane.relay import Outcome, PumpResult, reset, wait_ready
+from dataplane.pump import ALWAYS, LATER, NOW, Outcome, Pump, Step, close, reset, shutdown
 
 CHUNK = 1 << 20
 PIPE_SIZE = 1 << 20
 _F_SETPIPE_SZ = 1031
 _FLAGS = os.SPLICE_F_MOVE | os.SPLICE_F_NONBLOCK
 _READ = select.POLLIN | select.POLLPRI
-_ALWAYS = select.POLLHUP | select.POLLERR | select.POLLNVAL
 
 
 class _Leg:
@@ -31,6 +29,8 @@ class _Leg:
     def __init__(self, src: socket.socket, dst: socket.socket) -> None:
         self.src = src
         self.dst = dst
+        self.src_fd = src.fileno()
+        self.dst_fd = dst.fileno()
         self.pipe_r, self.pipe_w = os.pipe2(os.O_NONBLOCK | os.O_CLOEXEC)
         try:
             fcntl.fcntl(self.pipe_w, _F_SETPIPE_SZ, PIPE_SIZE)
@@ -55,7 +55,7 @@ class _Leg:
         moved = False
         if self.in_pipe and self.can_write:
             try:
-                n = os.splice(self.pipe_r, self.dst.fileno(), self.in_pipe, flags=_FLAGS)
+                n = os.splice(self.pipe_r, self.dst_fd, self.in_pipe, flags=_FLAGS)
                 self.in_pipe -= n
                 self.count += n
                 moved = n > 0
@@ -63,7 +63,7 @@ class _Leg:
                 self.can_write = False
         if not self.eof and self.can_read and self.in_pipe == 0:
             try:
-                n = os.splice(self.src.fileno(), self.pipe_w, CHUNK, flags=_FLAGS)
+                n = os.splice(self.src_fd, self.pipe_w, CHUNK, flags=_FLAGS)
             except BlockingIOError:
                 self.can_read = False
                 n = -1
@@ -73,90 +73,65 @@ class _Leg:
                 self.in_pipe += n
                 moved = True
         if self.eof and self.in_pipe == 0 and not self.done:
-            try:
-                self.dst.shutdown(socket.SHUT_WR)
-            except OSError:
-                pass
+            shutdown(self.dst, socket.SHUT_WR)
             self.done = True
         return moved
 
 
-class SplicePump:
+class SplicePump(Pump):
     """Kernel relay between `a` and `b` until both directions end (or reset, idle, park, abort)."""
 
     def __init__(self, a: socket.socket, b: socket.socket, *, idle: float, park_after: float = 0.0) -> None:
-        self.a = a
-        self.b = b
-        self.idle = idle
-        self.park_after = park_after
-        self.last = time.monotonic()
+        super().__init__(a, b, idle=idle, park_after=park_after)
+        self.a: socket.socket = a
         self.up = _Leg(a, b)
         self.down = _Leg(b, a)
-        self._aborted = threading.Event()
-        self.error: str | None = None
+        self._legs = (self.up, self.down)
+        self._sides = (self.up.src_fd, self.down.src_fd)
 
-    def abort(self) -> None:
-        """Reset both sides from any thread."""
-        self._aborted.set()
-        for sock in (self.a, self.b):
-            try:
-                sock.shutdown(socket.SHUT_RDWR)
-            except OSError:
-                pass
+    def step(self) -> Step | Outcome:
+        moved = any([leg.step() for leg in self._legs])
+        if self.up.done and self.down.done:
+            return Outcome.CLOSED
+        if moved:
+            self.last = time.monotonic()
+            return NOW
+        return LATER
 
-    def idle_deadline(self) -> float:
-        """When the stream times out if nothing moves (monotonic)."""
-        return self.last + self.idle
+    def wants(self) -> dict[int, int]:
+        events = dict.fromkeys(self._sides, 0)
+        for leg in self._legs:
+            if leg.done:
+                continue
+            if leg.in_pipe:
+                events[leg.dst_fd] |= select.POLLOUT
+            elif not leg.eof:
+                events[leg.src_fd] |= _READ
+        return events
 
-    def run(self) -> PumpResult:
-        """Relay until done; after PARKED the sockets stay open and run() resumes."""
-        for sock in (self.a, self.b):
-            sock.setblocking(False)
-        outcome = self._loop()
-        if outcome is Outcome.PARKED:
-            return PumpResult(self.up.count, self.down.count, outcome)
-        for leg in (self.up, self.down):
+    def woke(self, ready: dict[int, int]) -> None:
+        for leg in self._legs:
+            if ready.get(leg.src_fd, 0) & (_READ | ALWAYS):
+                leg.can_read = True
+            if ready.get(leg.dst_fd, 0) & (select.POLLOUT | ALWAYS):
+                leg.can_write = True
+
+    def parkable(self) -> bool:
+        """Nothing in either pipe and neither side finished."""
+        return not any(leg.in_pipe or leg.eof for leg in self._legs)
+
+    def watched(self) -> tuple[socket.socket, socket.socket]:
+        return self.a, self.b
+
+    def counts(self) -> tuple[int, int]:
+        return self.up.count, self.down.count
+
+    def finish(self, outcome: Outcome) -> None:
+        """Close the pipes; close both sides after a clean end, reset both otherwise."""
+        for leg in self._legs:
             leg.close()
-        if outcome is Outcome.CLOSED:
-            self.a.close()
-            self.b.close()
-        else:
-            reset(self.a)
-            reset(self.b)
-        return PumpResult(self.up.count, self.down.count, outcome, error=self.error)
-
-    def _loop(self) -> Outcome:
-        poller = select.poll()
-        legs = (self.up, self.down)
-        while True:
-            if self._aborted.is_set():
-                return Outcome.ABORTED
-            try:
-                moved = any([leg.step() for leg in legs])
-            except OSError as exc:
-                self.error = f"{type(exc).__name__}: {exc}"
-                return Outcome.ABORTED if self._aborted.is_set() else Outcome.RESET
-            if self.up.done and self.down.done:
-                return Outcome.CLOSED
-            if moved:
-                self.last = time.monotonic()
-                continue
-            events = {self.a.fileno(): 0, self.b.fileno(): 0}
-            for leg in legs:
-                if leg.done:
-                    continue
-                if leg.in_pipe:
-                    events[leg.dst.fileno()] |= select.POLLOUT
-                elif not leg.eof:
-                    events[leg.src.fileno()] |= _READ
-            parking = self.park_after > 0 and not any(leg.in_pipe for leg in legs) and not any(leg.eof for leg in legs)
-            ready = wait_ready(poller, events, last=self.last, idle=self.idle, park_after=self.park_after, parking=parking)
-            if isinstance(ready, Outcome):
-                return ready
-            if ready is None:
-                continue
-            for leg in legs:
-                if ready.get(leg.src.fileno(), 0) & (_READ | _ALWAYS):
-                    leg.can_read = True
-                if ready.get(leg.dst.fileno(), 0) & (select.POLLOUT | _ALWAYS):
-                    leg.can_write = True
+        for sock in (self.a, self.b):
+            if outcome is Outcome.CLOSED:
+                close(sock)
+            else:
+                reset(sock)

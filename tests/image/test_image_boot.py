@@ -29,7 +29,7 @@ from pathlib import Path
 import pytest
 
 from dataplane.pki import create_ca, issue
-from tests.integration.netns import Lab, Netns, run
+from testbed.netns import Lab, Netns, run
 from transit_cli.status import in_netns
 
 pytestmark = pytest.mark.image

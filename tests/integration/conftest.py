@@ -12,7 +12,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.integration.netns import Netns
+from testbed.netns import Netns
 
 
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:

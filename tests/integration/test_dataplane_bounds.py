@@ -18,8 +18,8 @@ import pytest
 
 from dataplane.flowlog import FlowLogReader
 from tests.integration.conftest import AppServer, echo
-from tests.integration.netns import Netns, in_netns
-from tests.integration.seed000 import AWS_APP, AZ_APP, EDGE_B, Seed000
+from testbed.netns import Netns, in_netns
+from testbed.seed000 import AWS_APP, AZ_APP, EDGE_B, Seed000
 
 pytestmark = pytest.mark.integration
 

@@ -18,8 +18,8 @@ from collections.abc import Iterator
 
 import pytest
 
-from tests.integration.seed000 import AZ_APP, Seed000
-from tests.integration.netns import UdpEcho
+from testbed.seed000 import AZ_APP, Seed000
+from testbed.netns import UdpEcho
 from tests.integration.test_dataplane_datagrams import POLICY
 
 pytestmark = pytest.mark.integration

@@ -1,4 +1,4 @@
-"""Two connectors behind a Gateway Load Balancer that speaks GENEVE as AWS does (tests/integration/gwlb.py).
+"""Two connectors behind a Gateway Load Balancer that speaks GENEVE as AWS does (testbed/gwlb.py).
 
 Permitted TCP, UDP and ICMP echo from the workload reach the far side, and
 every reply goes back through the load balancer from the flow's own target
@@ -27,8 +27,8 @@ import pytest
 
 from dataplane.geneve.packet import encode
 from tests.integration.conftest import AppServer, echo
-from tests.integration.gwlb import APP_HOSTS, AZ_APP, TARGETS, GwlbFabric
-from tests.integration.netns import UdpEcho, in_netns
+from testbed.gwlb import APP_HOSTS, AZ_APP, TARGETS, GwlbFabric
+from testbed.netns import UdpEcho, in_netns
 
 pytestmark = pytest.mark.integration
 

@@ -20,8 +20,8 @@ import pytest
 
 from dataplane.geneve.packet import encode
 from tests.integration.conftest import AppServer, echo
-from tests.integration.gwlb import AZ_APP, TARGETS, GwlbFabric
-from tests.integration.netns import in_netns
+from testbed.gwlb import AZ_APP, TARGETS, GwlbFabric
+from testbed.netns import in_netns
 
 pytestmark = pytest.mark.integration
 

@@ -11,7 +11,7 @@ from pathlib import Path
 import pytest
 
 from tests.integration.conftest import AppServer, echo
-from tests.integration.seed000 import AGENT, AZ_APP, Seed000
+from testbed.seed000 import AGENT, AZ_APP, Seed000
 
 pytestmark = pytest.mark.integration
 
@@ -120,7 +120,7 @@ def test_sigterm_waits_for_streams_to_finish(seed: Seed000) -> None:
 
 def test_sysctls_apply_and_restore_in_a_named_namespace() -> None:
     from dataplane import sysctl
-    from tests.integration.netns import Lab
+    from testbed.netns import Lab
 
     with Lab("sys") as lab:
         space = lab.ns("a")

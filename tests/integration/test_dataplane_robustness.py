@@ -15,7 +15,7 @@ import pytest
 
 from dataplane.header import FLAG_END_TO_END, Status, StreamHeader, decode_reply
 from tests.integration.conftest import AppServer, echo
-from tests.integration.seed000 import AWS_APP, AZ_APP, CONNECTOR, EDGE_A, EDGE_B, Seed000, identity
+from testbed.seed000 import AWS_APP, AZ_APP, CONNECTOR, EDGE_A, EDGE_B, Seed000, identity
 
 pytestmark = pytest.mark.integration
 

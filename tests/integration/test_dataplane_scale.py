@@ -8,7 +8,7 @@ from collections.abc import Iterator
 import pytest
 
 from tests.integration.conftest import AppServer, echo
-from tests.integration.seed000 import AZ_APP, Seed000
+from testbed.seed000 import AZ_APP, Seed000
 
 pytestmark = pytest.mark.integration
 

@@ -17,7 +17,7 @@ from dataplane.config import TlsPaths
 from dataplane.header import FLAG_END_TO_END, StreamHeader
 from dataplane.tls import build_contexts
 from tests.integration.conftest import AppServer, echo
-from tests.integration.seed000 import AWS_APP, AZ_APP, EDGE_A, EDGE_B, FABRIC, Seed000, identity
+from testbed.seed000 import AWS_APP, AZ_APP, EDGE_A, EDGE_B, FABRIC, Seed000, identity
 
 pytestmark = pytest.mark.integration
 

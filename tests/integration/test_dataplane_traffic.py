@@ -11,7 +11,7 @@ from pathlib import Path
 import pytest
 
 from tests.integration.conftest import AppServer, capture, echo
-from tests.integration.seed000 import AWS_APP, AZ_APP, DEFAULT_POLICY, TUNNEL_LINKS, Seed000
+from testbed.seed000 import AWS_APP, AZ_APP, DEFAULT_POLICY, TUNNEL_LINKS, Seed000
 
 pytestmark = pytest.mark.integration
 

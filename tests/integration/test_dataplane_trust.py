@@ -26,8 +26,8 @@ from dataplane.config import TlsPaths
 from dataplane.header import FLAG_END_TO_END, Status, StreamHeader, decode_reply
 from dataplane.tls import build_contexts
 from tests.integration.conftest import AppServer, echo
-from tests.integration.netns import Lab
-from tests.integration.seed000 import AGENT, AZ_APP, EDGE_B, Seed000, identity
+from testbed.netns import Lab
+from testbed.seed000 import AGENT, AZ_APP, EDGE_B, Seed000, identity
 
 pytestmark = pytest.mark.integration
 

@@ -19,7 +19,7 @@ from dataplane import filter_compile, filter_table
 from dataplane.denylog import DeniedPacket, DenyListener
 from dataplane.flowlog import FlowEntry
 from dataplane.filter_model import FilterPolicy, FilterRule
-from tests.integration.netns import Lab, in_netns
+from testbed.netns import Lab, in_netns
 
 pytestmark = pytest.mark.integration
 

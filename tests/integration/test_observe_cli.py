@@ -12,7 +12,7 @@ from pathlib import Path
 import pytest
 from typer.testing import CliRunner
 
-from tests.integration.seed000 import AWS_APP, AZ_APP, Seed000
+from testbed.seed000 import AWS_APP, AZ_APP, Seed000
 from transit_cli.main import app
 
 pytestmark = pytest.mark.integration

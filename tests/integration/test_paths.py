@@ -17,7 +17,7 @@ from collections.abc import Iterator
 
 import pytest
 
-from tests.integration.netns import Lab
+from testbed.netns import Lab
 
 pytestmark = pytest.mark.integration
 

@@ -7,7 +7,7 @@ import pytest
 
 from bench import dataplane_bench as bench
 from dataplane.filter_model import FilterPolicy
-from tests.integration.seed000 import AWS_APP, AZ_APP
+from testbed.seed000 import AWS_APP, AZ_APP
 
 
 @pytest.mark.parametrize("count", [10, 10_000])

@@ -5,7 +5,7 @@ from pathlib import Path
 
 from bench import geneve_bench as bench
 from dataplane.filter_model import FilterPolicy
-from tests.integration.gwlb import APP_HOSTS, AZ_APP
+from testbed.gwlb import APP_HOSTS, AZ_APP
 
 
 def _figures(scale: float) -> dict:

@@ -24,7 +24,7 @@ from dataplane.forward import Forwarder
 from dataplane.header import ICMP, UDP, Status, encode_reply
 from dataplane.intercept import KernelError
 from dataplane.parking import Parking
-from dataplane.relay import Outcome
+from dataplane.pump import Outcome
 from dataplane.workers import Workers
 
 SRC, DST = IPv4Address("10.30.40.10"), IPv4Address("172.18.40.10")
@@ -164,13 +164,6 @@ def test_pump_resets_on_a_malformed_frame_and_on_a_truncated_one() -> None:
     assert box["result"].outcome is Outcome.RESET
 
 
-def test_pump_abort_ends_it_from_another_thread() -> None:
-    pump, _app, _tunnel, thread, box = _pump_pair(expect_reply=False)
-    pump.abort()
-    thread.join(5)
-    assert box["result"].outcome is Outcome.ABORTED
-
-
 # ---- parking ------------------------------------------------------------------
 
 
@@ -226,12 +219,6 @@ def test_a_pump_with_frames_queued_for_the_tunnel_never_parks() -> None:
         app.send(bytes(8000))  # more than the tunnel takes while nobody reads it
     thread.join(10)
     assert box["result"].outcome is Outcome.IDLE
-
-
-def test_a_pump_whose_first_turn_is_not_quiet_does_not_park_without_park_after() -> None:
-    pump, (_app,), tunnel = _quiet_pump(park_after=0.0, idle=0.3)
-    assert pump.run().outcome is Outcome.IDLE
-    assert _recv_exact(tunnel, 7) == encode_frame(UDP, b"first")
 
 
 def test_the_forwarder_parks_a_datagram_flow_on_every_endpoint_socket() -> None:

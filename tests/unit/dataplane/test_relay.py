@@ -1,4 +1,4 @@
-"""The pump: framing end to end, half-close, truncation, replies, resets, idle, abort."""
+"""The byte pump: framing end to end, half-close, truncation, replies (idle, abort and parking: test_pump_contract)."""
 from __future__ import annotations
 
 import os
@@ -10,7 +10,8 @@ import time
 import pytest
 
 from dataplane.header import Status, encode_reply
-from dataplane.relay import END_FRAME, Outcome, Pump, PumpResult
+from dataplane.pump import Outcome, PumpResult
+from dataplane.relay import END_FRAME, BytePump
 
 
 def _pair() -> tuple[socket.socket, socket.socket]:
@@ -21,7 +22,7 @@ def _pair() -> tuple[socket.socket, socket.socket]:
     return left, right
 
 
-def _run(pump: Pump) -> tuple[threading.Thread, dict[str, PumpResult]]:
+def _run(pump: BytePump) -> tuple[threading.Thread, dict[str, PumpResult]]:
     box: dict[str, PumpResult] = {}
     thread = threading.Thread(target=lambda: box.setdefault("result", pump.run()))
     thread.start()
@@ -44,9 +45,9 @@ def _chain() -> tuple[socket.socket, socket.socket, list[threading.Thread], list
     # The egress side answers OK before relaying, as forward.Forwarder does.
     t2b.sendall(encode_reply(Status.OK))
     pumps = [
-        Pump(app, t1a, idle=10, framed="b", expect_reply=True),
-        Pump(t1b, t2a, idle=10),
-        Pump(t2b, dst, idle=10, framed="a"),
+        BytePump(app, t1a, idle=10, framed="b", expect_reply=True),
+        BytePump(t1b, t2a, idle=10),
+        BytePump(t2b, dst, idle=10, framed="a"),
     ]
     runs = [_run(p) for p in pumps]
     return client, server, [t for t, _ in runs], [b for _, b in runs]
@@ -82,7 +83,7 @@ def test_bytes_cross_both_ways_with_half_close() -> None:
 def test_truncated_tunnel_resets_the_application() -> None:
     server_side, app = _pair()
     tunnel, far = _pair()
-    thread, box = _run(Pump(tunnel, app, idle=10, framed="a"))
+    thread, box = _run(BytePump(tunnel, app, idle=10, framed="a"))
     far.sendall(struct.pack("!I", 10) + b"hello")  # half a frame, then the tunnel just ends
     far.shutdown(socket.SHUT_WR)
     thread.join(5)
@@ -102,7 +103,7 @@ def test_many_small_frames_arrive_whole_through_a_slow_destination() -> None:
     server_side, app = _pair()
     app.setsockopt(socket.SOL_SOCKET, socket.SO_SNDBUF, 4096)
     tunnel, far = _pair()
-    thread, box = _run(Pump(tunnel, app, idle=10, framed="a"))
+    thread, box = _run(BytePump(tunnel, app, idle=10, framed="a"))
     far.sendall(blob)
     far.shutdown(socket.SHUT_WR)
     received = bytearray()
@@ -120,7 +121,7 @@ def test_many_small_frames_arrive_whole_through_a_slow_destination() -> None:
 def test_malformed_frames_reset(blob: bytes) -> None:
     server_side, app = _pair()
     tunnel, far = _pair()
-    thread, box = _run(Pump(tunnel, app, idle=10, framed="a"))
+    thread, box = _run(BytePump(tunnel, app, idle=10, framed="a"))
     far.sendall(blob)
     thread.join(5)
     assert box["result"].outcome is Outcome.RESET
@@ -131,7 +132,7 @@ def test_malformed_frames_reset(blob: bytes) -> None:
 def test_refusal_reply_resets_the_application() -> None:
     client, app = _pair()
     tunnel, far = _pair()
-    thread, box = _run(Pump(app, tunnel, idle=10, framed="b", expect_reply=True))
+    thread, box = _run(BytePump(app, tunnel, idle=10, framed="b", expect_reply=True))
     far.sendall(encode_reply(Status.DENIED, "no-ssh"))
     far.close()
     thread.join(5)
@@ -139,53 +140,3 @@ def test_refusal_reply_resets_the_application() -> None:
     assert (result.outcome, result.status, result.rule) == (Outcome.REFUSED, Status.DENIED, "no-ssh")
     with pytest.raises(ConnectionResetError):
         client.recv(10)
-
-
-def test_idle_stream_closes() -> None:
-    a1, a2 = _pair()
-    b1, b2 = _pair()
-    started = time.monotonic()
-    thread, box = _run(Pump(a2, b1, idle=0.3))
-    thread.join(5)
-    assert box["result"].outcome is Outcome.IDLE
-    assert 0.25 < time.monotonic() - started < 3
-
-
-def test_abort_resets_both_sides() -> None:
-    a1, a2 = _pair()
-    b1, b2 = _pair()
-    pump = Pump(a2, b1, idle=30)
-    thread, box = _run(pump)
-    a1.sendall(b"ping")
-    assert b2.recv(4) == b"ping"
-    pump.abort()
-    thread.join(5)
-    assert box["result"].outcome is Outcome.ABORTED
-    for sock in (a1, b2):
-        try:
-            assert sock.recv(10) == b""
-        except ConnectionResetError:
-            pass
-
-
-def test_quiet_stream_parks_and_resumes_with_its_state() -> None:
-    a1, a2 = _pair()
-    b1, b2 = _pair()
-    pump = Pump(a2, b1, idle=30, park_after=0.2)
-    a1.sendall(b"one")
-    started = time.monotonic()
-    thread, box = _run(pump)
-    assert b2.recv(3) == b"one"
-    thread.join(5)
-    assert box["result"].outcome is Outcome.PARKED
-    assert 0.15 < time.monotonic() - started < 3
-    a1.sendall(b"two")
-    b2.sendall(b"back")
-    thread, box = _run(pump)
-    assert b2.recv(3) == b"two"
-    assert a1.recv(4) == b"back"
-    a1.shutdown(socket.SHUT_WR)
-    b2.shutdown(socket.SHUT_WR)
-    thread.join(5)
-    assert box["result"].outcome is Outcome.CLOSED
-    assert (box["result"].up, box["result"].down) == (6, 4)

@@ -27,11 +27,11 @@ from dataplane import pki
 from dataplane.config import TlsPaths
 from dataplane.header import StreamHeader
 from dataplane.tls import build_contexts
-from tests.integration.netns import Lab, Netns
+from testbed.netns import Lab, Netns
 
 FABRIC = "acme"
 AGENT = [str(Path(sys.executable).parent / "transit-agent")]
-REPO = Path(__file__).resolve().parents[2]
+REPO = Path(__file__).resolve().parents[1]
 
 AWS_APP = "10.30.40.10"
 AZ_APP = "172.18.40.10"

@@ -45,8 +45,8 @@ from dataplane import pki
 from dataplane.datagram_intercept import open_tun
 from dataplane.geneve.gateway import SOCKET_BUFFER, TUN_QUEUE, set_buffers
 from dataplane.geneve.packet import GENEVE_PORT, Malformed, encode, flow_key, parse
-from tests.integration.netns import Lab, Netns, in_netns
-from tests.integration.seed000 import AgentProcess, identity
+from testbed.netns import Lab, Netns, in_netns
+from testbed.seed000 import AgentProcess, identity
 
 APP_HOSTS = ("10.30.40.10", "10.30.40.200")  # one behind each connector's half of the network, for inbound flows
 AZ_APP = "172.18.40.10"
