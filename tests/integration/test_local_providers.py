@@ -124,11 +124,12 @@ def test_frr_routers_peer_with_md5_and_learn_routes(prefix: str) -> None:
         while time.monotonic() < deadline:
             summary = json.loads(sh.ns_run(a, ["vtysh", "-N", a, "-c", "show bgp summary json"]).stdout)
             peer = summary["ipv4Unicast"]["peers"]["10.0.0.1"]
-            if peer["state"] == "Established" and peer.get("pfxRcd", 0) >= 1:
+            installed = "10.62.0.0/16" in sh.ip(a, "route", "show").stdout  # zebra installs a received route a moment later
+            if peer["state"] == "Established" and peer.get("pfxRcd", 0) >= 1 and installed:
                 break
             time.sleep(0.5)
         assert peer["state"] == "Established", peer
-        assert "10.62.0.0/16" in sh.ip(a, "route", "show").stdout  # installed in the kernel
+        assert installed, sh.ip(a, "route", "show").stdout  # the learnt route reached the kernel
         router = routers[0]
         provider = FrrRouterProvider()
         assert provider.read(router.id, router.outs).id == a
