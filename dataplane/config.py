@@ -150,7 +150,7 @@ class LimitSettings(_Model):
     handshakes: int = Field(default=512, ge=1, le=16384, description="Connections being set up at once (TLS handshake and stream header on the tunnel port, the tunnel dial for an intercepted connection); each holds a thread until its deadline. Defaults to 512.")
     handshakes_per_source: int = Field(default=16, ge=1, le=16384, description="Connections being set up at once on the tunnel port from one source address that is not a configured peer's. Defaults to 16.")
     datagram_sessions: int = Field(default=4096, ge=1, le=65536, description="Intercepted UDP (and, separately, ICMP echo) sessions at once. Defaults to 4096.")
-    datagram_sessions_per_source: int = Field(default=512, ge=1, le=65536, description="Intercepted UDP (or ICMP echo) sessions at once from one client address. Defaults to 512.")
+    datagram_sessions_per_source: int = Field(default=2048, ge=1, le=65536, description="Intercepted UDP (or ICMP echo) sessions at once from one client address. Half the overall cap, so one client can never hold every session; defaults to 2048.")
     metrics_connections: int = Field(default=8, ge=1, le=256, description="Connections the /metrics and /healthz endpoint serves at once; more are closed at once. Defaults to 8.")
 
 
