@@ -26,6 +26,7 @@ import pulumi
 from pulumi.runtime.mocks import MockMonitor
 
 from components.fabric import GC_THRESHOLD
+from testbed.fake_cloud import FakeCloud
 
 RESULTS = Path(__file__).parent / "results" / "aws-scale.json"
 README = Path(__file__).parent / "README.md"
@@ -34,21 +35,15 @@ REGIONS = ("us-east-1", "eu-central-1", "ap-southeast-1")
 TIERS = ("web", "app", "db")
 
 
-class CountingMocks(pulumi.runtime.Mocks):
-    """Echo inputs back and count what the engine was asked to create."""
+class CountingMocks(FakeCloud):
+    """The component tests' fake account, counting what the engine was asked to create."""
 
     def __init__(self) -> None:
         self.resources = 0
 
     def new_resource(self, args: pulumi.runtime.MockResourceArgs) -> tuple[str, dict[str, Any]]:
         self.resources += 1
-        outputs = {**args.inputs, "arn": f"arn:aws:mock::123456789012:{args.name}"}
-        if args.typ == "aws:ec2/eip:Eip":
-            outputs["publicIp"] = f"198.51.100.{self.resources % 250 + 1}"
-        return (f"{args.name}-id" if args.custom else "", outputs)
-
-    def call(self, args: pulumi.runtime.MockCallArgs) -> dict[str, Any]:
-        return {}
+        return super().new_resource(args)
 
 
 def fabric_spec(networks: int) -> dict[str, Any]:
