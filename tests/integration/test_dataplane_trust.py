@@ -178,6 +178,9 @@ def test_a_denylisted_identity_or_serial_is_refused_at_the_handshake(seed: tuple
             rejected = edgea.log().count("reason=denylisted")
             topo.reload("edgea", {**original, "denylist": denylist})
             assert not topo.round_trip(b"revoked")
+            deadline = time.monotonic() + 3  # log lines land a moment after the refusal
+            while edgea.log().count("reason=denylisted") <= rejected and time.monotonic() < deadline:
+                time.sleep(0.02)
             assert edgea.log().count("reason=denylisted") > rejected, f"{denylist}: no handshake refusal logged"
     finally:
         topo.reload("edgea", original)
