@@ -1,11 +1,16 @@
 """What happens to a stream at each agent: ingress, relay or delivery.
 
-- Ingress (an intercepted application connection): check the policy on the
-  original 5-tuple (ingress enforcement), pick the peer whose CIDRs hold the
-  destination, take a tunnel, send the stream header, relay, and turn the far
-  end's refusal into a reset for the application. End-to-end streams (the
-  default) then leave the edge's TLS session and open one with the delivering
-  agent through it, sending the header again inside.
+- Ingress (an intercepted application flow: a TCP connection, a UDP session
+  or an ICMP echo flow): one path for every kind (`Forwarder._ingress`).
+  Check the policy on the original 5-tuple (ingress enforcement), pick the
+  peer whose CIDRs hold the destination, take a tunnel, send the stream
+  header, relay, and turn the far end's refusal into a refusal for the
+  application. End-to-end streams (the default) then leave the edge's TLS
+  session and open one with the delivering agent through it (pinned to the
+  member whose prefixes hold the destination), sending the header again
+  inside. What differs between the kinds is only the application side
+  (`Intercepted`: the 5-tuple, how a refusal is told, the pump), so no check
+  can apply to one kind and not the other.
 - Relay (a tunnel whose destination is not local): for an end-to-end stream,
   leave the TLS session and splice the TCP connection to the next agent in the
   kernel (`dataplane.splice`); otherwise forward the header one hop fewer over
@@ -15,11 +20,13 @@
   flow inside TLS), connect to the destination (from the original source
   address when `preserve_source`), reply, relay.
 
-UDP and ICMP echo flows (`dataplane.datagram`) take the same path with the
-same header, reply, TLS, splicing and registry: only the application side
-(an `Endpoint` the interception hands over, or a UDP socket / raw ICMP
-socket at delivery) and the pump (`DatagramPump`, length-prefixed datagrams)
-differ.
+Every tunnel's header passes the same checks before relay or delivery
+(`_tunnel_header`: denylist, `dataplane.trust`, the per-peer cap), whatever
+the protocol it carries. UDP and ICMP echo flows (`dataplane.datagram`) take
+the same path with the same header, reply, TLS, splicing and registry: only
+the application side (an `Endpoint` the interception hands over, or a UDP
+socket / raw ICMP socket at delivery) and the pump (`DatagramPump`,
+length-prefixed datagrams) differ.
 
 Every stream is registered with the peer and path it uses so a path change can
 reset the streams stuck on the dead path, and every closed stream produces one
@@ -140,6 +147,59 @@ class Claim:
     role: str  # ingress | relay | egress
     header: StreamHeader
     cert: PeerCert  # the other end's certificate: the far end at an ingress, the sender elsewhere
+
+
+@dataclass(frozen=True)
+class Intercepted:
+    """A flow the interception took, as the one ingress path (`Forwarder._ingress`) sees it.
+
+    TCP and datagram flows differ only in what is here: the original 5-tuple,
+    how the application hears a refusal, how the flow is dropped, and the pump
+    that carries it. Every check lives in the path, none in a kind.
+    """
+
+    src: IPv4Address
+    sport: int
+    dst: IPv4Address
+    dport: int
+    proto: int  # header.TCP | UDP | ICMP
+    refuse: Callable[[], None]  # the policy denied it: tell the application (a TCP reset, an ICMP error) and close
+    drop: Callable[[], None]  # it cannot be carried (no route, no tunnel): close (TCP: a reset)
+    pump: Callable[[Runtime, ssl.SSLSocket], Pump]  # carry it over the tunnel stream opened for it
+
+
+def tcp_flow(app: socket.socket) -> Intercepted | None:
+    """A connection TPROXY captured (its local address is the original destination); None, closed, if it is gone already."""
+    try:
+        src, sport = app.getpeername()
+        dst, dport = app.getsockname()
+    except OSError:
+        app.close()
+        return None
+
+    def pump(rt: Runtime, stream: ssl.SSLSocket) -> Pump:
+        app.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+        return BytePump(app, stream, idle=rt.config.timeouts.idle, park_after=rt.config.timeouts.park, framed="b", expect_reply=True)
+
+    return Intercepted(IPv4Address(src), sport, IPv4Address(dst), dport, TCP, refuse=lambda: reset(app), drop=lambda: reset(app), pump=pump)
+
+
+def datagram_flow(
+    endpoint: Endpoint, src: IPv4Address, sport: int, dst: IPv4Address, dport: int, proto: int, first: list[bytes]
+) -> Intercepted:
+    """A UDP session or ICMP echo flow the interception opened; `first` holds the datagrams that opened it."""
+
+    def refuse() -> None:
+        endpoint.refuse()
+        endpoint.close()
+
+    def pump(rt: Runtime, stream: ssl.SSLSocket) -> Pump:
+        return DatagramPump(
+            endpoint, stream, proto=proto, idle=rt.config.timeouts.datagram_idle, park_after=rt.config.timeouts.park,
+            expect_reply=True, first=first,
+        )
+
+    return Intercepted(src, sport, dst, dport, proto, refuse=refuse, drop=endpoint.close, pump=pump)
 
 
 def _recv_exact(sock: ssl.SSLSocket, size: int, deadline: float) -> bytes:
@@ -362,50 +422,60 @@ class Forwarder:
         `slot` (admission) is held while the tunnel is set up and given back once the stream runs.
         """
         try:
-            self._intercepted(app, slot)
+            flow = tcp_flow(app)
+            if flow is not None:
+                self._ingress(flow, slot)
         finally:
             if slot is not None:
                 slot.release()
 
-    def _intercepted(self, app: socket.socket, slot: Slot | None) -> None:
+    def handle_datagrams(self, endpoint: Endpoint, src: IPv4Address, sport: int, dst: IPv4Address, dport: int, proto: int, first: list[bytes]) -> None:
+        """An intercepted UDP flow or ICMP echo flow (sport = echo identifier, dport = 0): one stream until idle.
+
+        `first` holds the datagrams that opened the flow.
+        """
+        self._ingress(datagram_flow(endpoint, src, sport, dst, dport, proto, first))
+
+    def _ingress(self, flow: Intercepted, slot: Slot | None = None) -> None:
+        """The one ingress path, whatever the flow's kind: every check an intercepted flow passes is here, once.
+
+        The policy on the original 5-tuple, the peer owning the destination, a
+        tunnel stream with the header (end to end: a session pinned to the
+        member that delivers the destination), the pump, the flow record.
+        `slot` (admission) is given back once the stream runs.
+        """
         started = time.monotonic()
         rt = self._runtime()
-        try:
-            src, sport = app.getpeername()
-            dst, dport = app.getsockname()
-        except OSError:
-            app.close()
-            return
         flags = FLAG_END_TO_END if rt.config.end_to_end else 0
-        header = StreamHeader(IPv4Address(src), IPv4Address(dst), sport, dport, rt.config.identity, secrets.randbits(64), flags=flags)
-        verdict, rule = verdict_for(rt.policy, header.src, header.dst, "tcp", dport)
+        header = StreamHeader(flow.src, flow.dst, flow.sport, flow.dport, rt.config.identity, secrets.randbits(64), proto=flow.proto, flags=flags)
+        where = {"proto": header.proto_name, "src": f"{flow.src}:{flow.sport}", "dst": f"{flow.dst}:{flow.dport}"}
+        verdict, rule = verdict_for(rt.policy, header.src, header.dst, header.proto_name, header.policy_port)
         if verdict == "deny":
-            reset(app)
-            event(log, "flow.deny", stage="ingress", src=f"{src}:{sport}", dst=f"{dst}:{dport}", rule=rule or "default")
+            flow.refuse()
+            event(log, "flow.deny", stage="ingress", **where, rule=rule or "default")
             self._emit(rt, "ingress", header, started, verdict="deny", rule=rule, outcome=Outcome.REFUSED.value)
             return
         peer = rt.router.peer_for(header.dst)
         if peer is None:
-            reset(app)
-            event(log, "flow.no_route", dst=dst, level=logging.WARNING)
+            flow.drop()
+            event(log, "flow.no_route", dst=str(header.dst), level=logging.WARNING)
             self._emit(rt, "ingress", header, started, verdict="error", rule=rule, outcome=Outcome.REFUSED.value)
             return
         try:
             tunnel, stream, far = self._open_stream(rt, header, peer)
         except (OSError, ssl.SSLError) as exc:
-            reset(app)
+            flow.drop()
             _dial_failed(peer, exc)
             self._emit(rt, "ingress", header, started, verdict="error", rule=rule, peer=peer.name, outcome=Outcome.RESET.value)
             return
-        app.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
-        pump = BytePump(app, stream, idle=rt.config.timeouts.idle, park_after=rt.config.timeouts.park, framed="b", expect_reply=True)
+        pump = flow.pump(rt, stream)
         if slot is not None:
             slot.release()
 
         def done(result: PumpResult) -> None:
             verdict_out = "deny" if result.status is Status.DENIED else ("permit" if result.status is Status.OK else "error")
             if result.outcome is Outcome.REFUSED:
-                event(log, "flow.refused", src=f"{src}:{sport}", dst=f"{dst}:{dport}", status=result.status.name if result.status else "none", rule=result.rule or "default")
+                event(log, "flow.refused", **where, status=result.status.name if result.status else "none", rule=result.rule or "default")
             self._emit(
                 rt, "ingress", header, started, verdict=verdict_out, rule=result.rule if result.status is Status.DENIED else rule,
                 bytes_up=result.up, bytes_down=result.down, path=tunnel.path, peer=peer.name,
@@ -429,54 +499,6 @@ class Forwarder:
             stream, cert = self._open_end_to_end(rt, tunnel.sock, header, peer, deliverer)
             return tunnel, stream, cert
         return tunnel, tunnel.sock, tunnel.cert
-
-    def handle_datagrams(self, endpoint: Endpoint, src: IPv4Address, sport: int, dst: IPv4Address, dport: int, proto: int, first: list[bytes]) -> None:
-        """An intercepted UDP flow or ICMP echo flow (sport = echo identifier, dport = 0): one stream until idle.
-
-        Same checks and path as a TCP connection: the policy on the original
-        5-tuple, the peer owning the destination, a tunnel stream with the
-        header; `first` holds the datagrams that opened the flow.
-        """
-        started = time.monotonic()
-        rt = self._runtime()
-        flags = FLAG_END_TO_END if rt.config.end_to_end else 0
-        header = StreamHeader(src, dst, sport, dport, rt.config.identity, secrets.randbits(64), proto=proto, flags=flags)
-        verdict, rule = verdict_for(rt.policy, src, dst, header.proto_name, header.policy_port)
-        if verdict == "deny":
-            endpoint.refuse()
-            endpoint.close()
-            event(log, "flow.deny", stage="ingress", proto=header.proto_name, src=f"{src}:{sport}", dst=f"{dst}:{dport}", rule=rule or "default")
-            self._emit(rt, "ingress", header, started, verdict="deny", rule=rule, outcome=Outcome.REFUSED.value)
-            return
-        peer = rt.router.peer_for(dst)
-        if peer is None:
-            endpoint.close()
-            event(log, "flow.no_route", dst=str(dst), level=logging.WARNING)
-            self._emit(rt, "ingress", header, started, verdict="error", rule=rule, outcome=Outcome.REFUSED.value)
-            return
-        try:
-            tunnel, stream, far = self._open_stream(rt, header, peer)
-        except (OSError, ssl.SSLError) as exc:
-            endpoint.close()
-            _dial_failed(peer, exc)
-            self._emit(rt, "ingress", header, started, verdict="error", rule=rule, peer=peer.name, outcome=Outcome.RESET.value)
-            return
-        pump = DatagramPump(
-            endpoint, stream, proto=proto, idle=rt.config.timeouts.datagram_idle, park_after=rt.config.timeouts.park,
-            expect_reply=True, first=first,
-        )
-
-        def done(result: PumpResult) -> None:
-            verdict_out = "deny" if result.status is Status.DENIED else ("permit" if result.status is Status.OK else "error")
-            if result.outcome is Outcome.REFUSED:
-                event(log, "flow.refused", proto=header.proto_name, src=f"{src}:{sport}", dst=f"{dst}:{dport}", status=result.status.name if result.status else "none", rule=result.rule or "default")
-            self._emit(
-                rt, "ingress", header, started, verdict=verdict_out, rule=result.rule if result.status is Status.DENIED else rule,
-                bytes_up=result.up, bytes_down=result.down, path=tunnel.path, peer=peer.name,
-                dst_identity=_first(far), outcome=result.outcome.value,
-            )
-
-        self._run(pump, peer.name, tunnel.path, done, Claim("ingress", header, far))
 
     def _open_end_to_end(
         self, rt: Runtime, outer: ssl.SSLSocket, header: StreamHeader, peer: PeerConfig, deliverer: str
