@@ -37,7 +37,9 @@ from pathlib import Path
 from dataplane import conntrack, filter_table, intercept, sysctl
 from dataplane.admission import Admission, Slot
 from dataplane.icmp_reject import RejectCounts
-from dataplane.datagram_intercept import IcmpInterceptor, IcmpPlan, UdpInterceptor, remove_rules
+from dataplane.icmp_intercept import IcmpInterceptor
+from dataplane.icmp_routing import IcmpPlan, remove_rules
+from dataplane.udp_intercept import UdpInterceptor
 from dataplane.config import AgentConfig, ConfigError, Endpoint, load_config
 from dataplane.denylog import DeniedPacket
 from dataplane.health import Health

@@ -22,7 +22,7 @@
 
 Every tunnel's header passes the same checks before relay or delivery
 (`_tunnel_header`: denylist, `dataplane.trust`, the per-peer cap), whatever
-the protocol it carries. UDP and ICMP echo flows (`dataplane.datagram`) take
+the protocol it carries. UDP and ICMP echo flows (`dataplane.datagram_pump`) take
 the same path with the same header, reply, TLS, splicing and registry: only
 the application side (an `Endpoint` the interception hands over, or a UDP
 socket / raw ICMP socket at delivery) and the pump (`DatagramPump`,
@@ -50,7 +50,8 @@ from dataplane.config import AgentConfig, PeerConfig
 from dataplane import deadline as deadlines
 from dataplane.filter_compile import CompiledPolicy
 from dataplane.filter_table import verdict_for
-from dataplane.datagram import DatagramPump, Endpoint, IcmpOrigin, udp_destination
+from dataplane.datagram_endpoints import Endpoint, IcmpOrigin, udp_destination
+from dataplane.datagram_pump import DatagramPump
 from dataplane.header import FLAG_END_TO_END, HEADER_FIXED_LEN, ICMP, TCP, UDP, HeaderError, Status, StreamHeader, decode, encode_reply, parse_fixed
 from dataplane.logfmt import event
 from dataplane.parking import Parking

@@ -15,7 +15,7 @@ Wire format, network byte order (docs/dataplane.md has the table):
     reply:  status u8 | rule length u8 | rule name (ASCII)
 
 Protocols: 6 (TCP: the stream carries the application's bytes), 17 (UDP) and
-1 (ICMP echo): the stream carries datagrams (`dataplane.datagram`). For ICMP
+1 (ICMP echo): the stream carries datagrams (`dataplane.datagram_pump`). For ICMP
 the source port is the echo identifier and the destination port is 0.
 
 Parsing is pure and strict: anything malformed raises HeaderError.

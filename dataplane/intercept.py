@@ -10,7 +10,7 @@ Three kernel objects, all owned by the agent and removed when it stops:
   127.0.0.1:<port> (one port number, both protocols), keeping the original
   destination (the TCP listener reads it with getsockname(), the UDP socket
   with IP_RECVORIGDSTADDR). With ICMP interception (`tun` set, see
-  `datagram_intercept.IcmpInterceptor`, which owns the TUN and its routing)
+  `icmp_intercept.IcmpInterceptor`, which owns the TUN and its routing)
   a forward chain lets only echoes from `local` to `remote` be routed into
   the TUN (requests to carry, replies to echoes the agent delivered) and the
   agent's packets out of it, and drops anything else

@@ -42,7 +42,7 @@ from pathlib import Path
 from typing import Any
 
 from dataplane import pki
-from dataplane.datagram_intercept import open_tun
+from dataplane.tun import open_tun
 from dataplane.geneve.gateway import SOCKET_BUFFER, TUN_QUEUE, set_buffers
 from dataplane.geneve.packet import GENEVE_PORT, Malformed, encode, flow_key, parse
 from testbed.netns import Lab, Netns, in_netns

@@ -40,7 +40,7 @@ from dataclasses import dataclass
 from pyroute2.netlink.exceptions import NetlinkError
 
 from dataplane.config import GeneveSettings
-from dataplane.datagram_intercept import open_tun
+from dataplane.tun import open_tun
 from dataplane.geneve.worker import POLL_MS, Counters
 from dataplane.intercept import KernelError, iproute, run_nft
 from dataplane.logfmt import event

@@ -27,7 +27,7 @@ from pathlib import Path
 
 import pytest
 
-from dataplane.datagram_intercept import IcmpPlan, install_rules, installed_rules, remove_rules, update_rules
+from dataplane.icmp_routing import IcmpPlan, install_rules, installed_rules, remove_rules, update_rules
 from dataplane.header import FLAG_END_TO_END, ICMP, UDP, Status, StreamHeader, decode_reply
 from testbed.netns import Lab, Netns, UdpEcho, in_netns
 from testbed.seed000 import AWS_APP, AZ_APP, DEFAULT_POLICY, EDGE_B, TUNNEL_LINKS, Seed000, identity

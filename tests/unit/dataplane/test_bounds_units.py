@@ -192,9 +192,9 @@ def test_the_probe_responder_answers_after_an_error_on_its_socket() -> None:
 
 
 def test_datagram_sessions_are_capped_overall_and_per_client() -> None:
-    from dataplane.datagram_intercept import _Sessions
+    from dataplane.datagram_sessions import Sessions
 
-    sessions = _Sessions(lambda: (3, 2))
+    sessions = Sessions(lambda: (3, 2))
     writers = [socket.socketpair()[1] for _ in range(5)]
     assert sessions.add(("10.0.0.1", 1, "10.1.0.1", 53), writers[0]) is None
     assert sessions.add(("10.0.0.1", 2, "10.1.0.1", 53), writers[1]) is None
@@ -230,9 +230,9 @@ def test_admission_caps_setups_overall_per_source_and_with_the_streams_in_flight
 def test_a_datagram_session_over_its_cap_is_counted_as_refused() -> None:
     from dataplane.admission import Admission
     from dataplane.config import LimitSettings
-    from dataplane.datagram_intercept import _refused
+    from dataplane.datagram_sessions import count_refusal
 
     admission = Admission(lambda: LimitSettings(), lambda: 0)
-    _refused(admission, "source_datagram_sessions", "udp")
-    _refused(None, "datagram_sessions", "icmp")  # without admission it is only logged
+    count_refusal(admission, "source_datagram_sessions", "udp")
+    count_refusal(None, "datagram_sessions", "icmp")  # without admission it is only logged
     assert admission.snapshot().get("source_datagram_sessions") == 1

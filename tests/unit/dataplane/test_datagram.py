@@ -13,13 +13,15 @@ from ipaddress import IPv4Address, IPv4Network
 
 import pytest
 
-from dataplane.datagram import MAX_UDP, DatagramPump, Endpoint, FrameDecoder, FrameError, encode_frame
+from dataplane.datagram_endpoints import Endpoint
+from dataplane.datagram_pump import MAX_UDP, DatagramPump, FrameDecoder, FrameError, encode_frame
 from dataplane.icmp_reject import IcmpRejecter, RejectCounts, TokenBuckets
 from dataplane.packets import (
     admin_prohibited, checksum, echo, icmp_error, ipv4_packet, parse_echo_reply, parse_echo_request, quotable_udp, refusal_icmp, udp_quote,
 )
-from dataplane import datagram_intercept
-from dataplane.datagram_intercept import IcmpPlan, only_from, orig_dst
+from dataplane import icmp_routing
+from dataplane.icmp_routing import IcmpPlan
+from dataplane.udp_intercept import only_from, orig_dst
 from dataplane.forward import Forwarder
 from dataplane.header import ICMP, UDP, Status, encode_reply
 from dataplane.intercept import KernelError
@@ -366,17 +368,17 @@ def _icmp_plan(local: list[str], remote: list[str]) -> IcmpPlan:
 
 def test_a_refused_rule_change_leaves_the_old_rules_and_names_the_rule(monkeypatch: pytest.MonkeyPatch) -> None:
     kernel = _FakeNetlink(refuse_dst="192.0.2.0")
-    monkeypatch.setattr(datagram_intercept, "iproute", lambda netns: contextlib.nullcontext(kernel))
+    monkeypatch.setattr(icmp_routing, "iproute", lambda netns: contextlib.nullcontext(kernel))
     old = _icmp_plan(["10.30.40.0/24"], ["172.18.40.0/24"])
     new = _icmp_plan(["10.30.40.0/24", "10.30.41.0/24"], ["198.51.100.0/24", "192.0.2.0/24"])
-    datagram_intercept.update_rules(_icmp_plan([], []), old)
+    icmp_routing.update_rules(_icmp_plan([], []), old)
     with pytest.raises(KernelError, match=r"refused ip rule from 10.30.40.0/24 to 192.0.2.0/24 ipproto icmp lookup 4644 priority 4644: Operation not permitted"):
-        datagram_intercept.update_rules(old, new)
-    assert datagram_intercept.installed_rules(old) == set(old.pairs())  # the one added before the refusal is gone
+        icmp_routing.update_rules(old, new)
+    assert icmp_routing.installed_rules(old) == set(old.pairs())  # the one added before the refusal is gone
     kernel.refuse_dst = None
-    assert datagram_intercept.update_rules(old, new) == []
-    assert datagram_intercept.installed_rules(new) == set(new.pairs())
-    datagram_intercept.update_rules(old, new)  # again: nothing to do, nothing doubled
+    assert icmp_routing.update_rules(old, new) == []
+    assert icmp_routing.installed_rules(new) == set(new.pairs())
+    icmp_routing.update_rules(old, new)  # again: nothing to do, nothing doubled
     assert len(kernel.rules) == 4
 
 

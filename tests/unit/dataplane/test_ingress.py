@@ -14,7 +14,7 @@ from ipaddress import IPv4Address
 import pytest
 
 from dataplane.config import parse_config
-from dataplane.datagram import Endpoint
+from dataplane.datagram_endpoints import Endpoint
 from dataplane.filter_compile import compile_policy
 from dataplane.forward import FlowRecord, Forwarder, Router, Runtime
 from dataplane.header import ICMP, TCP, UDP, Status

@@ -16,7 +16,8 @@ from dataclasses import dataclass
 
 import pytest
 
-from dataplane.datagram import DatagramPump, Endpoint, encode_frame
+from dataplane.datagram_endpoints import Endpoint
+from dataplane.datagram_pump import DatagramPump, encode_frame
 from dataplane.header import UDP
 from dataplane.parking import Parking
 from dataplane.pump import Outcome, Pump, PumpResult, reset
