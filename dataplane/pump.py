@@ -7,7 +7,10 @@ endpoints), `splice.SplicePump` (TCP bytes socket -> pipe -> socket in the
 kernel) and `datagram.DatagramPump` (datagrams framed over a tunnel stream).
 They differ in their legs and in which exceptions mean "this flow failed";
 everything else is here, once: the abort flag, the idle clock, the poll,
-parking and how a result is reported.
+parking and how a result is reported. The two TCP pumps are made of two
+legs (a -> b and b -> a) and share `DuplexPump` too: the step that moves
+both legs and answers, what to poll, what woke, the byte counts and the
+close-or-reset of both sockets; each says only how one leg moves.
 
 The loop follows ExaBGP's reactor, where each peer answers NOW, LATER or
 CLOSE and the loop polls the LATER ones. Here `step()` moves what can move
@@ -36,7 +39,7 @@ import time
 from abc import ABC, abstractmethod
 from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import ClassVar
+from typing import ClassVar, Generic, Protocol, TypeVar
 
 from dataplane.header import Status
 
@@ -233,3 +236,93 @@ def _wait(poller: select.poll, events: dict[int, int], pump: Pump) -> dict[int, 
     if parking and quiet >= park_after:
         return Outcome.PARKED
     return None
+
+
+class Leg(Protocol):
+    """One direction of a `DuplexPump`: read from `src_fd`, write to `dst_fd`.
+
+    `can_read`/`can_write` are "may make progress" flags, cleared when an
+    operation would block and set again when poll reports the events in
+    `read_wants`/`write_wants` (or an error) on that side.
+    """
+
+    src_fd: int
+    dst_fd: int
+    count: int  # application bytes moved so far
+    done: bool  # finished and passed the end on
+    can_read: bool
+    can_write: bool
+    read_wants: int
+    write_wants: int
+
+    def wants(self) -> tuple[int, int]:
+        """(events wanted on src, events wanted on dst) while blocked."""
+        ...
+
+
+L = TypeVar("L", bound=Leg)
+
+
+class DuplexPump(Pump, Generic[L]):
+    """A pump made of two legs between two sockets: `up` (a -> b) and `down` (b -> a).
+
+    What is left to a subclass: `move` (one leg, until it blocks),
+    `parkable`, and `errors` / `parked` / `finish` when it holds more than
+    the two sockets.
+    """
+
+    def __init__(self, a: socket.socket, b: socket.socket, up: L, down: L, *, idle: float, park_after: float = 0.0) -> None:
+        super().__init__(a, b, idle=idle, park_after=park_after)
+        self.a: socket.socket = a
+        self.up = up
+        self.down = down
+        self.legs = (up, down)
+        self._sides = (up.src_fd, down.src_fd)
+
+    @abstractmethod
+    def move(self, leg: L) -> tuple[bool, Outcome | None]:
+        """Move one leg until it blocks: (progress made, the outcome if the flow ends)."""
+
+    def step(self) -> Step | Outcome:
+        """Each leg moves until it blocks; NOW after progress (TLS may hold more than poll sees), CLOSED once both are done."""
+        moved = False
+        for leg in self.legs:
+            progress, ended = self.move(leg)
+            if ended is not None:
+                return ended
+            moved = moved or progress
+        if self.up.done and self.down.done:
+            return Outcome.CLOSED
+        if moved:
+            self.last = time.monotonic()
+            return NOW
+        return LATER
+
+    def wants(self) -> dict[int, int]:
+        events = dict.fromkeys(self._sides, 0)
+        for leg in self.legs:
+            src_ev, dst_ev = leg.wants()
+            events[leg.src_fd] |= src_ev
+            events[leg.dst_fd] |= dst_ev
+        return events
+
+    def woke(self, ready: dict[int, int]) -> None:
+        for leg in self.legs:
+            if ready.get(leg.src_fd, 0) & (leg.read_wants | ALWAYS):
+                leg.can_read = True
+            if ready.get(leg.dst_fd, 0) & (leg.write_wants | ALWAYS):
+                leg.can_write = True
+
+    def watched(self) -> tuple[socket.socket, socket.socket]:
+        return self.a, self.b
+
+    def counts(self) -> tuple[int, int]:
+        return self.up.count, self.down.count
+
+    def finish(self, outcome: Outcome) -> None:
+        """Close both sockets after a clean end; reset both otherwise."""
+        for sock in (self.a, self.b):
+            if outcome is Outcome.CLOSED:
+                close(sock)
+            else:
+                reset(sock)

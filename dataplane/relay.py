@@ -23,7 +23,8 @@ sendmsg (scatter-gather), so framing adds no copy on either side.
 
 A reset or a TLS error on either side resets both. `abort()` (path failover,
 shutdown) resets both from any thread. The loop, abort, idle and parking are
-the contract of `dataplane.pump`; this module holds only the two directions.
+the contract of `dataplane.pump`, and what a pump of two directions does with
+them is `pump.DuplexPump`; this module holds only how a direction moves.
 """
 from __future__ import annotations
 
@@ -31,11 +32,10 @@ import select
 import socket
 import ssl
 import struct
-import time
 from typing import Literal
 
 from dataplane.header import HeaderError, Status, decode_reply, reply_length
-from dataplane.pump import ALWAYS, LATER, NOW, Outcome, Pump, Step, close, reset, shutdown
+from dataplane.pump import DuplexPump, Outcome, shutdown
 
 MIN_BUFFER = 16 * 1024
 MAX_BUFFER = 512 * 1024
@@ -230,7 +230,7 @@ class _Direction:
             self.done = True
 
 
-class BytePump(Pump):
+class BytePump(DuplexPump[_Direction]):
     """Relays a TCP stream between `a` (the side that opened it) and `b` until both ends finish.
 
     `framed` names the side that is the tunnel at an endpoint ("a" at the
@@ -252,69 +252,20 @@ class BytePump(Pump):
         framed: Literal["a", "b"] | None = None,
         expect_reply: bool = False,
     ) -> None:
-        super().__init__(a, b, idle=idle, park_after=park_after)
-        self.a: socket.socket = a
         up_mode: Mode = "decode" if framed == "a" else "encode" if framed == "b" else "raw"
         down_mode: Mode = "encode" if framed == "a" else "decode" if framed == "b" else "raw"
         if expect_reply and down_mode != "decode":
             raise ValueError("a reply is only read from a framed tunnel on side b")
-        self.up = _Direction(a, b, up_mode)
-        self.down = _Direction(b, a, down_mode, expect_reply=expect_reply)
-        self._directions = (self.up, self.down)
-        self._sides = (self.up.src_fd, self.down.src_fd)
-
-    def step(self) -> Step | Outcome:
-        """Each direction moves until it blocks; NOW after progress (TLS may hold more than poll sees)."""
-        moved = False
-        for d in self._directions:
-            progress, ended = self._work(d)
-            if ended is not None:
-                return ended
-            moved = moved or progress
-        if self.up.done and self.down.done:
-            return Outcome.CLOSED
-        if moved:
-            self.last = time.monotonic()
-            return NOW
-        return LATER
-
-    def wants(self) -> dict[int, int]:
-        events = dict.fromkeys(self._sides, 0)
-        for d in self._directions:
-            src_ev, dst_ev = d.wants()
-            events[d.src_fd] |= src_ev
-            events[d.dst_fd] |= dst_ev
-        return events
-
-    def woke(self, ready: dict[int, int]) -> None:
-        for d in self._directions:
-            if ready.get(d.src_fd, 0) & (d.read_wants | ALWAYS):
-                d.can_read = True
-            if ready.get(d.dst_fd, 0) & (d.write_wants | ALWAYS):
-                d.can_write = True
+        super().__init__(a, b, _Direction(a, b, up_mode), _Direction(b, a, down_mode, expect_reply=expect_reply), idle=idle, park_after=park_after)
 
     def parkable(self) -> bool:
         """Both directions wait to read with nothing in flight, and TLS holds nothing buffered."""
-        return all(d.out is None and not d.eof and not d.done and not d.can_read and d.read_wants == _READ for d in self._directions)
-
-    def watched(self) -> tuple[socket.socket, socket.socket]:
-        return self.a, self.b
-
-    def counts(self) -> tuple[int, int]:
-        return self.up.count, self.down.count
+        return all(d.out is None and not d.eof and not d.done and not d.can_read and d.read_wants == _READ for d in self.legs)
 
     def parked(self) -> None:
         """Drop both buffers: a parked stream costs its sockets, not 2 x `MAX_BUFFER`."""
         self.up.release()
         self.down.release()
-
-    def finish(self, outcome: Outcome) -> None:
-        """Close both sides after a clean end; reset both otherwise."""
-        for sock in (self.a, self.b):
-            if outcome is Outcome.CLOSED:
-                close(sock)
-            else:
-                reset(sock)
 
     def _check_reply(self, d: _Direction) -> Outcome | None:
         """Once the reply is complete, decode it; a non-OK status ends the stream."""
@@ -327,7 +278,7 @@ class BytePump(Pump):
             return Outcome.RESET
         return None if self.status is Status.OK else Outcome.REFUSED
 
-    def _work(self, d: _Direction) -> tuple[bool, Outcome | None]:
+    def move(self, d: _Direction) -> tuple[bool, Outcome | None]:
         """Move bytes in one direction until it blocks; (progress made, outcome if the stream ends)."""
         moved = False
         while not d.done:

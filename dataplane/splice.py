@@ -3,8 +3,9 @@
 Used by a relay edge for end-to-end streams: the bytes are TLS records of a
 session between the ingress and the delivering agent, so the relay neither can
 nor needs to decrypt them. `splice()` moves them socket -> pipe -> socket
-without copying them through user space. A `dataplane.pump.Pump` like the
-others, so the forwarder treats all of them alike; only the legs are here.
+without copying them through user space. A `dataplane.pump.DuplexPump` like
+`relay.BytePump`, so the forwarder treats all pumps alike; only how a leg
+moves is here.
 """
 from __future__ import annotations
 
@@ -12,19 +13,22 @@ import fcntl
 import os
 import select
 import socket
-import time
 
-from dataplane.pump import ALWAYS, LATER, NOW, Outcome, Pump, Step, close, reset, shutdown
+from dataplane.pump import DuplexPump, Outcome, shutdown
 
 CHUNK = 1 << 20
 PIPE_SIZE = 1 << 20
 _F_SETPIPE_SZ = 1031
 _FLAGS = os.SPLICE_F_MOVE | os.SPLICE_F_NONBLOCK
 _READ = select.POLLIN | select.POLLPRI
+_WRITE = select.POLLOUT
 
 
 class _Leg:
-    """One direction: src socket -> pipe -> dst socket."""
+    """One direction: src socket -> pipe -> dst socket (a `dataplane.pump.Leg`)."""
+
+    read_wants = _READ
+    write_wants = _WRITE
 
     def __init__(self, src: socket.socket, dst: socket.socket) -> None:
         self.src = src
@@ -49,6 +53,14 @@ class _Leg:
                 os.close(fd)
             except OSError:
                 pass
+
+    def wants(self) -> tuple[int, int]:
+        """(events wanted on src, events wanted on dst) while blocked: drain the pipe first, then refill it."""
+        if self.done:
+            return 0, 0
+        if self.in_pipe:
+            return 0, _WRITE
+        return (0 if self.eof else _READ), 0
 
     def step(self) -> bool:
         """Move what can move now; True if anything moved."""
@@ -78,60 +90,27 @@ class _Leg:
         return moved
 
 
-class SplicePump(Pump):
+class SplicePump(DuplexPump[_Leg]):
     """Kernel relay between `a` and `b` until both directions end (or reset, idle, park, abort)."""
 
     def __init__(self, a: socket.socket, b: socket.socket, *, idle: float, park_after: float = 0.0) -> None:
-        super().__init__(a, b, idle=idle, park_after=park_after)
-        self.a: socket.socket = a
-        self.up = _Leg(a, b)
-        self.down = _Leg(b, a)
-        self._legs = (self.up, self.down)
-        self._sides = (self.up.src_fd, self.down.src_fd)
+        up = _Leg(a, b)
+        try:
+            down = _Leg(b, a)
+        except BaseException:
+            up.close()
+            raise
+        super().__init__(a, b, up, down, idle=idle, park_after=park_after)
 
-    def step(self) -> Step | Outcome:
-        moved = any([leg.step() for leg in self._legs])
-        if self.up.done and self.down.done:
-            return Outcome.CLOSED
-        if moved:
-            self.last = time.monotonic()
-            return NOW
-        return LATER
-
-    def wants(self) -> dict[int, int]:
-        events = dict.fromkeys(self._sides, 0)
-        for leg in self._legs:
-            if leg.done:
-                continue
-            if leg.in_pipe:
-                events[leg.dst_fd] |= select.POLLOUT
-            elif not leg.eof:
-                events[leg.src_fd] |= _READ
-        return events
-
-    def woke(self, ready: dict[int, int]) -> None:
-        for leg in self._legs:
-            if ready.get(leg.src_fd, 0) & (_READ | ALWAYS):
-                leg.can_read = True
-            if ready.get(leg.dst_fd, 0) & (select.POLLOUT | ALWAYS):
-                leg.can_write = True
+    def move(self, leg: _Leg) -> tuple[bool, Outcome | None]:
+        return leg.step(), None
 
     def parkable(self) -> bool:
         """Nothing in either pipe and neither side finished."""
-        return not any(leg.in_pipe or leg.eof for leg in self._legs)
-
-    def watched(self) -> tuple[socket.socket, socket.socket]:
-        return self.a, self.b
-
-    def counts(self) -> tuple[int, int]:
-        return self.up.count, self.down.count
+        return not any(leg.in_pipe or leg.eof for leg in self.legs)
 
     def finish(self, outcome: Outcome) -> None:
         """Close the pipes; close both sides after a clean end, reset both otherwise."""
-        for leg in self._legs:
+        for leg in self.legs:
             leg.close()
-        for sock in (self.a, self.b):
-            if outcome is Outcome.CLOSED:
-                close(sock)
-            else:
-                reset(sock)
+        super().finish(outcome)
