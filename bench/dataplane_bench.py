@@ -32,9 +32,16 @@ and CPUs:
 It writes bench/results/dataplane.json and the dataplane section of
 bench/README.md. Figures drift from run to run on a shared 2-core machine;
 the ratios within one run are the comparison that holds.
+
+`--quick [--rounds N]` measures only the single-flow rows (transit end to
+end and the stunnel chain, interleaved, with each agent's CPU per GB), in
+about a minute, prints them as JSON and writes nothing: the A/B check after
+a change to the per-byte path (run it in two checkouts, alternating, and
+compare transit to transit and each to its own stunnel figure).
 """
 from __future__ import annotations
 
+import argparse
 import json
 import math
 import os
@@ -631,6 +638,33 @@ def run() -> dict[str, Any]:
     return _document(m, errors, time.time() - started)
 
 
+def run_quick(rounds: int = ROUNDS) -> dict[str, Any]:
+    """The single-flow rows only: transit (end to end) and the stunnel chain, interleaved, `rounds` samples each."""
+    m: dict[str, Any] = {}
+    errors: dict[str, str] = {}
+    load_before = os.getloadavg()
+    with Seed000(policy=policy(10), tag="bch") as topo:
+        aws, az = topo.ns("awsapp"), topo.ns("azapp")
+        with stunnel_chain(topo, (IPERF_PORT,)) as dial:
+            address, port = dial[IPERF_PORT]
+            for _ in range(rounds):
+                _sampled(m, errors, "transit_single_gbps", lambda: iperf(az, aws, AZ_APP), _agent_pids(topo))
+                _sampled(m, errors, "stunnel_single_gbps", lambda: iperf(az, aws, address, client_port=port))
+    samples = m.get("samples", {})
+    return {
+        "transit_single_gbps": m.get("transit_single_gbps"),
+        "stunnel_single_gbps": m.get("stunnel_single_gbps"),
+        "transit_vs_stunnel_single": _ratio(m.get("transit_single_gbps"), m.get("stunnel_single_gbps")),
+        "samples_gbps": samples,
+        "agent_cpu_s_per_gb": m.get("agent_cpu_s_per_gb", {}).get("transit_single_gbps"),
+        "busy_cores": {key: [round(c, 2) for c in values] for key, values in m.get("busy_cores", {}).items()},
+        "load_average": {"before": [round(x, 2) for x in load_before], "after": [round(x, 2) for x in os.getloadavg()]},
+        "commit": _version(["git", "-C", str(REPO), "rev-parse", "--short", "HEAD"]),
+        "finished_utc": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
+        "errors": errors,
+    }
+
+
 def _raw_with_table(topo: Seed000, count: int, m: dict[str, Any]) -> dict[str, Any]:
     """Raw routing with a `count`-rule filter table on the connector's forward hook: one more throughput sample."""
     from dataplane.filter_model import FilterPolicy
@@ -821,11 +855,18 @@ def write_readme(doc: dict[str, Any]) -> None:
     README.write_text(text)
 
 
-def main() -> int:
-    """Run everything, write the results file and the README section."""
+def main(argv: list[str] | None = None) -> int:
+    """Run everything, write the results file and the README section (`--quick`: the single-flow rows, printed only)."""
+    parser = argparse.ArgumentParser(prog="python -m bench.dataplane_bench", description=__doc__.split("\n")[0])
+    parser.add_argument("--quick", action="store_true", help="single-flow transit and stunnel only; print JSON, write nothing")
+    parser.add_argument("--rounds", type=int, default=ROUNDS, help=f"samples per path with --quick. Defaults to {ROUNDS}.")
+    args = parser.parse_args(argv)
     if os.geteuid() != 0:
         print("bench.dataplane needs root (network namespaces)", file=sys.stderr)
         return 2
+    if args.quick:
+        print(json.dumps(run_quick(args.rounds), indent=2))
+        return 0
     doc = run()
     RESULT.parent.mkdir(parents=True, exist_ok=True)
     RESULT.write_text(json.dumps(doc, indent=2) + "\n")
@@ -833,7 +874,6 @@ def main() -> int:
     print(json.dumps({key: doc[key] for key in list(doc)[:11]}, indent=2))
     print(f"bench.dataplane wrote {RESULT.relative_to(REPO)} and {README.relative_to(REPO)}")
     return 0
-
 
 if __name__ == "__main__":
     sys.exit(main())
