@@ -11,6 +11,7 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Any
 
+from components.aws.network_quotas import network_quota_problems
 from components.aws.options import AwsOptions
 from components.aws.planning import AwsLayout, AwsPlanSection
 from components.aws.quotas import quota_problems
@@ -34,6 +35,9 @@ def plan_problems(section: AwsPlanSection, options: AwsOptions) -> list[str]:
     found = list(section.problems)
     if section.layout is not None:
         found += quota_problems(section.layout.security, options.quotas)
+        found += network_quota_problems(
+            section.layout, options.quotas, options.egress, options.creates_internet_gateway, options.interface_endpoints,
+        )
     return found
 
 
@@ -67,6 +71,14 @@ def layout_problems(layout: AwsLayout, secrets: Mapping[str, Any], options: AwsO
     names = {n.name for n in layout.networks}
     for unknown in sorted(set(options.existing_networks) - names):
         out.append(f"aws.existing_networks names {unknown!r}, which is not an AWS network of the spec")
+    for n in layout.networks:
+        existing = options.existing_networks.get(n.name)
+        if n.attach == "connector" and existing is not None and (existing.fabric_subnet_ids or existing.fabric_route_table_ids):
+            out.append(
+                f"aws.existing_networks.{n.name}.fabric_subnet_ids: a connector creates its own subnets and route tables from "
+                f"the plan's addresses ({', '.join(n.fabric_subnets)} and the GWLB, attachment and egress /28s); remove "
+                "fabricSubnetIds and fabricRouteTableIds and keep those ranges free in the VPC"
+            )
     return out
 
 

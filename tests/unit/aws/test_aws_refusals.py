@@ -150,11 +150,53 @@ def test_an_edge_whose_native_networks_reach_it_through_its_gwlb_gets_geneve_fro
     assert [[str(c) for c in n.cidrs] for n in config.geneve.networks] == [["10.30.40.0/24"]]
 
 
-def test_connector_vms_that_would_not_fit_their_subnet_at_max_size_are_refused() -> None:
+def test_any_instance_count_the_spec_allows_fits_and_only_a_range_too_small_to_carve_is_refused() -> None:
     data = example()
-    data["networks"][0]["instances"] = 4  # max_size 8; a /28 holds 11 - 4 interfaces = 7 VMs
-    problems = _problems(data)
-    assert len(problems) == 1 and problems[0].startswith("networks[0].instances: 4 connector VMs scale to 8")
-    assert problems[0].endswith("use at most 3 instances")
-    data["networks"][0]["instances"] = 3
+    data["networks"][0]["instances"] = 16  # max_size 32: the /26 appliance subnets hold them
     assert _problems(data) == []
+    data["edges"][0]["zones"] = 3  # three zones need 336 addresses; aws-app is a /24
+    problems = _problems(data)
+    assert len(problems) == 1 and problems[0].startswith("networks[0].cidrs[0]: 10.30.40.0/24 holds 256 addresses")
+    assert "set connector_cidr to a free /23 or larger" in problems[0] and "edge aws-use1" in problems[0]
+    data["networks"][0]["cidrs"] = ["10.30.40.0/24", "10.30.42.0/23"]
+    data["networks"][0]["connector_cidr"] = "10.30.42.0/23"  # a secondary VPC CIDR for the fabric
+    [problem] = _problems(data)  # it carves; three zones of NAT gateways then meet the next quota (below)
+    assert "Elastic IPs per region" in problem
+    data["networks"][0]["connector_cidr"] = "10.30.42.0/24"
+    assert _problems(data)[0].startswith("networks[0].connector_cidr: 10.30.42.0/24 holds 256 addresses")
+
+
+def test_connector_egress_and_endpoints_are_counted_against_the_regions_quotas() -> None:
+    from components.aws.network_quotas import network_quota_problems
+    from components.aws.options import AwsOptions, ExistingNetwork
+
+    data = example()
+    data["edges"][0]["zones"] = 3
+    data["networks"][0]["cidrs"] = ["10.30.40.0/23"]
+    layout = build_aws_layout(spec_of(data), plan_fabric(spec_of(data)))
+    built = AwsOptions()  # the fabric builds the VPC: a NAT gateway per zone, each with an Elastic IP
+
+    def problems(options: AwsOptions) -> list[str]:
+        return network_quota_problems(
+            layout, options.quotas, options.egress, options.creates_internet_gateway, options.interface_endpoints,
+        )
+
+    [eips] = problems(built)  # the edge's NLB takes 3, the connector's NAT gateways 3
+    assert eips.startswith("networks[0]: its NAT gateways' Elastic IPs bring region us-east-1 to 6")
+    assert "AWS quota of 5 Elastic IPs per region" in eips and "aws.quotas.elastic_ips_per_region" in eips
+    raised = AwsOptions(quotas=AwsQuotas(elastic_ips_per_region=6))
+    assert problems(raised) == []
+    tight = AwsOptions(quotas=AwsQuotas(elastic_ips_per_region=6, nat_gateways_per_zone=0, internet_gateways_per_region=1,
+                                        endpoints_per_vpc=6))
+    found = problems(tight)
+    assert [p.split(",")[0] for p in found] == [
+        "networks[0]: the connector's VPC would hold 7 interface and GWLB endpoints",
+        "networks[0]: its egress puts a NAT gateway in zone us-east-1-zone1",
+        "networks[0]: its egress puts a NAT gateway in zone us-east-1-zone2",
+        "networks[0]: its egress puts a NAT gateway in zone us-east-1-zone3",
+        "networks[0]: its internet gateway brings region us-east-1 to 2 internet gateways",
+    ]
+    # An existing VPC adds nothing public unless asked, and may already resolve the services privately.
+    private = AwsOptions(quotas=tight.quotas, existing_networks={"aws-app": ExistingNetwork(
+        vpc_id="vpc-1", workload_route_table_ids=["rtb-1", "rtb-2", "rtb-3"], interface_endpoints=False)})
+    assert problems(private) == []
