@@ -9,7 +9,7 @@ and gateway is decided here, before Pulumi runs. Never imports Pulumi.
 """
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from ipaddress import IPv4Network, collapse_addresses
 from typing import TYPE_CHECKING
 
@@ -18,7 +18,14 @@ from pydantic import BaseModel, ConfigDict, Field, InstanceOf
 from components.aws.naming import MIN_SUBNET_PREFIX, endpoint_ip, split_cidr
 from components.aws.routing import AwsRoute, NetworkAddresses, network_routes, reachability
 from components.aws.subnets import ROLES, ConnectorZoneSubnets, carve_connector, smallest_range, workload_subnets
-from components.segmentation.aws_security_groups import IntentRule, SecurityPlan, aws_intent, compile_security, permitted_boxes
+from components.segmentation.aws_security_groups import (
+    IntentRule,
+    Segment,
+    SecurityPlan,
+    aws_intent,
+    compile_security,
+    permitted_boxes,
+)
 from components.spec import Circuit, FabricSpec
 from components.spec_checks import home_edge
 from components.spec_providers import PROVIDER_CLOUD
@@ -108,6 +115,8 @@ class AwsNetworkLayout:
     destinations: list[str]
     connector_subnets: list[ConnectorZoneSubnets]
     """A connector's subnets per zone (appliance, gwlb, attachment, egress); none for a native network."""
+    deliver_from: str = "node"
+    """Whose address a connector delivers inbound flows from (spec `deliver_from`)."""
 
 
 @dataclass(frozen=True)
@@ -226,7 +235,8 @@ def aws_section(spec: FabricSpec, plan: Plan) -> AwsPlanSection | None:
     if not uses_aws(spec):
         return None
     rules, segments = aws_intent(spec)
-    security = compile_security(rules, segments)
+    carved, carve_problems = connector_subnets(spec, plan)
+    security = compile_security(rules, [_delivered_from(spec, s, carved) for s in segments])
     routes = aws_routes(spec, rules)
     homes = {n.name: home.name for n in spec.networks if (home := home_edge(spec, n)) is not None}
     tgw_rows = [
@@ -235,7 +245,6 @@ def aws_section(spec: FabricSpec, plan: Plan) -> AwsPlanSection | None:
         if edge.cloud == "aws"
         for cidr in _ingress(spec, [n for n, h in homes.items() if h == edge.name], edge.region, routes)
     ]
-    carved, carve_problems = connector_subnets(spec, plan)
     layout, problems = None, circuit_problems(spec) + carve_problems
     if not problems:
         try:
@@ -354,6 +363,11 @@ def connector_subnets(spec: FabricSpec, plan: Plan) -> tuple[dict[str, list[Conn
         if n.name not in zones or not zones[n.name]:
             continue
         block, field = (n.connector_cidr, "connector_cidr") if n.connector_cidr is not None else (n.cidrs[0], "cidrs[0]")
+        if n.deliver_from == "client" and n.instances != 1:
+            problems.append(
+                f"networks[{i}].deliver_from: client keeps replies on the delivering VM only with one connector VM, and "
+                f"{n.instances} instances run {n.instances} to {2 * n.instances} VMs behind the GWLB; use node, or instances: 1"
+            )
         try:
             carved[n.name] = carve_connector(block, zones[n.name])
         except ValueError as exc:
@@ -363,6 +377,15 @@ def connector_subnets(spec: FabricSpec, plan: Plan) -> tuple[dict[str, list[Conn
                 f"(a secondary VPC CIDR works), or lower the zones of its edge {plan_home(plan, n.name)}"
             )
     return carved, problems
+
+
+def _delivered_from(spec: FabricSpec, segment: Segment, carved: dict[str, list[ConnectorZoneSubnets]]) -> Segment:
+    """A connector network whose connector delivers from its own address (`deliver_from: node`) gets its appliance
+    subnets as the source of what it delivers, so its workloads' groups admit them (docs/aws.md, GENEVE)."""
+    network = next(n for n in spec.networks if n.name == segment.network)
+    if segment.network not in carved or network.deliver_from != "node":
+        return segment
+    return replace(segment, delivered_from=tuple(IPv4Network(z.appliance) for z in carved[segment.network]))
 
 
 def plan_home(plan: Plan, network: str) -> str:
@@ -419,7 +442,7 @@ def _layout(
         network_layouts.append(
             AwsNetworkLayout(
                 name=n.name, index=index, region=n.region or "", attach=n.attach, cidrs=[str(c) for c in n.cidrs], zones=zones,
-                instances=n.instances, fabric_subnets=fabric, connector_subnets=subnets,
+                instances=n.instances, fabric_subnets=fabric, connector_subnets=subnets, deliver_from=n.deliver_from,
                 workload_subnets=workload_subnets(n.cidrs[0], len(zones), [IPv4Network(f) for f in fabric] + [
                     IPv4Network(getattr(z, role)) for z in subnets for role in ROLES
                 ]), endpoint_ips=ips, edge=edge.name, edge_cidrs=[edge.cidr] if same_region_edge else [],

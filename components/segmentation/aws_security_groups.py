@@ -75,6 +75,9 @@ class Segment:
     network: str
     region: str
     cidrs: tuple[IPv4Network, ...]
+    delivered_from: tuple[IPv4Network, ...] = ()
+    """The connector subnets that deliver inbound flows from their own addresses (`deliver_from: node`): the
+    workloads see those addresses, not the remote client's, so their groups admit them on the permitted services."""
 
 
 @dataclass(frozen=True)
@@ -293,8 +296,13 @@ def compile_security(rules: list[IntentRule], segments: list[Segment]) -> Securi
             members.append(member)
             sets[member.key] = addresses
     grants = _grants(members, sets, boxes)
-    prefix_lists: dict[tuple[str, AddressSet], PrefixList] = {}
     named = {addresses: name for name, addresses in endpoints}
+    for segment in segments:
+        if segment.delivered_from:
+            delivery = AddressSet.from_cidrs(segment.delivered_from)
+            named.setdefault(delivery, f"{segment.network}-connector")
+            _delivery_grants(grants, [m for m in members if m.network == segment.network], sets, boxes, segment, delivery)
+    prefix_lists: dict[tuple[str, AddressSet], PrefixList] = {}
     by_network: dict[str, list[Member]] = {m.network: [] for m in members}
     for m in members:
         by_network[m.network].append(m)
@@ -420,6 +428,22 @@ def _grants(
                 svc, names = grants.get(key, (ServiceSet(), ()))
                 grants[key] = (svc | box.svc, names if name in names else (*names, name))
     return grants
+
+
+def _delivery_grants(
+    grants: dict[tuple[Member, Direction, AddressSet], tuple[ServiceSet, tuple[str, ...]]], members: list[Member],
+    sets: dict[str, AddressSet], boxes: list[tuple[Box, str]], segment: Segment, delivery: AddressSet,
+) -> None:
+    """Admit the connector subnets into each member on exactly the services the policy lets remote sources reach it
+    with: what arrives from outside the network comes through the connector, from the connector's own address."""
+    own = AddressSet.from_cidrs(segment.cidrs)
+    for member in members:
+        for box, name in boxes:
+            if not _clip(box.dst, sets[member.key]) or _covers(own, box.src):
+                continue  # not to this member, or only from inside its own network (which never crosses the connector)
+            key = (member, "ingress", delivery)
+            svc, names = grants.get(key, (ServiceSet(), ()))
+            grants[key] = (svc | box.svc, names if name in names else (*names, name))
 
 
 def _peer(

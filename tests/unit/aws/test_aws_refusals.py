@@ -18,8 +18,9 @@ from components.targets import plan_fabric, plan_problems
 from tests.unit.spec_helpers import example, spec_of
 from transit_cli.main import app
 
-PORTS = [1000 + 2 * i for i in range(61)]
-"""61 ports no two of which merge into one range: 61 rules."""
+PORTS = [1000 + 2 * i for i in range(31)]
+"""31 ports no two of which merge into one range: 62 inbound rules, since the connector delivers from its own
+address (`deliver_from: node`) and each port then admits the connector subnets too."""
 
 
 def _many_ports(data: dict[str, Any], ports: list[int]) -> dict[str, Any]:
@@ -34,12 +35,12 @@ def _problems(data: dict[str, Any]) -> list[str]:
 def test_a_security_group_over_60_inbound_rules_is_refused_naming_the_policy_rule_and_the_quota() -> None:
     problems = _problems(_many_ports(example(), PORTS))
     assert len(problems) == 1
-    assert problems[0].startswith("policy.rules[many]: security group aws-app would hold 61 inbound rules")
+    assert problems[0].startswith("policy.rules[many]: security group aws-app would hold 62 inbound rules")
     assert "AWS quota of 60 ingress rules per security group" in problems[0]
 
 
 def test_60_rules_fit() -> None:
-    assert _problems(_many_ports(example(), PORTS[:60])) == []
+    assert _problems(_many_ports(example(), PORTS[:30])) == []
 
 
 def test_a_prefix_list_reference_counts_its_max_entries() -> None:
@@ -50,7 +51,8 @@ def test_a_prefix_list_reference_counts_its_max_entries() -> None:
     listed = [p for p in plan.sections["aws"].prefix_lists if len(p.cidrs) == 31]
     assert len(listed) == 1
     problems = plan_problems(plan)
-    assert len(problems) == 1 and "policy.rules[sites-in]: security group aws-app would hold 62 inbound rules" in problems[0]
+    # 31 entries x 2 ports, and the connector subnets (one prefix-list entry) on those 2 ports: 64.
+    assert len(problems) == 1 and "policy.rules[sites-in]: security group aws-app would hold 64 inbound rules" in problems[0]
 
 
 def test_prefix_lists_over_the_region_quota_are_refused() -> None:
@@ -76,7 +78,7 @@ def test_transit_validate_and_plan_refuse_a_spec_over_a_quota(tmp_path: Any) -> 
     for command in ("validate", "plan"):
         result = runner.invoke(app, [command, str(path)])
         assert result.exit_code == 1, result.output
-        assert "policy.rules[many]: security group aws-app would hold 61 inbound rules" in result.output
+        assert "policy.rules[many]: security group aws-app would hold 62 inbound rules" in result.output
 
 
 def test_a_direct_connect_circuit_without_its_locations_region_is_refused() -> None:
@@ -200,3 +202,12 @@ def test_connector_egress_and_endpoints_are_counted_against_the_regions_quotas()
     private = AwsOptions(quotas=tight.quotas, existing_networks={"aws-app": ExistingNetwork(
         vpc_id="vpc-1", workload_route_table_ids=["rtb-1", "rtb-2", "rtb-3"], interface_endpoints=False)})
     assert problems(private) == []
+
+
+def test_client_delivery_behind_more_than_one_connector_vm_is_refused() -> None:
+    data = example()
+    data["networks"][0]["deliver_from"] = "client"
+    [problem] = _problems(data)
+    assert problem.startswith("networks[0].deliver_from: client keeps replies on the delivering VM only with one connector VM")
+    data["networks"][0]["instances"] = 1
+    assert _problems(data) == []
