@@ -297,10 +297,11 @@ def compile_security(rules: list[IntentRule], segments: list[Segment]) -> Securi
             sets[member.key] = addresses
     grants = _grants(members, sets, boxes)
     named = {addresses: name for name, addresses in endpoints}
+    deliveries = set()
     for segment in segments:
         if segment.delivered_from:
             delivery = AddressSet.from_cidrs(segment.delivered_from)
-            named.setdefault(delivery, f"{segment.network}-connector")
+            deliveries.add(delivery)
             _delivery_grants(grants, [m for m in members if m.network == segment.network], sets, boxes, segment, delivery)
     prefix_lists: dict[tuple[str, AddressSet], PrefixList] = {}
     by_network: dict[str, list[Member]] = {m.network: [] for m in members}
@@ -309,9 +310,13 @@ def compile_security(rules: list[IntentRule], segments: list[Segment]) -> Securi
     sg_rules: list[SgRule] = []
     notes: list[str] = []
     for (member, direction, peer), (svc, names) in grants.items():
-        kind, key = _peer(member, peer, by_network, sets, named, prefix_lists, names)
-        for protocol, low, high in _protocol_entries(svc):
-            sg_rules.append(SgRule(member.key, direction, protocol, low, high, kind, key, names))
+        # The connector subnets are a few CIDRs of the member's own VPC, one set per network: named by CIDR, they
+        # cost no prefix list (AWS allows 100 per region) and count the same against the group's rule quota.
+        peers = [("cidr", str(c)) for c in peer.cidrs()] if peer in deliveries else [
+            _peer(member, peer, by_network, sets, named, prefix_lists, names)]
+        for kind, key in peers:
+            for protocol, low, high in _protocol_entries(svc):
+                sg_rules.append(SgRule(member.key, direction, protocol, low, high, kind, key, names))  # type: ignore[arg-type]
         if svc.other and not svc.is_everything():
             notes.append(
                 f"{member.key} {direction} ({', '.join(names)}): a deny carves an 'any' rule; "

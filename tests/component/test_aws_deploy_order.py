@@ -172,17 +172,17 @@ def test_workload_groups_admit_the_connector_subnets_on_the_permitted_ports_when
     remote peers as sources and admits no connector subnet."""
     node = _inbound("node")
     appliance = sorted(node.by_name[f"aws-app-connector-appliance-{z}"].inputs["cidrBlock"] for z in (0, 1))
-    plist = next(r for r in node.of_type("aws:ec2/managedPrefixList:ManagedPrefixList") if r.name.endswith("-pl-aws-app-connector"))
-    assert [e["cidr"] for e in plist.inputs["entries"]] == ["10.30.40.128/25"] and appliance == ["10.30.40.128/26", "10.30.40.192/26"]
+    assert appliance == ["10.30.40.128/26", "10.30.40.192/26"]  # adjacent: one rule per port names both (/25)
     admitted = [r for r in node.of_type("aws:vpc/securityGroupIngressRule:SecurityGroupIngressRule")
-                if r.inputs.get("prefixListId") == f"{plist.name}-id"]
+                if r.inputs.get("cidrIpv4") == "10.30.40.128/25"]
     assert sorted((r.inputs["ipProtocol"], r.inputs["fromPort"], r.inputs["toPort"]) for r in admitted) == [("tcp", 8080, 8080), ("tcp", 9000, 9000)]
-    assert {r.inputs["securityGroupId"] for r in admitted} == {plist.name.replace("-pl-aws-app-connector", "-sg-aws-app") + "-id"}
+    assert {r.inputs["securityGroupId"] for r in admitted} == {"acme-us-east-1-seg-sg-aws-app-id"}
     config = parse_document(base64.b64decode(node.by_name["aws-app-connector-lt"].inputs["userData"])).agent
     assert config.geneve is not None and [n.deliver_from for n in config.geneve.networks] == ["node"]
 
     client = _inbound("client")
-    assert not [r for r in client.of_type("aws:ec2/managedPrefixList:ManagedPrefixList") if r.name.endswith("-pl-aws-app-connector")]
+    assert not [r for r in client.of_type("aws:vpc/securityGroupIngressRule:SecurityGroupIngressRule")
+                if r.inputs.get("cidrIpv4") == "10.30.40.128/25"]
     remote = [r for r in client.of_type("aws:vpc/securityGroupIngressRule:SecurityGroupIngressRule") if r.inputs.get("fromPort") == 8080]
     assert len(remote) == 1 and remote[0].inputs["prefixListId"].endswith("-pl-az-app-id")
     config = parse_document(base64.b64decode(client.by_name["aws-app-connector-lt"].inputs["userData"])).agent

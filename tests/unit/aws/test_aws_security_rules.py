@@ -178,15 +178,16 @@ def test_a_node_delivering_connector_is_admitted_on_exactly_the_inbound_services
     ]
     segment = Segment("aws-app", "us-east-1", (IPv4Network("10.30.40.0/24"),), delivered_from=connector)
     plan = compile_security(rules, [segment])
-    [plist] = [p for p in plan.prefix_lists if p.key == "aws-app-connector"]
-    assert plist.cidrs == ("10.30.40.128/25",)
-    admitted = sorted((r.member, r.protocol, r.from_port, r.to_port) for r in plan.rules if r.peer == "aws-app-connector")
+    # Named by CIDR (the two /26s merge): no prefix list of their own, whose region quota is 100.
+    admitted = sorted((r.member, r.protocol, r.from_port, r.to_port) for r in plan.rules if r.peer == "10.30.40.128/25")
+    assert {r.peer_kind for r in plan.rules if r.peer == "10.30.40.128/25"} == {"cidr"}
+    assert not [p for p in plan.prefix_lists if p.cidrs == ("10.30.40.128/25",)]
     assert admitted == [
         ("aws-app", "icmp", -1, -1),
         ("aws-app.web", "icmp", -1, -1), ("aws-app.web", "tcp", 443, 443), ("aws-app.web", "tcp", 8000, 8080),
     ]
-    assert all(r.direction == "ingress" for r in plan.rules if r.peer == "aws-app-connector")
+    assert all(r.direction == "ingress" for r in plan.rules if r.peer == "10.30.40.128/25")
     # Delivering from the client's address, the workloads see the remote peers themselves: nothing to admit.
     client = compile_security(rules, [Segment("aws-app", "us-east-1", (IPv4Network("10.30.40.0/24"),))])
-    assert not [r for r in client.rules if r.peer == "aws-app-connector"]
+    assert not [r for r in client.rules if r.peer == "10.30.40.128/25"]
     assert set(client.rules) < set(plan.rules)
