@@ -163,3 +163,15 @@ def test_the_tgw_sends_what_native_networks_reach_to_their_edge() -> None:
     assert tgw == [("tgw eu-west-1", "10.1.0.0/24", "edge euw1")]
     layout = build_aws_layout(spec, build_plan(spec))
     assert {e.name: e.ingress_cidrs for e in layout.edges} == {"use1": [], "euw1": ["10.1.0.0/24"]}
+
+
+def test_transit_plan_shows_the_connector_subnets_per_zone() -> None:
+    from components.aws.target import tables
+    from components.targets import plan_fabric
+
+    spec = load_spec(FABRICS / "seed000_aws_azure.yaml")
+    section = plan_fabric(spec).sections["aws"]
+    [(_, columns, rows)] = [t for t in tables(section) if t[0].startswith("aws connector subnets")]  # type: ignore[arg-type]
+    assert columns == ["network", "zone", "subnet", "cidr"]
+    assert rows[:2] == [["aws-app", "us-east-1-zone1", "appliance", "10.30.40.128/26"], ["aws-app", "us-east-1-zone1", "gwlb", "10.30.40.96/28"]]
+    assert len(rows) == 8
