@@ -329,16 +329,25 @@ def test_aws_options_come_from_stack_config() -> None:
     pulumi.runtime.set_config("transit:awsHostedConnections", '{"fra-dx": "dxcon-cfg"}')
     pulumi.runtime.set_config(
         "transit:awsExistingNetworks",
-        '{"aws-app": {"vpcId": "vpc-7", "workloadRouteTableIds": ["rtb-a", "rtb-b"], "fabricSubnetIds": ["s-a", "s-b"]}}',
+        '{"aws-app": {"vpcId": "vpc-7", "workloadRouteTableIds": ["rtb-a", "rtb-b"], "egress": "nat-gateway", '
+        '"internetGatewayId": "igw-7", "interfaceEndpoints": false}, '
+        '"ledger": {"vpcId": "vpc-8", "workloadRouteTableIds": ["rtb-c"], "fabricSubnetIds": ["s-a", "s-b"]}}',
     )
+    pulumi.runtime.set_config("transit:awsQuotas", '{"elasticIpsPerRegion": 20, "natGatewaysPerZone": 10}')
     try:
         options = AwsOptions.from_config(pulumi.Config("transit"))
     finally:
-        for key in ("awsImageId", "awsHostedConnections", "awsExistingNetworks"):
+        for key in ("awsImageId", "awsHostedConnections", "awsExistingNetworks", "awsQuotas"):
             pulumi.runtime.config.CONFIG.get().pop(f"transit:{key}", None)
     assert (options.image_id, options.transit_gateway_asn, dict(options.hosted_connection_ids)) == ("ami-0cfg", 64512, {"fra-dx": "dxcon-cfg"})
-    existing = options.existing_networks["aws-app"]
-    assert (existing.vpc_id, existing.fabric_subnet_ids, existing.fabric_route_table_ids) == ("vpc-7", ["s-a", "s-b"], [])
+    app, ledger = options.existing_networks["aws-app"], options.existing_networks["ledger"]
+    assert (app.vpc_id, app.fabric_subnet_ids, app.egress, app.internet_gateway_id, app.interface_endpoints) == (
+        "vpc-7", [], "nat-gateway", "igw-7", False)
+    assert (ledger.fabric_subnet_ids, ledger.fabric_route_table_ids, ledger.egress, ledger.interface_endpoints) == (["s-a", "s-b"], [], "none", True)
+    assert (options.quotas.elastic_ips_per_region, options.quotas.nat_gateways_per_zone, options.quotas.internet_gateways_per_region) == (20, 10, 5)
+    # An existing VPC adds nothing public unless asked; a VPC the fabric builds leaves through its own NAT gateways.
+    assert (options.egress("aws-app"), options.egress("ledger"), options.egress("greenfield")) == ("nat-gateway", "none", "nat-gateway")
+    assert not options.creates_internet_gateway("aws-app") and options.creates_internet_gateway("greenfield")
 
 
 def test_transit_peering_refuses_one_region_before_creating_anything() -> None:

@@ -17,7 +17,7 @@ import pytest
 
 from tests.component.conftest import FakeCloud, Graph, build_graph
 
-from components.aws.options import AwsOptions  # noqa: E402  (mocks are set in conftest first)
+from components.aws.options import AwsOptions, ExistingNetwork  # noqa: E402  (mocks are set in conftest first)
 from components.fabric import Fabric, FabricArgs
 from components.spec import FabricSpec, validate_spec
 from dataplane.boot_document import parse_document
@@ -187,3 +187,32 @@ def test_workload_groups_admit_the_connector_subnets_on_the_permitted_ports_when
     assert len(remote) == 1 and remote[0].inputs["prefixListId"].endswith("-pl-az-app-id")
     config = parse_document(base64.b64decode(client.by_name["aws-app-connector-lt"].inputs["userData"])).agent
     assert config.geneve is not None and [n.deliver_from for n in config.geneve.networks] == ["client"]
+
+
+def test_a_connector_in_an_existing_vpc_creates_its_subnets_there_and_adds_nothing_public_unless_asked() -> None:
+    """Under Pulumi mocks: onboarding an existing VPC builds the connector's own subnets in it, with no internet
+    gateway, NAT gateway or public route by default; `nat-gateway` with the VPC's own gateway adds NAT gateways only."""
+    spec = validate_spec(example())
+
+    def build(existing: ExistingNetwork) -> Graph:
+        def program() -> dict[str, Any]:
+            secrets = {k: pulumi.Output.secret(v) for k, v in SECRETS.items()}
+            options = AwsOptions(image_id="ami-1", hosted_connection_ids={"fra-dx": "dxcon-1"}, existing_networks={"aws-app": existing})
+            Fabric(spec.name, FabricArgs(spec=spec, environment="dev", secrets=secrets, clouds=["aws"], options={"aws": options}))
+            return {}
+
+        return build_graph(program)
+
+    base = {"vpc_id": "vpc-7", "workload_route_table_ids": ["rtb-a", "rtb-b"]}
+    private = build(ExistingNetwork(**base))  # type: ignore[arg-type]
+    assert "aws-app-vpc" not in private.by_name
+    assert {private.by_name[f"aws-app-connector-{role}-0"].inputs["vpcId"] for role in ("appliance", "gwlb", "attachment")} == {"vpc-7"}
+    assert "aws-app-connector-igw" not in private.by_name and not private.of_type("aws:ec2/natGateway:NatGateway")
+    assert "aws-app-connector-egress-0" not in private.by_name
+    assert private.by_name["aws-app-connector-gwlbe-0"].inputs["vpcId"] == "vpc-7"
+    public = build(ExistingNetwork(**base, egress="nat-gateway", internet_gateway_id="igw-7"))  # type: ignore[arg-type]
+    assert "aws-app-connector-igw" not in public.by_name
+    assert len(public.of_type("aws:ec2/natGateway:NatGateway")) == 2
+    assert public.by_name["aws-app-connector-egress-rt-1-default"].inputs["gatewayId"] == "igw-7"
+    with pytest.raises(ValueError, match=r"aws.existing_networks.aws-app.fabric_subnet_ids: a connector creates its own subnets"):
+        build(ExistingNetwork(**base, fabric_subnet_ids=["subnet-a", "subnet-b"]))  # type: ignore[arg-type]
