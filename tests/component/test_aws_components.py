@@ -25,8 +25,8 @@ from components.aws import (  # noqa: E402  (mocks are set in conftest first)
     GatewayLink,
     Segmentation,
     SegmentationArgs,
+    carve_connector,
 )
-from components.aws.subnets import carve_connector
 from components.segmentation.aws_security_groups import Endpoint, IntentRule, Segment, compile_security
 
 COMMON = {"fabric": "team", "environment": "dev"}
