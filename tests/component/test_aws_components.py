@@ -69,6 +69,8 @@ def test_connector_lays_out_appliance_gwlb_and_attachment_subnets_per_zone_each_
         ("payments-appliance-0-id", "10.8.0.132"), ("payments-appliance-1-id", "10.8.0.196"),
     ]
     assert graph.by_name["payments-tgw-attach"].inputs["subnetIds"] == ["payments-attachment-0-id", "payments-attachment-1-id"]
+    # The VMs launch after the NLB holds its fixed .4 (a VM could take it first) and after their subnets' tables exist.
+    assert graph.waits_for("payments-asg", "payments-nlb") and graph.waits_for("payments-asg", "payments-appliance-rta-0")
     # Routes: the GWLB and attachment tables keep the local route only; the appliance tables reach the edge over the TGW.
     tables = {r.inputs["routeTableId"] for r in graph.of_type("aws:ec2/route:Route")}
     assert tables == {"rtb-a", "rtb-b", "payments-appliance-rt-0-id", "payments-appliance-rt-1-id"}
