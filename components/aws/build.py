@@ -173,7 +173,9 @@ def build_aws(
                 egress=egress, internet_gateway_id=existing.internet_gateway_id if existing and egress == "nat-gateway" else None,
                 edge_public_ips=[eip.public_ip for eip in eips[edge.name]] if egress == "nat-gateway" else [],
                 interface_endpoints=options.interface_endpoints(n.name),
-                agent_config_json=first_ips.apply(lambda ips, n=n: connector_config(agents[f"connector-{n.name}"], members, layout, n, ips).model_dump_json()),
+                # Without egress the edge's public address is unreachable: the agent gets the private path only.
+                agent_config_json=first_ips.apply(lambda ips, n=n, public=egress == "nat-gateway": connector_config(
+                    agents[f"connector-{n.name}"], members, layout, n, ips if public else {}).model_dump_json()),
                 health_port=edge.metrics_port, tunnel_port=edge.tunnel_port, probe_port=edge.probe_port,
                 edge_cidrs=n.edge_cidrs if tgw else [], endpoint_ips=n.endpoint_ips, **tgw,  # type: ignore[arg-type]
             ),

@@ -210,9 +210,13 @@ def test_a_connector_in_an_existing_vpc_creates_its_subnets_there_and_adds_nothi
     assert "aws-app-connector-igw" not in private.by_name and not private.of_type("aws:ec2/natGateway:NatGateway")
     assert "aws-app-connector-egress-0" not in private.by_name
     assert private.by_name["aws-app-connector-gwlbe-0"].inputs["vpcId"] == "vpc-7"
+    edge = parse_document(base64.b64decode(private.by_name["aws-app-connector-lt"].inputs["userData"])).agent.peers[0]
+    assert (str(edge.private_addr), edge.public_addr) == ("10.250.37.4", None)  # no egress: the private path only
     public = build(ExistingNetwork(**base, egress="nat-gateway", internet_gateway_id="igw-7"))  # type: ignore[arg-type]
     assert "aws-app-connector-igw" not in public.by_name
     assert len(public.of_type("aws:ec2/natGateway:NatGateway")) == 2
     assert public.by_name["aws-app-connector-egress-rt-1-default"].inputs["gatewayId"] == "igw-7"
+    edge = parse_document(base64.b64decode(public.by_name["aws-app-connector-lt"].inputs["userData"])).agent.peers[0]
+    assert edge.public_addr is not None
     with pytest.raises(ValueError, match=r"aws.existing_networks.aws-app.fabric_subnet_ids: a connector creates its own subnets"):
         build(ExistingNetwork(**base, fabric_subnet_ids=["subnet-a", "subnet-b"]))  # type: ignore[arg-type]
