@@ -81,13 +81,17 @@ def fabric_spec(networks: int) -> dict[str, Any]:
 
 
 def existing_networks(spec: Any) -> dict[str, Any]:
-    """Onboarding finds the VPCs already there: their ids, as a real stack would read them from config."""
+    """Onboarding finds the VPCs already there: their ids, as a real stack would read them from config. A native
+    network names its TGW attachment subnets; a connector creates its own (with the default egress of an existing
+    VPC, none: no NAT gateway or internet gateway in a VPC the fabric does not own)."""
     from components.aws.options import ExistingNetwork
 
     return {
         n.name: ExistingNetwork(
             vpc_id=f"vpc-{n.name}", workload_route_table_ids=[f"rtb-{n.name}-a", f"rtb-{n.name}-b"],
-            fabric_subnet_ids=[f"subnet-{n.name}-a", f"subnet-{n.name}-b"], fabric_route_table_ids=[f"rtb-{n.name}-fa", f"rtb-{n.name}-fb"],
+            **({} if n.attach == "connector" else {
+                "fabric_subnet_ids": [f"subnet-{n.name}-a", f"subnet-{n.name}-b"], "fabric_route_table_ids": [f"rtb-{n.name}-fa", f"rtb-{n.name}-fb"],
+            }),
         )
         for n in spec.networks
     }

@@ -73,6 +73,10 @@ class Network(_Model):
     bgp: OnPremBgp | None = None
     connector_cidr: Cidr | None = None
     instances: int = Field(2, ge=1, le=16, description="Connector VMs (HA). Defaults to 2.")
+    deliver_from: Literal["node", "client"] = Field("node", description=(
+        "Where a cloud connector delivers inbound flows from: its own address (`node`: replies come straight back to "
+        "it; the workloads' security rules admit the connector subnets) or the client's (`client`: one connector VM "
+        "only). Defaults to node."))
 
 
 class CircuitBgp(_Model):

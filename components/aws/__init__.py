@@ -1,6 +1,6 @@
 """AWS components: Edge, Connector, Attachment, Gateway, Circuit, Segmentation (and NetworkVpc, TransitPeering).
 
-The pure modules (routing, naming, planning, target; the security compiler is
+The pure modules (routing, naming, planning, subnets, quotas, network_quotas, target; the security compiler is
 `components.segmentation.aws_security_groups`) import no Pulumi; the components load lazily on first access, so `transit plan` can read
 the AWS section without importing pulumi_aws.
 """
@@ -15,6 +15,8 @@ _LAZY = {
     "ExistingVpc": "components.aws.edge",
     "Connector": "components.aws.connector",
     "ConnectorArgs": "components.aws.connector",
+    "ConnectorZoneSubnets": "components.aws.subnets",
+    "carve_connector": "components.aws.subnets",
     "Attachment": "components.aws.attachment",
     "AttachmentArgs": "components.aws.attachment",
     "Gateway": "components.aws.gateway",

@@ -34,11 +34,11 @@ def _listen(tunnel_port: int, probe_port: int, metrics_port: int) -> ListenConfi
     )
 
 
-def geneve(gwlb_subnets: list[str], cidrs: list[str]) -> GeneveSettings:
+def geneve(gwlb_subnets: list[str], cidrs: list[str], deliver_from: str = "node") -> GeneveSettings:
     """GENEVE from the GWLB nodes in `gwlb_subnets` for workloads in `cidrs`, delivered from the node's own address
-    (`deliver_from: node`): with two or more VMs behind the load balancer it is the only mode whose replies come back
-    to the VM that delivered (the flow log keeps the real client)."""
-    return GeneveSettings(gwlb_cidrs=gwlb_subnets, networks=[GeneveNetwork(cidrs=cidrs, deliver_from="node")])  # type: ignore[arg-type]
+    (`deliver_from: node`, the default): with two or more VMs behind the load balancer it is the only mode whose
+    replies come back to the VM that delivered (the flow log keeps the real client)."""
+    return GeneveSettings(gwlb_cidrs=gwlb_subnets, networks=[GeneveNetwork(cidrs=cidrs, deliver_from=deliver_from)])  # type: ignore[arg-type]
 
 
 def _edge_address(edge: AwsEdgeLayout, public_ips: Mapping[str, str]) -> PeerAddress:
@@ -78,5 +78,5 @@ def connector_config(
     )
     return agent_config(
         agent, members, {f"edge-{edge.name}": home}, TLS, listen=_listen(edge.tunnel_port, edge.probe_port, edge.metrics_port),
-        geneve=geneve(network.fabric_subnets, network.cidrs),
+        geneve=geneve([z.gwlb for z in network.connector_subnets], network.cidrs, network.deliver_from),  # the GWLB's nodes: its subnets
     )

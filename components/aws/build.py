@@ -92,7 +92,7 @@ def build_aws(
         vpc = NetworkVpc(
             n.name,
             NetworkVpcArgs(**common, cidrs=n.cidrs, zones=zones(n.region, len(n.zones)), workload_subnets=n.workload_subnets,
-                           fabric_subnets=n.fabric_subnets),
+                           fabric_subnets=n.fabric_subnets if n.attach == "native" else []),
             opts=opts(n.region),
         )
         vpcs[n.name] = vpc.as_network()
@@ -162,14 +162,20 @@ def build_aws(
         if gateway is not None and gateway.transit_gateway is not None and n.edge_cidrs:
             tgw = {"transit_gateway_id": gateway.transit_gateway_id, "transit_gateway_route_table_id": gateway.transit_gateway_route_table_id}
         edge = edge_by_name[n.edge]
+        existing = options.existing_networks.get(n.name)
+        egress = options.egress(n.name)
         connectors[n.name] = Connector(
             f"{n.name}-connector",
             ConnectorArgs(
-                **common, vpc_id=v.vpc_id, network_cidrs=n.cidrs, subnet_ids=v.fabric_subnet_ids,
-                route_table_ids=v.workload_route_table_ids, destination_cidrs=n.destinations, connector_cidrs=n.fabric_subnets,
-                connector_route_table_ids=v.fabric_route_table_ids if tgw else [], image_id=options.image_id,  # type: ignore[arg-type]
-                instance_type=options.instance_type, instances=n.instances,
-                agent_config_json=first_ips.apply(lambda ips, n=n: connector_config(agents[f"connector-{n.name}"], members, layout, n, ips).model_dump_json()),
+                **common, vpc_id=v.vpc_id, region=n.region, network_cidrs=n.cidrs, zones=zones(n.region, len(n.zones)),
+                subnets=n.connector_subnets, route_table_ids=v.workload_route_table_ids, destination_cidrs=n.destinations,
+                image_id=options.image_id, instance_type=options.instance_type, instances=n.instances,  # type: ignore[arg-type]
+                egress=egress, internet_gateway_id=existing.internet_gateway_id if existing and egress == "nat-gateway" else None,
+                edge_public_ips=[eip.public_ip for eip in eips[edge.name]] if egress == "nat-gateway" else [],
+                interface_endpoints=options.interface_endpoints(n.name),
+                # Without egress the edge's public address is unreachable: the agent gets the private path only.
+                agent_config_json=first_ips.apply(lambda ips, n=n, public=egress == "nat-gateway": connector_config(
+                    agents[f"connector-{n.name}"], members, layout, n, ips if public else {}).model_dump_json()),
                 health_port=edge.metrics_port, tunnel_port=edge.tunnel_port, probe_port=edge.probe_port,
                 edge_cidrs=n.edge_cidrs if tgw else [], endpoint_ips=n.endpoint_ips, **tgw,  # type: ignore[arg-type]
             ),

@@ -3,8 +3,8 @@
 Onboarding usually finds the VPC already there (pass its ids to `Connector`
 instead). When the fabric creates it, the layout is: a workload subnet and
 route table per zone (where applications run; these tables get the fabric's
-routes) and a fabric subnet per zone (connector subnets from the plan, or
-/28 attachment subnets for a native network) with its own route table.
+routes) and, for a native network, a /28 TGW attachment subnet per zone with
+its own route table. A connector lays out its own subnets (Connector).
 """
 from __future__ import annotations
 
@@ -30,14 +30,15 @@ class NetworkVpcArgs(Common):
     workload_subnets: list[str]
     """One workload subnet CIDR per zone."""
     fabric_subnets: list[str]
-    """One fabric subnet CIDR per zone (connector or attachment subnets)."""
+    """One TGW attachment subnet CIDR per zone for a native network; empty for a connector network (the Connector
+    creates its own subnets)."""
 
     def problems(self) -> list[str]:
         out = self.check_common()
         if not self.cidrs:
             out.append("cidrs is empty")
-        if not (len(self.zones) == len(self.workload_subnets) == len(self.fabric_subnets)) or not self.zones:
-            out.append("zones, workload_subnets and fabric_subnets need one entry per zone")
+        if len(self.zones) != len(self.workload_subnets) or not self.zones or len(self.fabric_subnets) not in (0, len(self.zones)):
+            out.append("zones and workload_subnets need one entry per zone, fabric_subnets one per zone or none")
         try:
             blocks = [IPv4Network(c) for c in self.cidrs]
             subnets = [IPv4Network(c) for c in [*self.workload_subnets, *self.fabric_subnets]]
@@ -54,7 +55,7 @@ class NetworkVpcArgs(Common):
 
 
 class NetworkVpc(pulumi.ComponentResource):
-    """VPC, per-zone workload and fabric subnets, one route table per subnet."""
+    """VPC, per-zone workload (and attachment) subnets, one route table per subnet."""
 
     def __init__(self, name: str, args: NetworkVpcArgs, opts: pulumi.ResourceOptions | None = None) -> None:
         raise_problems("NetworkVpc", name, args.problems())
@@ -70,7 +71,8 @@ class NetworkVpc(pulumi.ComponentResource):
         ids: dict[str, list[pulumi.Output[str]]] = {"workload": [], "fabric": []}
         tables: dict[str, list[pulumi.Output[str]]] = {"workload": [], "fabric": []}
         for index, zone in enumerate(args.zones):
-            for role, cidr in (("workload", args.workload_subnets[index]), ("fabric", args.fabric_subnets[index])):
+            planned = [("workload", args.workload_subnets[index])] + [("fabric", c) for c in args.fabric_subnets[index:index + 1]]
+            for role, cidr in planned:
                 subnet = aws.ec2.Subnet(
                     f"{name}-{role}-{index}", vpc_id=self.vpc.id, cidr_block=cidr, availability_zone=zone,
                     tags=args.tags("network", f"{name}-{role}-{index}"), opts=child(self.vpc, depends_on=extra),

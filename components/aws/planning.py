@@ -9,7 +9,7 @@ and gateway is decided here, before Pulumi runs. Never imports Pulumi.
 """
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from ipaddress import IPv4Network, collapse_addresses
 from typing import TYPE_CHECKING
 
@@ -17,7 +17,15 @@ from pydantic import BaseModel, ConfigDict, Field, InstanceOf
 
 from components.aws.naming import MIN_SUBNET_PREFIX, endpoint_ip, split_cidr
 from components.aws.routing import AwsRoute, NetworkAddresses, network_routes, reachability
-from components.segmentation.aws_security_groups import IntentRule, SecurityPlan, aws_intent, compile_security, permitted_boxes
+from components.aws.subnets import ROLES, ConnectorZoneSubnets, carve_connector, smallest_range, workload_subnets
+from components.segmentation.aws_security_groups import (
+    IntentRule,
+    Segment,
+    SecurityPlan,
+    aws_intent,
+    compile_security,
+    permitted_boxes,
+)
 from components.spec import Circuit, FabricSpec
 from components.spec_checks import home_edge
 from components.spec_providers import PROVIDER_CLOUD
@@ -90,6 +98,8 @@ class AwsNetworkLayout:
     """One onboarded AWS network: its subnets, attach mode, edge and routes."""
 
     name: str
+    index: int
+    """Its position in the spec's networks (problems name `networks[index]`)."""
     region: str
     attach: str
     cidrs: list[str]
@@ -97,10 +107,16 @@ class AwsNetworkLayout:
     instances: int
     workload_subnets: list[str]
     fabric_subnets: list[str]
+    """A connector's appliance subnets (its VMs and internal NLB: what the TGW and the edge reach); a native
+    network's TGW attachment subnets."""
     endpoint_ips: list[str]
     edge: str
     edge_cidrs: list[str]
     destinations: list[str]
+    connector_subnets: list[ConnectorZoneSubnets]
+    """A connector's subnets per zone (appliance, gwlb, attachment, egress); none for a native network."""
+    deliver_from: str = "node"
+    """Whose address a connector delivers inbound flows from (spec `deliver_from`)."""
 
 
 @dataclass(frozen=True)
@@ -148,14 +164,6 @@ class AwsLayout:
     gateways: list[AwsGatewayLayout]
     security: SecurityPlan
     routes: list[AwsRoute]
-
-
-def workload_subnets(cidr: IPv4Network, zones: int, taken: list[IPv4Network]) -> list[str]:
-    """The first quarters of a network's first CIDR that the fabric's subnets leave free."""
-    free = [q for q in split_cidr(cidr, 4) if not any(q.overlaps(t) for t in taken)]
-    if len(free) < zones:
-        raise ValueError(f"{cidr} has {len(free)} free quarters for workload subnets, {zones} needed")
-    return [str(q) for q in free[:zones]]
 
 
 def _ingress(spec: FabricSpec, served: list[str], region: str, routes: list[AwsRoute]) -> list[str]:
@@ -227,7 +235,8 @@ def aws_section(spec: FabricSpec, plan: Plan) -> AwsPlanSection | None:
     if not uses_aws(spec):
         return None
     rules, segments = aws_intent(spec)
-    security = compile_security(rules, segments)
+    carved, carve_problems = connector_subnets(spec, plan)
+    security = compile_security(rules, [_delivered_from(spec, s, carved) for s in segments])
     routes = aws_routes(spec, rules)
     homes = {n.name: home.name for n in spec.networks if (home := home_edge(spec, n)) is not None}
     tgw_rows = [
@@ -236,10 +245,10 @@ def aws_section(spec: FabricSpec, plan: Plan) -> AwsPlanSection | None:
         if edge.cloud == "aws"
         for cidr in _ingress(spec, [n for n, h in homes.items() if h == edge.name], edge.region, routes)
     ]
-    layout, problems = None, circuit_problems(spec) + connector_capacity_problems(spec, plan)
+    layout, problems = None, circuit_problems(spec) + carve_problems
     if not problems:
         try:
-            layout = _layout(spec, plan, security, routes)
+            layout = _layout(spec, plan, security, routes, carved)
         except ValueError as exc:
             problems.append(f"aws: {exc}")
     return AwsPlanSection(
@@ -344,33 +353,49 @@ def circuit_problems(spec: FabricSpec) -> list[str]:
     return out
 
 
-AWS_RESERVED_PER_SUBNET = 5
-"""Addresses AWS keeps in every subnet (network, router, DNS, future, broadcast)."""
-CONNECTOR_SUBNET_ENIS = 4
-"""Interfaces besides the VMs in each connector subnet: GWLB node, GWLB endpoint, internal NLB, TGW attachment."""
-
-
-def connector_capacity_problems(spec: FabricSpec, plan: Plan) -> list[str]:
-    """Connector subnets too small for the autoscaling group's `max_size` (2 x instances) beside the
-    load balancers' and the TGW attachment's interfaces: the group could not scale or refresh."""
-    subnets = {c.network: c.subnets for c in plan.connectors if c.cloud == "aws"}
-    out = []
+def connector_subnets(spec: FabricSpec, plan: Plan) -> tuple[dict[str, list[ConnectorZoneSubnets]], list[str]]:
+    """Each AWS connector's subnets per zone (components.aws.subnets), carved once from its `connector_cidr`, else its
+    first CIDR; and, for a range too small to carve, a problem naming the field and the fix."""
+    zones = {c.network: [s.zone for s in c.subnets] for c in plan.connectors if c.cloud == "aws"}
+    carved: dict[str, list[ConnectorZoneSubnets]] = {}
+    problems = []
     for i, n in enumerate(spec.networks):
-        if n.name not in subnets or not subnets[n.name]:
+        if n.name not in zones or not zones[n.name]:
             continue
-        size = min(IPv4Network(s.cidr).num_addresses for s in subnets[n.name])
-        room = size - AWS_RESERVED_PER_SUBNET - CONNECTOR_SUBNET_ENIS
-        if 2 * n.instances > room:
-            out.append(
-                f"networks[{i}].instances: {n.instances} connector VMs scale to {2 * n.instances} (max_size = 2 x instances), "
-                f"but each /{IPv4Network(subnets[n.name][0].cidr).prefixlen} connector subnet holds {room} VMs beside AWS's "
-                f"{AWS_RESERVED_PER_SUBNET} reserved addresses and the GWLB node, GWLB endpoint, NLB and TGW interfaces; "
-                f"use at most {room // 2} instances"
+        block, field = (n.connector_cidr, "connector_cidr") if n.connector_cidr is not None else (n.cidrs[0], "cidrs[0]")
+        if n.deliver_from == "client" and n.instances != 1:
+            problems.append(
+                f"networks[{i}].deliver_from: client keeps replies on the delivering VM only with one connector VM, and "
+                f"{n.instances} instances run {n.instances} to {2 * n.instances} VMs behind the GWLB; use node, or instances: 1"
             )
-    return out
+        try:
+            carved[n.name] = carve_connector(block, zones[n.name])
+        except ValueError as exc:
+            need = smallest_range(len(zones[n.name]))
+            problems.append(
+                f"networks[{i}].{field}: {exc}; set connector_cidr to a free /{need} or larger inside the network's cidrs "
+                f"(a secondary VPC CIDR works), or lower the zones of its edge {plan_home(plan, n.name)}"
+            )
+    return carved, problems
 
 
-def _layout(spec: FabricSpec, plan: Plan, security: SecurityPlan, routes: list[AwsRoute]) -> AwsLayout:
+def _delivered_from(spec: FabricSpec, segment: Segment, carved: dict[str, list[ConnectorZoneSubnets]]) -> Segment:
+    """A connector network whose connector delivers from its own address (`deliver_from: node`) gets its appliance
+    subnets as the source of what it delivers, so its workloads' groups admit them (docs/aws.md, GENEVE)."""
+    network = next(n for n in spec.networks if n.name == segment.network)
+    if segment.network not in carved or network.deliver_from != "node":
+        return segment
+    return replace(segment, delivered_from=tuple(IPv4Network(z.appliance) for z in carved[segment.network]))
+
+
+def plan_home(plan: Plan, network: str) -> str:
+    """The edge a network's connector is homed at, by the plan."""
+    return next(c.edge for c in plan.connectors if c.network == network)
+
+
+def _layout(
+    spec: FabricSpec, plan: Plan, security: SecurityPlan, routes: list[AwsRoute], carved: dict[str, list[ConnectorZoneSubnets]],
+) -> AwsLayout:
     """Decide every AWS address and relation from the spec, its plan, the compiled rules and the routes."""
     edges = {e.name: e for e in plan.edges if e.cloud == "aws"}
     connectors = {c.network: c for c in plan.connectors}
@@ -390,15 +415,18 @@ def _layout(spec: FabricSpec, plan: Plan, security: SecurityPlan, routes: list[A
         )
     home = {name: edge for edge in plan.edges for name in edge.networks}
     network_layouts = []
-    for n in spec.networks:
+    for index, n in enumerate(spec.networks):
         if n.cloud != "aws":
             continue
         edge = home[n.name]
         same_region_edge = edge.cloud == "aws" and edge.region == n.region
+        subnets: list[ConnectorZoneSubnets] = []
         if n.attach == "connector":
-            # The plan carved the connector subnets, one per zone of the home edge.
-            fabric = [s.cidr for s in connectors[n.name].subnets]
-            zones = [s.zone for s in connectors[n.name].subnets]
+            # Carved once (connector_subnets), per zone of the home edge; the appliance subnets are what the TGW and
+            # the edge reach, the internal NLB takes the first free address of each.
+            subnets = carved[n.name]
+            zones = [z.zone for z in subnets]
+            fabric = [z.appliance for z in subnets]
             ips = [endpoint_ip(c) for c in fabric]
         elif same_region_edge:
             # A native network's TGW attachment gets /28s from the last quarter of its first CIDR.
@@ -413,9 +441,11 @@ def _layout(spec: FabricSpec, plan: Plan, security: SecurityPlan, routes: list[A
             )
         network_layouts.append(
             AwsNetworkLayout(
-                name=n.name, region=n.region or "", attach=n.attach, cidrs=[str(c) for c in n.cidrs], zones=zones,
-                instances=n.instances, workload_subnets=workload_subnets(n.cidrs[0], len(zones), [IPv4Network(f) for f in fabric]),
-                fabric_subnets=fabric, endpoint_ips=ips, edge=edge.name, edge_cidrs=[edge.cidr] if same_region_edge else [],
+                name=n.name, index=index, region=n.region or "", attach=n.attach, cidrs=[str(c) for c in n.cidrs], zones=zones,
+                instances=n.instances, fabric_subnets=fabric, connector_subnets=subnets, deliver_from=n.deliver_from,
+                workload_subnets=workload_subnets(n.cidrs[0], len(zones), [IPv4Network(f) for f in fabric] + [
+                    IPv4Network(getattr(z, role)) for z in subnets for role in ROLES
+                ]), endpoint_ips=ips, edge=edge.name, edge_cidrs=[edge.cidr] if same_region_edge else [],
                 destinations=[r.destination for r in routes if r.network == n.name and r.target != "circuit-propagated"],
             )
         )

@@ -23,6 +23,14 @@ class AwsQuotas:
     """Inbound rules per security group, and separately outbound rules. Defaults to 60 (AWS default)."""
     prefix_lists_per_region: int = 100
     """Customer-managed prefix lists per region. Defaults to 100 (AWS default)."""
+    elastic_ips_per_region: int = 5
+    """Elastic IP addresses per region (EC2-VPC Elastic IPs). Defaults to 5 (AWS default)."""
+    nat_gateways_per_zone: int = 5
+    """NAT gateways per Availability Zone. Defaults to 5 (AWS default)."""
+    internet_gateways_per_region: int = 5
+    """Internet gateways per region (one per VPC, tied to the VPCs-per-region quota). Defaults to 5 (AWS default)."""
+    endpoints_per_vpc: int = 50
+    """Interface and Gateway Load Balancer endpoints per VPC (one combined quota). Defaults to 50 (AWS default)."""
 
 
 def rule_weight(plan: SecurityPlan, peer_kind: str, peer: str) -> int:

@@ -11,9 +11,11 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Any
 
+from components.aws.network_quotas import network_quota_problems
 from components.aws.options import AwsOptions
 from components.aws.planning import AwsLayout, AwsPlanSection
 from components.aws.quotas import quota_problems
+from components.aws.subnets import ROLES
 from components.plan_models import Plan
 from components.segmentation.aws_security_groups import AWS_SECURITY_GROUPS, SecurityPlan
 from components.segmentation.protocol import Point, point
@@ -34,6 +36,9 @@ def plan_problems(section: AwsPlanSection, options: AwsOptions) -> list[str]:
     found = list(section.problems)
     if section.layout is not None:
         found += quota_problems(section.layout.security, options.quotas)
+        found += network_quota_problems(
+            section.layout, options.quotas, options.egress, options.creates_internet_gateway, options.interface_endpoints,
+        )
     return found
 
 
@@ -67,6 +72,14 @@ def layout_problems(layout: AwsLayout, secrets: Mapping[str, Any], options: AwsO
     names = {n.name for n in layout.networks}
     for unknown in sorted(set(options.existing_networks) - names):
         out.append(f"aws.existing_networks names {unknown!r}, which is not an AWS network of the spec")
+    for n in layout.networks:
+        existing = options.existing_networks.get(n.name)
+        if n.attach == "connector" and existing is not None and (existing.fabric_subnet_ids or existing.fabric_route_table_ids):
+            out.append(
+                f"aws.existing_networks.{n.name}.fabric_subnet_ids: a connector creates its own subnets and route tables from "
+                f"the plan's addresses ({', '.join(n.fabric_subnets)} and the GWLB, attachment and egress /28s); remove "
+                "fabricSubnetIds and fabricRouteTableIds and keep those ranges free in the VPC"
+            )
     return out
 
 
@@ -76,7 +89,7 @@ def evaluator(section: AwsPlanSection) -> Point:
 
 
 def tables(section: AwsPlanSection) -> list[tuple[str, list[str], list[list[str]]]]:
-    """AWS routes, then security rules with both counts, then the compiler's notes."""
+    """AWS routes, the connector subnets, then security rules with both counts, then the compiler's notes."""
     routes = [[r.network, r.destination, r.target] for r in section.routes]
     rules = [
         [r.security_group, r.direction, r.protocol, r.ports, r.peer, ", ".join(r.policy_rules)] for r in section.rules
@@ -85,10 +98,14 @@ def tables(section: AwsPlanSection) -> list[tuple[str, list[str], list[list[str]
         f"aws security rules: {section.rules_emitted} emitted, {section.rules_cartesian} Cartesian "
         f"({len(section.security_groups)} groups, {len(section.prefix_lists)} prefix lists)"
     )
-    out = [
-        ("aws routes", ["network", "destination", "target"], routes),
-        (title, ["security group", "direction", "protocol", "ports", "peer", "policy rules"], rules),
+    out = [("aws routes", ["network", "destination", "target"], routes)]
+    subnets = [
+        [n.name, z.zone, role, getattr(z, role)]
+        for n in (section.layout.networks if section.layout else []) for z in n.connector_subnets for role in ROLES
     ]
+    if subnets:
+        out.append(("aws connector subnets (per zone; docs/aws.md)", ["network", "zone", "subnet", "cidr"], subnets))
+    out.append((title, ["security group", "direction", "protocol", "ports", "peer", "policy rules"], rules))
     if section.notes:
         out.append(("aws notes", ["note"], [[n] for n in section.notes]))
     return out

@@ -75,6 +75,9 @@ class Segment:
     network: str
     region: str
     cidrs: tuple[IPv4Network, ...]
+    delivered_from: tuple[IPv4Network, ...] = ()
+    """The connector subnets that deliver inbound flows from their own addresses (`deliver_from: node`): the
+    workloads see those addresses, not the remote client's, so their groups admit them on the permitted services."""
 
 
 @dataclass(frozen=True)
@@ -293,17 +296,27 @@ def compile_security(rules: list[IntentRule], segments: list[Segment]) -> Securi
             members.append(member)
             sets[member.key] = addresses
     grants = _grants(members, sets, boxes)
-    prefix_lists: dict[tuple[str, AddressSet], PrefixList] = {}
     named = {addresses: name for name, addresses in endpoints}
+    deliveries = set()
+    for segment in segments:
+        if segment.delivered_from:
+            delivery = AddressSet.from_cidrs(segment.delivered_from)
+            deliveries.add(delivery)
+            _delivery_grants(grants, [m for m in members if m.network == segment.network], sets, boxes, segment, delivery)
+    prefix_lists: dict[tuple[str, AddressSet], PrefixList] = {}
     by_network: dict[str, list[Member]] = {m.network: [] for m in members}
     for m in members:
         by_network[m.network].append(m)
     sg_rules: list[SgRule] = []
     notes: list[str] = []
     for (member, direction, peer), (svc, names) in grants.items():
-        kind, key = _peer(member, peer, by_network, sets, named, prefix_lists, names)
-        for protocol, low, high in _protocol_entries(svc):
-            sg_rules.append(SgRule(member.key, direction, protocol, low, high, kind, key, names))
+        # The connector subnets are a few CIDRs of the member's own VPC, one set per network: named by CIDR, they
+        # cost no prefix list (AWS allows 100 per region) and count the same against the group's rule quota.
+        peers = [("cidr", str(c)) for c in peer.cidrs()] if peer in deliveries else [
+            _peer(member, peer, by_network, sets, named, prefix_lists, names)]
+        for kind, key in peers:
+            for protocol, low, high in _protocol_entries(svc):
+                sg_rules.append(SgRule(member.key, direction, protocol, low, high, kind, key, names))  # type: ignore[arg-type]
         if svc.other and not svc.is_everything():
             notes.append(
                 f"{member.key} {direction} ({', '.join(names)}): a deny carves an 'any' rule; "
@@ -420,6 +433,22 @@ def _grants(
                 svc, names = grants.get(key, (ServiceSet(), ()))
                 grants[key] = (svc | box.svc, names if name in names else (*names, name))
     return grants
+
+
+def _delivery_grants(
+    grants: dict[tuple[Member, Direction, AddressSet], tuple[ServiceSet, tuple[str, ...]]], members: list[Member],
+    sets: dict[str, AddressSet], boxes: list[tuple[Box, str]], segment: Segment, delivery: AddressSet,
+) -> None:
+    """Admit the connector subnets into each member on exactly the services the policy lets remote sources reach it
+    with: what arrives from outside the network comes through the connector, from the connector's own address."""
+    own = AddressSet.from_cidrs(segment.cidrs)
+    for member in members:
+        for box, name in boxes:
+            if not _clip(box.dst, sets[member.key]) or _covers(own, box.src):
+                continue  # not to this member, or only from inside its own network (which never crosses the connector)
+            key = (member, "ingress", delivery)
+            svc, names = grants.get(key, (ServiceSet(), ()))
+            grants[key] = (svc | box.svc, names if name in names else (*names, name))
 
 
 def _peer(

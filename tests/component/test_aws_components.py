@@ -25,20 +25,118 @@ from components.aws import (  # noqa: E402  (mocks are set in conftest first)
     GatewayLink,
     Segmentation,
     SegmentationArgs,
+    carve_connector,
 )
 from components.segmentation.aws_security_groups import Endpoint, IntentRule, Segment, compile_security
 
 COMMON = {"fabric": "team", "environment": "dev"}
 
 
+ZONES = carve_connector(IPv4Network("10.8.0.0/24"), ["eu-west-1a", "eu-west-1b"])
+"""The plan's layout of a /24 over two zones: appliances .128/26 and .192/26, GWLB .96 and .112, attachment .64 and .80,
+egress .32 and .48 (/28s)."""
+
+
 def _connector_args(**overrides: Any) -> ConnectorArgs:
     values: dict[str, Any] = dict(
-        **COMMON, vpc_id="vpc-1", network_cidrs=["10.8.0.0/24"], subnet_ids=["subnet-a", "subnet-b"],
-        route_table_ids=["rtb-a", "rtb-b"], destination_cidrs=["10.9.0.0/24", "172.16.0.0/16"],
-        connector_cidrs=["10.8.0.224/28", "10.8.0.240/28"], image_id="ami-1", agent_config_json="{}",
+        **COMMON, vpc_id="vpc-1", region="eu-west-1", network_cidrs=["10.8.0.0/24"], zones=["eu-west-1a", "eu-west-1b"],
+        subnets=ZONES, route_table_ids=["rtb-a", "rtb-b"], destination_cidrs=["10.9.0.0/24", "172.16.0.0/16"],
+        image_id="ami-1", agent_config_json="{}",
     )
     values.update(overrides)
     return ConnectorArgs(**values)
+
+
+def test_connector_lays_out_appliance_gwlb_and_attachment_subnets_per_zone_each_with_its_own_route_table() -> None:
+    """Under Pulumi mocks (no AWS account here): the graph AWS would be asked to create, asserted resource by resource."""
+    args = _connector_args(transit_gateway_id="tgw-1", transit_gateway_route_table_id="tgw-rtb-1", edge_cidrs=["10.250.0.0/24"],
+                           endpoint_ips=["10.8.0.132", "10.8.0.196"])
+    graph = build_graph(lambda: (Connector("payments", args), {})[1])
+    subnets = {r.name: (r.inputs["cidrBlock"], r.inputs["availabilityZone"]) for r in graph.of_type("aws:ec2/subnet:Subnet")}
+    assert subnets == {
+        "payments-appliance-0": ("10.8.0.128/26", "eu-west-1a"), "payments-appliance-1": ("10.8.0.192/26", "eu-west-1b"),
+        "payments-gwlb-0": ("10.8.0.96/28", "eu-west-1a"), "payments-gwlb-1": ("10.8.0.112/28", "eu-west-1b"),
+        "payments-attachment-0": ("10.8.0.64/28", "eu-west-1a"), "payments-attachment-1": ("10.8.0.80/28", "eu-west-1b"),
+    }  # no egress subnets: egress defaults to none
+    associations = {r.inputs["subnetId"]: r.inputs["routeTableId"] for r in graph.of_type("aws:ec2/routeTableAssociation:RouteTableAssociation")}
+    assert associations == {f"{s}-id": f"{s.replace('-0', '-rt-0').replace('-1', '-rt-1')}-id" for s in subnets}
+    # The load balancer and its endpoints in the GWLB subnets; the VMs and the internal NLB in the appliance subnets;
+    # the TGW's interfaces in the attachment subnets.
+    assert graph.by_name["payments-gwlb"].inputs["subnets"] == ["payments-gwlb-0-id", "payments-gwlb-1-id"]
+    assert [graph.by_name[f"payments-gwlbe-{i}"].inputs["subnetIds"] for i in (0, 1)] == [["payments-gwlb-0-id"], ["payments-gwlb-1-id"]]
+    assert graph.by_name["payments-asg"].inputs["vpcZoneIdentifiers"] == ["payments-appliance-0-id", "payments-appliance-1-id"]
+    assert [(m["subnetId"], m["privateIpv4Address"]) for m in graph.by_name["payments-nlb"].inputs["subnetMappings"]] == [
+        ("payments-appliance-0-id", "10.8.0.132"), ("payments-appliance-1-id", "10.8.0.196"),
+    ]
+    assert graph.by_name["payments-tgw-attach"].inputs["subnetIds"] == ["payments-attachment-0-id", "payments-attachment-1-id"]
+    # The VMs launch after the NLB holds its fixed .4 (a VM could take it first) and after their subnets' tables exist.
+    assert graph.waits_for("payments-asg", "payments-nlb") and graph.waits_for("payments-asg", "payments-appliance-rta-0")
+    # Routes: the GWLB and attachment tables keep the local route only; the appliance tables reach the edge over the TGW.
+    tables = {r.inputs["routeTableId"] for r in graph.of_type("aws:ec2/route:Route")}
+    assert tables == {"rtb-a", "rtb-b", "payments-appliance-rt-0-id", "payments-appliance-rt-1-id"}
+    edge_routes = [r for r in graph.of_type("aws:ec2/route:Route") if r.inputs.get("transitGatewayId")]
+    assert sorted((r.inputs["routeTableId"], r.inputs["destinationCidrBlock"]) for r in edge_routes) == [
+        ("payments-appliance-rt-0-id", "10.250.0.0/24"), ("payments-appliance-rt-1-id", "10.250.0.0/24"),
+    ]
+    tgw_routes = sorted(r.inputs["destinationCidrBlock"] for r in graph.of_type("aws:ec2transitgateway/route:Route"))
+    assert tgw_routes == ["10.8.0.128/26", "10.8.0.192/26"]  # the TGW reaches the appliances, never the workloads
+
+
+def test_connector_vms_reach_ssm_and_ec2_through_interface_endpoints_open_to_the_appliance_subnets_only() -> None:
+    """Under Pulumi mocks: the endpoints, their security group, and the VMs' group without HTTPS to the internet."""
+    graph = build_graph(lambda: (Connector("payments", _connector_args()), {})[1])
+    endpoints = [r for r in graph.of_type("aws:ec2/vpcEndpoint:VpcEndpoint") if r.inputs["vpcEndpointType"] == "Interface"]
+    assert sorted(e.inputs["serviceName"] for e in endpoints) == [
+        "com.amazonaws.eu-west-1.ec2", "com.amazonaws.eu-west-1.ec2messages", "com.amazonaws.eu-west-1.ssm",
+        "com.amazonaws.eu-west-1.ssmmessages",
+    ]
+    for e in endpoints:
+        assert e.inputs["privateDnsEnabled"] is True
+        assert e.inputs["subnetIds"] == ["payments-appliance-0-id", "payments-appliance-1-id"]
+        assert e.inputs["securityGroupIds"] == ["payments-vpce-sg-id"]
+        assert graph.waits_for("payments-asg", e.name)  # the VMs boot once SSM and EC2 answer privately
+    group = graph.by_name["payments-vpce-sg"].inputs
+    assert [(r["protocol"], r["fromPort"], r["cidrBlocks"]) for r in group["ingress"]] == [
+        ("tcp", 443, ["10.8.0.128/26"]), ("tcp", 443, ["10.8.0.192/26"]),
+    ]
+    assert group["egress"] == []
+    vm_egress = graph.by_name["payments-sg"].inputs["egress"]
+    assert not [r for r in vm_egress if r["fromPort"] == 443]  # delivery to the VPC's CIDRs covers the endpoints
+    assert ["10.8.0.0/24"] in [r["cidrBlocks"] for r in vm_egress if r["protocol"] == "-1"]
+    # A VPC that already resolves those services privately keeps its own; the VMs then need HTTPS out.
+    own = build_graph(lambda: (Connector("payments", _connector_args(interface_endpoints=False)), {})[1])
+    assert not [r for r in own.of_type("aws:ec2/vpcEndpoint:VpcEndpoint") if r.inputs["vpcEndpointType"] == "Interface"]
+    assert [r["cidrBlocks"] for r in own.by_name["payments-sg"].inputs["egress"] if r["fromPort"] == 443] == [["0.0.0.0/0"]]
+
+
+def test_nat_gateway_egress_routes_exactly_the_edges_elastic_ips_through_a_nat_gateway_per_zone() -> None:
+    """Under Pulumi mocks: egress subnets, the internet gateway, a NAT gateway per zone, /32 routes per zone."""
+    args = _connector_args(egress="nat-gateway", edge_public_ips=["203.0.113.7", "203.0.113.8"])
+    graph = build_graph(lambda: (Connector("payments", args), {})[1])
+    assert {graph.by_name[f"payments-egress-{i}"].inputs["cidrBlock"] for i in (0, 1)} == {"10.8.0.32/28", "10.8.0.48/28"}
+    assert graph.by_name["payments-igw"].inputs["vpcId"] == "vpc-1"
+    for i in (0, 1):
+        nat = graph.by_name[f"payments-nat-{i}"]
+        assert (nat.inputs["subnetId"], nat.inputs["allocationId"], nat.inputs["connectivityType"]) == (
+            f"payments-egress-{i}-id", f"payments-nat-eip-{i}-id", "public")
+        assert graph.waits_for(nat.name, "payments-igw")
+        default = graph.by_name[f"payments-egress-rt-{i}-default"].inputs
+        assert (default["routeTableId"], default["destinationCidrBlock"], default["gatewayId"]) == (
+            f"payments-egress-rt-{i}-id", "0.0.0.0/0", "payments-igw-id")
+    public = sorted(
+        (r.inputs["routeTableId"], r.inputs["destinationCidrBlock"], r.inputs["natGatewayId"])
+        for r in graph.of_type("aws:ec2/route:Route") if r.inputs.get("natGatewayId")
+    )
+    assert public == [
+        ("payments-appliance-rt-0-id", "203.0.113.7/32", "payments-nat-0-id"), ("payments-appliance-rt-0-id", "203.0.113.8/32", "payments-nat-0-id"),
+        ("payments-appliance-rt-1-id", "203.0.113.7/32", "payments-nat-1-id"), ("payments-appliance-rt-1-id", "203.0.113.8/32", "payments-nat-1-id"),
+    ]  # zone-local, the edges' addresses only, never a default route out of the appliance subnets
+    assert graph.waits_for("payments-asg", "payments-appliance-rt-0-eip-0")
+    # A VPC that has its internet gateway names it: the connector creates none.
+    named = build_graph(lambda: (Connector("payments", _connector_args(
+        egress="nat-gateway", internet_gateway_id="igw-7", edge_public_ips=["203.0.113.7"])), {})[1])
+    assert not named.of_type("aws:ec2/internetGateway:InternetGateway")
+    assert named.by_name["payments-egress-rt-0-default"].inputs["gatewayId"] == "igw-7"
 
 
 def test_connector_alone_routes_each_destination_to_its_zone_endpoint() -> None:
@@ -48,7 +146,8 @@ def test_connector_alone_routes_each_destination_to_its_zone_endpoint() -> None:
         assert reg.name.startswith("payments-"), reg.name
         assert reg.parent, reg.name
     routes = sorted(
-        (r.inputs["routeTableId"], r.inputs["destinationCidrBlock"], r.inputs["vpcEndpointId"]) for r in graph.of_type("aws:ec2/route:Route")
+        (r.inputs["routeTableId"], r.inputs["destinationCidrBlock"], r.inputs["vpcEndpointId"])
+        for r in graph.of_type("aws:ec2/route:Route") if r.inputs.get("vpcEndpointId")
     )
     assert routes == [
         ("rtb-a", "10.9.0.0/24", "payments-gwlbe-0-id"),
@@ -80,8 +179,11 @@ def test_native_attach_is_a_tgw_attachment_with_routes_to_the_tgw() -> None:
     ("overrides", "message"),
     [
         ({"destination_cidrs": ["0.0.0.0/0"]}, "0.0.0.0/0"),
-        ({"route_table_ids": ["rtb-a"]}, "one workload route table per connector subnet"),
-        ({"connector_cidrs": ["10.8.0.224/28"]}, "one CIDR per connector subnet"),
+        ({"route_table_ids": ["rtb-a"]}, "one entry per zone"),
+        ({"subnets": ZONES[:1]}, "one entry per zone"),
+        ({"network_cidrs": ["10.9.0.0/24"]}, "outside the network's cidrs"),
+        ({"endpoint_ips": ["10.8.0.4", "10.8.0.196"]}, "outside its appliance subnet"),
+        ({"edge_public_ips": ["203.0.113.7"]}, "need egress nat-gateway"),
         ({"edge_cidrs": ["10.250.0.0/24"]}, "give transit_gateway_id"),
         ({"fabric": "Team"}, "fabric"),
     ],
@@ -229,16 +331,25 @@ def test_aws_options_come_from_stack_config() -> None:
     pulumi.runtime.set_config("transit:awsHostedConnections", '{"fra-dx": "dxcon-cfg"}')
     pulumi.runtime.set_config(
         "transit:awsExistingNetworks",
-        '{"aws-app": {"vpcId": "vpc-7", "workloadRouteTableIds": ["rtb-a", "rtb-b"], "fabricSubnetIds": ["s-a", "s-b"]}}',
+        '{"aws-app": {"vpcId": "vpc-7", "workloadRouteTableIds": ["rtb-a", "rtb-b"], "egress": "nat-gateway", '
+        '"internetGatewayId": "igw-7", "interfaceEndpoints": false}, '
+        '"ledger": {"vpcId": "vpc-8", "workloadRouteTableIds": ["rtb-c"], "fabricSubnetIds": ["s-a", "s-b"]}}',
     )
+    pulumi.runtime.set_config("transit:awsQuotas", '{"elasticIpsPerRegion": 20, "natGatewaysPerZone": 10}')
     try:
         options = AwsOptions.from_config(pulumi.Config("transit"))
     finally:
-        for key in ("awsImageId", "awsHostedConnections", "awsExistingNetworks"):
+        for key in ("awsImageId", "awsHostedConnections", "awsExistingNetworks", "awsQuotas"):
             pulumi.runtime.config.CONFIG.get().pop(f"transit:{key}", None)
     assert (options.image_id, options.transit_gateway_asn, dict(options.hosted_connection_ids)) == ("ami-0cfg", 64512, {"fra-dx": "dxcon-cfg"})
-    existing = options.existing_networks["aws-app"]
-    assert (existing.vpc_id, existing.fabric_subnet_ids, existing.fabric_route_table_ids) == ("vpc-7", ["s-a", "s-b"], [])
+    app, ledger = options.existing_networks["aws-app"], options.existing_networks["ledger"]
+    assert (app.vpc_id, app.fabric_subnet_ids, app.egress, app.internet_gateway_id, app.interface_endpoints) == (
+        "vpc-7", [], "nat-gateway", "igw-7", False)
+    assert (ledger.fabric_subnet_ids, ledger.fabric_route_table_ids, ledger.egress, ledger.interface_endpoints) == (["s-a", "s-b"], [], "none", True)
+    assert (options.quotas.elastic_ips_per_region, options.quotas.nat_gateways_per_zone, options.quotas.internet_gateways_per_region) == (20, 10, 5)
+    # An existing VPC adds nothing public unless asked; a VPC the fabric builds leaves through its own NAT gateways.
+    assert (options.egress("aws-app"), options.egress("ledger"), options.egress("greenfield")) == ("nat-gateway", "none", "nat-gateway")
+    assert not options.creates_internet_gateway("aws-app") and options.creates_internet_gateway("greenfield")
 
 
 def test_transit_peering_refuses_one_region_before_creating_anything() -> None:

@@ -17,7 +17,7 @@ import pytest
 
 from tests.component.conftest import FakeCloud, Graph, build_graph
 
-from components.aws.options import AwsOptions  # noqa: E402  (mocks are set in conftest first)
+from components.aws.options import AwsOptions, ExistingNetwork  # noqa: E402  (mocks are set in conftest first)
 from components.fabric import Fabric, FabricArgs
 from components.spec import FabricSpec, validate_spec
 from dataplane.boot_document import parse_document
@@ -58,7 +58,7 @@ def test_every_vpc_route_to_the_tgw_waits_for_the_tgw_attachment(acme: Graph) ->
 
 
 def test_the_edge_routes_connector_subnets_back_over_the_tgw_not_the_internet(acme: Graph) -> None:
-    connector_subnets = {s for s in ("10.30.40.224/28", "10.30.40.240/28")}
+    connector_subnets = {"10.30.40.128/26", "10.30.40.192/26"}  # the appliance subnets: VMs and internal NLB
     edge_routes = {r.inputs["destinationCidrBlock"]: r for r in acme.of_type(ROUTE) if r.name.startswith("aws-use1-rt-0-")}
     assert connector_subnets <= set(edge_routes), sorted(edge_routes)
     assert all(edge_routes[c].inputs["transitGatewayId"] == "acme-us-east-1-tgw-id" for c in connector_subnets)
@@ -129,7 +129,7 @@ def test_zone_names_come_from_the_account_for_the_plans_zone_positions(monkeypat
     graph = _fabric(validate_spec(example()))
     zones = {r.name: r.inputs["availabilityZone"] for r in graph.of_type("aws:ec2/subnet:Subnet")}
     assert zones["aws-use1-public-0"] == zones["aws-app-workload-0"] == "us-east-1c"
-    assert zones["aws-use1-attach-1"] == zones["aws-app-fabric-1"] == "us-east-1d"
+    assert zones["aws-use1-attach-1"] == zones["aws-app-connector-appliance-1"] == zones["aws-app-connector-gwlb-1"] == "us-east-1d"
 
 
 def test_a_region_with_fewer_available_zones_than_planned_is_refused(monkeypatch: pytest.MonkeyPatch) -> None:
@@ -141,18 +141,82 @@ def test_a_region_with_fewer_available_zones_than_planned_is_refused(monkeypatch
 def test_the_connector_takes_geneve_only_from_its_gwlb_subnets_and_delivers_from_its_own_address(acme: Graph) -> None:
     config = parse_document(base64.b64decode(acme.by_name["aws-app-connector-lt"].inputs["userData"])).agent
     assert config.geneve is not None
-    assert [str(c) for c in config.geneve.gwlb_cidrs] == ["10.30.40.224/28", "10.30.40.240/28"]
+    assert [str(c) for c in config.geneve.gwlb_cidrs] == ["10.30.40.96/28", "10.30.40.112/28"]  # the GWLB subnets
     assert [([str(c) for c in n.cidrs], n.deliver_from) for n in config.geneve.networks] == [(["10.30.40.0/24"], "node")]
     assert (config.geneve.listen.port, config.geneve.mtu) == (6081, 8500)
     assert config.listen.metrics is not None and str(config.listen.metrics.host) == "0.0.0.0"
     ingress = acme.by_name["aws-app-connector-sg"].inputs["ingress"]
     opened = {(r["protocol"], r["fromPort"], r["cidrBlocks"][0]) for r in ingress}
-    for subnet in ("10.30.40.224/28", "10.30.40.240/28"):
+    for subnet in ("10.30.40.96/28", "10.30.40.112/28"):
         assert {("udp", 6081, subnet), ("tcp", config.listen.metrics.port, subnet)} <= opened
-    assert {r["cidrBlocks"][0] for r in ingress if r["fromPort"] == 6081} == {"10.30.40.224/28", "10.30.40.240/28"}
+    assert {r["cidrBlocks"][0] for r in ingress if r["fromPort"] == 6081} == {"10.30.40.96/28", "10.30.40.112/28"}
 
 
 def test_an_edge_without_native_networks_behind_its_gwlb_has_no_geneve(acme: Graph) -> None:
     config = parse_document(base64.b64decode(acme.by_name["aws-use1-lt"].inputs["userData"])).agent
     assert config.geneve is None
     assert not any(r["fromPort"] == 6081 for r in acme.by_name["aws-use1-sg"].inputs["ingress"])
+
+
+def _inbound(deliver_from: str) -> Graph:
+    data = example()
+    data["networks"][0].update(deliver_from=deliver_from, instances=1)
+    data["policy"]["rules"].append({"name": "az-to-app", "from": "az-app", "to": "aws-app", "proto": "tcp", "ports": [8080, 9000],
+                                    "action": "permit"})
+    return _fabric(validate_spec(data))
+
+
+def test_workload_groups_admit_the_connector_subnets_on_the_permitted_ports_when_it_delivers_from_its_own_address() -> None:
+    """`deliver_from: node` (the default): az-app's flows reach aws-app's workloads from the connector VMs' addresses, so
+    aws-app's group admits the connector's appliance subnets on 8080 and 9000 and nothing else; `client` keeps the
+    remote peers as sources and admits no connector subnet."""
+    node = _inbound("node")
+    appliance = sorted(node.by_name[f"aws-app-connector-appliance-{z}"].inputs["cidrBlock"] for z in (0, 1))
+    assert appliance == ["10.30.40.128/26", "10.30.40.192/26"]  # adjacent: one rule per port names both (/25)
+    admitted = [r for r in node.of_type("aws:vpc/securityGroupIngressRule:SecurityGroupIngressRule")
+                if r.inputs.get("cidrIpv4") == "10.30.40.128/25"]
+    assert sorted((r.inputs["ipProtocol"], r.inputs["fromPort"], r.inputs["toPort"]) for r in admitted) == [("tcp", 8080, 8080), ("tcp", 9000, 9000)]
+    assert {r.inputs["securityGroupId"] for r in admitted} == {"acme-us-east-1-seg-sg-aws-app-id"}
+    config = parse_document(base64.b64decode(node.by_name["aws-app-connector-lt"].inputs["userData"])).agent
+    assert config.geneve is not None and [n.deliver_from for n in config.geneve.networks] == ["node"]
+
+    client = _inbound("client")
+    assert not [r for r in client.of_type("aws:vpc/securityGroupIngressRule:SecurityGroupIngressRule")
+                if r.inputs.get("cidrIpv4") == "10.30.40.128/25"]
+    remote = [r for r in client.of_type("aws:vpc/securityGroupIngressRule:SecurityGroupIngressRule") if r.inputs.get("fromPort") == 8080]
+    assert len(remote) == 1 and remote[0].inputs["prefixListId"].endswith("-pl-az-app-id")
+    config = parse_document(base64.b64decode(client.by_name["aws-app-connector-lt"].inputs["userData"])).agent
+    assert config.geneve is not None and [n.deliver_from for n in config.geneve.networks] == ["client"]
+
+
+def test_a_connector_in_an_existing_vpc_creates_its_subnets_there_and_adds_nothing_public_unless_asked() -> None:
+    """Under Pulumi mocks: onboarding an existing VPC builds the connector's own subnets in it, with no internet
+    gateway, NAT gateway or public route by default; `nat-gateway` with the VPC's own gateway adds NAT gateways only."""
+    spec = validate_spec(example())
+
+    def build(existing: ExistingNetwork) -> Graph:
+        def program() -> dict[str, Any]:
+            secrets = {k: pulumi.Output.secret(v) for k, v in SECRETS.items()}
+            options = AwsOptions(image_id="ami-1", hosted_connection_ids={"fra-dx": "dxcon-1"}, existing_networks={"aws-app": existing})
+            Fabric(spec.name, FabricArgs(spec=spec, environment="dev", secrets=secrets, clouds=["aws"], options={"aws": options}))
+            return {}
+
+        return build_graph(program)
+
+    base = {"vpc_id": "vpc-7", "workload_route_table_ids": ["rtb-a", "rtb-b"]}
+    private = build(ExistingNetwork(**base))  # type: ignore[arg-type]
+    assert "aws-app-vpc" not in private.by_name
+    assert {private.by_name[f"aws-app-connector-{role}-0"].inputs["vpcId"] for role in ("appliance", "gwlb", "attachment")} == {"vpc-7"}
+    assert "aws-app-connector-igw" not in private.by_name and not private.of_type("aws:ec2/natGateway:NatGateway")
+    assert "aws-app-connector-egress-0" not in private.by_name
+    assert private.by_name["aws-app-connector-gwlbe-0"].inputs["vpcId"] == "vpc-7"
+    edge = parse_document(base64.b64decode(private.by_name["aws-app-connector-lt"].inputs["userData"])).agent.peers[0]
+    assert (str(edge.private_addr), edge.public_addr) == ("10.250.37.4", None)  # no egress: the private path only
+    public = build(ExistingNetwork(**base, egress="nat-gateway", internet_gateway_id="igw-7"))  # type: ignore[arg-type]
+    assert "aws-app-connector-igw" not in public.by_name
+    assert len(public.of_type("aws:ec2/natGateway:NatGateway")) == 2
+    assert public.by_name["aws-app-connector-egress-rt-1-default"].inputs["gatewayId"] == "igw-7"
+    edge = parse_document(base64.b64decode(public.by_name["aws-app-connector-lt"].inputs["userData"])).agent.peers[0]
+    assert edge.public_addr is not None
+    with pytest.raises(ValueError, match=r"aws.existing_networks.aws-app.fabric_subnet_ids: a connector creates its own subnets"):
+        build(ExistingNetwork(**base, fabric_subnet_ids=["subnet-a", "subnet-b"]))  # type: ignore[arg-type]

@@ -139,7 +139,7 @@ def test_seed_000_everything_taggable_carries_fabric_environment_and_role(seed_0
 def test_seed_000_connector_gwlb_geneve_endpoints_and_routes(seed_000: Graph) -> None:
     gwlb = seed_000.by_name["aws-app-connector-gwlb"]
     assert gwlb.inputs["loadBalancerType"] == "gateway"
-    assert gwlb.inputs["subnets"] == ["aws-app-fabric-0-id", "aws-app-fabric-1-id"]
+    assert gwlb.inputs["subnets"] == ["aws-app-connector-gwlb-0-id", "aws-app-connector-gwlb-1-id"]
     tg = seed_000.by_name["aws-app-connector-tg"]
     assert (tg.inputs["protocol"], tg.inputs["port"]) == ("GENEVE", 6081)
     assert tg.inputs["healthCheck"]["path"] == "/healthz" and tg.inputs["healthCheck"]["port"] == "9108"
@@ -151,7 +151,7 @@ def test_seed_000_connector_gwlb_geneve_endpoints_and_routes(seed_000: Graph) ->
         endpoint = seed_000.by_name[f"aws-app-connector-gwlbe-{zone}"]
         assert endpoint.inputs["vpcEndpointType"] == "GatewayLoadBalancer"
         assert endpoint.inputs["serviceName"] == "com.amazonaws.vpce.mock.aws-app-connector-svc"
-        assert endpoint.inputs["subnetIds"] == [f"aws-app-fabric-{zone}-id"]
+        assert endpoint.inputs["subnetIds"] == [f"aws-app-connector-gwlb-{zone}-id"]
     routes = [r for r in seed_000.of_type("aws:ec2/route:Route") if r.name.startswith("aws-app-connector-route-")]
     assert sorted((r.inputs["routeTableId"], r.inputs["destinationCidrBlock"], r.inputs["vpcEndpointId"]) for r in routes) == [
         ("aws-app-workload-rt-0-id", "172.18.40.0/24", "aws-app-connector-gwlbe-0-id"),
@@ -161,9 +161,13 @@ def test_seed_000_connector_gwlb_geneve_endpoints_and_routes(seed_000: Graph) ->
     assert asg.inputs["targetGroupArns"][0].endswith(":aws-app-connector-tg")
     edge_routes = [r for r in seed_000.of_type("aws:ec2/route:Route") if r.name.startswith("aws-app-connector-edge-route-")]
     assert {(r.inputs["routeTableId"], r.inputs["destinationCidrBlock"], r.inputs["transitGatewayId"]) for r in edge_routes} == {
-        ("aws-app-fabric-rt-0-id", "10.250.37.0/24", "aws-azure-transit-us-east-1-tgw-id"),
-        ("aws-app-fabric-rt-1-id", "10.250.37.0/24", "aws-azure-transit-us-east-1-tgw-id"),
+        ("aws-app-connector-appliance-rt-0-id", "10.250.37.0/24", "aws-azure-transit-us-east-1-tgw-id"),
+        ("aws-app-connector-appliance-rt-1-id", "10.250.37.0/24", "aws-azure-transit-us-east-1-tgw-id"),
     }
+    # The fabric built aws-app's VPC, so the public fallback leaves through its own NAT gateways, to the edge's
+    # Elastic IPs only.
+    nat_routes = {(r.inputs["routeTableId"], r.inputs["natGatewayId"]) for r in seed_000.of_type("aws:ec2/route:Route") if r.inputs.get("natGatewayId")}
+    assert nat_routes == {(f"aws-app-connector-appliance-rt-{z}-id", f"aws-app-connector-nat-{z}-id") for z in (0, 1)}
 
 
 def test_seed_000_edge_vms_boot_with_their_agent_config_and_least_privilege(seed_000: Graph) -> None:
@@ -171,7 +175,7 @@ def test_seed_000_edge_vms_boot_with_their_agent_config_and_least_privilege(seed
     assert lt.inputs["imageId"] == "ami-0edge" and lt.inputs["metadataOptions"]["httpTokens"] == "required"
     config = parse_document(base64.b64decode(lt.inputs["userData"])).agent
     assert config.role == "edge" and config.identity == "spiffe://aws-azure-transit/edge-aws-use1"
-    assert [str(p.private_addr) for p in config.peers] == ["10.30.40.228"]
+    assert [str(p.private_addr) for p in config.peers] == ["10.30.40.132"]
     connector = parse_document(base64.b64decode(seed_000.by_name["aws-app-connector-lt"].inputs["userData"])).agent
     edge_peer = connector.peers[0]
     assert str(edge_peer.private_addr) == "10.250.37.4"
@@ -192,7 +196,7 @@ def test_seed_000_edge_vms_boot_with_their_agent_config_and_least_privilege(seed
     assert {(r["protocol"], r["fromPort"]) for r in sg.inputs["egress"]} == {("tcp", 8443), ("udp", 8444), ("tcp", 443)}
     connector_sg = seed_000.by_name["aws-app-connector-sg"]
     geneve = [r for r in connector_sg.inputs["ingress"] if r["protocol"] == "udp" and r["fromPort"] == 6081]
-    assert sorted(c for r in geneve for c in r["cidrBlocks"]) == ["10.30.40.224/28", "10.30.40.240/28"]
+    assert sorted(c for r in geneve for c in r["cidrBlocks"]) == ["10.30.40.112/28", "10.30.40.96/28"]  # the GWLB subnets
 
 
 def test_seed_000_edge_public_endpoints_and_tgw_attachment(seed_000: Graph) -> None:
@@ -351,5 +355,5 @@ def test_edges_in_two_regions_peer_their_transit_gateways_as_the_private_backbon
     assert "use1-gwlb" not in graph.by_name  # use1 serves no native network
     # shop's application CIDR is not propagated into the TGW; only its connector subnets are routed there.
     shop_routes = [r for r in graph.of_type("aws:ec2transitgateway/route:Route") if r.name.startswith("shop-connector-tgw-route-")]
-    assert sorted(r.inputs["destinationCidrBlock"] for r in shop_routes) == ["10.1.0.224/28", "10.1.0.240/28"]
+    assert sorted(r.inputs["destinationCidrBlock"] for r in shop_routes) == ["10.1.0.128/26", "10.1.0.192/26"]
     assert "shop-connector-tgw-prop" not in graph.by_name and "erp-attach-tgw-prop" in graph.by_name

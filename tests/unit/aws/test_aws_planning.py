@@ -8,7 +8,8 @@ import pytest
 
 from components.aws.agent_configs import connector_config, edge_config
 from components.aws.naming import cidr_slug, split_cidr
-from components.aws.planning import aws_section, build_aws_layout, workload_subnets
+from components.aws.planning import aws_section, build_aws_layout
+from components.aws.subnets import ROLES, carve_connector, workload_subnets
 from components.loader import load_spec
 from components.plan import build_plan
 from components.spec import validate_spec
@@ -32,15 +33,36 @@ def test_edge_layout_takes_the_plans_subnets_and_carves_attachments_from_its_gat
     assert edge.private_ips == ["10.250.37.4", "10.250.37.68"]
 
 
-def test_connector_network_layout_keeps_workloads_off_the_connector_range() -> None:
+def test_connector_layout_separates_appliances_gwlb_attachment_and_egress_per_zone() -> None:
     spec, plan = _load("seed000_aws_azure")
     network = build_aws_layout(spec, plan).networks[0]
-    assert network.fabric_subnets == [s.cidr for s in plan.connectors[0].subnets]
-    assert network.workload_subnets == ["10.30.40.0/26", "10.30.40.64/26"]
-    assert not any(IPv4Network(w).overlaps(IPv4Network(f)) for w in network.workload_subnets for f in network.fabric_subnets)
+    zones = [(z.zone, z.appliance, z.gwlb, z.attachment, z.egress) for z in network.connector_subnets]
+    assert zones == [
+        ("us-east-1-zone1", "10.30.40.128/26", "10.30.40.96/28", "10.30.40.64/28", "10.30.40.32/28"),
+        ("us-east-1-zone2", "10.30.40.192/26", "10.30.40.112/28", "10.30.40.80/28", "10.30.40.48/28"),
+    ]
+    # The appliances' subnets are what the TGW and the edge reach; the internal NLB takes .4 of each.
+    assert network.fabric_subnets == ["10.30.40.128/26", "10.30.40.192/26"]
+    assert network.endpoint_ips == ["10.30.40.132", "10.30.40.196"]
+    # Workloads keep the front of the network (seed 000's 10.30.40.10 is in zone 1's), clear of every fabric subnet.
+    assert network.workload_subnets == ["10.30.40.0/28", "10.30.40.16/28"]
+    fabric = [IPv4Network(getattr(z, r)) for z in network.connector_subnets for r in ROLES]
+    every = [*fabric, *map(IPv4Network, network.workload_subnets)]
+    assert not any(a.overlaps(b) for i, a in enumerate(every) for b in every[i + 1:])
+    assert all(s.subnet_of(IPv4Network("10.30.40.0/24")) for s in every)
     assert network.destinations == ["172.18.40.0/24"] and network.edge_cidrs == ["10.250.37.0/24"]
-    with pytest.raises(ValueError, match="free quarters"):
-        workload_subnets(IPv4Network("10.0.0.0/24"), 3, [IPv4Network("10.0.0.0/25")])
+    with pytest.raises(ValueError, match="leaves no /28 per zone"):
+        workload_subnets(IPv4Network("10.0.0.0/26"), 3, [IPv4Network("10.0.0.0/27")])
+
+
+def test_the_appliance_subnet_holds_the_largest_fleet_a_spec_allows_beside_the_nlb_and_the_endpoints() -> None:
+    [zone] = carve_connector(IPv4Network("10.0.0.0/25"), ["z1"])
+    vms_at_max_size, nlb, interface_endpoints, reserved = 2 * 16, 1, 4, 5
+    assert IPv4Network(zone.appliance).num_addresses >= vms_at_max_size + nlb + interface_endpoints + reserved
+    # Three zones need 336 addresses: a /24 cannot hold them, a /23 can.
+    with pytest.raises(ValueError, match="need 336"):
+        carve_connector(IPv4Network("10.0.0.0/24"), ["z1", "z2", "z3"])
+    assert len(carve_connector(IPv4Network("10.0.0.0/23"), ["z1", "z2", "z3"])) == 3
 
 
 def test_routes_follow_the_policy_in_both_directions_and_only_there() -> None:
@@ -103,7 +125,7 @@ def test_cloud_agent_configs_name_load_balancers_not_vms() -> None:
     layout = build_aws_layout(spec, plan)
     agents = {a.name: a for a in plan.agents}
     edge = edge_config(agents["edge-aws-use1"], plan.members, layout, layout.edges[0], {"aws-use1": "203.0.113.7"})
-    assert [(p.name, str(p.private_addr)) for p in edge.peers] == [("connector-aws-app", "10.30.40.228")]
+    assert [(p.name, str(p.private_addr)) for p in edge.peers] == [("connector-aws-app", "10.30.40.132")]
     connector = connector_config(agents["connector-aws-app"], plan.members, layout, layout.networks[0], {"aws-use1": "203.0.113.7"})
     peer = connector.peers[0]
     assert (str(peer.private_addr), str(peer.public_addr), peer.tunnel_port) == ("10.250.37.4", "203.0.113.7", 8443)
@@ -141,3 +163,15 @@ def test_the_tgw_sends_what_native_networks_reach_to_their_edge() -> None:
     assert tgw == [("tgw eu-west-1", "10.1.0.0/24", "edge euw1")]
     layout = build_aws_layout(spec, build_plan(spec))
     assert {e.name: e.ingress_cidrs for e in layout.edges} == {"use1": [], "euw1": ["10.1.0.0/24"]}
+
+
+def test_transit_plan_shows_the_connector_subnets_per_zone() -> None:
+    from components.aws.target import tables
+    from components.targets import plan_fabric
+
+    spec = load_spec(FABRICS / "seed000_aws_azure.yaml")
+    section = plan_fabric(spec).sections["aws"]
+    [(_, columns, rows)] = [t for t in tables(section) if t[0].startswith("aws connector subnets")]  # type: ignore[arg-type]
+    assert columns == ["network", "zone", "subnet", "cidr"]
+    assert rows[:2] == [["aws-app", "us-east-1-zone1", "appliance", "10.30.40.128/26"], ["aws-app", "us-east-1-zone1", "gwlb", "10.30.40.96/28"]]
+    assert len(rows) == 8

@@ -18,8 +18,9 @@ from components.targets import plan_fabric, plan_problems
 from tests.unit.spec_helpers import example, spec_of
 from transit_cli.main import app
 
-PORTS = [1000 + 2 * i for i in range(61)]
-"""61 ports no two of which merge into one range: 61 rules."""
+PORTS = [1000 + 2 * i for i in range(31)]
+"""31 ports no two of which merge into one range: 62 inbound rules, since the connector delivers from its own
+address (`deliver_from: node`) and each port then admits the connector subnets too."""
 
 
 def _many_ports(data: dict[str, Any], ports: list[int]) -> dict[str, Any]:
@@ -34,12 +35,12 @@ def _problems(data: dict[str, Any]) -> list[str]:
 def test_a_security_group_over_60_inbound_rules_is_refused_naming_the_policy_rule_and_the_quota() -> None:
     problems = _problems(_many_ports(example(), PORTS))
     assert len(problems) == 1
-    assert problems[0].startswith("policy.rules[many]: security group aws-app would hold 61 inbound rules")
+    assert problems[0].startswith("policy.rules[many]: security group aws-app would hold 62 inbound rules")
     assert "AWS quota of 60 ingress rules per security group" in problems[0]
 
 
 def test_60_rules_fit() -> None:
-    assert _problems(_many_ports(example(), PORTS[:60])) == []
+    assert _problems(_many_ports(example(), PORTS[:30])) == []
 
 
 def test_a_prefix_list_reference_counts_its_max_entries() -> None:
@@ -50,7 +51,8 @@ def test_a_prefix_list_reference_counts_its_max_entries() -> None:
     listed = [p for p in plan.sections["aws"].prefix_lists if len(p.cidrs) == 31]
     assert len(listed) == 1
     problems = plan_problems(plan)
-    assert len(problems) == 1 and "policy.rules[sites-in]: security group aws-app would hold 62 inbound rules" in problems[0]
+    # 31 entries x 2 ports, and the connector subnets (one prefix-list entry) on those 2 ports: 64.
+    assert len(problems) == 1 and "policy.rules[sites-in]: security group aws-app would hold 64 inbound rules" in problems[0]
 
 
 def test_prefix_lists_over_the_region_quota_are_refused() -> None:
@@ -76,7 +78,7 @@ def test_transit_validate_and_plan_refuse_a_spec_over_a_quota(tmp_path: Any) -> 
     for command in ("validate", "plan"):
         result = runner.invoke(app, [command, str(path)])
         assert result.exit_code == 1, result.output
-        assert "policy.rules[many]: security group aws-app would hold 61 inbound rules" in result.output
+        assert "policy.rules[many]: security group aws-app would hold 62 inbound rules" in result.output
 
 
 def test_a_direct_connect_circuit_without_its_locations_region_is_refused() -> None:
@@ -150,11 +152,62 @@ def test_an_edge_whose_native_networks_reach_it_through_its_gwlb_gets_geneve_fro
     assert [[str(c) for c in n.cidrs] for n in config.geneve.networks] == [["10.30.40.0/24"]]
 
 
-def test_connector_vms_that_would_not_fit_their_subnet_at_max_size_are_refused() -> None:
+def test_any_instance_count_the_spec_allows_fits_and_only_a_range_too_small_to_carve_is_refused() -> None:
     data = example()
-    data["networks"][0]["instances"] = 4  # max_size 8; a /28 holds 11 - 4 interfaces = 7 VMs
+    data["networks"][0]["instances"] = 16  # max_size 32: the /26 appliance subnets hold them
+    assert _problems(data) == []
+    data["edges"][0]["zones"] = 3  # three zones need 336 addresses; aws-app is a /24
     problems = _problems(data)
-    assert len(problems) == 1 and problems[0].startswith("networks[0].instances: 4 connector VMs scale to 8")
-    assert problems[0].endswith("use at most 3 instances")
-    data["networks"][0]["instances"] = 3
+    assert len(problems) == 1 and problems[0].startswith("networks[0].cidrs[0]: 10.30.40.0/24 holds 256 addresses")
+    assert "set connector_cidr to a free /23 or larger" in problems[0] and "edge aws-use1" in problems[0]
+    data["networks"][0]["cidrs"] = ["10.30.40.0/24", "10.30.42.0/23"]
+    data["networks"][0]["connector_cidr"] = "10.30.42.0/23"  # a secondary VPC CIDR for the fabric
+    [problem] = _problems(data)  # it carves; three zones of NAT gateways then meet the next quota (below)
+    assert "Elastic IPs per region" in problem
+    data["networks"][0]["connector_cidr"] = "10.30.42.0/24"
+    assert _problems(data)[0].startswith("networks[0].connector_cidr: 10.30.42.0/24 holds 256 addresses")
+
+
+def test_connector_egress_and_endpoints_are_counted_against_the_regions_quotas() -> None:
+    from components.aws.network_quotas import network_quota_problems
+    from components.aws.options import AwsOptions, ExistingNetwork
+
+    data = example()
+    data["edges"][0]["zones"] = 3
+    data["networks"][0]["cidrs"] = ["10.30.40.0/23"]
+    layout = build_aws_layout(spec_of(data), plan_fabric(spec_of(data)))
+    built = AwsOptions()  # the fabric builds the VPC: a NAT gateway per zone, each with an Elastic IP
+
+    def problems(options: AwsOptions) -> list[str]:
+        return network_quota_problems(
+            layout, options.quotas, options.egress, options.creates_internet_gateway, options.interface_endpoints,
+        )
+
+    [eips] = problems(built)  # the edge's NLB takes 3, the connector's NAT gateways 3
+    assert eips.startswith("networks[0]: its NAT gateways' Elastic IPs bring region us-east-1 to 6")
+    assert "AWS quota of 5 Elastic IPs per region" in eips and "aws.quotas.elastic_ips_per_region" in eips
+    raised = AwsOptions(quotas=AwsQuotas(elastic_ips_per_region=6))
+    assert problems(raised) == []
+    tight = AwsOptions(quotas=AwsQuotas(elastic_ips_per_region=6, nat_gateways_per_zone=0, internet_gateways_per_region=1,
+                                        endpoints_per_vpc=6))
+    found = problems(tight)
+    assert [p.split(",")[0] for p in found] == [
+        "networks[0]: the connector's VPC would hold 7 interface and GWLB endpoints",
+        "networks[0]: its egress puts a NAT gateway in zone us-east-1-zone1",
+        "networks[0]: its egress puts a NAT gateway in zone us-east-1-zone2",
+        "networks[0]: its egress puts a NAT gateway in zone us-east-1-zone3",
+        "networks[0]: its internet gateway brings region us-east-1 to 2 internet gateways",
+    ]
+    # An existing VPC adds nothing public unless asked, and may already resolve the services privately.
+    private = AwsOptions(quotas=tight.quotas, existing_networks={"aws-app": ExistingNetwork(
+        vpc_id="vpc-1", workload_route_table_ids=["rtb-1", "rtb-2", "rtb-3"], interface_endpoints=False)})
+    assert problems(private) == []
+
+
+def test_client_delivery_behind_more_than_one_connector_vm_is_refused() -> None:
+    data = example()
+    data["networks"][0]["deliver_from"] = "client"
+    [problem] = _problems(data)
+    assert problem.startswith("networks[0].deliver_from: client keeps replies on the delivering VM only with one connector VM")
+    data["networks"][0]["instances"] = 1
     assert _problems(data) == []

@@ -164,3 +164,30 @@ def test_seed_fabrics_agree_with_the_policy_intent_evaluator(fabric: str) -> Non
         checked += 1
         assert verdict == (evaluate(intent, src, dst, proto, port)[0] == "permit"), (src, dst, proto, port)
     assert checked > 500
+
+
+def test_a_node_delivering_connector_is_admitted_on_exactly_the_inbound_services_the_policy_permits() -> None:
+    """`deliver_from: node`: workloads see the connector's address, so their group admits the connector subnets, on
+    the permitted inbound services only (not on what only the network's own addresses may use)."""
+    connector = (IPv4Network("10.30.40.128/26"), IPv4Network("10.30.40.192/26"))
+    rules = [
+        IntentRule("no-ssh", "deny", ANY, ANY, "tcp", ((22, 22),)),
+        IntentRule("az-to-web", "permit", AZ_APP, WEB, "tcp", ((443, 443), (8000, 8080))),
+        IntentRule("az-ping", "permit", AZ_APP, APP_NET, "icmp"),
+        IntentRule("inside", "permit", APP_NET, WEB, "tcp", ((5432, 5432),)),  # never crosses the connector
+    ]
+    segment = Segment("aws-app", "us-east-1", (IPv4Network("10.30.40.0/24"),), delivered_from=connector)
+    plan = compile_security(rules, [segment])
+    # Named by CIDR (the two /26s merge): no prefix list of their own, whose region quota is 100.
+    admitted = sorted((r.member, r.protocol, r.from_port, r.to_port) for r in plan.rules if r.peer == "10.30.40.128/25")
+    assert {r.peer_kind for r in plan.rules if r.peer == "10.30.40.128/25"} == {"cidr"}
+    assert not [p for p in plan.prefix_lists if p.cidrs == ("10.30.40.128/25",)]
+    assert admitted == [
+        ("aws-app", "icmp", -1, -1),
+        ("aws-app.web", "icmp", -1, -1), ("aws-app.web", "tcp", 443, 443), ("aws-app.web", "tcp", 8000, 8080),
+    ]
+    assert all(r.direction == "ingress" for r in plan.rules if r.peer == "10.30.40.128/25")
+    # Delivering from the client's address, the workloads see the remote peers themselves: nothing to admit.
+    client = compile_security(rules, [Segment("aws-app", "us-east-1", (IPv4Network("10.30.40.0/24"),))])
+    assert not [r for r in client.rules if r.peer == "10.30.40.128/25"]
+    assert set(client.rules) < set(plan.rules)

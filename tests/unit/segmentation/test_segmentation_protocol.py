@@ -114,9 +114,11 @@ def test_a_new_target_plugs_in_by_implementing_compile_and_evaluator() -> None:
 
 def test_security_groups_read_back_from_the_plan_rows_equal_the_compiled_ones() -> None:
     fabric = spec()
-    compiled = compile_security(*aws_intent(fabric))
-    read_back = SecurityPlan.from_rows(plan_fabric(fabric).sections["aws"])  # type: ignore[arg-type]
+    section = plan_fabric(fabric).sections["aws"]
+    compiled = section.layout.security  # type: ignore[attr-defined]  (the plan's compile: connector delivery included)
+    read_back = SecurityPlan.from_rows(section)  # type: ignore[arg-type]
     assert read_back == compiled
+    assert compiled != compile_security(*aws_intent(fabric))  # the connector delivers from its own address: admitted too
 
 
 def test_aws_evaluator_keeps_security_group_and_prefix_list_names_apart() -> None:
