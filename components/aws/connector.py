@@ -231,7 +231,7 @@ class Connector(pulumi.ComponentResource):
         self.interface_endpoints: InterfaceEndpoints | None = None
         if args.interface_endpoints:
             self.interface_endpoints = interface_endpoints(
-                self, name, args, args.vpc_id, args.region, self.network.subnets["appliance"], args.appliance_cidrs,
+                self, name, args, args.vpc_id, args.region, self.network.subnets["appliance"], args.network_cidrs,
             )
             boot += self.interface_endpoints.endpoints
         self.egress: NatEgress | None = None

@@ -6,8 +6,12 @@ to `ssmmessages` and `ec2messages`. One interface endpoint per service
 (`com.amazonaws.<region>.<service>`), with an interface in each zone's
 appliance subnet and private DNS on, so the SDK's default names resolve to
 them inside the VPC (the VPC needs DNS support and DNS hostnames, which the
-fabric's own VPCs have). Their security group admits HTTPS from the
-appliance subnets only and nothing else.
+fabric's own VPCs have). Private DNS is VPC-wide: once it is on, every
+instance in the VPC (the workloads' SSM agents too) resolves these services
+to these endpoints, so their security group admits HTTPS from the network's
+CIDRs, not the appliance subnets alone, and nothing else. A VPC that already
+has its own endpoints for these services sets `interfaceEndpoints: false`
+(AWS refuses a second private-DNS endpoint for one service in a VPC).
 """
 from __future__ import annotations
 
@@ -35,7 +39,7 @@ def interface_endpoints(
 ) -> InterfaceEndpoints:
     """`<name>-vpce-<service>` for each of INTERFACE_SERVICES in `subnet_ids`, reachable on HTTPS from `client_cidrs` only."""
     group = aws.ec2.SecurityGroup(
-        f"{name}-vpce-sg", vpc_id=vpc_id, description=f"transit connector {name}: HTTPS to the interface endpoints from its appliance subnets",
+        f"{name}-vpce-sg", vpc_id=vpc_id, description=f"transit connector {name}: HTTPS to the interface endpoints from its network",
         ingress=inline_rules([("ingress", "tcp", HTTPS, c) for c in client_cidrs], "ingress"), egress=[],
         tags=args.tags("connector", f"{name}-vpce-sg"), opts=child(parent),
     )

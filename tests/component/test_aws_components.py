@@ -82,7 +82,7 @@ def test_connector_lays_out_appliance_gwlb_and_attachment_subnets_per_zone_each_
     assert tgw_routes == ["10.8.0.128/26", "10.8.0.192/26"]  # the TGW reaches the appliances, never the workloads
 
 
-def test_connector_vms_reach_ssm_and_ec2_through_interface_endpoints_open_to_the_appliance_subnets_only() -> None:
+def test_connector_vms_reach_ssm_and_ec2_through_interface_endpoints_open_to_the_network_only() -> None:
     """Under Pulumi mocks: the endpoints, their security group, and the VMs' group without HTTPS to the internet."""
     graph = build_graph(lambda: (Connector("payments", _connector_args()), {})[1])
     endpoints = [r for r in graph.of_type("aws:ec2/vpcEndpoint:VpcEndpoint") if r.inputs["vpcEndpointType"] == "Interface"]
@@ -96,9 +96,8 @@ def test_connector_vms_reach_ssm_and_ec2_through_interface_endpoints_open_to_the
         assert e.inputs["securityGroupIds"] == ["payments-vpce-sg-id"]
         assert graph.waits_for("payments-asg", e.name)  # the VMs boot once SSM and EC2 answer privately
     group = graph.by_name["payments-vpce-sg"].inputs
-    assert [(r["protocol"], r["fromPort"], r["cidrBlocks"]) for r in group["ingress"]] == [
-        ("tcp", 443, ["10.8.0.128/26"]), ("tcp", 443, ["10.8.0.192/26"]),
-    ]
+    # Private DNS makes them the VPC's answer for every instance, so the whole network may call them, no one else.
+    assert [(r["protocol"], r["fromPort"], r["cidrBlocks"]) for r in group["ingress"]] == [("tcp", 443, ["10.8.0.0/24"])]
     assert group["egress"] == []
     vm_egress = graph.by_name["payments-sg"].inputs["egress"]
     assert not [r for r in vm_egress if r["fromPort"] == 443]  # delivery to the VPC's CIDRs covers the endpoints
