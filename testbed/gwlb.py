@@ -226,6 +226,9 @@ class GwlbFabric:
             conn.exec("ip", "route", "add", "10.30.40.0/24", "via", GWLB_SIDE[node])  # the VPC router
             for space, ifname in ((gwlb, f"g-{node}"), (conn, "c-gwlb")):
                 space.exec("ip", "link", "set", ifname, "mtu", str(self.link_mtu))
+                # As a VM's NIC (AWS's ENA) does: checksums filled in before a packet leaves. A veth would hand a
+                # packet over with its checksum still to do, which the emulator's socket and TUN would pass on unfilled.
+                space.exec("ethtool", "-K", ifname, "tx", "off")
         lab.link(edge, "e-app", "172.18.40.1/24", az, "eth0", f"{AZ_APP}/24")
         for space, ifname in ((app, "eth0"), (gwlb, "g-app"), (edge, "e-app"), (az, "eth0")):
             space.exec("ip", "link", "set", ifname, "mtu", str(self.mtu))
