@@ -84,8 +84,8 @@ class FastPathPlan:
 
 
 def filter_name(tun: str, direction: str) -> str:
-    """The cls_bpf filter's name: the agent's TUN (unique on a node) and the direction."""
-    return f"transit-{tun}-{direction}"
+    """The cls_bpf filter's name: the agent's TUN (unique on a node) and the direction (`transit-gnv-in`)."""
+    return f"{tun}-{direction}"
 
 
 def _libbpf() -> ctypes.CDLL:
@@ -106,7 +106,6 @@ def _libbpf() -> ctypes.CDLL:
         ("bpf_map_update_elem", i, [i, p, p, u64]),
         ("bpf_map_lookup_elem", i, [i, p, p]),
         ("bpf_map_get_next_key", i, [i, p, p]),
-        ("bpf_prog_test_run_opts", i, [i, p]),
         ("libbpf_num_possible_cpus", i, []),
     ):
         function = getattr(lib, name)
