@@ -256,9 +256,9 @@ class FastPath:
     def attached(self) -> bool:
         """Both filters are in place (the health check's question)."""
         with iproute(None) as ipr:
-            tun = ipr.link_lookup(ifname=self.plan.tun)
-            found = {name for index, parent in ((self.plan.ifindex, INGRESS), *((tun[0], EGRESS) for _ in tun[:1]))
-                     for name, _msg in _filters(ipr, index, parent)}
+            found = {name for name, _msg in _filters(ipr, self.plan.ifindex, INGRESS)}
+            for index in ipr.link_lookup(ifname=self.plan.tun):
+                found |= {name for name, _msg in _filters(ipr, index, EGRESS)}
         return {filter_name(self.plan.tun, "in"), filter_name(self.plan.tun, "out")} <= found
 
 
