@@ -276,13 +276,13 @@ def _filters(ipr: object, index: int, parent: int) -> list[tuple[str, object]]:
     return found
 
 
-def remove_filters(tun: str, ifindex: int | None) -> int:
+def remove_filters(tun: str, ifindex: int | None, *, netns: str | None = None) -> int:
     """Remove this agent's two filters by name, wherever they are (the ingress one on `ifindex`, or on any
     device when None: a restart after SIGKILL knows only the name); how many went. The clsact qdisc stays
     (other programs may hang there); the TUN's goes with the TUN."""
     wanted = {filter_name(tun, "in"), filter_name(tun, "out")}
     removed = 0
-    with iproute(None) as ipr:
+    with iproute(netns) as ipr:
         indexes = [ifindex] if ifindex else [link["index"] for link in ipr.get_links()]
         tun_index = ipr.link_lookup(ifname=tun)
         for index in {*indexes, *tun_index}:

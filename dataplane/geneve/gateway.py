@@ -131,7 +131,9 @@ def install(plan: GenevePlan, *, netns: str | None = None) -> None:
 
 
 def remove(plan: GenevePlan, *, netns: str | None = None) -> None:
-    """Remove the table, the rule and the route (the TUN goes when its descriptor closes); missing ones are fine."""
+    """Remove the fast path's filters (by name, on any device), the table, the rule and the route (the TUN goes when
+    its descriptor closes); missing ones are fine."""
+    fastpath.remove_filters(plan.tun, None, netns=netns)
     run_nft(f"table ip {plan.nft_table} {{}}\ndelete table ip {plan.nft_table}\n", netns=netns)
     with iproute(netns) as ipr:
         while _has_rule(ipr, plan):
@@ -189,7 +191,6 @@ class GeneveGateway:
             sock.bind((str(self.settings.listen.host), self.settings.listen.port))
             self._counters = Counters.create()
             self._spawn()
-            fastpath.remove_filters(self.plan.tun, None)  # a killed agent's, found by name
             if self.settings.datapath != "user":
                 self._start_fast_path()
         except BaseException:
@@ -338,8 +339,10 @@ def ingress_interface(settings: GeneveSettings) -> tuple[int, IPv4Address | None
             if not found:
                 raise FastPathError("attach_failed", f"no interface holds {host}")
             return int(found[0]["index"]), IPv4Address(host)
+        subnet = settings.gwlb_cidrs[0]
+        probe = subnet.network_address + 1 if subnet.prefixlen < 31 else subnet.network_address  # a host, not the subnet's own address
         try:
-            routes = ipr.route("get", dst=str(settings.gwlb_cidrs[0].network_address))
+            routes = ipr.route("get", dst=str(probe))
         except NetlinkError as exc:
             raise FastPathError("attach_failed", f"no route to {settings.gwlb_cidrs[0]}: {os.strerror(exc.code)}") from exc
         source = routes[0].get_attr("RTA_PREFSRC")

@@ -418,3 +418,19 @@ def test_an_agent_that_may_not_load_ebpf_falls_back_to_the_user_space_path() -> 
         agent.start()
         assert agent.proc is not None and agent.proc.wait(timeout=20) != 0
         assert "the GENEVE eBPF fast path did not load: no_privilege" in agent.current_log()
+
+
+def test_listening_on_every_address_attaches_to_the_interface_the_load_balancer_is_routed_through() -> None:
+    """The components write `listen.host` 0.0.0.0: the fast path finds the interface and address by the route to `gwlb_cidrs`."""
+    settings = {"listen": {"host": "0.0.0.0", "port": 6081}, "datapath": "ebpf"}
+    with GwlbFabric(connectors=("conn1",), geneve=settings, tag="gw0") as fabric:
+        server = AppServer(fabric.ns("azapp"), 5432, echo)
+        try:
+            payload = os.urandom(256 * 1024)
+            assert _exchange(fabric, "app", AZ_APP, 5432, payload) == payload
+        finally:
+            server.close()
+        assert "transit-gnv-in" in _filters(fabric, "conn1")  # on c-gwlb, the link to 10.30.41.0/24
+        assert _ebpf(fabric, "conn1", "decapsulated") > 0 and _ebpf(fabric, "conn1", "encapsulated") > 0
+        assert _metric(fabric, "conn1", "delivered") == 0
+        assert fabric.gwlb is not None and fabric.gwlb.bad_returns == 0
