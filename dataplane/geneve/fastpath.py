@@ -224,6 +224,9 @@ class FastPath:
                 remove_filters(self.plan.tun, self.plan.ifindex)
                 self._attach(ipr, self.plan.ifindex, INGRESS, "in", self.obj.prog["geneve_in"])
                 self._attach(ipr, tun[0], EGRESS, "out", self.obj.prog["geneve_out"])
+        except (NetlinkError, OSError) as exc:
+            self.stop()
+            raise FastPathError("attach_failed", str(exc)) from exc
         except BaseException:
             self.stop()
             raise

@@ -20,6 +20,15 @@ and counted), and sends `header + packet` back to that load balancer node's
 port 6081 from the node's own 6081: the outer addresses swapped, the GENEVE
 header and options exactly as they came.
 
+Fast path: unless `datapath` is `user`, the kernel does both directions
+(`fastpath`, `bpf/geneve.bpf.c`): a tc program decapsulates on the
+interface the load balancer arrives on and marks the inner packet with
+`fwmark`, which the table turns into the connection's mark as for a packet
+from the TUN; another wraps the replies routed into the TUN on its egress.
+What they leave (anything they do not fully understand, a reply of a flow
+they do not know) reaches the socket and the TUN, and the loop below, as
+before. When they do not load, `auto` runs the loop alone.
+
 The packet loop runs in a child process (`worker`, why: there) on the
 socket and TUN this process opened. It uses one preallocated buffer per
 direction, reads in batches until the descriptor would block, parse in
@@ -179,7 +188,7 @@ class GeneveGateway:
     # ---- lifecycle -------------------------------------------------------
 
     def start(self) -> None:
-        """Create the TUN, install routing and the table, bind 6081, start the worker; undone on failure."""
+        """Create the TUN, install routing and the table, bind 6081, start the worker and the fast path; undone on failure."""
         try:
             self._fd = open_tun(self.plan.tun)
             remove(self.plan)  # whatever a killed agent left under the same table and mark

@@ -304,7 +304,7 @@ int geneve_out(struct __sk_buff *skb)
 
 	if (!known)
 		return count(C_UP_NO_FLOW);
-	if (now - known->seen_ns > cfg->idle_ns)
+	if (now > known->seen_ns && now - known->seen_ns > cfg->idle_ns) /* another CPU may have refreshed it after `now` */
 		return count(C_UP_EXPIRED);
 	known->seen_ns = now;
 	__builtin_memcpy(w.geneve, known->header, GENEVE_HDR);
