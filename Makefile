@@ -10,6 +10,7 @@ PY := .venv/bin/python
 bootstrap:
 	@tools/bootstrap-apt.sh
 	@tools/bootstrap-python.sh
+	@tools/build-bpf.sh
 	@tools/build-pulumi.sh
 	@tools/bootstrap-stack.sh
 

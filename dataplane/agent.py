@@ -246,6 +246,7 @@ class Agent:
                 refused=self.admission.snapshot,
                 geneve=lambda: self._geneve.counts() if self._geneve else None,
                 geneve_flows=lambda: self._geneve.flow_count() if self._geneve else None,
+                geneve_fastpath=lambda: self._geneve.fast_path() if self._geneve else None,
             ),
             rtt=self._rtt,
             on_deny=self._kernel_denied,

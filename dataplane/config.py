@@ -203,8 +203,12 @@ class GeneveSettings(_Model):
     route_table: int = Field(default=4645, ge=1, le=0xFFFFFFF0, description="Policy routing table whose default route is the TUN. Defaults to 4645.")
     rule_priority: int = Field(default=4642, ge=1, le=32765, description="`ip rule` priority of the fwmark rule for that table (before the interception rules). Defaults to 4642.")
     nft_table: str = Field(default="transit_geneve", pattern=r"^[a-z][a-z0-9_]{0,30}$", description="nftables table (family ip) that marks GENEVE flows and keeps anything else from being routed out of or into the TUN. Defaults to transit_geneve.")
-    flow_limit: int = Field(default=65536, ge=16, le=1_048_576, description="Flows remembered at once (about 200 bytes each); past that a new flow is dropped and counted until one ages out. Valid values: 16-1048576. Defaults to 65536.")
+    flow_limit: int = Field(default=65536, ge=16, le=1_048_576, description="Flows remembered at once (about 200 bytes each); past that the user-space path drops and counts a new flow until one ages out, and the eBPF path forgets its least recently used flow. Valid values: 16-1048576. Defaults to 65536.")
     flow_idle: float = Field(default=350.0, gt=0, le=3600, description="Forget a flow after this long without a packet either way (the load balancer's own TCP idle timeout is 350 s). Defaults to 350.")
+    datapath: Literal["auto", "ebpf", "user"] = Field(default="auto", description=(
+        "Who moves the packets. ebpf: the kernel (a tc program decapsulates and wraps replies; what it does not understand "
+        "goes to the user-space worker), and the agent fails to start when it cannot load it. user: the user-space worker "
+        "alone. auto: ebpf when it loads, else user, with a log line and a metric. Valid values: auto, ebpf, user. Defaults to auto."))
 
     def network_for(self, address: IPv4Address) -> GeneveNetwork | None:
         """The network behind the load balancer that holds `address`, if any."""

@@ -43,6 +43,7 @@ from prometheus_client.registry import Collector
 
 from dataplane.filter_model import DEFAULT_RULE
 from dataplane.flowlog import FlowEntry
+from dataplane.geneve import fastpath
 from dataplane.geneve.packet import REASONS
 
 log = logging.getLogger("dataplane.metrics")
@@ -66,6 +67,7 @@ class Sources:
     refused: Callable[[], Mapping[str, int]] | None = None  # admission refusals per reason (admission.REASONS)
     geneve: Callable[[], Mapping[str, int] | None] | None = None  # packets by result (geneve.gateway.counts); None: no gateway
     geneve_flows: Callable[[], int | None] | None = None
+    geneve_fastpath: Callable[[], Mapping[str, Any] | None] | None = None  # geneve.gateway.fast_path; None: no gateway
 
 
 class Metrics:
@@ -163,7 +165,29 @@ class _ScrapeCollector(Collector):
         for result in sorted({"delivered", "returned", *REASONS, *counts}):
             packets.add_metric([result], counts.get(result, 0))
         flows = GaugeMetricFamily("transit_geneve_flows", "Flows in the GENEVE flow table.", value=_call(sources.geneve_flows, 0) or 0)
-        return [packets, flows]
+        return [packets, flows, *_ScrapeCollector._geneve_fastpath(sources)]
+
+    @staticmethod
+    def _geneve_fastpath(sources: Sources) -> Iterable[Metric]:
+        state = _call(sources.geneve_fastpath, None)
+        if state is None:
+            return []
+        live = GaugeMetricFamily("transit_geneve_datapath", "1 for the path that moves GENEVE packets: ebpf (the kernel) or user (the worker).",
+                                 labels=["path"])
+        for path in ("ebpf", "user"):
+            live.add_metric([path], 1 if state["datapath"] == path else 0)
+        packets = CounterMetricFamily(
+            "transit_geneve_ebpf_packets", "GENEVE packets the eBPF fast path handled (decapsulated, encapsulated, learned) or left to the "
+            "user-space worker (up_*), by result.", labels=["result"],
+        )
+        for result in fastpath.COUNTERS:
+            packets.add_metric([result], state["counts"].get(result, 0))
+        flows = GaugeMetricFamily("transit_geneve_ebpf_flows", "Flows in the eBPF fast path's table.", value=state["flows"])
+        failures = CounterMetricFamily("transit_geneve_ebpf_load_failures", "Times the eBPF fast path did not load, by reason.",
+                                       labels=["reason"])
+        for reason in fastpath.REASONS:
+            failures.add_metric([reason], state["load_failures"].get(reason, 0))
+        return [live, packets, flows, failures]
 
     @staticmethod
     def _paths(sources: Sources) -> Iterable[Metric]:

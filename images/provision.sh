@@ -21,7 +21,7 @@ export DEBIAN_FRONTEND=noninteractive
 echo "provision: Debian packages"
 apt-get update -qq
 apt-get install -y -qq --no-install-recommends \
-  python3 python3-venv nftables iproute2 conntrack kmod ca-certificates util-linux >/dev/null
+  python3 python3-venv nftables iproute2 libbpf1 conntrack kmod ca-certificates util-linux >/dev/null
 
 echo "provision: the agent into /opt/transit"
 wheel=$(ls "$src"/wheelhouse/multicloud_transit-*.whl)

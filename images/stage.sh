@@ -11,6 +11,7 @@ py="$root/.venv/bin/python"
 rm -rf "$stage"
 mkdir -p "$stage/wheelhouse"
 echo "stage: wheel of multicloud-transit $("$py" -c 'import tomllib;print(tomllib.load(open("'"$root"'/pyproject.toml","rb"))["project"]["version"])')"
+"$root/tools/build-bpf.sh"  # the GENEVE fast path goes into the wheel as package data
 "$py" -m pip wheel -q --no-deps -w "$stage/wheelhouse" "$root"
 mapfile -t requirements < <("$py" -c '
 import tomllib, sys

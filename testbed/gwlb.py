@@ -46,7 +46,7 @@ from dataplane.tun import open_tun
 from dataplane.geneve.gateway import SOCKET_BUFFER, TUN_QUEUE, set_buffers
 from dataplane.geneve.packet import GENEVE_PORT, Malformed, encode, flow_key, parse
 from testbed.netns import Lab, Netns, in_netns
-from testbed.seed000 import AgentProcess, identity
+from testbed.seed000 import AGENT, REPO, AgentProcess, identity
 
 APP_HOSTS = ("10.30.40.10", "10.30.40.200")  # one behind each connector's half of the network, for inbound flows
 AZ_APP = "172.18.40.10"
@@ -168,12 +168,30 @@ class GwlbEmulator:
 
 
 @dataclass
+class CappedAgent(AgentProcess):
+    """An agent started without some capabilities (dropped from the bounding set before it starts): a VM
+    whose agent may not load eBPF, for one."""
+
+    drop: tuple[str, ...] = ()
+
+    def start(self) -> CappedAgent:
+        self.started_at = len(self.log())
+        handle = self.log_path.open("ab")
+        dropped = ",".join(f"-{cap}" for cap in self.drop)
+        self.proc = self.ns.spawn("setpriv", f"--bounding-set={dropped}", f"--inh-caps={dropped}", *AGENT, "--config", str(self.config_path),
+                                  stdout=handle, stderr=handle, cwd=REPO)
+        handle.close()
+        return self
+
+
+@dataclass
 class GwlbFabric:
     """The topology above with its agents; everything goes on exit."""
 
     geneve: dict[str, Any] = field(default_factory=dict)  # overrides of every connector's `geneve` section
     connectors: tuple[str, ...] = ("conn1", "conn2")  # the load balancer's targets (conn1 alone: 10.30.40.0/24 behind it)
     overrides: dict[str, dict[str, Any]] = field(default_factory=dict)
+    drop_caps: tuple[str, ...] = ()  # capabilities the connectors' agents start without (e.g. bpf, sys_admin: no eBPF)
     mtu: int = 8500
     link_mtu: int = JUMBO
     tag: str = "gwl"
@@ -226,6 +244,9 @@ class GwlbFabric:
             conn.exec("ip", "route", "add", "10.30.40.0/24", "via", GWLB_SIDE[node])  # the VPC router
             for space, ifname in ((gwlb, f"g-{node}"), (conn, "c-gwlb")):
                 space.exec("ip", "link", "set", ifname, "mtu", str(self.link_mtu))
+                # As a VM's NIC (AWS's ENA) does: checksums filled in before a packet leaves. A veth would hand a
+                # packet over with its checksum still to do, which the emulator's socket and TUN would pass on unfilled.
+                space.exec("ethtool", "-K", ifname, "tx", "off")
         lab.link(edge, "e-app", "172.18.40.1/24", az, "eth0", f"{AZ_APP}/24")
         for space, ifname in ((app, "eth0"), (gwlb, "g-app"), (edge, "e-app"), (az, "eth0")):
             space.exec("ip", "link", "set", ifname, "mtu", str(self.mtu))
@@ -243,7 +264,10 @@ class GwlbFabric:
             config.update(self.overrides.get(node, {}))
             path = folder / "agent.json"
             path.write_text(json.dumps(config, indent=2))
-            self.agents[node] = AgentProcess(node, self.ns(node), path, folder / "agent.log")
+            if self.drop_caps and node in self.connectors:
+                self.agents[node] = CappedAgent(node, self.ns(node), path, folder / "agent.log", drop=self.drop_caps)
+            else:
+                self.agents[node] = AgentProcess(node, self.ns(node), path, folder / "agent.log")
 
     def configs(self) -> dict[str, dict[str, Any]]:
         """The AgentConfig documents (before TLS paths and flow logs are filled in)."""

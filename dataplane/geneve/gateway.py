@@ -20,6 +20,15 @@ and counted), and sends `header + packet` back to that load balancer node's
 port 6081 from the node's own 6081: the outer addresses swapped, the GENEVE
 header and options exactly as they came.
 
+Fast path: unless `datapath` is `user`, the kernel does both directions
+(`fastpath`, `bpf/geneve.bpf.c`): a tc program decapsulates on the
+interface the load balancer arrives on and marks the inner packet with
+`fwmark`, which the table turns into the connection's mark as for a packet
+from the TUN; another wraps the replies routed into the TUN on its egress.
+What they leave (anything they do not fully understand, a reply of a flow
+they do not know) reaches the socket and the TUN, and the loop below, as
+before. When they do not load, `auto` runs the loop alone.
+
 The packet loop runs in a child process (`worker`, why: there) on the
 socket and TUN this process opened. It uses one preallocated buffer per
 direction, reads in batches until the descriptor would block, parse in
@@ -36,11 +45,13 @@ import subprocess
 import sys
 import time
 from dataclasses import dataclass
+from ipaddress import IPv4Address
 
 from pyroute2.netlink.exceptions import NetlinkError
 
 from dataplane.config import GeneveSettings
-from dataplane.tun import open_tun
+from dataplane.geneve import fastpath
+from dataplane.geneve.fastpath import FastPath, FastPathError, FastPathPlan
 from dataplane.geneve.worker import POLL_MS, Counters
 from dataplane.intercept import KernelError, iproute, run_nft
 from dataplane.logfmt import event
@@ -79,11 +90,13 @@ def render_nft(plan: GenevePlan) -> str:
     """The nft script that atomically (re)creates the gateway's table."""
     mark = f"0x{plan.fwmark:x}"
     tun = f'"{plan.tun}"'
+    # A flow that came in GENEVE (through the TUN, or decapsulated by the fast path) is never routed on, but echoes.
     if plan.icmp_tun:
         icmp = f'"{plan.icmp_tun}"'
-        forward = [f"    iifname {tun} oifname != {icmp} drop", f"    oifname {tun} iifname != {icmp} drop"]
+        forward = [f"    iifname {tun} oifname != {icmp} drop", f"    ct direction original ct mark {mark} oifname != {icmp} drop",
+                   f"    oifname {tun} iifname != {icmp} drop"]
     else:
-        forward = [f"    iifname {tun} drop", f"    oifname {tun} drop"]
+        forward = [f"    iifname {tun} drop", f"    ct direction original ct mark {mark} drop", f"    oifname {tun} drop"]
     return "\n".join([
         f"table ip {plan.nft_table} {{}}",
         f"delete table ip {plan.nft_table}",
@@ -91,6 +104,7 @@ def render_nft(plan: GenevePlan) -> str:
         "  chain prerouting {",
         "    type filter hook prerouting priority mangle - 10; policy accept;",
         f"    iifname {tun} ct mark set {mark}",
+        f"    meta mark {mark} ct mark set {mark} meta mark set 0",  # decapsulated by the eBPF fast path (fastpath.py)
         f"    ct direction reply ct mark {mark} meta mark set {mark}",
         "  }",
         "  chain output {",
@@ -125,7 +139,9 @@ def install(plan: GenevePlan, *, netns: str | None = None) -> None:
 
 
 def remove(plan: GenevePlan, *, netns: str | None = None) -> None:
-    """Remove the table, the rule and the route (the TUN goes when its descriptor closes); missing ones are fine."""
+    """Remove the fast path's filters (by name, on any device), the table, the rule and the route (the TUN goes when
+    its descriptor closes); missing ones are fine."""
+    fastpath.remove_filters(plan.tun, None, netns=netns)
     run_nft(f"table ip {plan.nft_table} {{}}\ndelete table ip {plan.nft_table}\n", netns=netns)
     with iproute(netns) as ipr:
         while _has_rule(ipr, plan):
@@ -165,11 +181,13 @@ class GeneveGateway:
         self._counters: Counters | None = None
         self._worker: subprocess.Popen[bytes] | None = None
         self._installed = False
+        self._fast: FastPath | None = None
+        self.load_failures: dict[str, int] = dict.fromkeys(fastpath.REASONS, 0)  # fast path load failures by reason
 
     # ---- lifecycle -------------------------------------------------------
 
     def start(self) -> None:
-        """Create the TUN, install routing and the table, bind 6081, start the worker; undone on failure."""
+        """Create the TUN, install routing and the table, bind 6081, start the worker and the fast path; undone on failure."""
         try:
             self._fd = open_tun(self.plan.tun)
             remove(self.plan)  # whatever a killed agent left under the same table and mark
@@ -181,12 +199,34 @@ class GeneveGateway:
             sock.bind((str(self.settings.listen.host), self.settings.listen.port))
             self._counters = Counters.create()
             self._spawn()
+            if self.settings.datapath != "user":
+                self._start_fast_path()
         except BaseException:
             self.stop()
             raise
         assert self._worker is not None
         event(log, "listener.start", listener="geneve", addr=f"{self.settings.listen.host}:{self.settings.listen.port}", tun=self.plan.tun,
-              mtu=self.plan.mtu, worker=self._worker.pid)
+              mtu=self.plan.mtu, worker=self._worker.pid, datapath=self.datapath)
+
+    @property
+    def datapath(self) -> str:
+        """The live path: `ebpf` (the kernel, the worker taking what it leaves) or `user` (the worker alone)."""
+        return "ebpf" if self._fast is not None else "user"
+
+    def _start_fast_path(self) -> None:
+        """Load and attach the eBPF fast path; with `datapath: auto`, a failure leaves the user-space path alone."""
+        try:
+            ifindex, local = ingress_interface(self.settings)
+            fast = FastPath(FastPathPlan(ifindex, self.plan.tun, local, tuple(self.settings.gwlb_cidrs), self.plan.mtu, self.plan.fwmark,
+                                         self.settings.flow_limit, self.settings.flow_idle))
+            fast.start()
+        except FastPathError as exc:
+            self.load_failures[exc.reason] += 1
+            if self.settings.datapath == "ebpf":
+                raise KernelError(f"the GENEVE eBPF fast path did not load: {exc}") from exc
+            event(log, "geneve.fastpath_unavailable", reason=exc.reason, error=str(exc), datapath="user", level=logging.WARNING)
+            return
+        self._fast = fast
 
     def _spawn(self) -> None:
         """Start the worker on this process's socket, TUN and counters, and wait until its loop beats."""
@@ -227,7 +267,14 @@ class GeneveGateway:
             time.sleep(0.02)
 
     def stop(self) -> None:
-        """Stop the worker, close the socket and the TUN (the kernel removes the device), remove the routing and table."""
+        """Detach the fast path, stop the worker, close the socket and the TUN (the kernel removes the device), remove the
+        routing and table."""
+        if self._fast is not None:
+            try:
+                self._fast.stop()
+            except (NetlinkError, OSError) as exc:
+                event(log, "geneve.cleanup_failed", error=f"eBPF filters: {exc}", level=logging.WARNING)
+            self._fast = None
         if self._worker is not None:
             if self._worker.poll() is None:
                 self._worker.terminate()
@@ -270,7 +317,9 @@ class GeneveGateway:
         flags = links[0]["flags"]
         if not (flags & IFF_UP and flags & IFF_RUNNING):
             return {"ok": False, "problem": f"{self.plan.tun} is down"}
-        return {"ok": True, "flows": self.flow_count()}
+        if self._fast is not None and not self._fast.attached():
+            return {"ok": False, "problem": "the eBPF fast path's tc filters are gone"}
+        return {"ok": True, "flows": self.flow_count(), "datapath": self.datapath}
 
     def counts(self) -> dict[str, int]:
         """Packets by result: `delivered` (into the TUN), `returned` (to the load balancer), and each drop reason."""
@@ -279,3 +328,30 @@ class GeneveGateway:
     def flow_count(self) -> int:
         """Flows in the worker's table (as of its last batch)."""
         return self._counters.value("flows") if self._counters else 0
+
+    def fast_path(self) -> dict[str, object]:
+        """The fast path's state for /metrics: the live path, its counters and flows, load failures by reason."""
+        fast = self._fast
+        return {"datapath": self.datapath, "counts": fast.counts() if fast else {}, "flows": fast.flow_count() if fast else 0,
+                "load_failures": dict(self.load_failures)}
+
+
+def ingress_interface(settings: GeneveSettings) -> tuple[int, IPv4Address | None]:
+    """The interface the load balancer's GENEVE arrives on and the address it is sent to: the one holding
+    `listen.host`, or (listening on 0.0.0.0) the one the kernel routes the first `gwlb_cidrs` subnet through, with
+    the source address it would use there."""
+    host = settings.listen.host
+    with iproute(None) as ipr:
+        if not host.is_unspecified:
+            found = ipr.get_addr(family=socket.AF_INET, address=str(host))
+            if not found:
+                raise FastPathError("attach_failed", f"no interface holds {host}")
+            return int(found[0]["index"]), IPv4Address(host)
+        subnet = settings.gwlb_cidrs[0]
+        probe = subnet.network_address + 1 if subnet.prefixlen < 31 else subnet.network_address  # a host, not the subnet's own address
+        try:
+            routes = ipr.route("get", dst=str(probe))
+        except NetlinkError as exc:
+            raise FastPathError("attach_failed", f"no route to {settings.gwlb_cidrs[0]}: {os.strerror(exc.code)}") from exc
+        source = routes[0].get_attr("RTA_PREFSRC")
+        return int(routes[0].get_attr("RTA_OIF")), IPv4Address(source) if source else None

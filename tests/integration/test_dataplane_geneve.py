@@ -5,7 +5,9 @@ every reply goes back through the load balancer from the flow's own target
 with the flow's header; inbound flows delivered by either target get their
 replies at that target; denied flows are refused and logged; garbage on
 6081 is counted and survived; the health check fails when the agent cannot
-forward.
+forward. Each test runs on both data paths (`geneve.datapath`): `ebpf`, the
+kernel fast path (strict: the agent fails if it does not load), and `user`,
+the user-space worker alone; an agent that may not load eBPF falls back.
 """
 from __future__ import annotations
 
@@ -33,9 +35,14 @@ from testbed.netns import UdpEcho, in_netns
 pytestmark = pytest.mark.integration
 
 
+@pytest.fixture(scope="module", params=["ebpf", "user"])
+def datapath(request: pytest.FixtureRequest) -> str:
+    return str(request.param)
+
+
 @pytest.fixture(scope="module")
-def fabric() -> Iterator[GwlbFabric]:
-    with GwlbFabric() as topology:
+def fabric(datapath: str) -> Iterator[GwlbFabric]:
+    with GwlbFabric(geneve={"datapath": datapath}) as topology:
         yield topology
 
 
@@ -77,15 +84,52 @@ def _health(fabric: GwlbFabric, node: str) -> tuple[int, dict[str, object]]:
     return in_netns(fabric.ns(node).name, fetch)
 
 
-def _metric(fabric: GwlbFabric, node: str, result: str) -> float:
+def _scrape(fabric: GwlbFabric, node: str) -> dict[str, float]:
+    """Every sample of the agent's /metrics, by its line's name and labels."""
     def fetch() -> str:
         with urllib.request.urlopen("http://127.0.0.1:9464/metrics", timeout=3) as response:
             return response.read().decode()
 
-    for line in in_netns(fabric.ns(node).name, fetch).splitlines():
-        if line.startswith(f'transit_geneve_packets_total{{result="{result}"}}'):
-            return float(line.split()[-1])
-    return 0.0
+    return {line.rsplit(" ", 1)[0]: float(line.rsplit(" ", 1)[1]) for line in in_netns(fabric.ns(node).name, fetch).splitlines()
+            if line and not line.startswith("#")}
+
+
+def _metric(fabric: GwlbFabric, node: str, result: str) -> float:
+    return _scrape(fabric, node).get(f'transit_geneve_packets_total{{result="{result}"}}', 0.0)
+
+
+def _ebpf(fabric: GwlbFabric, node: str, result: str) -> float:
+    return _scrape(fabric, node).get(f'transit_geneve_ebpf_packets_total{{result="{result}"}}', 0.0)
+
+
+def _filters(fabric: GwlbFabric, node: str) -> str:
+    """The tc filters on the connector's link to the load balancer and on its GENEVE TUN."""
+    space = fabric.ns(node)
+    found = [space.exec("tc", "filter", "show", "dev", "c-gwlb", "ingress", check=False).stdout]
+    found.append(space.exec("tc", "filter", "show", "dev", "transit-gnv", "egress", check=False).stdout)
+    return "".join(found)
+
+
+def test_the_configured_path_carries_the_packets(fabric: GwlbFabric, datapath: str, servers: dict[str, AppServer]) -> None:
+    before = {node: _scrape(fabric, node) for node in ("conn1", "conn2")}
+    payload = os.urandom(256 * 1024)
+    for _ in range(4):  # flows on both targets
+        assert _exchange(fabric, "app", AZ_APP, 5432, payload) == payload
+    after = {node: _scrape(fabric, node) for node in ("conn1", "conn2")}
+
+    def grew(name: str) -> float:
+        return sum(after[node].get(name, 0) - before[node].get(name, 0) for node in after)
+
+    for node in after:
+        assert after[node][f'transit_geneve_datapath{{path="{datapath}"}}'] == 1
+    kernel = grew('transit_geneve_ebpf_packets_total{result="decapsulated"}'), grew('transit_geneve_ebpf_packets_total{result="encapsulated"}')
+    worker = grew('transit_geneve_packets_total{result="delivered"}'), grew('transit_geneve_packets_total{result="returned"}')
+    if datapath == "ebpf":
+        assert min(kernel) > 0 and worker == (0, 0), (kernel, worker)
+        assert "transit-gnv-in" in _filters(fabric, "conn1") and "transit-gnv-out" in _filters(fabric, "conn1")
+    else:
+        assert min(worker) > 0 and kernel == (0, 0), (kernel, worker)
+        assert "transit-gnv" not in _filters(fabric, "conn1")
 
 
 def test_permitted_tcp_crosses_the_fabric_and_replies_return_through_the_load_balancer(fabric: GwlbFabric, servers: dict[str, AppServer]) -> None:
@@ -168,7 +212,8 @@ def test_udp_and_icmp_echo_work_through_the_load_balancer(fabric: GwlbFabric) ->
     assert " 0% packet loss" in ping.stdout, ping.stdout
 
 
-def test_garbage_truncated_and_foreign_packets_on_6081_are_counted_and_survived(fabric: GwlbFabric, servers: dict[str, AppServer]) -> None:
+def test_garbage_truncated_and_foreign_packets_on_6081_are_counted_and_survived(fabric: GwlbFabric, datapath: str,
+                                                                                  servers: dict[str, AppServer]) -> None:
     gwlb = fabric.gwlb
     assert gwlb is not None
     target = TARGETS["conn1"]
@@ -194,6 +239,8 @@ def test_garbage_truncated_and_foreign_packets_on_6081_are_counted_and_survived(
     assert after["unknown_option"] >= before["unknown_option"] + 20
     assert after["bad_inner"] >= before["bad_inner"] + 1
     assert after["foreign_source"] >= before["foreign_source"] + 10
+    if datapath == "ebpf":  # the kernel left every one of them to the worker, unchanged
+        assert _ebpf(fabric, "conn1", "up_malformed") >= 13 + 20 + 1 and _ebpf(fabric, "conn1", "up_foreign_source") >= 10
     assert fabric.agents["conn1"].proc is not None and fabric.agents["conn1"].proc.poll() is None
     payload = b"still carrying" * 100
     assert _exchange(fabric, "app", AZ_APP, 5432, payload) == payload
@@ -260,6 +307,7 @@ def test_agents_leave_no_geneve_state_behind(fabric: GwlbFabric) -> None:
         assert "0x4d45" not in space.ip_rules()
         links = space.exec("ip", "-o", "link").stdout
         assert "transit-gnv" not in links
+        assert "transit-gnv-in" not in space.exec("tc", "filter", "show", "dev", "c-gwlb", "ingress", check=False).stdout
         pids = subprocess.run(["ip", "netns", "pids", space.name], capture_output=True, text=True, check=True).stdout.split()
         assert not [pid for pid in pids if b"dataplane.geneve.worker" in Path(f"/proc/{pid}/cmdline").read_bytes()]
     finally:
@@ -278,9 +326,9 @@ def _inbound_results(fabric: GwlbFabric, count: int, *, timeout: float) -> list[
     return [one(index) for index in range(count)]
 
 
-def test_delivering_from_the_client_address_behind_two_targets_loses_replies_to_the_other_target() -> None:
+def test_delivering_from_the_client_address_behind_two_targets_loses_replies_to_the_other_target(datapath: str) -> None:
     """Why `deliver_from: node` is the default: the harness really hashes replies the load balancer never saw."""
-    client = {"networks": [{"cidrs": ["10.30.40.0/24"], "deliver_from": "client"}]}
+    client = {"networks": [{"cidrs": ["10.30.40.0/24"], "deliver_from": "client"}], "datapath": datapath}
     with GwlbFabric(geneve=client, tag="gwc") as fabric:
         server = AppServer(fabric.ns("app"), 9000, echo)
         try:
@@ -291,8 +339,8 @@ def test_delivering_from_the_client_address_behind_two_targets_loses_replies_to_
         assert 0 < results.count(True) < len(results), results  # those hashed to the other target were lost
 
 
-def test_delivering_from_the_client_address_works_behind_a_single_target() -> None:
-    client = {"networks": [{"cidrs": ["10.30.40.0/24"], "deliver_from": "client"}]}
+def test_delivering_from_the_client_address_works_behind_a_single_target(datapath: str) -> None:
+    client = {"networks": [{"cidrs": ["10.30.40.0/24"], "deliver_from": "client"}], "datapath": datapath}
     with GwlbFabric(geneve=client, connectors=("conn1",), tag="gw1") as fabric:
         server = AppServer(fabric.ns("app"), 9000, echo)
         try:
@@ -304,7 +352,7 @@ def test_delivering_from_the_client_address_works_behind_a_single_target() -> No
         assert fabric.gwlb is not None and fabric.gwlb.bad_returns == 0
 
 
-def test_a_killed_agent_takes_its_worker_along_and_its_restart_leaves_one_set_of_rules(fabric: GwlbFabric) -> None:
+def test_a_killed_agent_takes_its_worker_along_and_its_restart_leaves_one_set_of_rules(fabric: GwlbFabric, datapath: str) -> None:
     agent = fabric.agents["conn2"]
     worker = _worker_pid(fabric, "conn2")
     assert agent.proc is not None
@@ -319,7 +367,70 @@ def test_a_killed_agent_takes_its_worker_along_and_its_restart_leaves_one_set_of
     rules = fabric.ns("conn2").ip_rules()
     assert rules.count("fwmark 0x4d45") == 1, rules
     assert fabric.ns("conn2").nft_tables().count("transit_geneve") == 1
+    assert _filters(fabric, "conn2").count("transit-gnv-in") == (datapath == "ebpf")  # the killed agent's filter went by name
+    assert _filters(fabric, "conn2").count("transit-gnv-out") == (datapath == "ebpf")
     assert _health(fabric, "conn2")[0] == 200
     payload = b"after a kill" * 100
     for _ in range(6):
         assert _exchange(fabric, "app", AZ_APP, 5432, payload) == payload
+
+
+def test_the_health_check_fails_when_the_fast_path_filters_are_removed(fabric: GwlbFabric, datapath: str) -> None:
+    if datapath != "ebpf":
+        pytest.skip("the user-space path has no filters")
+    fabric.ns("conn1").exec("tc", "filter", "del", "dev", "c-gwlb", "ingress", "pref", str(0x6081))
+    try:
+        status, body = _health(fabric, "conn1")
+        assert status == 503 and "tc filters are gone" in str(body["checks"]), body
+    finally:
+        agent = fabric.agents["conn1"]
+        agent.stop()  # a restart attaches them again
+        agent.start()
+        agent.wait_ready()
+    assert _health(fabric, "conn1")[0] == 200
+    assert "transit-gnv-in" in _filters(fabric, "conn1")
+
+
+def test_an_agent_that_may_not_load_ebpf_falls_back_to_the_user_space_path() -> None:
+    """`datapath: auto` without CAP_BPF and CAP_SYS_ADMIN: a log line, the metrics say so, and traffic flows."""
+    with GwlbFabric(connectors=("conn1",), drop_caps=("bpf", "sys_admin"), tag="gwf") as fabric:
+        agent = fabric.agents["conn1"]
+        assert "geneve.fastpath_unavailable reason=no_privilege" in agent.current_log()
+        assert "datapath=user" in agent.current_log()
+        server = AppServer(fabric.ns("azapp"), 5432, echo)
+        try:
+            payload = os.urandom(512 * 1024)
+            assert _exchange(fabric, "app", AZ_APP, 5432, payload) == payload
+        finally:
+            server.close()
+        ping = fabric.ns("app").exec("ping", "-c", "2", "-i", "0.2", "-W", "2", AZ_APP, check=False)
+        assert " 0% packet loss" in ping.stdout, ping.stdout
+        metrics = _scrape(fabric, "conn1")
+        assert metrics['transit_geneve_datapath{path="user"}'] == 1 and metrics['transit_geneve_datapath{path="ebpf"}'] == 0
+        assert metrics['transit_geneve_ebpf_load_failures_total{reason="no_privilege"}'] == 1
+        assert metrics['transit_geneve_packets_total{result="delivered"}'] > 0
+        assert "transit-gnv" not in _filters(fabric, "conn1")
+        # `datapath: ebpf` makes the same failure fatal: the agent does not start half a gateway.
+        config = json.loads(agent.config_path.read_text())
+        config["geneve"]["datapath"] = "ebpf"
+        agent.config_path.write_text(json.dumps(config))
+        agent.stop()
+        agent.start()
+        assert agent.proc is not None and agent.proc.wait(timeout=20) != 0
+        assert "the GENEVE eBPF fast path did not load: no_privilege" in agent.current_log()
+
+
+def test_listening_on_every_address_attaches_to_the_interface_the_load_balancer_is_routed_through() -> None:
+    """The components write `listen.host` 0.0.0.0: the fast path finds the interface and address by the route to `gwlb_cidrs`."""
+    settings = {"listen": {"host": "0.0.0.0", "port": 6081}, "datapath": "ebpf"}
+    with GwlbFabric(connectors=("conn1",), geneve=settings, tag="gw0") as fabric:
+        server = AppServer(fabric.ns("azapp"), 5432, echo)
+        try:
+            payload = os.urandom(256 * 1024)
+            assert _exchange(fabric, "app", AZ_APP, 5432, payload) == payload
+        finally:
+            server.close()
+        assert "transit-gnv-in" in _filters(fabric, "conn1")  # on c-gwlb, the link to 10.30.41.0/24
+        assert _ebpf(fabric, "conn1", "decapsulated") > 0 and _ebpf(fabric, "conn1", "encapsulated") > 0
+        assert _metric(fabric, "conn1", "delivered") == 0
+        assert fabric.gwlb is not None and fabric.gwlb.bad_returns == 0

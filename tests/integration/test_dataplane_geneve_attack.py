@@ -4,7 +4,10 @@ The attacker sits where a compromised host of the load balancer's subnet
 would (the emulator's socket, inside `gwlb_cidrs`) and outside it (the
 workload). The flow table stays at `flow_limit`, flows already carried keep
 working, new ones work again once the flood's entries age out, the worker's
-memory stays flat, and every refused packet is counted.
+memory stays flat, and every refused packet is counted. On both data paths:
+the user-space worker refuses a new flow when its table is full; the eBPF
+fast path's table is an LRU, which forgets the least recently used flow (a
+carried flow is learned again from its next packet through the load balancer).
 """
 from __future__ import annotations
 
@@ -29,9 +32,15 @@ FLOW_LIMIT = 64
 FLOW_IDLE = 3.0
 
 
+@pytest.fixture(scope="module", params=["ebpf", "user"])
+def datapath(request: pytest.FixtureRequest) -> str:
+    return str(request.param)
+
+
 @pytest.fixture(scope="module")
-def fabric() -> Iterator[GwlbFabric]:
-    with GwlbFabric(connectors=("conn1",), mtu=1500, geneve={"flow_limit": FLOW_LIMIT, "flow_idle": FLOW_IDLE}, tag="gwa") as topology:
+def fabric(datapath: str) -> Iterator[GwlbFabric]:
+    settings = {"flow_limit": FLOW_LIMIT, "flow_idle": FLOW_IDLE, "datapath": datapath}
+    with GwlbFabric(connectors=("conn1",), mtu=1500, geneve=settings, tag="gwa") as topology:
         yield topology
 
 
@@ -44,8 +53,12 @@ def _metrics(fabric: GwlbFabric) -> dict[str, float]:
     for line in in_netns(fabric.ns("conn1").name, fetch).splitlines():
         if line.startswith("transit_geneve_packets_total{"):
             found[line.split('"')[1]] = float(line.split()[-1])
+        elif line.startswith("transit_geneve_ebpf_packets_total{"):
+            found["ebpf_" + line.split('"')[1]] = float(line.split()[-1])
         elif line.startswith("transit_geneve_flows "):
             found["flows"] = float(line.split()[-1])
+        elif line.startswith("transit_geneve_ebpf_flows "):
+            found["ebpf_flows"] = float(line.split()[-1])
     return found
 
 
@@ -76,7 +89,7 @@ def _round_trip(sock: socket.socket, payload: bytes) -> bool:
     return received == payload
 
 
-def test_a_flood_of_new_flows_fills_the_table_to_its_limit_and_never_evicts_a_flow_in_progress(fabric: GwlbFabric) -> None:
+def test_a_flood_of_new_flows_fills_the_table_to_its_limit_and_never_evicts_a_flow_in_progress(fabric: GwlbFabric, datapath: str) -> None:
     gwlb = fabric.gwlb
     assert gwlb is not None
     server = AppServer(fabric.ns("azapp"), 5432, echo)
@@ -92,10 +105,15 @@ def test_a_flood_of_new_flows_fills_the_table_to_its_limit_and_never_evicts_a_fl
                 time.sleep(0.01)  # let the worker keep up: the point is the table, not the socket buffer
         time.sleep(1.0)
         after = _metrics(fabric)
-        assert after["flows"] <= FLOW_LIMIT
-        refused = after.get("flow_table_full", 0) - before.get("flow_table_full", 0)
-        learned = after.get("delivered", 0) - before.get("delivered", 0)
-        assert refused >= 5000 - FLOW_LIMIT - 10 and refused + learned >= 4990, (refused, learned)
+        assert after["flows"] <= FLOW_LIMIT and after.get("ebpf_flows", 0) <= FLOW_LIMIT
+        if datapath == "user":
+            refused = after.get("flow_table_full", 0) - before.get("flow_table_full", 0)
+            learned = after.get("delivered", 0) - before.get("delivered", 0)
+            assert refused >= 5000 - FLOW_LIMIT - 10 and refused + learned >= 4990, (refused, learned)
+        else:  # every flood flow learned (the LRU made room) and decapsulated; nothing reached the worker
+            learned = after.get("ebpf_learned", 0) - before.get("ebpf_learned", 0)
+            assert learned >= 4900 and after.get("ebpf_flows", 0) >= FLOW_LIMIT // 2, (learned, after)
+            assert after.get("delivered", 0) == before.get("delivered", 0)
         assert _round_trip(carried, b"during")  # the flow already carried keeps its entry and its path
         assert _worker_rss_kb(fabric) - rss_before < 8 * 1024  # no memory per refused flow
         deadline = time.monotonic() + FLOW_IDLE + 5

@@ -14,7 +14,7 @@ def _figures(scale: float) -> dict:
 
 
 def _by_mtu() -> dict:
-    return {mtu: {"geneve": _figures(0.5), "tproxy": _figures(1.0), "routed": _figures(4.0)} for mtu in ("8500", "1500")}
+    return {mtu: {"ebpf": _figures(0.5), "user": _figures(0.25), "tproxy": _figures(1.0), "routed": _figures(4.0)} for mtu in ("8500", "1500")}
 
 
 def test_the_bench_policy_permits_its_tcp_and_udp_traffic() -> None:
@@ -27,8 +27,10 @@ def test_document_carries_the_issue_keys_the_baselines_and_the_target_ratio() ->
     doc = bench.document(_by_mtu(), load_before=(1.0, 1.0, 1.0), seconds=3.0)
     assert (doc["gbps_single"], doc["gbps_8flow"], doc["pps_64b"], doc["pps_1400b"]) == (1.0, 1.5, 20000, 10000)
     assert doc["baselines"]["tproxy"]["gbps_single"] == 2.0 and doc["baselines"]["routed"]["pps_64b"] == 160000
-    assert doc["target"] == {"geneve_single_vs_tproxy_at_8500": 0.5, "wanted": 0.5}
-    assert doc["by_mtu"]["1500"]["ratios"]["geneve_vs_routed_gbps_8flow"] == 0.125
+    assert doc["target"] == {"geneve_single_vs_tproxy_at_8500": 0.5, "user_single_vs_tproxy_at_8500": 0.25, "wanted": 0.5}
+    assert doc["user"]["gbps_single"] == 0.5
+    assert doc["by_mtu"]["1500"]["ratios"]["ebpf_vs_routed_gbps_8flow"] == 0.125
+    assert doc["by_mtu"]["8500"]["ratios"]["user_vs_tproxy_pps_64b"] == 0.25
 
 
 def test_readme_section_replaces_only_its_own_part(tmp_path: Path) -> None:
@@ -39,4 +41,4 @@ def test_readme_section_replaces_only_its_own_part(tmp_path: Path) -> None:
     bench.write_readme(doc, readme)
     text = readme.read_text()
     assert text.count(bench.START) == 1 and "kept" in text
-    assert "| 8500 | geneve | 1.0 | 1.5 | 20000.0 | 10000.0 |" in text
+    assert "| 8500 | ebpf | 1.0 | 1.5 | 20000.0 | 10000.0 |" in text and "| 1500 | user | 0.5 | 0.75 | 10000.0 | 5000.0 |" in text

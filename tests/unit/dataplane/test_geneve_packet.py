@@ -84,7 +84,7 @@ ATTACHMENT = bytes.fromhex("01080202") + bytes(8)
 COOKIE = bytes.fromhex("01080301") + bytes(4)
 
 
-@pytest.mark.parametrize(("data", "reason"), [
+MALFORMED = [  # every refusal `parse` gives, one packet each (also run through the eBPF program: test_geneve_fastpath.py)
     (b"", "truncated"),
     (GOLDEN[:7], "truncated"),
     (GOLDEN[:30], "truncated"),  # the options say 32 bytes
@@ -101,7 +101,10 @@ COOKIE = bytes.fromhex("01080301") + bytes(4)
     (GOLDEN[:-1], "bad_inner"),  # total length says one byte more than carried
     (GOLDEN[:40] + INNER_SYN[:6] + b"\x20\x00" + INNER_SYN[8:], "bad_inner"),  # more fragments
     (GOLDEN[:40] + INNER_SYN[:10], "bad_inner"),
-])
+]
+
+
+@pytest.mark.parametrize(("data", "reason"), MALFORMED)
 def test_every_malformed_packet_is_refused_with_its_reason(data: bytes, reason: str):
     with pytest.raises(Malformed) as caught:
         parse(data, len(data))

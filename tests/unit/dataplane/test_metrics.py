@@ -8,6 +8,7 @@ import urllib.request
 import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
+from dataplane.geneve import fastpath
 from dataplane.icmp_reject import RejectCounts
 from dataplane.metrics import Metrics, MetricsServer, Sources
 
@@ -63,6 +64,21 @@ def test_filter_counters_are_exported() -> None:
     samples = _samples(Metrics(node="n1", sources=Sources(filter_counters=lambda: {"no-ssh": (3, 180), "default": (1, 60)})))
     assert samples[("transit_filter_packets_total", (("rule", "no-ssh"),))] == 3
     assert samples[("transit_filter_bytes_total", (("rule", "default"),))] == 60
+
+
+def test_the_geneve_fast_path_exports_its_live_path_counters_and_load_failures_with_bounded_labels() -> None:
+    state = {"datapath": "user", "counts": {}, "flows": 0, "load_failures": {"no_privilege": 1}}
+    samples = _samples(Metrics(node="n1", sources=Sources(geneve=lambda: {"delivered": 5}, geneve_flows=lambda: 1, geneve_fastpath=lambda: state)))
+    assert samples[("transit_geneve_datapath", (("path", "user"),))] == 1 and samples[("transit_geneve_datapath", (("path", "ebpf"),))] == 0
+    assert samples[("transit_geneve_ebpf_load_failures_total", (("reason", "no_privilege"),))] == 1
+    assert {labels for name, labels in samples if name == "transit_geneve_ebpf_load_failures_total"} == {
+        (("reason", reason),) for reason in fastpath.REASONS}
+    state = {"datapath": "ebpf", "counts": {"decapsulated": 9, "encapsulated": 4}, "flows": 3, "load_failures": {}}
+    samples = _samples(Metrics(node="n1", sources=Sources(geneve=lambda: {}, geneve_flows=lambda: 0, geneve_fastpath=lambda: state)))
+    assert samples[("transit_geneve_ebpf_packets_total", (("result", "decapsulated"),))] == 9
+    assert samples[("transit_geneve_ebpf_flows", ())] == 3
+    assert {labels for name, labels in samples if name == "transit_geneve_ebpf_packets_total"} == {
+        (("result", result),) for result in fastpath.COUNTERS}  # every label up front, nothing a packet could add
 
 
 def test_endpoint_serves_metrics_and_health() -> None:
