@@ -16,6 +16,7 @@ import pulumi_aws as aws
 
 from components.aws.base import HTTPS, Common, SgRuleSpec, child, inline_rules, raise_problems
 from components.aws.fleet import fleet
+from components.aws.parameters import NodeTlsArgs
 from components.aws.gwlb import GENEVE_PORT, gwlb_ingress
 from components.aws.naming import cidr_slug
 from components.aws.tunnel_lb import TunnelLb, tunnel_lb
@@ -43,6 +44,8 @@ class ConnectorArgs(Common):
     """AMI id of the Packer-built image."""
     agent_config_json: pulumi.Input[str]
     """The AgentConfig JSON (no secrets)."""
+    tls: NodeTlsArgs
+    """Its identity and the fabric CA: the fleet issues its certificate into the SSM parameters its VMs read at boot."""
     connector_route_table_ids: list[pulumi.Input[str]] = field(default_factory=list)
     """The connector subnets' route tables, which get `edge_cidrs` via the TGW. Defaults to none."""
     instance_type: str = "c6in.large"
@@ -182,6 +185,6 @@ class Connector(pulumi.ComponentResource):
         self.fleet = fleet(
             self, name, args, "connector", image_id=args.image_id, instance_type=args.instance_type,
             agent_config_json=args.agent_config_json, security_group_id=self.security_group.id, public_ip=False,
-            subnet_ids=args.subnet_ids, instances=args.instances, target_group_arns=[g.arn for g in groups],
+            subnet_ids=args.subnet_ids, instances=args.instances, target_group_arns=[g.arn for g in groups], tls=args.tls,
         )
         self.role, self.asg = self.fleet.role, self.fleet.asg

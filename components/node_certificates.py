@@ -1,0 +1,89 @@
+"""NodeCertificate: a cloud node's key and certificate, issued by the stack program from the fabric CA.
+
+A Pulumi dynamic resource, so a node's key is made once, kept in state as a
+secret and re-issued only when its identity or the CA changes, or when the
+certificate is within `RENEW_DAYS` of expiry (the next `pulumi up` replaces it,
+and the serial it exposes rolls the VMs that booted with the old one).
+`dataplane.pki` does the cryptography, the same code the `local` target and
+the tests use, so the agent's own checks (one URI SAN, chain to the fabric CA)
+hold by construction. The CA key arrives as a secret input and is never
+echoed into outputs; the node key leaves only as the secret output `key_pem`.
+"""
+from __future__ import annotations
+
+import datetime as dt
+from typing import Any
+
+import pulumi
+from cryptography import x509
+from cryptography.hazmat.primitives import serialization
+from pulumi.dynamic import CreateResult, DiffResult, ReadResult, Resource, ResourceProvider
+
+from components.fabric_ca import FabricCa
+from dataplane import pki
+
+RENEW_DAYS = 30
+"""A certificate this close to its end is replaced on the next `pulumi up`."""
+_KEPT = ("identity", "ca_cert_pem", "valid_days")
+"""The inputs a certificate depends on (the CA key follows the CA certificate)."""
+
+
+def _check_pair(ca: pki.KeyPair) -> None:
+    """Refuse a CA key that does not belong to the CA certificate (the first of the chain)."""
+    cert = x509.load_pem_x509_certificates(ca.cert_pem)[0]
+    key = serialization.load_pem_private_key(ca.key_pem, password=None)
+    if key.public_key() != cert.public_key():
+        raise ValueError("the fabric CA key (transit:fabricCaKey) does not belong to its certificate (transit:fabricCaCert)")
+
+
+class NodeCertificateProvider(ResourceProvider):
+    """Issues one node certificate; its id is the certificate's serial."""
+
+    def create(self, props: dict[str, Any]) -> CreateResult:
+        chain = props["ca_cert_pem"].encode()
+        issuing = x509.load_pem_x509_certificates(chain)[0].public_bytes(serialization.Encoding.PEM)
+        ca = pki.KeyPair(issuing, props["ca_key_pem"].encode())
+        _check_pair(ca)
+        node = pki.issue(ca, props["identity"], valid_days=int(props["valid_days"]))
+        serial = pki.serial_hex(node.cert_pem)
+        outs = {k: props[k] for k in _KEPT}
+        return CreateResult(id_=serial, outs={**outs, "cert_pem": node.cert_pem.decode(), "key_pem": node.key_pem.decode(), "serial": serial})
+
+    def diff(self, id_: str, olds: dict[str, Any], news: dict[str, Any]) -> DiffResult:
+        changed = [k for k in _KEPT if olds.get(k) != news.get(k)]
+        if not changed and _expiring(olds.get("cert_pem")):
+            changed = ["cert_pem"]
+        return DiffResult(changes=bool(changed), replaces=changed, stables=[], delete_before_replace=False)
+
+    def read(self, id_: str, props: dict[str, Any]) -> ReadResult:
+        return ReadResult(id_=id_, outs=dict(props))
+
+    def delete(self, id_: str, props: dict[str, Any]) -> None:
+        """Nothing outside the state holds the certificate (its parameters are their own resources)."""
+
+
+def _expiring(cert_pem: str | None) -> bool:
+    if not cert_pem:
+        return False
+    end = x509.load_pem_x509_certificate(cert_pem.encode()).not_valid_after_utc
+    return end - dt.datetime.now(dt.timezone.utc) < dt.timedelta(days=RENEW_DAYS)
+
+
+class NodeCertificate(Resource, module="pki", name="NodeCertificate"):
+    """A node certificate whose only URI SAN is `identity`, signed by the fabric CA; `key_pem` is a secret."""
+
+    cert_pem: pulumi.Output[str]
+    key_pem: pulumi.Output[str]
+    serial: pulumi.Output[str]
+
+    def __init__(
+        self, resource_name: str, *, identity: str, ca: FabricCa, valid_days: int = 365, opts: pulumi.ResourceOptions | None = None
+    ) -> None:
+        props = {
+            "identity": identity, "valid_days": valid_days, "ca_cert_pem": ca.cert_pem, "ca_key_pem": pulumi.Output.secret(ca.key_pem),
+            "cert_pem": None, "key_pem": None, "serial": None,
+        }
+        secret = pulumi.ResourceOptions(additional_secret_outputs=["key_pem", "ca_key_pem"])
+        super().__init__(NodeCertificateProvider(), resource_name, props, pulumi.ResourceOptions.merge(opts, secret))
+        # The engine marks key_pem secret (additional_secret_outputs); say so in the program too, whatever engine runs it.
+        self.key_pem = pulumi.Output.secret(self.key_pem)
