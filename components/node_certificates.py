@@ -17,7 +17,7 @@ from typing import Any
 import pulumi
 from cryptography import x509
 from cryptography.hazmat.primitives import serialization
-from pulumi.dynamic import CreateResult, DiffResult, ReadResult, Resource, ResourceProvider
+from pulumi.dynamic import CheckFailure, CheckResult, CreateResult, DiffResult, ReadResult, Resource, ResourceProvider
 
 from components.fabric_ca import FabricCa
 from dataplane import pki
@@ -28,23 +28,34 @@ _KEPT = ("identity", "ca_cert_pem", "valid_days")
 """The inputs a certificate depends on (the CA key follows the CA certificate)."""
 
 
-def _check_pair(ca: pki.KeyPair) -> None:
-    """Refuse a CA key that does not belong to the CA certificate (the first of the chain)."""
-    cert = x509.load_pem_x509_certificates(ca.cert_pem)[0]
-    key = serialization.load_pem_private_key(ca.key_pem, password=None)
-    if key.public_key() != cert.public_key():
-        raise ValueError("the fabric CA key (transit:fabricCaKey) does not belong to its certificate (transit:fabricCaCert)")
+MISMATCH = "the fabric CA key (transit:fabricCaKey) does not belong to its certificate (transit:fabricCaCert)"
+
+
+def _issuing_ca(props: dict[str, Any]) -> pki.KeyPair:
+    """The CA that signs (the first certificate of the chain) with its key; ValueError when the key is not its own."""
+    issuing = x509.load_pem_x509_certificates(props["ca_cert_pem"].encode())[0]
+    try:
+        key = serialization.load_pem_private_key(props["ca_key_pem"].encode(), password=None)
+    except ValueError:
+        raise ValueError("the fabric CA key (transit:fabricCaKey) is not a PEM private key without a passphrase") from None
+    if key.public_key() != issuing.public_key():
+        raise ValueError(MISMATCH)
+    return pki.KeyPair(issuing.public_bytes(serialization.Encoding.PEM), props["ca_key_pem"].encode())
 
 
 class NodeCertificateProvider(ResourceProvider):
     """Issues one node certificate; its id is the certificate's serial."""
 
+    def check(self, _olds: dict[str, Any], news: dict[str, Any]) -> CheckResult:
+        """Run by the engine before every preview and update: a CA key that is not the certificate's fails there."""
+        try:
+            _issuing_ca(news)
+        except ValueError as exc:
+            return CheckResult(news, [CheckFailure("ca_key_pem", str(exc))])
+        return CheckResult(news, [])
+
     def create(self, props: dict[str, Any]) -> CreateResult:
-        chain = props["ca_cert_pem"].encode()
-        issuing = x509.load_pem_x509_certificates(chain)[0].public_bytes(serialization.Encoding.PEM)
-        ca = pki.KeyPair(issuing, props["ca_key_pem"].encode())
-        _check_pair(ca)
-        node = pki.issue(ca, props["identity"], valid_days=int(props["valid_days"]))
+        node = pki.issue(_issuing_ca(props), props["identity"], valid_days=int(props["valid_days"]))
         serial = pki.serial_hex(node.cert_pem)
         outs = {k: props[k] for k in _KEPT}
         return CreateResult(id_=serial, outs={**outs, "cert_pem": node.cert_pem.decode(), "key_pem": node.key_pem.decode(), "serial": serial})

@@ -39,7 +39,11 @@ class FakeCloud(pulumi.runtime.Mocks):
         if args.typ in self.DYNAMIC:
             # The engine hands a dynamic provider plain values; the mock monitor still wraps secrets.
             props = {k: rpc.unwrap_rpc_secret(v) if rpc.is_rpc_secret(v) else v for k, v in args.inputs.items() if k != "__provider"}
-            created = self.DYNAMIC[args.typ].create(props)
+            provider = self.DYNAMIC[args.typ]
+            failures = provider.check({}, props).failures
+            if failures:
+                raise ValueError("; ".join(f"{f.property}: {f.reason}" for f in failures))
+            created = provider.create(props)
             return created.id, dict(created.outs or {})
         outputs = {**args.inputs, "arn": f"arn:aws:mock::123456789012:{args.name}"}
         outputs.update(self.COMPUTED.get(args.typ, lambda n: {})(args.name))

@@ -36,6 +36,7 @@ from components.fabric_ca import FabricCa
 from components.node_certificates import NodeCertificate
 from dataplane.boot_document import ITEMS
 
+
 @dataclass(frozen=True, kw_only=True)
 class NodeTlsArgs:
     """Who a node is and what signs its certificate: enough to create the parameters its boot step reads."""

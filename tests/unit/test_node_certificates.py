@@ -21,9 +21,13 @@ def test_issues_a_certificate_for_the_identity_signed_by_the_ca_and_never_echoes
     assert CA.key_pem.decode() not in str(created.outs)
 
 
-def test_refuses_a_ca_key_that_is_not_the_certificates() -> None:
+def test_a_ca_key_that_is_not_the_certificates_fails_the_check_the_engine_runs_before_preview_and_up() -> None:
+    wrong = {**PROPS, "ca_key_pem": pki.create_ca("other").key_pem.decode()}
+    [failure] = NodeCertificateProvider().check({}, wrong).failures
+    assert failure.property == "ca_key_pem" and "does not belong to its certificate" in failure.reason
+    assert NodeCertificateProvider().check({}, dict(PROPS)).failures == []
     with pytest.raises(ValueError, match="does not belong to its certificate"):
-        NodeCertificateProvider().create({**PROPS, "ca_key_pem": pki.create_ca("other").key_pem.decode()})
+        NodeCertificateProvider().create(wrong)
 
 
 def test_a_new_identity_or_ca_replaces_and_a_certificate_near_its_end_is_renewed() -> None:
