@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import pytest
 from cryptography import x509
+from pulumi.runtime import rpc
 
 from components.fabric_ca import cert_problems
 from components.node_certificates import NodeCertificateProvider
@@ -26,6 +27,7 @@ def test_a_ca_key_that_is_not_the_certificates_fails_the_check_the_engine_runs_b
     [failure] = NodeCertificateProvider().check({}, wrong).failures
     assert failure.property == "ca_key_pem" and "does not belong to its certificate" in failure.reason
     assert NodeCertificateProvider().check({}, dict(PROPS)).failures == []
+    assert NodeCertificateProvider().check({}, {**PROPS, "ca_key_pem": rpc.UNKNOWN}).failures == []  # unknown in a preview
     with pytest.raises(ValueError, match="does not belong to its certificate"):
         NodeCertificateProvider().create(wrong)
 
