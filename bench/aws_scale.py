@@ -12,6 +12,7 @@ points. Mocks stand in for AWS: cloud resources cannot be created here.
 from __future__ import annotations
 
 import argparse
+import base64
 import gc
 import json
 import os
@@ -26,7 +27,7 @@ import pulumi
 from pulumi.runtime.mocks import MockMonitor
 
 from components.fabric import GC_THRESHOLD
-from testbed.fake_cloud import FakeCloud
+from testbed.fake_cloud import FakeCloud, fabric_ca
 
 RESULTS = Path(__file__).parent / "results" / "aws-scale.json"
 README = Path(__file__).parent / "README.md"
@@ -36,13 +37,16 @@ TIERS = ("web", "app", "db")
 
 
 class CountingMocks(FakeCloud):
-    """The component tests' fake account, counting what the engine was asked to create."""
+    """The component tests' fake account, counting what the engine was asked to create and the boot documents' sizes."""
 
     def __init__(self) -> None:
         self.resources = 0
+        self.boot_documents: list[int] = []
 
     def new_resource(self, args: pulumi.runtime.MockResourceArgs) -> tuple[str, dict[str, Any]]:
         self.resources += 1
+        if args.typ == "aws:ec2/launchTemplate:LaunchTemplate":
+            self.boot_documents.append(len(base64.b64decode(args.inputs["userData"])))
         return super().new_resource(args)
 
 
@@ -115,7 +119,7 @@ def run(networks: int) -> dict[str, Any]:
 
     @pulumi.runtime.test
     def program() -> Any:
-        options = AwsOptions(image_id="ami-0bench", existing_networks=existing_networks(spec))
+        options = AwsOptions(fabric_ca=fabric_ca(), image_id="ami-0bench", existing_networks=existing_networks(spec))
         fabric = Fabric("scale", FabricArgs(spec=spec, environment="bench", options={"aws": options}))
         holder["fabric"] = fabric
         return fabric.outputs["aws_rules_emitted"]
@@ -130,6 +134,8 @@ def run(networks: int) -> dict[str, Any]:
         "cpu_seconds": round(cpu_seconds, 2),
         "load_average_1m": round(os.getloadavg()[0], 1),
         "peak_rss_mb": round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, 1),
+        "boot_document_bytes_max": max(mocks.boot_documents),
+        "boot_document_bytes_total": sum(mocks.boot_documents),
         "rules_emitted": plan.sections["aws"].rules_emitted,
         "rules_cartesian": plan.sections["aws"].rules_cartesian,
         "routes": len(plan.sections["aws"].routes),
@@ -191,6 +197,7 @@ def _write_readme(r: dict[str, Any]) -> None:
             f"| seconds with CPython's default GC (wall; CPU) | {r['seconds_default_gc']}; {r['cpu_seconds_default_gc']} | | |",
             f"| peak RSS, MB | {r['peak_rss_mb']} | < 2048 | {_verdict(r['peak_rss_mb'] < 2048)} |",
             f"| security rules emitted / Cartesian | {r['rules_emitted']} / {r['rules_cartesian']} ({ratio:.3f}) | < 0.1 | {_verdict(ratio < 0.1)} |",
+            f"| boot documents (user data) in bytes: largest; sum over the launch templates | {r['boot_document_bytes_max']:,}; {r['boot_document_bytes_total']:,} | | |",
             f"| plan routes (network x destination), security groups, prefix lists | {r['routes']}, {r['security_groups']}, {r['prefix_lists']} | | |",
             "",
             f"Run {time.strftime('%Y-%m-%dT%H:%M:%SZ', time.gmtime())} on {os.cpu_count()} CPUs, 1-minute load average "

@@ -1,8 +1,9 @@
 """The one AgentConfig builder every target uses: the plan's agent plus the target's addresses.
 
 The plan decides who an agent is, what it serves, whom it talks to, its
-filter (components.plan_agents) and the fabric's members (which identity
-speaks for which prefixes, components.segmentation.members). A target adds only what it alone knows:
+filter (components.plan_agents) and which of the fabric's members (which
+identity speaks for which prefixes, components.segmentation.members) it must
+know. A target adds only what it alone knows:
 where each peer is reached (its private and public addresses, and ports when
 they are not the agent's defaults), what this agent listens on, and where its
 TLS material is. A peer the target gives no address is one that stack cannot
@@ -46,7 +47,8 @@ def agent_config(
     flow_log: str | None = None,
     geneve: GeneveSettings | None = None,
 ) -> AgentConfig:
-    """The AgentConfig of `agent` with the fabric's `members` (the plan's), its peers placed at `addresses` (peer name -> address)."""
+    """The AgentConfig of `agent`, with its share of the fabric's `members` (the plan's) and its peers placed at `addresses` (peer name -> address)."""
+    wanted = set(agent.members)
     peers = []
     for peer in agent.peers:
         where = addresses.get(peer.name)
@@ -60,5 +62,5 @@ def agent_config(
     extra = {k: v for k, v in (("listen", listen), ("geneve", geneve)) if v is not None}
     return AgentConfig(
         name=agent.name, role=agent.role, identity=agent.identity, local_cidrs=agent.local_cidrs,  # type: ignore[arg-type]
-        peers=peers, filter=agent.filter, tls=tls, members=members, flow_log=flow_log, **extra,  # type: ignore[arg-type]
+        peers=peers, filter=agent.filter, tls=tls, members=[m for m in members if m.identity in wanted], flow_log=flow_log, **extra,  # type: ignore[arg-type]
     )

@@ -55,6 +55,7 @@ NATIVE_ATTACH_KIND = {"aws": "transit-gateway", "azure": "vwan-hub", "gcp": "ncc
 
 def build_plan(spec: FabricSpec) -> Plan:
     """Compile the spec into the plan of nodes and addresses."""
+    members = fabric_members(spec)
     return Plan(
         fabric=spec.name,
         edges=[_edge(spec, e) for e in spec.edges],
@@ -63,8 +64,8 @@ def build_plan(spec: FabricSpec) -> Plan:
         circuits=[_circuit(spec, c) for c in spec.circuits],
         cloud_router=_cloud_router(spec),
         links=_edge_links(spec) + _uplinks(spec),
-        agents=plan_agents(spec),
-        members=fabric_members(spec),
+        agents=plan_agents(spec, members),
+        members=members,
     )
 
 

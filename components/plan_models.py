@@ -177,6 +177,10 @@ class AgentPlan(_PlanModel):
     local_cidrs: list[str] = Field(description="What it delivers to and intercepts from: its network, or an edge's native networks.")
     peers: list[AgentPeerPlan]
     filter: FilterPolicy = Field(description="Its scoped share of the policy (components.segmentation.agent_filters).")
+    members: list[str] = Field(
+        description="Identities of the plan's members it must know, in their order (its own included): whoever may originate a stream it "
+        "delivers or relays, and whoever delivers what it may send (components.segmentation.members.member_scoper)."
+    )
 
 
 class Plan(_PlanModel):
@@ -190,7 +194,7 @@ class Plan(_PlanModel):
     cloud_router: CloudRouterPlan | None
     links: list[LinkPlan]
     agents: list[AgentPlan] = Field(description="Every agent: edges first, then connectors, in spec order.")
-    members: list[Member] = Field(description="Every identity with the prefixes it speaks for: the same list in every agent's config.")
+    members: list[Member] = Field(description="Every identity with the prefixes it speaks for; each agent's config carries its `AgentPlan.members` of them.")
     sections: dict[str, SerializeAsAny[BaseModel]] = Field(
         default_factory=dict,
         description="Each target's own part of the plan, by target name, computed once (components.targets.plan_fabric).",

@@ -4,6 +4,8 @@ Config (stacks/Pulumi.<env>.yaml):
   transit:fabric   path of the fabric spec, relative to stacks/ (e.g. fabrics/seed000_aws_azure.yaml)
   transit:target   `cloud` (default) or `local` (network namespaces on this machine)
   transit:<name>   one secret per `md5_secret` name the spec uses
+  transit:fabricCaCert, transit:fabricCaKey (secret)   the fabric CA cloud nodes' certificates are issued from
+                   (`transit ca create`; components/fabric_ca.py)
   transit:clouds   optional list of clouds to build (default: every cloud the spec uses)
   transit:<target>*  each target's options (awsImageId, ...): components.targets.read_options
 """

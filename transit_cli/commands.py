@@ -6,7 +6,7 @@ import importlib
 import typer
 
 # Add a module here when you add a command (e.g. "transit_cli.validate").
-COMMAND_MODULES: list[str] = ["transit_cli.validate", "transit_cli.plan", "transit_cli.check", "transit_cli.local_check", "transit_cli.flows", "transit_cli.status"]
+COMMAND_MODULES: list[str] = ["transit_cli.validate", "transit_cli.plan", "transit_cli.check", "transit_cli.local_check", "transit_cli.flows", "transit_cli.status", "transit_cli.ca"]
 
 
 def register_all(app: typer.Typer) -> None:

@@ -107,40 +107,49 @@ def user_data(agent_config_json: pulumi.Input[str], prefix: str) -> pulumi.Outpu
     return pulumi.Output.from_input(agent_config_json).apply(lambda text: boot_user_data(text, prefix))
 
 
-def node_policy(fabric: str, environment: str, name: str, role: str) -> str:
-    """Least privilege for an agent VM, two statements and nothing else.
+def node_policy(fabric: str, environment: str, name: str, role: str, kms_key_arn: str | None = None) -> str:
+    """Least privilege for an agent VM, and nothing else:
 
-    - read its own SSM parameters (TLS key and certificate), under
-      /transit/<fabric>/<environment>/<name>;
+    - read its own SSM parameters (`ca`, `cert`, `key`, components/aws/parameters.py), under
+      /transit/<fabric>/<environment>/<name>. With the AWS-managed `aws/ssm` key nothing more is needed
+      (its key policy lets every principal of the account decrypt through SSM); with a customer-managed
+      key (`kms_key_arn`), `kms:Decrypt` on that key, only through SSM and only for its own parameters
+      (SSM encrypts each value with the encryption context PARAMETER_ARN);
     - turn off the source/destination check of instances tagged as this
       fabric's `role` in this environment: agents deliver streams from the
       original source address (AgentConfig.preserve_source), which EC2 drops
       while the check is on, and a launch template cannot turn it off.
     """
     path = parameter_prefix(fabric, environment, name)
-    return json.dumps(
+    statements: list[dict[str, Any]] = [
         {
-            "Version": "2012-10-17",
-            "Statement": [
-                {
-                    "Sid": "ReadOwnParameters",
-                    "Effect": "Allow",
-                    "Action": ["ssm:GetParameter", "ssm:GetParameters", "ssm:GetParametersByPath"],
-                    "Resource": [f"arn:aws:ssm:*:*:parameter{path}", f"arn:aws:ssm:*:*:parameter{path}/*"],
-                },
-                {
-                    "Sid": "DisableSourceDestCheckOnOwnRole",
-                    "Effect": "Allow",
-                    "Action": ["ec2:ModifyInstanceAttribute"],
-                    "Resource": "arn:aws:ec2:*:*:instance/*",
-                    "Condition": {
-                        "StringEquals": {
-                            "ec2:ResourceTag/transit:fabric": fabric,
-                            "ec2:ResourceTag/transit:environment": environment,
-                            "ec2:ResourceTag/transit:role": role,
-                        }
-                    },
-                },
-            ],
-        }
-    )
+            "Sid": "ReadOwnParameters",
+            "Effect": "Allow",
+            "Action": ["ssm:GetParameter", "ssm:GetParameters", "ssm:GetParametersByPath"],
+            "Resource": [f"arn:aws:ssm:*:*:parameter{path}", f"arn:aws:ssm:*:*:parameter{path}/*"],
+        },
+    ]
+    if kms_key_arn:
+        statements.append({
+            "Sid": "DecryptOwnParameters",
+            "Effect": "Allow",
+            "Action": ["kms:Decrypt"],
+            "Resource": kms_key_arn,
+            "Condition": {
+                "StringLike": {"kms:ViaService": "ssm.*.amazonaws.com", "kms:EncryptionContext:PARAMETER_ARN": f"arn:aws:ssm:*:*:parameter{path}/*"},
+            },
+        })
+    statements.append({
+        "Sid": "DisableSourceDestCheckOnOwnRole",
+        "Effect": "Allow",
+        "Action": ["ec2:ModifyInstanceAttribute"],
+        "Resource": "arn:aws:ec2:*:*:instance/*",
+        "Condition": {
+            "StringEquals": {
+                "ec2:ResourceTag/transit:fabric": fabric,
+                "ec2:ResourceTag/transit:environment": environment,
+                "ec2:ResourceTag/transit:role": role,
+            }
+        },
+    })
+    return json.dumps({"Version": "2012-10-17", "Statement": statements})

@@ -24,6 +24,7 @@ from components.aws.edge import Edge, EdgeArgs
 from components.aws.gateway import DxGatewaySpec, Gateway, GatewayArgs, VpnGatewaySpec
 from components.aws.network_vpc import NetworkVpc, NetworkVpcArgs
 from components.aws.options import AwsOptions, ExistingNetwork
+from components.aws.parameters import NodeTlsArgs
 from components.aws.peering import PeeringSide, TransitPeering, TransitPeeringArgs
 from components.aws.planning import AwsLayout, AwsPlanSection
 from components.aws.segmentation import Segmentation, SegmentationArgs
@@ -81,6 +82,10 @@ def build_aws(
 
     zone_names = {region: _zone_names(region, parent, providers[region], layout) for region in layout.regions}
 
+    def tls(agent: str, region: str) -> NodeTlsArgs:
+        assert options.fabric_ca is not None, "layout_problems requires the fabric CA"
+        return NodeTlsArgs(identity=agents[agent].identity, ca=options.fabric_ca, kms_key_id=options.parameter_kms_key_ids.get(region))
+
     def zones(region: str, count: int) -> list[pulumi.Output[str]]:
         return [zone_names[region].apply(lambda names, i=i: names[i]) for i in range(count)]
 
@@ -130,6 +135,7 @@ def build_aws(
                 **common, zones=zones(e.region, len(e.zones)), cidr=e.cidr, public_subnets=e.public_subnets, attachment_subnets=e.attachment_subnets,
                 private_ips=e.private_ips, image_id=options.image_id,  # type: ignore[arg-type]
                 agent_config_json=first_ips.apply(lambda ips, e=e: edge_config(agents[f"edge-{e.name}"], members, layout, e, ips).model_dump_json()),
+                tls=tls(f"edge-{e.name}", e.region),
                 instance_type=options.instance_type, instances=e.instances, tunnel_port=e.tunnel_port, probe_port=e.probe_port,
                 elastic_ips=eips[e.name],
                 transit_gateway_id=gateway.transit_gateway_id, transit_gateway_route_table_id=gateway.transit_gateway_route_table_id,
@@ -172,7 +178,7 @@ def build_aws(
                 image_id=options.image_id, instance_type=options.instance_type, instances=n.instances,  # type: ignore[arg-type]
                 egress=egress, internet_gateway_id=existing.internet_gateway_id if existing and egress == "nat-gateway" else None,
                 edge_public_ips=[eip.public_ip for eip in eips[edge.name]] if egress == "nat-gateway" else [],
-                interface_endpoints=options.interface_endpoints(n.name),
+                interface_endpoints=options.interface_endpoints(n.name), tls=tls(f"connector-{n.name}", n.region),
                 # Without egress the edge's public address is unreachable: the agent gets the private path only.
                 agent_config_json=first_ips.apply(lambda ips, n=n, public=egress == "nat-gateway": connector_config(
                     agents[f"connector-{n.name}"], members, layout, n, ips if public else {}).model_dump_json()),

@@ -24,6 +24,7 @@ from components.aws.connector_subnets import connector_subnets
 from components.aws.egress import NatEgress, nat_egress
 from components.aws.endpoints import InterfaceEndpoints, interface_endpoints
 from components.aws.fleet import fleet
+from components.aws.parameters import NodeTlsArgs
 from components.aws.gwlb import GENEVE_PORT, gwlb_ingress
 from components.aws.naming import cidr_slug
 from components.aws.options import Egress
@@ -55,6 +56,8 @@ class ConnectorArgs(Common):
     """AMI id of the Packer-built image."""
     agent_config_json: pulumi.Input[str]
     """The AgentConfig JSON (no secrets)."""
+    tls: NodeTlsArgs
+    """Its identity and the fabric CA: the fleet issues its certificate into the SSM parameters its VMs read at boot."""
     instance_type: str = "c6in.large"
     """Connector VM size. Defaults to c6in.large."""
     instances: int = 2
@@ -245,7 +248,7 @@ class Connector(pulumi.ComponentResource):
         self.fleet = fleet(
             self, name, args, "connector", image_id=args.image_id, instance_type=args.instance_type,
             agent_config_json=args.agent_config_json, security_group_id=self.security_group.id, public_ip=False,
-            subnet_ids=self.network.subnets["appliance"], instances=args.instances, target_group_arns=[g.arn for g in groups],
+            subnet_ids=self.network.subnets["appliance"], instances=args.instances, target_group_arns=[g.arn for g in groups], tls=args.tls,
             depends_on=boot,
         )
         self.role, self.asg = self.fleet.role, self.fleet.asg

@@ -23,6 +23,7 @@ import pulumi_aws as aws
 
 from components.aws.base import HTTPS, Common, SgRuleSpec, child, inline_rules, raise_problems
 from components.aws.fleet import fleet
+from components.aws.parameters import NodeTlsArgs
 from components.aws.gwlb import GENEVE_PORT, GwlbIngress, gwlb_ingress
 from components.aws.naming import cidr_slug
 from components.aws.tunnel_lb import tunnel_lb
@@ -60,6 +61,8 @@ class EdgeArgs(Common):
     """AMI id of the Packer-built edge image. Valid values: an AMI id in `region`."""
     agent_config_json: pulumi.Input[str]
     """The AgentConfig JSON the agent reads from user data. It must hold no secret: VMs fetch keys from SSM."""
+    tls: NodeTlsArgs
+    """Its identity and the fabric CA: the fleet issues its certificate into the SSM parameters its VMs read at boot."""
     cidr: str | None = None
     """Edge VPC CIDR (/26 or larger). Required unless `existing_vpc` is given."""
     public_subnets: list[str] = field(default_factory=list)
@@ -242,7 +245,7 @@ class Edge(pulumi.ComponentResource):
         self.fleet = fleet(
             self, name, args, "edge", image_id=args.image_id, instance_type=args.instance_type, agent_config_json=args.agent_config_json,
             security_group_id=self.security_group.id, public_ip=True, subnet_ids=public, instances=args.instances,
-            target_group_arns=[tg.arn for tg in target_groups], depends_on=[self.public_lb.load_balancer, self.private_lb.load_balancer],
+            target_group_arns=[tg.arn for tg in target_groups], tls=args.tls, depends_on=[self.public_lb.load_balancer, self.private_lb.load_balancer],
         )
         self.role, self.asg = self.fleet.role, self.fleet.asg
 

@@ -11,6 +11,7 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Literal
 
 from components.aws.quotas import AwsQuotas
+from components.fabric_ca import FabricCa
 
 if TYPE_CHECKING:
     import pulumi
@@ -72,6 +73,12 @@ class AwsOptions:
     quotas: AwsQuotas = field(default_factory=AwsQuotas)
     """The account's quotas the plan must fit (security groups, prefix lists, Elastic IPs, NAT gateways, internet
     gateways, VPC endpoints). Defaults to AWS's defaults."""
+    fabric_ca: FabricCa | None = None
+    """The fabric CA that signs each edge's and connector's certificate (components.fabric_ca). Required when the spec has
+    AWS edges or connectors."""
+    parameter_kms_key_ids: Mapping[str, str] = field(default_factory=dict)
+    """ARN of a customer-managed KMS key for the nodes' SecureString parameters, by region (keys are regional); each
+    node's role may decrypt with it only its own parameters. Defaults to the AWS-managed aws/ssm key in every region."""
 
     def egress(self, network: str) -> Egress:
         """A connector's egress: an existing VPC's own setting (default none), `nat-gateway` in a VPC the fabric builds."""
@@ -93,8 +100,9 @@ class AwsOptions:
         """Read the options from stack config (all optional): awsImageId, awsInstanceType,
         awsTransitGatewayAsn, awsHostedConnections {circuit: dxcon id},
         awsExistingNetworks {network: {vpcId, workloadRouteTableIds, fabricSubnetIds, fabricRouteTableIds, egress,
-        internetGatewayId, interfaceEndpoints}} and awsQuotas {securityGroupRules, prefixListsPerRegion,
-        elasticIpsPerRegion, natGatewaysPerZone, internetGatewaysPerRegion, endpointsPerVpc} (raised quotas)."""
+        internetGatewayId, interfaceEndpoints}}, awsQuotas {securityGroupRules, prefixListsPerRegion,
+        elasticIpsPerRegion, natGatewaysPerZone, internetGatewaysPerRegion, endpointsPerVpc} (raised quotas),
+        awsParameterKmsKeyIds {region: key ARN}, and the fabric CA (fabricCaCert, fabricCaKey as a secret)."""
         existing = config.get_object("awsExistingNetworks") or {}
         quotas = config.get_object("awsQuotas") or {}
         return cls(
@@ -102,6 +110,7 @@ class AwsOptions:
             instance_type=config.get("awsInstanceType") or "c6in.large",
             transit_gateway_asn=config.get_int("awsTransitGatewayAsn") or 64512,
             hosted_connection_ids=dict(config.get_object("awsHostedConnections") or {}),
+            fabric_ca=FabricCa.from_config(config), parameter_kms_key_ids=dict(config.get_object("awsParameterKmsKeyIds") or {}),
             quotas=AwsQuotas(**{k: int(quotas[c]) for k, c in QUOTA_KEYS if c in quotas}),
             existing_networks={
                 name: ExistingNetwork(

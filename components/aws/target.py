@@ -13,9 +13,11 @@ from typing import Any
 
 from components.aws.network_quotas import network_quota_problems
 from components.aws.options import AwsOptions
+from components.aws.parameter_tier import tier_problems
 from components.aws.planning import AwsLayout, AwsPlanSection
 from components.aws.quotas import quota_problems
 from components.aws.subnets import ROLES
+from components.fabric_ca import HOW
 from components.plan_models import Plan
 from components.segmentation.aws_security_groups import AWS_SECURITY_GROUPS, SecurityPlan
 from components.segmentation.protocol import Point, point
@@ -43,10 +45,19 @@ def plan_problems(section: AwsPlanSection, options: AwsOptions) -> list[str]:
 
 
 def layout_problems(layout: AwsLayout, secrets: Mapping[str, Any], options: AwsOptions) -> list[str]:
-    """The layout's needs: the image, MD5 secrets, hosted dxcon ids, one edge per region, AWS homes."""
+    """The layout's needs: the image, the fabric CA, MD5 secrets, hosted dxcon ids, one edge per region, AWS homes."""
     out = []
-    if (layout.edges or any(n.attach == "connector" for n in layout.networks)) and options.image_id is None:
-        out.append("aws.image_id is required: AWS edges and connectors boot the Packer image")
+    if layout.edges or any(n.attach == "connector" for n in layout.networks):
+        if options.image_id is None:
+            out.append("aws.image_id is required: AWS edges and connectors boot the Packer image")
+        if options.fabric_ca is None:
+            out.append(f"aws.fabric_ca is required: AWS edges and connectors get certificates from the fabric CA; {HOW}")
+        else:
+            out += options.fabric_ca.problems() + tier_problems(options.fabric_ca.cert_pem)
+    for region, arn in options.parameter_kms_key_ids.items():
+        if not (arn.startswith(f"arn:aws:kms:{region}:") and ":key/" in arn):
+            out.append(f"aws.parameter_kms_key_ids[{region}] {arn!r}: give the ARN of a key in {region} "
+                       f"(arn:aws:kms:{region}:<account>:key/<id>); the node roles' kms:Decrypt statement names it")
     for c in layout.circuits:
         if c.md5_secret not in secrets:
             out.append(f"circuit {c.name}: no secret for md5 key name {c.md5_secret!r} in secrets")

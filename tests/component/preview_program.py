@@ -32,12 +32,13 @@ def main() -> None:
     monitor = MockMonitor(mocks)
     pulumi.runtime.set_mocks(mocks, project="transit", stack="preview", preview=mode == "preview", monitor=monitor)
     from components.aws.options import AwsOptions
+    from testbed.fake_cloud import fabric_ca
     from components.fabric import Fabric, FabricArgs
     from components.loader import load_spec
 
     spec = load_spec(Path(fabric_file))
     secrets = {"fraDxMd5": pulumi.Output.secret("k1"), "fraErMd5": pulumi.Output.secret("k2")}
-    options = AwsOptions(image_id="ami-1", hosted_connection_ids={"fra-dx": "dxcon-1"})
+    options = AwsOptions(fabric_ca=fabric_ca(), image_id="ami-1", hosted_connection_ids={"fra-dx": "dxcon-1"})
 
     @pulumi.runtime.test
     def program() -> Any:

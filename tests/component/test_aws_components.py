@@ -27,9 +27,14 @@ from components.aws import (  # noqa: E402  (mocks are set in conftest first)
     SegmentationArgs,
     carve_connector,
 )
+from components.aws.parameters import NodeTlsArgs
+from components.fabric_ca import FabricCa
 from components.segmentation.aws_security_groups import Endpoint, IntentRule, Segment, compile_security
+from testbed.fake_cloud import TEST_CA_CERT, TEST_CA_KEY
 
 COMMON = {"fabric": "team", "environment": "dev"}
+TLS = NodeTlsArgs(identity="spiffe://team/node", ca=FabricCa(cert_pem=TEST_CA_CERT, key_pem=TEST_CA_KEY))
+"""A node's identity and the fixture CA (NodeCertificate wraps the key as a secret itself)."""
 
 
 ZONES = carve_connector(IPv4Network("10.8.0.0/24"), ["eu-west-1a", "eu-west-1b"])
@@ -41,7 +46,7 @@ def _connector_args(**overrides: Any) -> ConnectorArgs:
     values: dict[str, Any] = dict(
         **COMMON, vpc_id="vpc-1", region="eu-west-1", network_cidrs=["10.8.0.0/24"], zones=["eu-west-1a", "eu-west-1b"],
         subnets=ZONES, route_table_ids=["rtb-a", "rtb-b"], destination_cidrs=["10.9.0.0/24", "172.16.0.0/16"],
-        image_id="ami-1", agent_config_json="{}",
+        image_id="ami-1", agent_config_json="{}", tls=TLS,
     )
     values.update(overrides)
     return ConnectorArgs(**values)
@@ -248,7 +253,7 @@ def test_circuit_refuses_bad_args_before_creating_anything(overrides: dict[str, 
 
 def test_edge_in_an_existing_vpc_creates_no_vpc() -> None:
     args = EdgeArgs(
-        **COMMON, zones=["eu-west-1a", "eu-west-1b"], image_id="ami-1", agent_config_json="{}",
+        **COMMON, zones=["eu-west-1a", "eu-west-1b"], image_id="ami-1", agent_config_json="{}", tls=TLS,
         existing_vpc=ExistingVpc(
             vpc_id="vpc-9", cidr="10.9.0.0/24", public_subnet_ids=["s-a", "s-b"], attachment_subnet_ids=["t-a", "t-b"],
             route_table_ids=["rtb-9"], private_endpoint_ips=["10.9.0.4", "10.9.0.68"], attachment_route_table_ids=["rtb-ta", "rtb-tb"],
@@ -280,7 +285,7 @@ def test_edge_in_an_existing_vpc_creates_no_vpc() -> None:
 
 def test_edge_refuses_a_cidr_and_an_existing_vpc_together() -> None:
     args = EdgeArgs(
-        **COMMON, zones=["eu-west-1a", "eu-west-1b"], image_id="ami-1", agent_config_json="{}", cidr="10.9.0.0/24",
+        **COMMON, zones=["eu-west-1a", "eu-west-1b"], image_id="ami-1", agent_config_json="{}", tls=TLS, cidr="10.9.0.0/24",
         existing_vpc=ExistingVpc(vpc_id="v", cidr="10.9.0.0/24", public_subnet_ids=["a", "b"], attachment_subnet_ids=["c", "d"],
                                  route_table_ids=[], private_endpoint_ips=["10.9.0.4", "10.9.0.68"]),
     )
@@ -367,7 +372,7 @@ def test_transit_peering_refuses_one_region_before_creating_anything() -> None:
 
 def test_edge_builds_the_subnets_it_is_given_and_refuses_one_outside_its_cidr() -> None:
     planned = dict(
-        **COMMON, zones=["eu-west-1a", "eu-west-1b"], image_id="ami-1", agent_config_json="{}", cidr="10.9.0.0/24",
+        **COMMON, zones=["eu-west-1a", "eu-west-1b"], image_id="ami-1", agent_config_json="{}", tls=TLS, cidr="10.9.0.0/24",
         public_subnets=["10.9.0.0/26", "10.9.0.64/26"], attachment_subnets=["10.9.0.192/28", "10.9.0.208/28"],
         private_ips=["10.9.0.4", "10.9.0.68"],
     )

@@ -17,6 +17,7 @@ import pytest
 
 from tests.component.conftest import FakeCloud, Graph, build_graph
 
+from testbed.fake_cloud import fabric_ca
 from components.aws.options import AwsOptions, ExistingNetwork  # noqa: E402  (mocks are set in conftest first)
 from components.fabric import Fabric, FabricArgs
 from components.spec import FabricSpec, validate_spec
@@ -29,7 +30,7 @@ SECRETS = {"fraDxMd5": "k1", "fraDx2Md5": "k2", "fraErMd5": "k3", "dcFraMd5": "k
 def _fabric(spec: FabricSpec, hosted: dict[str, str] | None = None) -> Graph:
     def build() -> dict[str, Any]:
         secrets = {k: pulumi.Output.secret(v) for k, v in SECRETS.items()}
-        options = AwsOptions(image_id="ami-1", hosted_connection_ids=hosted or {"fra-dx": "dxcon-1"})
+        options = AwsOptions(fabric_ca=fabric_ca(), image_id="ami-1", hosted_connection_ids=hosted or {"fra-dx": "dxcon-1"})
         Fabric(spec.name, FabricArgs(spec=spec, environment="dev", secrets=secrets, clouds=["aws"], options={"aws": options}))
         return {}
 
@@ -197,7 +198,7 @@ def test_a_connector_in_an_existing_vpc_creates_its_subnets_there_and_adds_nothi
     def build(existing: ExistingNetwork) -> Graph:
         def program() -> dict[str, Any]:
             secrets = {k: pulumi.Output.secret(v) for k, v in SECRETS.items()}
-            options = AwsOptions(image_id="ami-1", hosted_connection_ids={"fra-dx": "dxcon-1"}, existing_networks={"aws-app": existing})
+            options = AwsOptions(image_id="ami-1", hosted_connection_ids={"fra-dx": "dxcon-1"}, existing_networks={"aws-app": existing}, fabric_ca=fabric_ca())
             Fabric(spec.name, FabricArgs(spec=spec, environment="dev", secrets=secrets, clouds=["aws"], options={"aws": options}))
             return {}
 

@@ -14,6 +14,7 @@ from pulumi.runtime import rpc
 
 from tests.component.conftest import RECORDER, FakeCloud, Graph, build_graph
 
+from testbed.fake_cloud import fabric_ca
 from components.aws.options import AwsOptions  # noqa: E402  (mocks are set in conftest first)
 from components.fabric import Fabric, FabricArgs
 from components.loader import load_spec
@@ -40,7 +41,7 @@ def _seed_000() -> Graph:
     spec = load_spec(SEED_000)
 
     def build() -> dict[str, Any]:
-        fabric = Fabric(spec.name, FabricArgs(spec=spec, environment="dev", clouds=["aws"], options={"aws": AwsOptions(image_id="ami-0edge")}))
+        fabric = Fabric(spec.name, FabricArgs(spec=spec, environment="dev", clouds=["aws"], options={"aws": AwsOptions(fabric_ca=fabric_ca(), image_id="ami-0edge")}))
         return {"rules_emitted": fabric.outputs["aws_rules_emitted"], "not_built": fabric.outputs["not_built"]}
 
     return build_graph(build)
@@ -51,7 +52,7 @@ def _seed_004() -> Graph:
 
     def build() -> dict[str, Any]:
         secrets = {"fraDxMd5": pulumi.Output.secret(MD5), "fraErMd5": pulumi.Output.secret("erkey")}
-        options = AwsOptions(image_id="ami-0edge", hosted_connection_ids={"fra-dx": "dxcon-fgabc123"})
+        options = AwsOptions(fabric_ca=fabric_ca(), image_id="ami-0edge", hosted_connection_ids={"fra-dx": "dxcon-fgabc123"})
         fabric = Fabric(spec.name, FabricArgs(spec=spec, environment="dev", secrets=secrets, clouds=["aws"], options={"aws": options}))
         return {"not_built": fabric.outputs["not_built"], "external": fabric.outputs["external"]}
 
@@ -76,7 +77,7 @@ def test_a_cloud_without_a_builder_is_an_error_naming_it_and_nothing_is_created(
     spec = load_spec(SEED_000)
 
     def build() -> dict[str, Any]:
-        Fabric(spec.name, FabricArgs(spec=spec, environment="dev", options={"aws": AwsOptions(image_id="ami-0edge")}))
+        Fabric(spec.name, FabricArgs(spec=spec, environment="dev", options={"aws": AwsOptions(fabric_ca=fabric_ca(), image_id="ami-0edge")}))
         return {}
 
     with pytest.raises(NotImplementedError, match=r"\['azure'\].*components/azure/build.py"):
@@ -303,7 +304,7 @@ def test_an_aws_connector_homed_at_an_azure_edge_is_refused_before_anything_exis
     spec = validate_spec(data)
 
     def build() -> dict[str, Any]:
-        Fabric(spec.name, FabricArgs(spec=spec, environment="dev", clouds=["aws"], options={"aws": AwsOptions(image_id="ami-0edge")}))
+        Fabric(spec.name, FabricArgs(spec=spec, environment="dev", clouds=["aws"], options={"aws": AwsOptions(fabric_ca=fabric_ca(), image_id="ami-0edge")}))
         return {}
 
     with pytest.raises(ValueError, match="homed at az-weu, which is not an AWS edge"):
@@ -328,7 +329,7 @@ def test_edges_in_two_regions_peer_their_transit_gateways_as_the_private_backbon
     )
 
     def build() -> dict[str, Any]:
-        Fabric(spec.name, FabricArgs(spec=spec, environment="dev", options={"aws": AwsOptions(image_id="ami-0edge")}))
+        Fabric(spec.name, FabricArgs(spec=spec, environment="dev", options={"aws": AwsOptions(fabric_ca=fabric_ca(), image_id="ami-0edge")}))
         return {}
 
     graph = build_graph(build)

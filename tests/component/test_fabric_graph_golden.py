@@ -1,7 +1,7 @@
 """The Pulumi mock graph of every example fabric and of the 300-network bench fabric, pinned.
 
 Each resource is pinned by its type, name, parent, provider and a digest of its
-inputs (secrets still marked), so a refactor that moves code without meaning to
+inputs (a secret pinned as one, not by its value), so a refactor that moves code without meaning to
 change what is built leaves these files alone. The example fabrics are built
 for the `cloud` target (AWS, the one cloud with a builder) and for the `local`
 target; their goldens hold one line per resource. The bench fabric has about
@@ -23,10 +23,13 @@ from typing import Any
 
 import pulumi
 import pytest
+from pulumi.runtime import rpc
 
 from tests.component.conftest import Graph, Registration, build_graph
 
 from bench.aws_scale import existing_networks, fabric_spec  # noqa: E402  (mocks are set in conftest first)
+from testbed.fake_cloud import fabric_ca
+from components.aws.fleet import CERT_SERIAL_TAG
 from components.aws.options import AwsOptions
 from components.fabric import Fabric, FabricArgs
 from components.loader import load_spec
@@ -51,9 +54,22 @@ def _digest(value: Any) -> str:
     return hashlib.sha256(text.encode()).hexdigest()[:16]
 
 
+def _pinned(value: Any) -> Any:
+    """`value` with what no two runs share replaced by what it stands for: a secret by "<secret>" (the golden pins that
+    and where a value is secret, not the test's key material, which includes keys issued afresh on every run) and
+    the serial of a freshly issued certificate by "<serial>"."""
+    if rpc.is_rpc_secret(value):
+        return "<secret>"
+    if isinstance(value, dict):
+        return {k: "<serial>" if k == CERT_SERIAL_TAG else _pinned(v) for k, v in value.items()}
+    if isinstance(value, list):
+        return [_pinned(v) for v in value]
+    return value
+
+
 def resource_line(reg: Registration) -> str:
     """One resource as the golden pins it: name, type, parent, provider and an input digest."""
-    inputs = {k: v for k, v in reg.inputs.items() if k not in UNPINNED_INPUTS}
+    inputs = {k: _pinned(v) for k, v in reg.inputs.items() if k not in UNPINNED_INPUTS}
     provider = _name(reg.provider.rsplit("::", 1)[0]) if reg.provider else ""  # the reference is "<urn>::<id>"
     return f"{reg.name} {reg.type} parent={_name(reg.parent)} provider={provider} inputs={_digest(inputs)}"
 
@@ -77,7 +93,7 @@ def _secrets() -> dict[str, pulumi.Output[str]]:
 
 def cloud_fabric(spec: FabricSpec) -> None:
     """The `cloud` target, AWS only, with every AWS option a seed needs."""
-    options = AwsOptions(image_id="ami-0golden", hosted_connection_ids={"fra-dx": "dxcon-golden"})
+    options = AwsOptions(fabric_ca=fabric_ca(), image_id="ami-0golden", hosted_connection_ids={"fra-dx": "dxcon-golden"})
     Fabric(spec.name, FabricArgs(spec=spec, environment="golden", secrets=_secrets(), clouds=["aws"], options={"aws": options}))
 
 
@@ -88,7 +104,7 @@ def local_fabric(spec: FabricSpec) -> None:
 
 def scale_fabric(spec: FabricSpec) -> None:
     """The bench fabric as bench/aws_scale.py builds it (existing VPCs)."""
-    options = AwsOptions(image_id="ami-0bench", existing_networks=existing_networks(spec))
+    options = AwsOptions(fabric_ca=fabric_ca(), image_id="ami-0bench", existing_networks=existing_networks(spec))
     Fabric("scale", FabricArgs(spec=spec, environment="bench", options={"aws": options}))
 
 

@@ -19,6 +19,7 @@ import pytest
 from tests.component.conftest import build_graph
 
 import components.aws.planning as aws_planning  # noqa: E402  (mocks are set in conftest first)
+from testbed.fake_cloud import fabric_ca
 from components.aws.options import AwsOptions
 from components.fabric import Fabric, FabricArgs
 from components.loader import load_spec
@@ -50,7 +51,7 @@ def test_one_pulumi_up_compiles_the_aws_rules_once_and_carves_only_in_the_plan(f
 
     def build() -> dict[str, Any]:
         secrets = {key: pulumi.Output.secret("k") for key in ("fraDxMd5", "fraErMd5")}
-        options = AwsOptions(image_id="ami-1", hosted_connection_ids={"fra-dx": "dxcon-1"})
+        options = AwsOptions(fabric_ca=fabric_ca(), image_id="ami-1", hosted_connection_ids={"fra-dx": "dxcon-1"})
         Fabric(spec.name, FabricArgs(spec=spec, environment="dev", secrets=secrets, clouds=["aws"], options={"aws": options}))
         return {}
 
