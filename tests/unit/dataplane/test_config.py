@@ -2,6 +2,8 @@
 from __future__ import annotations
 
 import json
+import random
+from ipaddress import IPv4Network
 from pathlib import Path
 from typing import Any
 
@@ -145,6 +147,25 @@ def test_members_and_denylist_load_with_serials_normalised() -> None:
 def test_overlapping_member_prefixes_are_refused_with_their_field_path() -> None:
     doc = _doc(members=[*MEMBERS, {"identity": "spiffe://acme/conn", "cidrs": ["172.18.0.0/16"]}])
     assert _problems(doc) == ["members[2].cidrs: 172.18.0.0/16 overlaps 172.18.40.0/24 of members[1] (each prefix has one owner)"]
+
+
+def test_member_overlaps_are_found_whatever_their_order_or_nesting() -> None:
+    """The neighbour check after sorting finds exactly the overlaps a pairwise comparison finds."""
+    rng = random.Random(7)
+    for _ in range(300):
+        cidrs = {IPv4Network((rng.choice([0x0A000000, 0x0A000100, 0x0A010000]) + rng.randrange(0, 512) * 16, rng.randint(16, 28)), strict=False)
+                 for _ in range(rng.randint(2, 6))}
+        listed = [str(c) for c in cidrs]
+        rng.shuffle(listed)
+        members = [{"identity": "spiffe://acme/edge-a", "cidrs": ["10.30.40.0/24"]}]
+        members += [{"identity": f"spiffe://acme/n{i}", "cidrs": [c]} for i, c in enumerate(listed)]
+        pairwise = any(IPv4Network(a).overlaps(IPv4Network(b)) for i, a in enumerate(listed) for b in listed[i + 1:])
+        try:
+            parse_config(_doc(members=members))
+            problems: list[str] = []
+        except ConfigError as refused:
+            problems = refused.problems
+        assert any("one owner" in p for p in problems) == pairwise, (listed, problems)
 
 
 def test_a_member_listed_twice_is_refused() -> None:
