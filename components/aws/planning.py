@@ -398,7 +398,6 @@ def _layout(
 ) -> AwsLayout:
     """Decide every AWS address and relation from the spec, its plan, the compiled rules and the routes."""
     edges = {e.name: e for e in plan.edges if e.cloud == "aws"}
-    connectors = {c.network: c for c in plan.connectors}
     edge_layouts = []
     for e in edges.values():
         attach = list(IPv4Network(e.gateway_cidr).subnets(new_prefix=MIN_SUBNET_PREFIX))[: len(e.zones)]

@@ -19,7 +19,7 @@ from typing import Any
 from components.plan_models import Plan
 from components.segmentation.intent import INTENT
 from components.segmentation.nftables import Nftables, NftTable
-from components.segmentation.protocol import Context, Point, compile_points, point
+from components.segmentation.protocol import Context, Point, compile_points
 from components.spec import FabricSpec
 from components.targets import TARGETS, plan_fabric
 from dataplane.filter_model import FilterPolicy

@@ -27,7 +27,7 @@ from components.segmentation.cidrs import within
 from components.segmentation.firewall_path import decide_on_path
 from components.segmentation.groups import Group, GroupBook, tag_name
 from components.segmentation.ports import covers_port, port_items, port_range
-from components.segmentation.protocol import Context, Evaluator, Flow
+from components.segmentation.protocol import Context, Evaluator
 from components.segmentation.resolve import ResolvedRule, onboarded_space, resolve_rules
 from components.spec import FabricSpec
 

@@ -55,6 +55,7 @@ from dataplane.geneve.fastpath import FastPath, FastPathError, FastPathPlan
 from dataplane.geneve.worker import POLL_MS, Counters
 from dataplane.intercept import KernelError, iproute, run_nft
 from dataplane.logfmt import event
+from dataplane.tun import open_tun
 
 log = logging.getLogger("dataplane.geneve")
 

@@ -35,7 +35,7 @@ from dataplane.boot_sources import Aws, Http
 from dataplane.config import TlsPaths
 from dataplane.tls import build_contexts, own_credential_problems
 from testbed.fake_cloud import TEST_CA_CERT, TEST_CA_KEY, fabric_ca
-from tests.component.test_aws_components import TLS, _connector_args
+from tests.component.test_aws_components import _connector_args
 from tests.unit.boot.metadata_server import aws_server
 
 SEED_000 = Path(__file__).resolve().parents[2] / "stacks" / "fabrics" / "seed000_aws_azure.yaml"
