@@ -96,6 +96,20 @@ class Graph:
         parent = self.by_name[name].parent
         return self.by_urn.get(parent)
 
+    def in_plain(self, secret: Callable[[str], bool]) -> list[str]:
+        """The resources whose inputs hold, outside a Pulumi secret, a string for which `secret` is true."""
+
+        def plain(value: Any) -> bool:
+            if rpc.is_rpc_secret(value):
+                return False
+            if isinstance(value, dict):
+                return any(plain(v) for v in value.values())
+            if isinstance(value, list):
+                return any(plain(v) for v in value)
+            return isinstance(value, str) and secret(value)
+
+        return [r.name for r in self.all if plain(r.inputs)]
+
 
 def build_graph(build: Callable[[], dict[str, Any]]) -> Graph:
     """Run `build` in a mocked Pulumi program; return every registration and the resolved outputs it asked for."""
