@@ -279,7 +279,7 @@ def _worker_pid(fabric: GwlbFabric, node: str) -> int:
     return int(found[-1])
 
 
-def test_health_check_fails_while_the_packet_loops_are_stuck_and_a_dead_worker_is_restarted(fabric: GwlbFabric) -> None:
+def test_health_check_fails_while_the_packet_loops_are_stuck_and_a_dead_worker_is_restarted(fabric: GwlbFabric, servers: dict[str, AppServer]) -> None:
     worker = _worker_pid(fabric, "conn1")
     os.kill(worker, signal.SIGSTOP)
     try:
@@ -352,7 +352,7 @@ def test_delivering_from_the_client_address_works_behind_a_single_target(datapat
         assert fabric.gwlb is not None and fabric.gwlb.bad_returns == 0
 
 
-def test_a_killed_agent_takes_its_worker_along_and_its_restart_leaves_one_set_of_rules(fabric: GwlbFabric, datapath: str) -> None:
+def test_a_killed_agent_takes_its_worker_along_and_its_restart_leaves_one_set_of_rules(fabric: GwlbFabric, datapath: str, servers: dict[str, AppServer]) -> None:
     agent = fabric.agents["conn2"]
     worker = _worker_pid(fabric, "conn2")
     assert agent.proc is not None
