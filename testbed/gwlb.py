@@ -30,7 +30,6 @@ import json
 import os
 import select
 import shutil
-import signal
 import socket
 import struct
 import tempfile
@@ -46,7 +45,7 @@ from dataplane.tun import open_tun
 from dataplane.geneve.gateway import SOCKET_BUFFER, TUN_QUEUE, set_buffers
 from dataplane.geneve.packet import GENEVE_PORT, Malformed, encode, flow_key, parse
 from testbed.netns import Lab, Netns, in_netns
-from testbed.seed000 import AGENT, REPO, AgentProcess, identity
+from testbed.seed000 import AGENT, REPO, AgentProcess, identity, stop_agents
 
 APP_HOSTS = ("10.30.40.10", "10.30.40.200")  # one behind each connector's half of the network, for inbound flows
 AZ_APP = "172.18.40.10"
@@ -218,11 +217,7 @@ class GwlbFabric:
         if self.gwlb is not None:
             self.gwlb.close()
             self.gwlb = None
-        for agent in self.agents.values():
-            if agent.proc and agent.proc.poll() is None:
-                agent.proc.send_signal(signal.SIGTERM)
-        for agent in self.agents.values():
-            agent.stop()
+        stop_agents(self.agents.values())
         self.lab.close()
         shutil.rmtree(self.workdir, ignore_errors=True)
 

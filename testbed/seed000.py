@@ -19,6 +19,7 @@ import subprocess
 import sys
 import tempfile
 import time
+from collections.abc import Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -122,6 +123,16 @@ class AgentProcess:
             self.proc.wait()
 
 
+def stop_agents(agents: Iterable[AgentProcess]) -> None:
+    """SIGTERM every agent first, so they wind down together, then wait for each (killed if late)."""
+    agents = list(agents)
+    for agent in agents:
+        if agent.proc and agent.proc.poll() is None:
+            agent.proc.send_signal(signal.SIGTERM)
+    for agent in agents:
+        agent.stop()
+
+
 @dataclass
 class Seed000:
     """Build the topology and agents on enter, remove everything on exit."""
@@ -149,16 +160,7 @@ class Seed000:
         return self
 
     def __exit__(self, *exc: object) -> None:
-        for agent in self.agents.values():
-            if agent.proc and agent.proc.poll() is None:
-                agent.proc.send_signal(signal.SIGTERM)
-        for agent in self.agents.values():
-            if agent.proc:
-                try:
-                    agent.proc.wait(timeout=15)
-                except subprocess.TimeoutExpired:
-                    agent.proc.kill()
-                    agent.proc.wait()
+        stop_agents(self.agents.values())
         self.lab.close()
         shutil.rmtree(self.workdir, ignore_errors=True)
 
